@@ -1,0 +1,310 @@
+"""Probability vectors: validation, temperature softmax, top-k + rest bucket, synthetic pairs.
+
+Everything here accepts NumPy arrays and torch tensors alike and keeps the type it was given.
+Convention, everywhere in the package: the teacher ``p`` comes first (shape ``(..., V_t)``),
+the student ``q`` second (shape ``(..., V_s)``); the last axis is the vocabulary, leading axes
+are batch axes (batch, time, ...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Union
+
+import numpy as np
+import torch
+
+Array = Union[np.ndarray, torch.Tensor]
+
+#: Largest allowed ``|sum(x) - 1|`` along the vocabulary axis, by floating dtype. Float32
+#: softmax over a 262,144-token vocabulary drifts by ~1e-6; half precision by ~1e-3.
+SUM_TOLERANCE = {
+    "float64": 1e-6,
+    "float32": 1e-4,
+    "float16": 1e-2,
+    "bfloat16": 1e-2,
+}
+
+__all__ = [
+    "Array",
+    "SUM_TOLERANCE",
+    "TopK",
+    "check_distribution",
+    "check_pair",
+    "softmax",
+    "sum_tolerance",
+    "synthetic_pair",
+    "top_k_with_rest",
+]
+
+
+def is_torch(x: Any) -> bool:
+    return isinstance(x, torch.Tensor)
+
+
+def _dtype_name(x: Array) -> str:
+    return str(x.dtype).replace("torch.", "")
+
+
+def sum_tolerance(x: Array) -> float:
+    """The documented tolerance on ``|sum - 1|`` for ``x``'s dtype (see :data:`SUM_TOLERANCE`)."""
+    return SUM_TOLERANCE.get(_dtype_name(x), 1e-4)
+
+
+def _as_array(x: Any, name: str) -> Array:
+    if is_torch(x) or isinstance(x, np.ndarray):
+        arr = x
+    elif isinstance(x, (list, tuple)) or np.isscalar(x):
+        arr = np.asarray(x, dtype=np.float64)
+    else:
+        raise TypeError(
+            f"{name} must be a NumPy array or a torch tensor of probabilities "
+            f"(got {type(x).__name__})"
+        )
+    if is_torch(arr):
+        if not arr.is_floating_point():
+            arr = arr.to(torch.float64)
+    elif arr.dtype.kind != "f":
+        if arr.dtype.kind in "iub":
+            arr = arr.astype(np.float64)
+        else:
+            raise TypeError(f"{name} must hold floating-point probabilities (got dtype {arr.dtype})")
+    return arr
+
+
+def _first_bad_index(mask: Array) -> tuple[int, ...]:
+    m = mask.detach().cpu().numpy() if is_torch(mask) else np.asarray(mask)
+    return tuple(int(i) for i in np.argwhere(m)[0])
+
+
+def check_distribution(x: Any, name: str = "p") -> Array:
+    """Validate a (batch of) probability vector(s) along the last axis and return it.
+
+    Checks, in order: array type, at least one axis, a non-empty last axis, no NaN or inf,
+    no negative entry, and ``|sum - 1| <= sum_tolerance(x)`` along the last axis
+    (1e-6 for float64, 1e-4 for float32, 1e-2 for half precision). Lists are converted to
+    float64 NumPy arrays; integer arrays to float64.
+
+    Parameters
+    ----------
+    x : array or tensor, shape (..., V)
+    name : str
+        The argument's name, used in error messages.
+
+    Returns
+    -------
+    x : array or tensor, shape (..., V)
+
+    Raises
+    ------
+    ValueError
+        Naming the argument, what was expected and what was received.
+
+    Examples
+    --------
+    >>> check_distribution([0.25, 0.75]).tolist()
+    [0.25, 0.75]
+    >>> check_distribution([0.5, 0.6], "q")
+    Traceback (most recent call last):
+    ...
+    ValueError: q must sum to 1 along the last axis (got 1.1 at index ()); ...
+    """
+    x = _as_array(x, name)
+    if x.ndim == 0:
+        raise ValueError(
+            f"{name} must have a vocabulary axis: expected shape (..., V), got a scalar"
+        )
+    if x.shape[-1] == 0:
+        raise ValueError(
+            f"{name} must not be empty: expected shape (..., V) with V >= 1, got {tuple(x.shape)}"
+        )
+    if x.numel() if is_torch(x) else x.size:
+        lib = torch if is_torch(x) else np
+        with torch.no_grad() if is_torch(x) else _nullcontext():
+            sums = x.sum(-1)
+            mins = x.amin(-1) if is_torch(x) else x.min(-1)
+            bad = ~lib.isfinite(sums) | ~lib.isfinite(mins)
+            if bad.any():
+                raise ValueError(
+                    f"{name} must be finite: expected probabilities in [0, 1], got NaN or inf "
+                    f"at batch index {_first_bad_index(bad)}"
+                )
+            neg = mins < 0
+            if neg.any():
+                idx = _first_bad_index(neg)
+                val = float(mins[idx]) if idx else float(mins)
+                raise ValueError(
+                    f"{name} must be non-negative: got {val:.3g} at batch index {idx}; "
+                    f"pass probabilities (e.g. softmax of logits), not logits"
+                )
+            tol = sum_tolerance(x)
+            off = lib.abs(sums - 1) > tol
+            if off.any():
+                idx = _first_bad_index(off)
+                val = float(sums[idx]) if idx else float(sums)
+                raise ValueError(
+                    f"{name} must sum to 1 along the last axis (got {val:.6g} at index {idx}); "
+                    f"tolerance for {_dtype_name(x)} is {tol:g}: normalize it, "
+                    f"e.g. {name} / {name}.sum(-1, keepdims=True)"
+                )
+    return x
+
+
+class _nullcontext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def check_pair(p: Any, q: Any, *, same_vocab: bool = False) -> tuple[Array, Array]:
+    """Validate a teacher ``p`` (..., V_t) and a student ``q`` (..., V_s) together.
+
+    Both must be valid distributions (:func:`check_distribution`), of the same kind (both NumPy
+    or both torch, on the same device) and with equal batch shapes ``p.shape[:-1] == q.shape[:-1]``.
+    ``same_vocab=True`` is used internally; the KL functions raise their own error instead.
+    """
+    p = check_distribution(p, "p")
+    q = check_distribution(q, "q")
+    if is_torch(p) != is_torch(q):
+        kinds = {True: "a torch tensor", False: "a NumPy array"}
+        raise TypeError(
+            f"p and q must both be NumPy arrays or both torch tensors "
+            f"(got p {kinds[is_torch(p)]}, q {kinds[is_torch(q)]})"
+        )
+    if is_torch(p) and p.device != q.device:
+        raise ValueError(f"p and q must be on the same device (got p on {p.device}, q on {q.device})")
+    if tuple(p.shape[:-1]) != tuple(q.shape[:-1]):
+        raise ValueError(
+            f"p and q must have the same batch shape (all axes but the last): "
+            f"got p {tuple(p.shape)} -> {tuple(p.shape[:-1])}, q {tuple(q.shape)} -> {tuple(q.shape[:-1])}"
+        )
+    if same_vocab and p.shape[-1] != q.shape[-1]:
+        raise ValueError(f"p and q must have the same vocabulary size (got {p.shape[-1]} and {q.shape[-1]})")
+    return p, q
+
+
+def softmax(logits: Any, temperature: float = 1.0, name: str = "logits") -> Array:
+    """Temperature softmax along the last axis: ``softmax(z / T)``.
+
+    .. math:: p_i = \\frac{\\exp(z_i / T)}{\\sum_j \\exp(z_j / T)}
+
+    Parameters
+    ----------
+    logits : array or tensor, shape (..., V)
+    temperature : float > 0
+
+    Returns
+    -------
+    probs : same type and shape as ``logits``; differentiable for torch.
+
+    Examples
+    --------
+    >>> softmax(np.array([0.0, 0.0])).tolist()
+    [0.5, 0.5]
+    """
+    if not (isinstance(temperature, (int, float)) and np.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature must be a finite number > 0 (got {temperature!r})")
+    if not (is_torch(logits) or isinstance(logits, np.ndarray)):
+        logits = np.asarray(logits, dtype=np.float64)
+    if logits.ndim == 0 or logits.shape[-1] == 0:
+        raise ValueError(f"{name} must have a non-empty last (vocabulary) axis (got shape {tuple(logits.shape)})")
+    if is_torch(logits):
+        if torch.isnan(logits).any():
+            raise ValueError(f"{name} must not contain NaN (got NaN at index {_first_bad_index(torch.isnan(logits))})")
+        return torch.softmax(logits / temperature, dim=-1)
+    if np.isnan(logits).any():
+        raise ValueError(f"{name} must not contain NaN (got NaN at index {_first_bad_index(np.isnan(logits))})")
+    from scipy.special import softmax as _sp_softmax
+
+    return _sp_softmax(logits / temperature, axis=-1)
+
+
+@dataclass(frozen=True)
+class TopK:
+    """The ``k`` most probable entries of a 1-D distribution plus one "rest" bucket.
+
+    Attributes
+    ----------
+    index : ndarray of int, shape (k,)
+        Vocabulary indices of the kept tokens, most probable first.
+    probs : ndarray of float64, shape (k + 1,)
+        Their probabilities, then the rest bucket's mass (the last entry); sums to 1.
+    truncated_mass : float
+        Mass of all tokens not kept (equals ``probs[-1]``).
+    """
+
+    index: np.ndarray
+    probs: np.ndarray
+    truncated_mass: float
+
+
+def top_k_with_rest(p: Any, k: int, name: str = "p") -> TopK:
+    """Keep the ``k`` most probable tokens of ``p`` (shape (V,)) and pool the rest in one bucket.
+
+    Ties are broken by the lower index. If ``k >= V`` every token is kept and the rest bucket
+    holds 0.
+
+    Examples
+    --------
+    >>> t = top_k_with_rest(np.array([0.1, 0.6, 0.3]), 2)
+    >>> t.index.tolist(), t.probs.round(3).tolist(), round(t.truncated_mass, 3)
+    ([1, 2], [0.6, 0.3, 0.1], 0.1)
+    """
+    p = check_distribution(p, name)
+    if p.ndim != 1:
+        raise ValueError(f"{name} must be one distribution of shape (V,) here (got shape {tuple(p.shape)})")
+    if not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive integer (got {k!r})")
+    p = p.detach().cpu().double().numpy() if is_torch(p) else np.asarray(p, dtype=np.float64)
+    V = p.shape[0]
+    k = min(int(k), V)
+    index = np.argsort(-p, kind="stable")[:k]
+    kept = p[index]
+    rest = max(0.0, 1.0 - float(kept.sum())) if k < V else 0.0
+    return TopK(index=index, probs=np.append(kept, rest), truncated_mass=rest)
+
+
+def synthetic_pair(
+    V_t: int = 12,
+    V_s: int = 8,
+    *,
+    teacher_temperature: float = 1.0,
+    student_temperature: float = 1.0,
+    shift: int = 0,
+    noise: float = 0.0,
+    permute_student: bool = False,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A teacher ``p`` (V_t,) and a student ``q`` (V_s,) drawn from shared token scores.
+
+    Token ``i`` has score ``z_i ~ N(0, 2^2)`` (one draw of ``max(V_t, V_s)`` scores). The teacher is
+    ``softmax(z[:V_t] / teacher_temperature)``; the student is
+    ``softmax((roll(z, shift)[:V_s] + noise * eps) / student_temperature)``, i.e. the student's
+    preferences are the teacher's moved ``shift`` tokens along the vocabulary, plus Gaussian noise.
+    ``permute_student`` finally shuffles the student's probabilities over its vocabulary: the shape
+    of the distribution stays, the token identities are lost (ULD cannot see that; KL can).
+
+    Returns
+    -------
+    p : ndarray, shape (V_t,)
+    q : ndarray, shape (V_s,)
+
+    Examples
+    --------
+    >>> p, q = synthetic_pair(5, 5, permute_student=True, seed=1)
+    >>> bool(np.allclose(np.sort(p), np.sort(q)))
+    True
+    """
+    for nm, v in (("V_t", V_t), ("V_s", V_s)):
+        if not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{nm} must be a positive integer vocabulary size (got {v!r})")
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0.0, 2.0, size=max(V_t, V_s))
+    p = softmax(z[:V_t], teacher_temperature)
+    zs = np.roll(z, int(shift))[:V_s] + noise * rng.normal(size=V_s)
+    q = softmax(zs, student_temperature)
+    if permute_student:
+        q = q[rng.permutation(V_s)]
+    return p, q
