@@ -55,7 +55,10 @@ def _as_array(x: Any, name: str) -> Array:
     if is_torch(x) or isinstance(x, np.ndarray):
         arr = x
     elif isinstance(x, (list, tuple)) or np.isscalar(x):
-        arr = np.asarray(x, dtype=np.float64)
+        try:
+            arr = np.asarray(x, dtype=np.float64)
+        except (TypeError, ValueError) as err:  # strings, ragged lists: name the argument
+            raise TypeError(f"{name} must be a NumPy array, a torch tensor or a list of numbers ({err})") from None
     else:
         raise TypeError(
             f"{name} must be a NumPy array or a torch tensor of probabilities "

@@ -133,8 +133,14 @@ def js_divergence(p: Any, q: Any) -> Array:
     0.6931
     """
     p, q = _same_vocab(p, q)
-    m = (p + q) / 2
-    return (_kl_terms(p, m).sum(-1) + _kl_terms(q, m).sum(-1)) / 2
+    # KL(x || m) with m = s / 2 written as sum x log(2 x / s): (p + q) / 2 underflows to 0 for a
+    # subnormal p_i next to q_i = 0 (float32 softmax tails), which made JS +inf instead of <= log 2
+    s = p + q
+    if is_torch(p):
+        s = torch.where(s > 0, s, torch.ones_like(s))
+        return (torch.special.xlogy(p, 2 * p / s).sum(-1) + torch.special.xlogy(q, 2 * q / s).sum(-1)) / 2
+    s = np.where(s > 0, s, np.ones_like(s))
+    return (_np_xlogy(p, 2 * p / s).sum(-1) + _np_xlogy(q, 2 * q / s).sum(-1)) / 2
 
 
 def total_variation(p: Any, q: Any) -> Array:
@@ -168,27 +174,23 @@ _CPU_CHUNK_ROWS = 16  # rows per worker task: bounds the temporary copies to ~10
 
 
 def _sorted_l1_rows_np(
-    a: np.ndarray, b: np.ndarray, grad_a: bool, grad_b: bool
-) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """Rows of ``a`` (R, n) and ``b`` (R, m), n >= m: value (R,) and int8 signs (R, n)/(R, m)."""
+    a: np.ndarray, b: np.ndarray, value: np.ndarray, sign_a: np.ndarray | None, sign_b: np.ndarray | None
+) -> None:
+    """Rows of ``a`` (R, n) and ``b`` (R, m), n >= m: writes value (R,) and int8 signs in place."""
     R, n = a.shape
     m = b.shape[1]
-    sa, ia = _sort_rows_np(a, grad_a)
-    sb, ib = _sort_rows_np(b, grad_b)
+    sa, ia = _sort_rows_np(a, sign_a is not None)
+    sb, ib = _sort_rows_np(b, sign_b is not None)
     diff = sa[:, n - m :] - sb  # (R, m)
-    value = np.abs(diff).sum(-1, dtype=np.float64) + sa[:, : n - m].sum(-1, dtype=np.float64)
-    sign_a = sign_b = None
+    value[:] = np.abs(diff).sum(-1, dtype=np.float64) + sa[:, : n - m].sum(-1, dtype=np.float64)
     rows = np.arange(R)[:, None]
-    if grad_a:
-        sign_a = np.empty((R, n), dtype=np.int8)
+    if sign_a is not None:
         ranked = np.empty((R, n), dtype=np.int8)
         ranked[:, n - m :] = np.sign(diff)
         ranked[:, : n - m] = np.sign(sa[:, : n - m])
         sign_a[rows, ia] = ranked
-    if grad_b:
-        sign_b = np.empty((R, m), dtype=np.int8)
+    if sign_b is not None:
         sign_b[rows, ib] = -np.sign(diff).astype(np.int8)
-    return value, sign_a, sign_b
 
 
 def _sort_rows_np(x: np.ndarray, with_index: bool) -> tuple[np.ndarray, np.ndarray | None]:
@@ -209,21 +211,30 @@ def _sort_rows_np(x: np.ndarray, with_index: bool) -> tuple[np.ndarray, np.ndarr
 
 
 def _sorted_l1_np(a: np.ndarray, b: np.ndarray, grad_a: bool, grad_b: bool):
-    """Chunked over rows and spread over torch's intra-op thread count; ``a`` is the long side."""
+    """Chunked over rows and spread over torch's intra-op thread count; ``a`` is the long side.
+
+    Outputs are allocated once and filled in place by the workers (no concatenated copies).
+    """
     R = a.shape[0]
-    starts = list(range(0, R, _CPU_CHUNK_ROWS))
-    work = lambda s: _sorted_l1_rows_np(  # noqa: E731
-        a[s : s + _CPU_CHUNK_ROWS], b[s : s + _CPU_CHUNK_ROWS], grad_a, grad_b
-    )
+    value = np.empty(R, dtype=np.float64)
+    sign_a = np.empty(a.shape, dtype=np.int8) if grad_a else None
+    sign_b = np.empty(b.shape, dtype=np.int8) if grad_b else None
+
+    def work(s: int) -> None:
+        rows = slice(s, s + _CPU_CHUNK_ROWS)
+        _sorted_l1_rows_np(
+            a[rows], b[rows], value[rows],
+            None if sign_a is None else sign_a[rows], None if sign_b is None else sign_b[rows],
+        )
+
+    starts = range(0, R, _CPU_CHUNK_ROWS)
     workers = max(1, min(torch.get_num_threads(), len(starts)))
     if workers == 1:
-        parts = [work(s) for s in starts]
+        for s in starts:
+            work(s)
     else:
         with ThreadPoolExecutor(workers) as pool:
-            parts = list(pool.map(work, starts))
-    value = np.concatenate([v for v, _, _ in parts]) if parts else np.zeros(0)
-    sign_a = np.concatenate([s for _, s, _ in parts]) if grad_a and parts else None
-    sign_b = np.concatenate([s for _, _, s in parts]) if grad_b and parts else None
+            list(pool.map(work, starts))
     return value, sign_a, sign_b
 
 
@@ -250,7 +261,7 @@ def _sorted_l1_torch(a: torch.Tensor, b: torch.Tensor, grad_a: bool, grad_b: boo
 
 def _sorted_l1(a: Array, b: Array, grad_a: bool = False, grad_b: bool = False):
     """ULD of 2-D rows with ``a.shape[-1] >= b.shape[-1]``: value (R,) float64 and int8 signs."""
-    if is_torch(a) and a.device.type != "cpu":
+    if is_torch(a) and (a.device.type != "cpu" or torch.bfloat16 in (a.dtype, b.dtype)):  # NumPy has no bfloat16
         return _sorted_l1_torch(a, b, grad_a, grad_b)
     if is_torch(a):
         v, sa, sb = _sorted_l1_np(a.numpy(), b.numpy(), grad_a, grad_b)
@@ -281,8 +292,9 @@ class _ULDFunction(torch.autograd.Function):
     def backward(ctx, grad_out: torch.Tensor):  # grad_out (R,)
         sign_p, sign_q = ctx.saved_tensors
         g = grad_out.unsqueeze(-1)
-        gp = sign_p.to(ctx.dtypes[0]) * g if ctx.needs_input_grad[0] else None
-        gq = sign_q.to(ctx.dtypes[1]) * g if ctx.needs_input_grad[1] else None
+        # one allocation per gradient: cast the int8 signs, then scale in place
+        gp = sign_p.to(ctx.dtypes[0]).mul_(g) if ctx.needs_input_grad[0] else None
+        gq = sign_q.to(ctx.dtypes[1]).mul_(g) if ctx.needs_input_grad[1] else None
         return gp, gq
 
 

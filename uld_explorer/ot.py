@@ -246,9 +246,10 @@ def string_identity_cost(teacher_tokens: Sequence[str], student_tokens: Sequence
     >>> string_identity_cost(["a", "b"], ["b", "a", "c"]).tolist()
     [[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]]
     """
-    t = np.asarray(list(teacher_tokens), dtype=object)
-    s = np.asarray(list(student_tokens), dtype=object)
-    return (t[:, None] != s[None, :]).astype(np.float64)
+    ids: dict[str, int] = {}
+    t = np.fromiter((ids.setdefault(x, len(ids)) for x in teacher_tokens), dtype=np.int64)
+    s = np.fromiter((ids.setdefault(x, len(ids)) for x in student_tokens), dtype=np.int64)
+    return (t[:, None] != s[None, :]).astype(np.float64)  # integer ids compare fast
 
 
 def edit_distance_cost(teacher_tokens: Sequence[str], student_tokens: Sequence[str]) -> np.ndarray:
@@ -310,10 +311,11 @@ def token_space_ot_top_k(
 
     Each side keeps its ``k`` most probable tokens; the remaining mass goes to a rest bucket
     (the last row / column). The rest bucket is an unknown token: its cost to every named token
-    is ``rest_cost`` (default: the largest entry of the cost between the named tokens, 1 for the
-    builders here) and rest-to-rest costs 0. The truncated masses are reported: the value is
-    exact for the truncated problem and within ``teacher_truncated_mass + student_truncated_mass``
-    (times the cost bound) of the full one.
+    is ``rest_cost`` (default: 1 for the built-in "string" / "edit" costs, whose bound it is;
+    for a callable, the largest entry of its cost between the named tokens) and rest-to-rest
+    costs 0. The truncated masses are reported: the value is exact for the truncated problem and
+    within ``teacher_truncated_mass + student_truncated_mass`` (times the cost bound) of the full
+    one.
 
     Parameters
     ----------
@@ -355,7 +357,12 @@ def token_space_ot_top_k(
     )
     if named.shape != (tp.index.size, tq.index.size):
         raise ValueError(f"the cost builder must return shape {(tp.index.size, tq.index.size)} (got {named.shape})")
-    bound = float(named.max()) if rest_cost is None else float(rest_cost)
+    if rest_cost is not None:
+        bound = float(rest_cost)
+    elif isinstance(cost, str):  # the built-in costs lie in [0, 1]: an unknown token costs 1
+        bound = 1.0
+    else:
+        bound = float(named.max())
     C = np.full((tp.probs.size, tq.probs.size), bound)
     C[:-1, :-1] = named
     C[-1, -1] = 0.0

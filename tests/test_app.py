@@ -1,0 +1,197 @@
+"""The Streamlit app, headless (AppTest through the real router app.py), and uld_explorer.plots.
+
+The values on the page are checked against an independent recomputation with the library
+(synthetic_pair + divergence_summary on the same widget values).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+from matplotlib.patches import StepPatch
+from streamlit.testing.v1 import AppTest
+
+import uld_explorer as ux
+from uld_explorer.plots import plot_distributions, plot_sorted_curves, plot_transport_plan
+
+APP = Path(__file__).resolve().parents[1] / "app.py"
+TIMEOUT = 90  # the first run imports torch and POT; a loaded CI machine is slow
+
+PARAMS = ("V_t", "V_s", "teacher_temperature", "student_temperature", "shift", "noise",
+          "permute_student", "seed", "top_k")
+
+
+# ------------------------------------------------------------------------------------ helpers
+def run_app() -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    assert_clean(at)
+    return at
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def page_table(at: AppTest) -> dict[str, float | None]:
+    """The page's one values table as {divergence: value} (None where undefined)."""
+    assert len(at.dataframe) == 1
+    df = at.dataframe[0].value
+    assert list(df.columns) == ["divergence", "value", "note"]
+    return {
+        row.divergence: (None if row.value is None or (isinstance(row.value, float) and math.isnan(row.value))
+                         else float(row.value))
+        for row in df.itertuples()
+    }
+
+
+def library_summary(at: AppTest) -> ux.DivergenceSummary:
+    """Recompute, independently of the page, from the widget values the page used."""
+    kw = {k: at.session_state[k] for k in PARAMS}
+    p, q = ux.synthetic_pair(
+        int(kw["V_t"]), int(kw["V_s"]), teacher_temperature=kw["teacher_temperature"],
+        student_temperature=kw["student_temperature"], shift=int(kw["shift"]), noise=kw["noise"],
+        permute_student=bool(kw["permute_student"]), seed=int(kw["seed"]),
+    )
+    return ux.divergence_summary(p, q, top_k=int(kw["top_k"]))
+
+
+def assert_table_matches_library(at: AppTest) -> ux.DivergenceSummary:
+    s = library_summary(at)
+    table = page_table(at)
+    expected = {r["divergence"]: r["value"] for r in s.rows()}
+    assert table.keys() == expected.keys()
+    for name, value in expected.items():
+        if value is None:
+            assert table[name] is None, name
+        else:
+            assert table[name] == pytest.approx(value, abs=1e-12), name
+    return s
+
+
+# ------------------------------------------------------------------------------------ app
+def test_default_page_shows_table_and_kl_reason():
+    at = run_app()
+    assert "Playground" in at.title[0].value
+    assert at.session_state["V_t"] != at.session_state["V_s"]
+    s = assert_table_matches_library(at)
+    assert s.kl is None
+    # the library's own VocabularyMismatchError message, verbatim
+    reason = str(ux.VocabularyMismatchError(s.V_t, s.V_s))
+    assert [w.value for w in at.warning] == [reason]
+    assert any(m.label.startswith("KL") and m.value == "undefined" for m in at.metric)
+    assert any("ULD" in m.label and m.value == f"{s.uld:.4f}" for m in at.metric)
+    assert not at.info  # the identity-blindness note only shows in the demo state
+
+
+def test_equal_vocab_gives_numeric_kl_then_mismatch_gives_reason():
+    at = run_app()
+    at.slider(key="V_s").set_value(at.session_state["V_t"]).run()
+    assert_clean(at)
+    s = assert_table_matches_library(at)
+    assert s.kl is not None and math.isfinite(page_table(at)["KL(p||q)"])
+    assert not at.warning
+    assert any(m.label.startswith("KL") and m.value == f"{s.kl:.4f}" for m in at.metric)
+
+    at.slider(key="V_t").set_value(37)
+    at.slider(key="V_s").set_value(9)
+    at.run()
+    assert_clean(at)
+    s = assert_table_matches_library(at)
+    assert page_table(at)["KL(p||q)"] is None
+    assert [w.value for w in at.warning] == [str(ux.VocabularyMismatchError(37, 9))]
+
+
+def test_identity_blindness_button():
+    at = run_app()
+    at.slider(key="teacher_temperature").set_value(0.5)
+    at.button(key="identity_demo").click()  # one rerun: the new temperature, then the callback
+    at.run()
+    assert_clean(at)
+    ss = at.session_state
+    assert ss["V_s"] == ss["V_t"] and ss["permute_student"] and ss["shift"] == 0 and ss["noise"] == 0
+    assert ss["student_temperature"] == ss["teacher_temperature"] == 0.5
+    table = page_table(at)
+    assert abs(table["ULD (closed form)"]) <= 1e-9
+    assert abs(table["n * W1 value-space OT (POT)"]) <= 1e-9
+    assert table["KL(p||q)"] > 0.1
+    assert table["token-space OT, string cost (POT)"] > 0.1  # token-space OT sees the shuffle
+    assert_table_matches_library(at)
+    # the same pair built by hand, not from the page's session state
+    p, q = ux.synthetic_pair(ss["V_t"], ss["V_t"], teacher_temperature=0.5, student_temperature=0.5,
+                             permute_student=True, seed=ss["seed"])
+    assert table["KL(p||q)"] == pytest.approx(float(ux.kl_divergence(p, q)), abs=1e-12)
+    assert len(at.info) == 1 and "Identity blindness" in at.info[0].value
+
+    at.button(key="reset").click().run()
+    assert_clean(at)
+    assert not at.info and at.session_state["V_s"] == 14
+
+
+def test_large_vocab_with_truncated_token_ot():
+    at = run_app()
+    at.slider(key="V_t").set_value(300)
+    at.slider(key="V_s").set_value(250)
+    at.slider(key="top_k").set_value(10)
+    at.run()
+    assert_clean(at)
+    s = assert_table_matches_library(at)
+    assert s.token_ot.teacher_truncated_mass > 0
+    assert any("rest bucket" in c.value for c in at.caption)
+
+
+# ------------------------------------------------------------------------------------ plots
+@pytest.fixture
+def pair():
+    return ux.synthetic_pair(12, 7, shift=2, noise=0.3, seed=3)
+
+
+def test_plot_distributions_returns_figure(pair):
+    p, q = pair
+    fig = plot_distributions(p, q)
+    assert isinstance(fig, Figure) and len(fig.axes) == 2
+    # one bar per token, heights = the probabilities
+    bars = [a.collections[0] for a in fig.axes]
+    assert [len(b.get_paths()) for b in bars] == [12, 7]
+    heights = [[path.vertices[:, 1].max() for path in b.get_paths()] for b in bars]
+    np.testing.assert_allclose(heights[0], p)
+    np.testing.assert_allclose(heights[1], q)
+    ax = Figure().subplots()
+    assert plot_distributions(p, q, ax=ax) is ax.figure
+    assert sum(len(c.get_paths()) for c in ax.collections) == 19
+    with pytest.raises(ValueError, match="p must sum to 1"):
+        plot_distributions(p * 2, q)
+
+
+@pytest.mark.parametrize("shape", [(12, 7), (5, 5), (3, 9)])
+def test_plot_sorted_curves_area_is_uld(shape):
+    p, q = ux.synthetic_pair(*shape, shift=1, noise=0.7, seed=1)
+    uld = float(ux.uld_distance(p, q))
+    fig = plot_sorted_curves(p, q)
+    assert isinstance(fig, Figure)
+    ax = fig.axes[0]
+    assert f"{uld:.4f}" in ax.get_title()
+    (area,) = [a for a in ax.patches if isinstance(a, StepPatch) and a.get_gid() == "uld-area"]
+    values, edges, baseline = area.get_data()
+    assert np.all(np.diff(edges) == 1.0)
+    assert float(np.sum((values - baseline) * np.diff(edges))) == pytest.approx(uld, abs=1e-12)
+    ax2 = Figure().subplots()
+    assert plot_sorted_curves(p, q, ax=ax2, xscale="log") is ax2.figure
+
+
+def test_plot_transport_plan(pair):
+    p, q = pair
+    s = ux.divergence_summary(p, q)
+    fig = plot_transport_plan(s.value_ot.plan, title="value plan", row_ticklabels=[str(i) for i in range(12)],
+                              highlight=np.eye(12, dtype=bool))
+    assert isinstance(fig, Figure) and len(fig.axes) == 2  # heatmap + colorbar
+    assert fig.axes[0].get_title() == "value plan"
+    assert fig.axes[0].images[0].get_array().shape == (12, 12)
+    with pytest.raises(ValueError, match="row_ticklabels"):
+        plot_transport_plan(s.value_ot.plan, row_ticklabels=["a"])
+    with pytest.raises(ValueError, match="2-D"):
+        plot_transport_plan(np.ones(3))

@@ -1,0 +1,46 @@
+"""Repository hygiene: README commands, CI, app binding, no machine paths or registry hosts."""
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    return re.findall(r"```(?:bash|sh)\n(.+?)\n```", text)
+
+
+def test_readme_opens_with_two_commands_and_ci_runs_the_test_one():
+    commands = _readme_commands()
+    app_cmd, test_cmd = commands[0], commands[1]
+    assert "torch==2.13.0" in app_cmd and app_cmd.endswith("streamlit run app.py")
+    assert "torch==2.13.0" in test_cmd and "pytest" in test_cmd
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert test_cmd in ci.splitlines(), "the test command in .ci/run must be README's, verbatim"
+    assert "exit 1" in ci and '"$status" -eq 5' in ci  # no-test run fails
+
+
+def test_streamlit_binds_to_loopback():
+    cfg = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert cfg["server"]["address"] == "127.0.0.1"
+    assert cfg["server"]["headless"] is True
+    assert cfg["browser"]["gatherUsageStats"] is False
+
+
+def test_no_machine_paths_or_registry_hosts_in_tracked_files():
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    forbidden = ["/" + "work/", "/" + "root/", "/" + "home/", "pypi" + ".org", "pythonhosted" + ".org", "/opt/" + "pypi"]
+    hits = []
+    for name in files:
+        path = ROOT / name
+        if not path.is_file() or path.suffix in {".png", ".ipynb"}:
+            continue
+        text = path.read_text(errors="ignore")
+        hits += [f"{name}: {f}" for f in forbidden if f in text]
+    assert not hits, hits
