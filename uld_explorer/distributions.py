@@ -213,12 +213,15 @@ def softmax(logits: Any, temperature: float = 1.0, name: str = "logits") -> Arra
         logits = np.asarray(logits, dtype=np.float64)
     if logits.ndim == 0 or logits.shape[-1] == 0:
         raise ValueError(f"{name} must have a non-empty last (vocabulary) axis (got shape {tuple(logits.shape)})")
+    lib = torch if is_torch(logits) else np
+    bad = lib.isnan(logits) | lib.isposinf(logits)  # -inf is fine: it masks a token
+    if bad.any():
+        raise ValueError(
+            f"{name} must not contain NaN or +inf (got {float(logits[_first_bad_index(bad)])} at index "
+            f"{_first_bad_index(bad)}); -inf is allowed and masks a token"
+        )
     if is_torch(logits):
-        if torch.isnan(logits).any():
-            raise ValueError(f"{name} must not contain NaN (got NaN at index {_first_bad_index(torch.isnan(logits))})")
         return torch.softmax(logits / temperature, dim=-1)
-    if np.isnan(logits).any():
-        raise ValueError(f"{name} must not contain NaN (got NaN at index {_first_bad_index(np.isnan(logits))})")
     from scipy.special import softmax as _sp_softmax
 
     return _sp_softmax(logits / temperature, axis=-1)

@@ -1,0 +1,602 @@
+"""KL / JS / TV, the ULD closed form (values, properties, gradients, kernels), shared vocabulary.
+
+Teacher ``p`` first, student ``q`` second everywhere. Every expected value comes from an
+independent oracle: SciPy, a plain re-statement of the paper's formula, or a Python loop.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.spatial.distance import jensenshannon
+from scipy.stats import entropy
+
+from uld_explorer import (
+    VocabularyMismatchError,
+    js_divergence,
+    kl_divergence,
+    restrict_to_shared_vocab,
+    reverse_kl_divergence,
+    total_variation,
+    uld_distance,
+    uld_from_logits,
+)
+from uld_explorer.divergences import _sorted_l1_np, _sorted_l1_torch
+
+PROPS = settings(max_examples=50, deadline=None)
+
+
+# ------------------------------------------------------------------------------------------------
+# oracles
+# ------------------------------------------------------------------------------------------------
+
+
+def paper_uld(p, q) -> float:
+    """The paper's formula, literally: zero-pad both to n, sort descending, sum |diff|."""
+    p = np.asarray(p, dtype=np.float64)
+    q = np.asarray(q, dtype=np.float64)
+    n = max(p.size, q.size)
+    ps = np.sort(np.pad(p, (0, n - p.size)))[::-1]
+    qs = np.sort(np.pad(q, (0, n - q.size)))[::-1]
+    return float(np.abs(ps - qs).sum())
+
+
+def sign_oracle(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """d ULD / d a_j and d ULD / d b_j for tie-free rows (a is the long side), by explicit loops."""
+    ga = np.zeros(a.shape, dtype=np.int8)
+    gb = np.zeros(b.shape, dtype=np.int8)
+    n, m = a.shape[-1], b.shape[-1]
+    for r in range(a.shape[0]):
+        oa = np.argsort(-a[r].astype(np.float64), kind="stable")
+        ob = np.argsort(-b[r].astype(np.float64), kind="stable")
+        for rank in range(n):
+            partner = float(b[r, ob[rank]]) if rank < m else 0.0
+            s = np.sign(float(a[r, oa[rank]]) - partner)
+            ga[r, oa[rank]] = s
+            if rank < m:
+                gb[r, ob[rank]] = -s
+    return ga, gb
+
+
+def T64(x):
+    return torch.tensor(x, dtype=torch.float64)
+
+
+def dirichlet(rng, V, alpha=1.0, size=None):
+    return rng.dirichlet(np.full(V, alpha), size=size)
+
+
+# hypothesis strategies: probability vectors built from lists of floats, with zeros and ties
+_entry = st.one_of(
+    st.floats(0.0, 1.0, allow_nan=False, allow_infinity=False),
+    st.sampled_from([0.0, 0.0, 0.25, 0.5, 1.0]),
+)
+
+
+def prob_vector(min_size=1, max_size=30):
+    return (
+        st.lists(_entry, min_size=min_size, max_size=max_size)
+        .filter(lambda xs: sum(xs) > 1e-3)
+        .map(lambda xs: np.asarray(xs, dtype=np.float64) / np.sum(xs))
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# KL, reverse KL, JS, TV against SciPy
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("V", [1, 2, 5, 50, 1000])
+@pytest.mark.parametrize("alpha", [0.05, 1.0, 5.0])
+def test_kl_js_tv_match_scipy(rng, V, alpha):
+    p, q = dirichlet(rng, V, alpha), dirichlet(rng, V, alpha)
+    q = 0.999 * q + 0.001 / V  # KL finite
+    assert float(kl_divergence(p, q)) == pytest.approx(entropy(p, q), rel=1e-9, abs=1e-12)
+    assert float(reverse_kl_divergence(p, q)) == pytest.approx(entropy(q, p), rel=1e-9, abs=1e-12)
+    assert float(js_divergence(p, q)) == pytest.approx(jensenshannon(p, q) ** 2, rel=1e-9, abs=1e-12)
+    assert float(total_variation(p, q)) == pytest.approx(0.5 * np.abs(p - q).sum(), rel=1e-12, abs=1e-15)
+
+
+def test_kl_js_tv_batched_and_torch_match_scipy(rng):
+    p = dirichlet(rng, 7, 0.7, size=(3, 4))
+    q = dirichlet(rng, 7, 0.7, size=(3, 4))
+    kl_np = kl_divergence(p, q)
+    assert kl_np.shape == (3, 4)
+    kl_t = kl_divergence(torch.from_numpy(p), torch.from_numpy(q))
+    js_t = js_divergence(torch.from_numpy(p), torch.from_numpy(q))
+    rkl_t = reverse_kl_divergence(torch.from_numpy(p), torch.from_numpy(q))
+    tv_t = total_variation(torch.from_numpy(p), torch.from_numpy(q))
+    assert isinstance(kl_t, torch.Tensor) and kl_t.shape == (3, 4)
+    for i in range(3):
+        for j in range(4):
+            assert kl_np[i, j] == pytest.approx(entropy(p[i, j], q[i, j]), rel=1e-9)
+            assert float(kl_t[i, j]) == pytest.approx(entropy(p[i, j], q[i, j]), rel=1e-9)
+            assert float(rkl_t[i, j]) == pytest.approx(entropy(q[i, j], p[i, j]), rel=1e-9)
+            assert float(js_t[i, j]) == pytest.approx(jensenshannon(p[i, j], q[i, j]) ** 2, rel=1e-9)
+            assert float(tv_t[i, j]) == pytest.approx(0.5 * np.abs(p[i, j] - q[i, j]).sum(), rel=1e-12)
+
+
+def test_kl_hand_values():
+    # KL([.5,.5] || [.9,.1]) = .5 log(.5/.9) + .5 log(.5/.1)
+    expected = 0.5 * math.log(0.5 / 0.9) + 0.5 * math.log(0.5 / 0.1)
+    assert float(kl_divergence([0.5, 0.5], [0.9, 0.1])) == pytest.approx(expected, rel=1e-12)
+    assert float(js_divergence([1.0, 0.0], [0.0, 1.0])) == pytest.approx(math.log(2), rel=1e-12)
+
+
+def test_kl_nonnegative_zero_iff_equal(rng):
+    for V in (1, 3, 40):
+        p = dirichlet(rng, V, 0.3)
+        assert float(kl_divergence(p, p)) == 0.0
+        assert float(js_divergence(p, p)) == 0.0
+        assert float(kl_divergence(torch.from_numpy(p), torch.from_numpy(p))) == 0.0
+    for _ in range(20):
+        p, q = dirichlet(rng, 6), dirichlet(rng, 6)
+        assert not np.array_equal(p, q)
+        assert float(kl_divergence(p, q)) > 0
+        assert float(reverse_kl_divergence(p, q)) > 0
+        assert float(js_divergence(p, q)) > 0
+
+
+@given(p=prob_vector(2, 20), data=st.data())
+@PROPS
+def test_kl_nonnegative_property(p, data):
+    q = data.draw(prob_vector(p.size, p.size))
+    kl = float(kl_divergence(p, q))
+    assert kl >= 0 or kl == pytest.approx(0, abs=1e-12)
+    assert not math.isnan(kl)
+    assert 0 <= float(js_divergence(p, q)) <= math.log(2) + 1e-12
+
+
+@pytest.mark.parametrize("to", [np.asarray, T64])
+def test_kl_infinite_not_nan_where_student_has_zero(to):
+    p = to([0.5, 0.5])
+    q = to([1.0, 0.0])
+    kl = kl_divergence(p, q)
+    assert math.isinf(float(kl)) and float(kl) > 0
+    # reverse direction: q has the zero where p > 0 -> 0 log 0 = 0, finite
+    assert float(reverse_kl_divergence(p, q)) == pytest.approx(math.log(2), rel=1e-12)
+    batch = kl_divergence(to([[0.5, 0.5], [0.2, 0.8]]), to([[1.0, 0.0], [0.2, 0.8]]))
+    b = np.asarray(batch, dtype=np.float64)
+    assert np.isinf(b[0]) and b[1] == 0.0 and not np.isnan(b).any()
+
+
+@pytest.mark.parametrize("to", [np.asarray, T64])
+def test_zero_log_zero(to):
+    p = np.array([0.0, 0.3, 0.0, 0.7])
+    q = np.array([0.1, 0.2, 0.3, 0.4])
+    kl = float(kl_divergence(to(p), to(q)))
+    assert math.isfinite(kl)
+    assert kl == pytest.approx(entropy(p, q), rel=1e-12)
+    assert float(js_divergence(to(p), to(q))) == pytest.approx(jensenshannon(p, q) ** 2, rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    "to,tiny",
+    [(np.asarray, 5e-324), (lambda x: np.asarray(x, dtype=np.float32), 1.4e-45),
+     (T64, 5e-324), (lambda x: torch.tensor(x, dtype=torch.float32), 1.4e-45)],
+)
+def test_js_bounded_with_subnormal_entry_next_to_zero(to, tiny):
+    # (p_i + q_i) / 2 underflows to 0 for the smallest subnormal p_i and q_i = 0 (float32 softmax
+    # tails): JS must stay finite and <= log 2, and equal JS with that entry dropped
+    p, q = to([0.6, 0.4, tiny]), to([0.3, 0.7, 0.0])
+    assert float(p[2]) > 0
+    js = float(js_divergence(p, q))
+    ref = float(js_divergence(to([0.6, 0.4]), to([0.3, 0.7])))
+    assert math.isfinite(js) and 0 <= js <= math.log(2)
+    assert js == pytest.approx(ref, rel=1e-6)
+    assert math.isinf(float(kl_divergence(p, q)))  # KL really is infinite here
+    assert float(js_divergence(q, p)) == pytest.approx(js, rel=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------
+# VocabularyMismatchError
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fn", [kl_divergence, reverse_kl_divergence, js_divergence, total_variation])
+@pytest.mark.parametrize("V_t,V_s", [(3, 2), (2, 3)])
+def test_vocabulary_mismatch_error(fn, V_t, V_s):
+    p, q = np.full(V_t, 1.0 / V_t), np.full(V_s, 1.0 / V_s)
+    with pytest.raises(VocabularyMismatchError) as info:
+        fn(p, q)
+    err = info.value
+    assert isinstance(err, ValueError)
+    assert issubclass(VocabularyMismatchError, ValueError)
+    assert (err.V_t, err.V_s) == (V_t, V_s)
+    msg = str(err)
+    for needle in ("shared vocabulary", f"V_t={V_t}", f"V_s={V_s}", "'dog'", "'cat'", "'moon'",
+                   "restrict_to_shared_vocab", "uld_distance"):
+        assert needle in msg, needle
+    with pytest.raises(ValueError, match="shared vocabulary"):
+        fn(torch.tensor(p), torch.tensor(q))
+
+
+# ------------------------------------------------------------------------------------------------
+# ULD: values against the paper's formula
+# ------------------------------------------------------------------------------------------------
+
+
+def test_uld_hand_values():
+    assert float(uld_distance([0.5, 0.3, 0.2], [0.6, 0.4])) == pytest.approx(0.4, abs=1e-15)
+    assert float(uld_distance([0.7, 0.2, 0.1], [0.1, 0.7, 0.2])) == 0.0
+    assert float(uld_distance([1.0], [0.5, 0.5])) == pytest.approx(1.0, abs=1e-15)
+    assert float(uld_distance([1.0, 0.0], [0.0, 1.0])) == 0.0  # identity blind
+    # two disjoint-supported spreads: |1 - 0.25| + 3 * 0.25 = 1.5
+    assert float(uld_distance([1.0], [0.25] * 4)) == pytest.approx(1.5, abs=1e-15)
+
+
+@pytest.mark.parametrize("V_t,V_s", [(1, 1), (2, 7), (7, 2), (5, 5), (64, 17), (17, 64), (300, 300)])
+@pytest.mark.parametrize("alpha", [0.05, 5.0])
+def test_uld_matches_paper_formula(rng, V_t, V_s, alpha):
+    p, q = dirichlet(rng, V_t, alpha), dirichlet(rng, V_s, alpha)
+    expected = paper_uld(p, q)
+    assert float(uld_distance(p, q)) == pytest.approx(expected, abs=1e-12)
+    assert float(uld_distance(torch.from_numpy(p), torch.from_numpy(q))) == pytest.approx(expected, abs=1e-12)
+    # the GPU kernel, run on CPU tensors
+    a, b = (p, q) if V_t >= V_s else (q, p)
+    v, _, _ = _sorted_l1_torch(torch.from_numpy(a)[None], torch.from_numpy(b)[None], False, False)
+    assert float(v[0]) == pytest.approx(expected, abs=1e-12)
+
+
+def test_uld_from_logits_matches_softmax_then_formula(rng):
+    from scipy.special import softmax as sp_softmax
+
+    zt, zs = rng.normal(size=(2, 3, 9)), rng.normal(size=(2, 3, 4))
+    got = uld_from_logits(zt, zs, teacher_temperature=2.0, student_temperature=0.5)
+    assert got.shape == (2, 3)
+    for i in range(2):
+        for j in range(3):
+            exp = paper_uld(sp_softmax(zt[i, j] / 2.0), sp_softmax(zs[i, j] / 0.5))
+            assert got[i, j] == pytest.approx(exp, abs=1e-12)
+    with pytest.raises(ValueError, match="teacher_logits and student_logits"):
+        uld_from_logits(zt, zs[:1])
+
+
+# ------------------------------------------------------------------------------------------------
+# ULD: hypothesis properties
+# ------------------------------------------------------------------------------------------------
+
+
+@given(p=prob_vector(), q=prob_vector(), data=st.data())
+@PROPS
+def test_uld_permutation_invariant(p, q, data):
+    base = float(uld_distance(p, q))
+    pp = p[data.draw(st.permutations(range(p.size)))]
+    qp = q[data.draw(st.permutations(range(q.size)))]
+    assert float(uld_distance(pp, q)) == base
+    assert float(uld_distance(p, qp)) == base
+    assert float(uld_distance(pp, qp)) == base
+    assert base == pytest.approx(paper_uld(p, q), abs=1e-12)
+
+
+@given(p=prob_vector(), q=prob_vector())
+@PROPS
+def test_uld_bounds(p, q):
+    v = float(uld_distance(p, q))
+    assert 0.0 <= v <= 2.0 + 1e-12
+
+
+@given(p=prob_vector(), data=st.data())
+@PROPS
+def test_uld_zero_iff_sorted_padded_equal(p, data):
+    if data.draw(st.booleans(), label="same shape"):
+        # a permutation of p, maybe with extra zeros: the sorted padded vectors are equal
+        extra = data.draw(st.integers(0, 5), label="extra zeros")
+        q = np.concatenate([p[data.draw(st.permutations(range(p.size)))], np.zeros(extra)])
+    else:
+        q = data.draw(prob_vector(), label="q")
+    n = max(p.size, q.size)
+    same = np.array_equal(np.sort(np.pad(p, (0, n - p.size))), np.sort(np.pad(q, (0, n - q.size))))
+    v = float(uld_distance(p, q))
+    assert (v == 0.0) == same
+    assert float(uld_distance(q, p)) == v
+
+
+@given(p=prob_vector(), q=prob_vector(), zp=st.integers(0, 6), zq=st.integers(0, 6))
+@PROPS
+def test_uld_appending_zeros_changes_nothing(p, q, zp, zq):
+    base = float(uld_distance(p, q))
+    got = float(uld_distance(np.pad(p, (0, zp)), np.pad(q, (0, zq))))
+    assert got == pytest.approx(base, rel=1e-12, abs=1e-15)
+
+
+@given(
+    B=st.integers(1, 3), T=st.integers(1, 8), V_t=st.integers(1, 12), V_s=st.integers(1, 12),
+    seed=st.integers(0, 2**32 - 1), zero_frac=st.sampled_from([0.0, 0.3]),
+)
+@PROPS
+def test_uld_batched_equals_loop(B, T, V_t, V_s, seed, zero_frac):
+    rng = np.random.default_rng(seed)
+
+    def batch(V):
+        x = rng.random((B, T, V)) * (rng.random((B, T, V)) >= zero_frac)
+        x[..., 0] += 1e-3  # never an all-zero row
+        return x / x.sum(-1, keepdims=True)
+
+    p, q = batch(V_t), batch(V_s)
+    got = uld_distance(p, q)
+    got_t = uld_distance(torch.from_numpy(p), torch.from_numpy(q))
+    assert got.shape == (B, T) and tuple(got_t.shape) == (B, T)
+    for b in range(B):
+        for t in range(T):
+            exp = paper_uld(p[b, t], q[b, t])
+            assert got[b, t] == pytest.approx(exp, abs=1e-12)
+            assert float(got_t[b, t]) == pytest.approx(exp, abs=1e-12)
+            assert got[b, t] == float(uld_distance(p[b, t], q[b, t]))
+
+
+def test_uld_batched_many_rows_uses_threads_and_equals_loop(rng):
+    # more rows than one worker chunk (16): exercises the thread pool path
+    p, q = dirichlet(rng, 33, 0.5, size=(5, 13)), dirichlet(rng, 21, 0.5, size=(5, 13))
+    got = uld_distance(p, q)
+    exp = np.array([[paper_uld(p[i, j], q[i, j]) for j in range(13)] for i in range(5)])
+    np.testing.assert_allclose(got, exp, rtol=0, atol=1e-12)
+    empty = uld_distance(np.zeros((0, 3)), np.zeros((0, 2)))
+    assert empty.shape == (0,)
+
+
+@given(p=prob_vector(), q=prob_vector())
+@PROPS
+def test_uld_numpy_equals_torch_float64_and_float32_close(p, q):
+    v_np = float(uld_distance(p, q))
+    pt, qt = torch.from_numpy(p), torch.from_numpy(q)
+    v_t = uld_distance(pt, qt)
+    assert v_t.dtype == torch.float64
+    assert float(v_t) == pytest.approx(v_np, abs=1e-12)
+    v32 = uld_distance(pt.float(), qt.float())
+    assert v32.dtype == torch.float32
+    assert float(v32) == pytest.approx(v_np, abs=1e-5)
+    # float32 with gradients uses the packed uint64 sort path on CPU
+    v32g = uld_distance(pt.float().requires_grad_(), qt.float().requires_grad_())
+    assert float(v32g.detach()) == pytest.approx(v_np, abs=1e-5)
+
+
+def test_uld_torch_dtypes_and_bfloat16():
+    p = torch.tensor([0.5, 0.25, 0.25])
+    q = torch.tensor([0.75, 0.25])
+    for dt in (torch.float16, torch.bfloat16, torch.float32):
+        pt, qt = p.to(dt).requires_grad_(), q.to(dt).requires_grad_()
+        v = uld_distance(pt, qt)
+        assert v.dtype == dt
+        assert float(v.detach()) == pytest.approx(0.5, abs=1e-2)  # |.5-.75| + |.25-.25| + |.25-0|
+        v.backward()
+        assert pt.grad is not None and qt.grad is not None
+    mixed = uld_distance(p.double(), q.float())
+    assert mixed.dtype == torch.float64
+
+
+# ------------------------------------------------------------------------------------------------
+# ULD: gradients
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("V_t,V_s", [(5, 3), (3, 5), (4, 4)])
+def test_gradcheck_uld_from_logits_student(V_t, V_s):
+    g = torch.Generator().manual_seed(V_t * 10 + V_s)
+    zt = 2 * torch.randn(2, 3, V_t, dtype=torch.float64, generator=g)
+    zs = (2 * torch.randn(2, 3, V_s, dtype=torch.float64, generator=g)).requires_grad_()
+
+    def f(z):
+        return uld_from_logits(zt, z, teacher_temperature=1.7, student_temperature=0.6)
+
+    assert torch.autograd.gradcheck(f, (zs,), eps=1e-6, atol=1e-6)
+    f(zs).sum().backward()
+    assert zs.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("V_t,V_s", [(5, 3), (3, 5)])
+def test_gradcheck_uld_from_logits_teacher_and_student(V_t, V_s):
+    g = torch.Generator().manual_seed(7 + V_t)
+    zt = (2 * torch.randn(2, 3, V_t, dtype=torch.float64, generator=g)).requires_grad_()
+    zs = (2 * torch.randn(2, 3, V_s, dtype=torch.float64, generator=g)).requires_grad_()
+
+    def f(a, b):
+        return uld_from_logits(a, b, teacher_temperature=0.8, student_temperature=1.3)
+
+    assert torch.autograd.gradcheck(f, (zt, zs), eps=1e-6, atol=1e-6)
+
+
+def _tie_free(rng, shape):
+    """Random distributions whose entries are all distinct and positive (gaps >= 0.5 / sum)."""
+    V = shape[-1]
+    x = np.argsort(rng.random(shape), axis=-1) + 1 + rng.uniform(0, 0.5, shape)  # permuted 1..V + jitter
+    x = x / x.sum(-1, keepdims=True)
+    if V > 1:
+        assert np.diff(np.sort(x, axis=-1), axis=-1).min() > 0.5 / (V * (V + 1))
+    return x
+
+
+@pytest.mark.parametrize("V_t,V_s", [(6, 4), (4, 6), (5, 5)])
+def test_gradcheck_uld_distance_probabilities(rng, V_t, V_s):
+    p = torch.from_numpy(_tie_free(rng, (2, 3, V_t))).requires_grad_()
+    q = torch.from_numpy(_tie_free(rng, (2, 3, V_s))).requires_grad_()
+    # validate=False: gradcheck's perturbations break the sum-to-1 check
+    assert torch.autograd.gradcheck(lambda a, b: uld_distance(a, b, validate=False), (p, q), eps=1e-7, atol=1e-6)
+    with pytest.raises(ValueError, match="sum to 1"):
+        uld_distance(p.detach() + 1e-3, q)
+
+
+def test_uld_gradient_central_differences(rng):
+    p = _tie_free(rng, (7,))
+    q = _tie_free(rng, (5,))
+    pt = torch.from_numpy(p).requires_grad_()
+    qt = torch.from_numpy(q).requires_grad_()
+    uld_distance(pt, qt).backward()
+    h = 1e-7
+    for x, grad, f in ((p, pt.grad, lambda v: paper_uld(v, q)), (q, qt.grad, lambda v: paper_uld(p, v))):
+        fd = np.empty_like(x)
+        for i in range(x.size):
+            e = np.zeros_like(x)
+            e[i] = h
+            fd[i] = (f(x + e) - f(x - e)) / (2 * h)
+        np.testing.assert_allclose(grad.numpy(), fd, atol=1e-6)
+        assert np.abs(fd).min() > 0.5  # every entry really moves the loss
+
+
+def test_uld_gradient_student_only_and_teacher_only(rng):
+    p = torch.from_numpy(_tie_free(rng, (6,)))
+    q = torch.from_numpy(_tie_free(rng, (4,)))
+    ga, gb = sign_oracle(p.numpy()[None], q.numpy()[None])
+    qg = q.clone().requires_grad_()
+    uld_distance(p, qg).backward()
+    np.testing.assert_array_equal(qg.grad.numpy(), gb[0])
+    pg = p.clone().requires_grad_()
+    uld_distance(pg, q).backward()
+    np.testing.assert_array_equal(pg.grad.numpy(), ga[0])
+    # upstream gradient is multiplied in
+    qg2 = q.clone().requires_grad_()
+    (3.0 * uld_distance(p, qg2)).backward()
+    np.testing.assert_array_equal(qg2.grad.numpy(), 3.0 * gb[0])
+
+
+# ------------------------------------------------------------------------------------------------
+# CPU NumPy kernel vs pure-torch kernel
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n,m", [(9, 4), (6, 6), (40, 1), (1, 1)])
+def test_np_and_torch_kernels_agree_values_and_signs(rng, dtype, n, m):
+    a = _tie_free(rng, (20, n)).astype(dtype)  # 20 rows > one chunk of 16
+    b = _tie_free(rng, (20, m)).astype(dtype)
+    v_np, sa_np, sb_np = _sorted_l1_np(a, b, True, True)
+    v_t, sa_t, sb_t = _sorted_l1_torch(torch.from_numpy(a), torch.from_numpy(b), True, True)
+    np.testing.assert_allclose(v_np, v_t.numpy(), rtol=0, atol=1e-12 if dtype == np.float64 else 1e-6)
+    exp = np.array([paper_uld(a[r], b[r]) for r in range(a.shape[0])])
+    np.testing.assert_allclose(v_np, exp, rtol=0, atol=1e-12 if dtype == np.float64 else 1e-6)
+    ga, gb = sign_oracle(a, b)
+    np.testing.assert_array_equal(sa_np, ga)
+    np.testing.assert_array_equal(sb_np, gb)
+    np.testing.assert_array_equal(sa_t.numpy(), ga)
+    np.testing.assert_array_equal(sb_t.numpy(), gb)
+    assert sa_np.dtype == np.int8 and sa_t.dtype == torch.int8
+    # value-only path (no permutation) gives the same value
+    v_only, none_a, none_b = _sorted_l1_np(a, b, False, False)
+    assert none_a is None and none_b is None
+    np.testing.assert_array_equal(v_only, v_np)
+
+
+@pytest.mark.parametrize("grads", [(True, True), (False, True), (True, False), (False, False)])
+def test_kernels_agree_on_ties_zeros_and_negative_zero_float32(grads):
+    a = np.array(
+        [
+            [0.25, 0.25, 0.25, 0.25, 0.0, -0.0],
+            [-0.0, 0.5, 0.0, 0.5, -0.0, 0.0],
+            [0.1, 0.2, 0.2, 0.2, 0.3, 0.0],
+            [1.0, 0.0, -0.0, 0.0, -0.0, 0.0],
+        ],
+        dtype=np.float32,
+    )
+    b = np.array(
+        [[0.5, 0.25, 0.25, -0.0], [0.5, 0.5, 0.0, -0.0], [0.2, 0.2, 0.3, 0.3], [-0.0, 1.0, 0.0, 0.0]],
+        dtype=np.float32,
+    )
+    exp = np.array([paper_uld(a[r], b[r]) for r in range(4)])
+    np.testing.assert_allclose(exp[[1, 3]], 0.0)  # sanity of the hand-made rows
+    v_np, _, _ = _sorted_l1_np(a, b, *grads)
+    v_t, _, _ = _sorted_l1_torch(torch.from_numpy(a), torch.from_numpy(b), *grads)
+    np.testing.assert_allclose(v_np, exp, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(v_t.numpy(), exp, rtol=0, atol=1e-6)
+    # end to end through autograd (float32 CPU with grad -> packed uint64 sort)
+    pt = torch.from_numpy(a).requires_grad_(grads[0])
+    qt = torch.from_numpy(b).requires_grad_(grads[1])
+    np.testing.assert_allclose(uld_distance(pt, qt).detach().numpy(), exp, rtol=0, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------
+# restrict_to_shared_vocab
+# ------------------------------------------------------------------------------------------------
+
+
+def shared_oracle(p, q, tt, ts):
+    """Explicit python loops: strings in teacher order, masses pooled per string."""
+    strings = []
+    for t in tt:
+        if t in ts and t not in strings:
+            strings.append(t)
+    pm = [sum(p[i] for i, t in enumerate(tt) if t == s) for s in strings]
+    qm = [sum(q[j] for j, t in enumerate(ts) if t == s) for s in strings]
+    return strings, np.array(pm), np.array(qm), sum(pm), sum(qm)
+
+
+def test_shared_vocab_hand_example_with_duplicates():
+    p = [0.1, 0.2, 0.3, 0.4]
+    tt = ["a", "b", "a", "c"]  # "a" twice on the teacher side: pooled 0.4
+    q = [0.05, 0.15, 0.3, 0.2, 0.3]
+    ts = ["b", "x", "a", "a", "b"]  # "a" and "b" twice on the student side
+    sv = restrict_to_shared_vocab(p, q, tt, ts)
+    assert sv.strings == ["a", "b"]
+    assert float(sv.teacher_mass) == pytest.approx(0.6)  # 0.1 + 0.3 + 0.2
+    assert float(sv.student_mass) == pytest.approx(0.85)  # a: 0.3 + 0.2, b: 0.05 + 0.3
+    np.testing.assert_allclose(sv.p, [0.4 / 0.6, 0.2 / 0.6])
+    np.testing.assert_allclose(sv.q, [0.5 / 0.85, 0.35 / 0.85])
+    # KL is now defined on the result
+    assert float(kl_divergence(sv.p, sv.q)) == pytest.approx(entropy(sv.p, sv.q), rel=1e-12)
+
+
+def test_shared_vocab_docstring_example():
+    sv = restrict_to_shared_vocab([0.5, 0.3, 0.2], [0.6, 0.4], ["dog", "cat", "moon"], ["cat", "dog"])
+    assert sv.strings == ["dog", "cat"]
+    np.testing.assert_allclose(sv.p, [0.625, 0.375])
+    np.testing.assert_allclose(sv.q, [0.4, 0.6])
+    assert float(sv.teacher_mass) == pytest.approx(0.8) and float(sv.student_mass) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_shared_vocab_random_against_loop_and_torch(seed):
+    rng = np.random.default_rng(seed)
+    alphabet = list("abcdefgh")
+    V_t, V_s = int(rng.integers(3, 15)), int(rng.integers(3, 15))
+    tt = list(rng.choice(alphabet, V_t))
+    ts = list(rng.choice(alphabet, V_s)) + ["a"]  # guarantee sharing is possible
+    tt[0] = "a"
+    p, q = dirichlet(rng, V_t), dirichlet(rng, V_s + 1)
+    strings, pm, qm, mt, ms = shared_oracle(p, q, tt, ts)
+    sv = restrict_to_shared_vocab(p, q, tt, ts)
+    assert sv.strings == strings
+    assert float(sv.teacher_mass) == pytest.approx(mt, abs=1e-12)
+    assert float(sv.student_mass) == pytest.approx(ms, abs=1e-12)
+    np.testing.assert_allclose(sv.p, pm / mt, atol=1e-12)
+    np.testing.assert_allclose(sv.q, qm / ms, atol=1e-12)
+    assert float(sv.p.sum()) == pytest.approx(1.0, abs=1e-12)
+    assert float(sv.q.sum()) == pytest.approx(1.0, abs=1e-12)
+    svt = restrict_to_shared_vocab(torch.from_numpy(p), torch.from_numpy(q), tt, ts)
+    assert isinstance(svt.p, torch.Tensor) and svt.strings == strings
+    np.testing.assert_allclose(svt.p.numpy(), sv.p, atol=1e-12)
+    np.testing.assert_allclose(svt.q.numpy(), sv.q, atol=1e-12)
+    assert float(svt.teacher_mass) == pytest.approx(mt, abs=1e-12)
+
+
+@pytest.mark.parametrize("to", [np.asarray, torch.from_numpy])
+def test_shared_vocab_batched_equals_loop(rng, to):
+    tt = ["the", "a", "cat", "dog", "a", "moon"]
+    ts = ["dog", "the", "x", "a", "sun"]
+    p, q = dirichlet(rng, 6, size=(3, 4)), dirichlet(rng, 5, size=(3, 4))
+    sv = restrict_to_shared_vocab(to(p), to(q), tt, ts)
+    assert tuple(sv.p.shape) == (3, 4, 3) and tuple(sv.teacher_mass.shape) == (3, 4)
+    for i in range(3):
+        for j in range(4):
+            strings, pm, qm, mt, ms = shared_oracle(p[i, j], q[i, j], tt, ts)
+            assert sv.strings == strings == ["the", "a", "dog"]
+            np.testing.assert_allclose(np.asarray(sv.p[i, j]), pm / mt, atol=1e-12)
+            np.testing.assert_allclose(np.asarray(sv.q[i, j]), qm / ms, atol=1e-12)
+            assert float(sv.teacher_mass[i, j]) == pytest.approx(mt, abs=1e-12)
+            assert float(sv.student_mass[i, j]) == pytest.approx(ms, abs=1e-12)
+
+
+def test_shared_vocab_errors():
+    with pytest.raises(ValueError, match="share no string"):
+        restrict_to_shared_vocab([0.5, 0.5], [1.0], ["a", "b"], ["c"])
+    with pytest.raises(ValueError, match="teacher_tokens"):
+        restrict_to_shared_vocab([0.5, 0.5], [1.0], ["a"], ["a"])
+    with pytest.raises(ValueError, match="student_tokens"):
+        restrict_to_shared_vocab([0.5, 0.5], [1.0], ["a", "b"], ["a", "b"])
+    with pytest.raises(ValueError, match=r"\bq puts no mass"):
+        restrict_to_shared_vocab([0.5, 0.5], [0.0, 1.0], ["a", "b"], ["a", "c"])
+    with pytest.raises(ValueError, match=r"\bp must be non-negative"):
+        restrict_to_shared_vocab([-0.5, 1.5], [1.0], ["a", "b"], ["a"])
