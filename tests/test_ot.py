@@ -410,3 +410,49 @@ def test_exact_ot_rejects_batches():
         exact_ot(np.full((2, 2), 0.5), [1.0], np.zeros((2, 1)))
     with pytest.raises(ValueError, match=r"\bq must be ONE distribution"):
         value_space_ot([1.0], np.full((2, 2), 0.5))
+
+
+# ---------------------------------------------------------------------------------------------
+# closed form for the 0/1 group cost (string identity) vs POT's network simplex
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_zero_one_group_ot_equals_pot(seed):
+    from uld_explorer import zero_one_group_ot
+
+    rng = np.random.default_rng(seed)
+    n_t, n_s = rng.integers(1, 40, size=2)
+    a = rng.dirichlet(np.full(n_t, 0.3))
+    b = rng.dirichlet(np.full(n_s, 0.3))
+    g_a = rng.integers(0, 8, size=n_t)  # several tokens per group on both sides (duplicated strings)
+    g_b = rng.integers(0, 8, size=n_s)
+    C = (g_a[:, None] != g_b[None, :]).astype(float)
+    expected = ot.emd2(a, b, C)
+    r = zero_one_group_ot(a, b, g_a, g_b)
+    assert r.value == pytest.approx(expected, abs=1e-12)
+    np.testing.assert_allclose(r.plan.sum(1), a, atol=1e-12)
+    np.testing.assert_allclose(r.plan.sum(0), b, atol=1e-12)
+    assert (r.plan >= 0).all()
+    assert float((r.plan * C).sum()) == pytest.approx(r.value, abs=1e-12)  # the plan attains it
+
+
+@pytest.mark.parametrize("k", [1, 3, 10, 50])
+def test_top_k_string_closed_form_equals_pot_solver(k):
+    rng = np.random.default_rng(k)
+    words = [f"w{i}" for i in range(60)]
+    teacher = list(rng.choice(words, size=40))  # duplicates allowed, partial overlap
+    student = list(rng.choice(words, size=30))
+    p, q = rng.dirichlet(np.full(40, 0.2)), rng.dirichlet(np.full(30, 0.2))
+    fast = token_space_ot_top_k(p, q, teacher, student, k=k, cost="string")
+    slow = token_space_ot_top_k(p, q, teacher, student, k=k, cost="string", solver="pot")
+    assert fast.iterations_limit == 0 and slow.iterations_limit > 0
+    assert fast.value == pytest.approx(slow.value, abs=1e-12)
+    np.testing.assert_array_equal(fast.cost, slow.cost)
+    np.testing.assert_allclose(fast.plan.sum(1), slow.plan.sum(1), atol=1e-12)
+    np.testing.assert_allclose(fast.plan.sum(0), slow.plan.sum(0), atol=1e-12)
+
+
+def test_top_k_bad_solver_is_named():
+    with pytest.raises(ValueError, match="solver must be 'auto' or 'pot'"):
+        token_space_ot_top_k([1.0], [1.0], ["a"], ["a"], k=1, solver="sinkhorn")

@@ -39,6 +39,7 @@ from .ot import (
     token_space_ot,
     token_space_ot_top_k,
     value_space_ot,
+    zero_one_group_ot,
 )
 
 __version__ = "0.1.0"
@@ -72,6 +73,7 @@ __all__ = [
     "uld_distance",
     "uld_from_logits",
     "value_space_ot",
+    "zero_one_group_ot",
 ]
 
 from .summary import DivergenceSummary, divergence_summary, synthetic_tokens  # noqa: E402

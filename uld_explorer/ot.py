@@ -46,6 +46,7 @@ __all__ = [
     "token_space_ot",
     "token_space_ot_top_k",
     "value_space_ot",
+    "zero_one_group_ot",
 ]
 
 #: Start value of POT's ``numItermax``; retried x10 until :data:`MAX_ITER_CAP`.
@@ -292,6 +293,55 @@ def token_space_ot(p: Any, q: Any, cost: Any, *, num_iter_max: int = NUM_ITER_MA
     return exact_ot(p, q, cost, num_iter_max=num_iter_max)
 
 
+def zero_one_group_ot(a: Any, b: Any, group_a: Any, group_b: Any) -> OTResult:
+    """Exact OT in closed form for a 0/1 cost given by groups: :math:`C_{ij} = [g_i \\ne h_j]`.
+
+    Zero cost inside a group (e.g. tokens with the same string), 1 across. Mass can stay only
+    inside a group, at most :math:`\\min(A_g, B_g)` of it, and the rest moves at cost 1 each:
+
+    .. math:: \\mathrm{OT}(a, b) = 1 - \\sum_g \\min(A_g, B_g),
+              \\quad A_g = \\sum_{i: g_i = g} a_i,\\ B_g = \\sum_{j: h_j = g} b_j
+
+    An optimal plan: inside group g, :math:`\\gamma_{ij} = a_i b_j / \\max(A_g, B_g)`; the
+    residuals (only the surplus side of each group has one, so every residual pair costs 1) are
+    coupled by their normalized outer product. Identical to POT's network simplex on the same
+    problem (tested), in O(n_t n_s) for the dense plan.
+
+    Parameters
+    ----------
+    a : array, shape (n_t,)
+    b : array, shape (n_s,)
+    group_a, group_b : int arrays, shapes (n_t,), (n_s,)
+
+    Examples
+    --------
+    >>> r = zero_one_group_ot([0.6, 0.4], [0.5, 0.5], [0, 1], [1, 2])
+    >>> round(r.value, 9), r.plan.round(3).tolist()
+    (0.6, [[0.1, 0.5], [0.4, 0.0]])
+    """
+    a = _as_float64_vector(a, "a")
+    b = _as_float64_vector(b, "b")
+    ga, gb = np.asarray(group_a), np.asarray(group_b)
+    if ga.shape != a.shape or gb.shape != b.shape:
+        raise ValueError(
+            f"group_a and group_b must have one label per entry: expected {a.shape} and {b.shape}, "
+            f"got {ga.shape} and {gb.shape}"
+        )
+    labels, inv = np.unique(np.concatenate([ga, gb]), return_inverse=True)
+    ia, ib = inv[: a.size], inv[a.size :]
+    A = np.bincount(ia, weights=a, minlength=labels.size)
+    B = np.bincount(ib, weights=b, minlength=labels.size)
+    top = np.maximum(A, B)
+    scale = np.divide(1.0, top, out=np.zeros_like(top), where=top > 0)
+    C = (ia[:, None] != ib[None, :]).astype(np.float64)
+    plan = np.outer(a, b) * (1.0 - C) * scale[ia][:, None]  # inside groups: a_i b_j / max(A_g, B_g)
+    res_a, res_b = a - plan.sum(1), b - plan.sum(0)
+    value = max(0.0, 1.0 - float(np.minimum(A, B).sum()))
+    if value > 0:
+        plan += np.outer(np.clip(res_a, 0, None), np.clip(res_b, 0, None)) / value
+    return OTResult(value=value, plan=plan, cost=C, iterations_limit=0)
+
+
 CostBuilder = Callable[[Sequence[str], Sequence[str]], np.ndarray]
 COST_BUILDERS: dict[str, CostBuilder] = {"string": string_identity_cost, "edit": edit_distance_cost}
 
@@ -305,6 +355,7 @@ def token_space_ot_top_k(
     *,
     cost: str | CostBuilder = "string",
     rest_cost: float | None = None,
+    solver: str = "auto",
     num_iter_max: int = NUM_ITER_MAX,
 ) -> TokenOTResult:
     """Token-space exact OT on each side's top-k tokens plus one "rest" bucket.
@@ -325,11 +376,16 @@ def token_space_ot_top_k(
     k : int
         Tokens kept per side (``k >= V`` keeps all and the bucket holds 0).
     cost : "string" | "edit" | callable(teacher_strings, student_strings) -> (k_t, k_s) array
+    solver : "auto" | "pot"
+        ``"pot"``: POT's network simplex (:func:`exact_ot`) always. ``"auto"`` (default): the
+        same, except for the 0/1 string-identity cost with rest cost 1, whose exact optimum has a
+        closed form (:func:`zero_one_group_ot`, milliseconds instead of ~0.25 s at k = 1000;
+        equal to POT's value to 1e-12 in the tests).
 
     Returns
     -------
     TokenOTResult
-        Plan of shape (k_t + 1, k_s + 1).
+        Plan of shape (k_t + 1, k_s + 1); ``iterations_limit`` is 0 when solved in closed form.
 
     Examples
     --------
@@ -366,7 +422,15 @@ def token_space_ot_top_k(
     C = np.full((tp.probs.size, tq.probs.size), bound)
     C[:-1, :-1] = named
     C[-1, -1] = 0.0
-    r = exact_ot(tp.probs, tq.probs, C, num_iter_max=num_iter_max)
+    if solver not in ("auto", "pot"):
+        raise ValueError(f"solver must be 'auto' or 'pot' (got {solver!r})")
+    if solver == "auto" and cost == "string" and bound == 1.0:
+        ids: dict[str, int] = {}
+        g_t = np.array([ids.setdefault(teacher_tokens[i], len(ids)) for i in tp.index] + [-1], dtype=np.int64)
+        g_s = np.array([ids.setdefault(student_tokens[j], len(ids)) for j in tq.index] + [-1], dtype=np.int64)
+        r = zero_one_group_ot(tp.probs, tq.probs, g_t, g_s)  # rest <-> rest: the shared group -1
+    else:
+        r = exact_ot(tp.probs, tq.probs, C, num_iter_max=num_iter_max)
     return TokenOTResult(
         value=r.value, plan=r.plan, cost=C, iterations_limit=r.iterations_limit,
         teacher_index=tp.index, student_index=tq.index,
