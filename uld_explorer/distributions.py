@@ -32,6 +32,7 @@ __all__ = [
     "check_distribution",
     "check_pair",
     "softmax",
+    "sorted_probs",
     "sum_tolerance",
     "synthetic_pair",
     "top_k_with_rest",
@@ -225,6 +226,29 @@ def softmax(logits: Any, temperature: float = 1.0, name: str = "logits") -> Arra
     from scipy.special import softmax as _sp_softmax
 
     return _sp_softmax(logits / temperature, axis=-1)
+
+
+def sorted_probs(p: Any, q: Any, *, descending: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Both 1-D distributions sorted (descending by default) and zero-padded to ``n = max(V_t, V_s)``.
+
+    The two vectors the ULD closed form compares rank by rank (float64 NumPy, shape (n,)).
+
+    Examples
+    --------
+    >>> ps, qs = sorted_probs([0.2, 0.5, 0.3], [0.9, 0.1])
+    >>> ps.tolist(), qs.tolist()
+    ([0.5, 0.3, 0.2], [0.9, 0.1, 0.0])
+    """
+    p, q = check_pair(p, q)
+    if p.ndim != 1:
+        raise ValueError(f"p and q must be single distributions of shape (V,) here (got {tuple(p.shape)})")
+    out = []
+    n = max(p.shape[0], q.shape[0])
+    for x in (p, q):
+        x = np.sort(x.detach().cpu().double().numpy() if is_torch(x) else np.asarray(x, dtype=np.float64))
+        x = x[::-1] if descending else x
+        out.append(np.pad(x, (0, n - x.shape[0])) if descending else np.pad(x, (n - x.shape[0], 0)))
+    return out[0], out[1]
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ import ot
 from rapidfuzz.distance import Levenshtein
 from rapidfuzz.process import cdist
 
-from .distributions import check_distribution, check_pair, is_torch, top_k_with_rest
+from .distributions import check_distribution, check_pair, is_torch, sorted_probs, top_k_with_rest
 
 __all__ = [
     "MAX_ITER_CAP",
@@ -230,7 +230,7 @@ def rank_space_ot(p: Any, q: Any, *, num_iter_max: int = NUM_ITER_MAX) -> OTResu
     0.2
     """
     p, q = _as_float64_vector(p, "p"), _as_float64_vector(q, "q")
-    pp, qp = _padded(-np.sort(-p), -np.sort(-q))
+    pp, qp = sorted_probs(p, q)
     n = pp.shape[0]
     _check_support(n, "rank_space_ot")
     return exact_ot(pp, qp, 1.0 - np.eye(n), num_iter_max=num_iter_max)

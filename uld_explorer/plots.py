@@ -22,7 +22,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from .distributions import check_distribution, is_torch
+from .distributions import check_distribution, is_torch, sorted_probs
 from .divergences import uld_distance
 
 __all__ = [
@@ -183,8 +183,7 @@ def plot_sorted_curves(p: Any, q: Any, ax: Axes | None = None, *, xscale: str = 
     n = max(V_t, V_s)
     uld = float(uld_distance(p, q))
     # display only: the two curves as the closed form sees them (descending, zero-padded)
-    ps = np.pad(np.sort(p)[::-1], (0, n - V_t))
-    qs = np.pad(np.sort(q)[::-1], (0, n - V_s))
+    ps, qs = sorted_probs(p, q)
     edges = np.arange(n + 1) + 0.5  # rank i occupies [i - 1/2, i + 1/2]
     fig, a = _new_axes(ax, (3.6, 3.0))
     a.stairs(
