@@ -600,3 +600,16 @@ def test_shared_vocab_errors():
         restrict_to_shared_vocab([0.5, 0.5], [0.0, 1.0], ["a", "b"], ["a", "c"])
     with pytest.raises(ValueError, match=r"\bp must be non-negative"):
         restrict_to_shared_vocab([-0.5, 1.5], [1.0], ["a", "b"], ["a"])
+
+
+def test_uld_subprobability_vectors_follow_the_same_formula_and_are_checked():
+    # chain-rule merged groups carry mass < 1: the sorted-L1 formula is unchanged
+    p, q = np.array([0.3, 0.1, 0.05]), np.array([0.5, 0.5])
+    expected = abs(0.3 - 0.5) + abs(0.1 - 0.5) + 0.05  # paper's formula, padded
+    assert float(uld_distance(p, q, subprobability=True)) == pytest.approx(expected, abs=1e-12)
+    with pytest.raises(ValueError, match="^p must sum to 1"):
+        uld_distance(p, q)
+    with pytest.raises(ValueError, match="^q must have total mass at most 1"):
+        uld_distance(p, np.array([0.9, 0.5]), subprobability=True)
+    with pytest.raises(ValueError, match="^p must be non-negative"):
+        uld_distance(np.array([-0.1, 0.5]), q, subprobability=True)

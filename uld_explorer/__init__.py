@@ -81,3 +81,35 @@ __all__ = [
 from .summary import DivergenceSummary, divergence_summary, synthetic_tokens  # noqa: E402
 
 __all__ += ["DivergenceSummary", "divergence_summary", "synthetic_tokens"]
+
+from .zoo import (  # noqa: E402
+    DEFAULT_STUDENT,
+    DEFAULT_TEACHER,
+    MODELS,
+    LoadedModel,
+    ModelSpec,
+    RemoteCodeRefusedError,
+    UnknownModelError,
+    ZooEntry,
+    ZooError,
+    list_models,
+)
+from .zoo import cache_dir as model_cache_dir  # noqa: E402
+from .zoo import fetch as fetch_model  # noqa: E402
+from .zoo import load as load_model  # noqa: E402
+
+__all__ += [
+    "DEFAULT_STUDENT",
+    "DEFAULT_TEACHER",
+    "MODELS",
+    "LoadedModel",
+    "ModelSpec",
+    "RemoteCodeRefusedError",
+    "UnknownModelError",
+    "ZooEntry",
+    "ZooError",
+    "fetch_model",
+    "list_models",
+    "load_model",
+    "model_cache_dir",
+]

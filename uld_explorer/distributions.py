@@ -81,7 +81,7 @@ def _first_bad_index(mask: Array) -> tuple[int, ...]:
     return tuple(int(i) for i in np.argwhere(m)[0])
 
 
-def check_distribution(x: Any, name: str = "p") -> Array:
+def check_distribution(x: Any, name: str = "p", *, subprobability: bool = False) -> Array:
     """Validate a (batch of) probability vector(s) along the last axis and return it.
 
     Checks, in order: array type, at least one axis, a non-empty last axis, no NaN or inf,
@@ -94,6 +94,9 @@ def check_distribution(x: Any, name: str = "p") -> Array:
     x : array or tensor, shape (..., V)
     name : str
         The argument's name, used in error messages.
+    subprobability : bool
+        Accept total mass in ``[0, 1 + tolerance]`` instead of 1: e.g. a chain-rule merged
+        distribution of a multi-token group, :math:`p_k(\\cdot) \\prod_j p_{k+j}(x_{k+j})`.
 
     Returns
     -------
@@ -142,7 +145,14 @@ def check_distribution(x: Any, name: str = "p") -> Array:
                     f"pass probabilities (e.g. softmax of logits), not logits"
                 )
             tol = sum_tolerance(x)
-            off = lib.abs(sums - 1) > tol
+            off = (sums - 1 > tol) if subprobability else (lib.abs(sums - 1) > tol)
+            if off.any() and subprobability:
+                idx = _first_bad_index(off)
+                val = float(sums[idx]) if idx else float(sums)
+                raise ValueError(
+                    f"{name} must have total mass at most 1 along the last axis (got {val:.6g} at "
+                    f"index {idx}); tolerance for {_dtype_name(x)} is {tol:g}"
+                )
             if off.any():
                 idx = _first_bad_index(off)
                 val = float(sums[idx]) if idx else float(sums)
@@ -162,15 +172,16 @@ class _nullcontext:
         return False
 
 
-def check_pair(p: Any, q: Any, *, same_vocab: bool = False) -> tuple[Array, Array]:
+def check_pair(p: Any, q: Any, *, same_vocab: bool = False, subprobability: bool = False) -> tuple[Array, Array]:
     """Validate a teacher ``p`` (..., V_t) and a student ``q`` (..., V_s) together.
 
     Both must be valid distributions (:func:`check_distribution`), of the same kind (both NumPy
     or both torch, on the same device) and with equal batch shapes ``p.shape[:-1] == q.shape[:-1]``.
     ``same_vocab=True`` is used internally; the KL functions raise their own error instead.
+    ``subprobability`` is passed on to :func:`check_distribution`.
     """
-    p = check_distribution(p, "p")
-    q = check_distribution(q, "q")
+    p = check_distribution(p, "p", subprobability=subprobability)
+    q = check_distribution(q, "q", subprobability=subprobability)
     if is_torch(p) != is_torch(q):
         kinds = {True: "a torch tensor", False: "a NumPy array"}
         raise TypeError(

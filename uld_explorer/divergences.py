@@ -298,7 +298,7 @@ class _ULDFunction(torch.autograd.Function):
         return gp, gq
 
 
-def uld_distance(p: Any, q: Any, *, validate: bool = True) -> Array:
+def uld_distance(p: Any, q: Any, *, validate: bool = True, subprobability: bool = False) -> Array:
     """The ULD closed form: sorted-L1 distance between teacher and student distributions.
 
     Sort both vectors in descending order, zero-pad the shorter to :math:`n = \\max(V_t, V_s)`,
@@ -325,6 +325,9 @@ def uld_distance(p: Any, q: Any, *, validate: bool = True) -> Array:
     validate : bool
         Check both inputs (:func:`~uld_explorer.distributions.check_distribution`). Turn off only
         for inputs known to be valid, e.g. softmax outputs in a training loop.
+    subprobability : bool
+        Accept vectors of total mass at most 1 (chain-rule merged multi-token groups); the
+        formula is unchanged and ULD then lies in :math:`[0, \\sum p + \\sum q]`.
 
     Returns
     -------
@@ -341,9 +344,11 @@ def uld_distance(p: Any, q: Any, *, validate: bool = True) -> Array:
     0.0
     >>> round(float(uld_distance([0.5, 0.3, 0.2], [0.6, 0.4])), 6)  # |.5-.6| + |.3-.4| + |.2-0|
     0.4
+    >>> round(float(uld_distance([0.3, 0.1], [0.5, 0.5], subprobability=True)), 6)
+    0.6
     """
     if validate:
-        p, q = check_pair(p, q)
+        p, q = check_pair(p, q, subprobability=subprobability)
     elif not is_torch(p):
         p, q = np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64)
     batch = tuple(p.shape[:-1])
