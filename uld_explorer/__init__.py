@@ -113,3 +113,39 @@ __all__ += [
     "load_model",
     "model_cache_dir",
 ]
+
+from .alignment import (  # noqa: E402
+    AlignedPair,
+    Tokenized,
+    TokenizationReport,
+    VocabOverlap,
+    byte_offset_alignment,
+    covered_mass,
+    group_distributions,
+    merge_group,
+    misalignment_rate,
+    normalize_token,
+    positional_alignment,
+    tokenization_report,
+    tokenize_with_offsets,
+    vocab_overlap,
+    vocab_strings,
+)
+
+__all__ += [
+    "AlignedPair",
+    "Tokenized",
+    "TokenizationReport",
+    "VocabOverlap",
+    "byte_offset_alignment",
+    "covered_mass",
+    "group_distributions",
+    "merge_group",
+    "misalignment_rate",
+    "normalize_token",
+    "positional_alignment",
+    "tokenization_report",
+    "tokenize_with_offsets",
+    "vocab_overlap",
+    "vocab_strings",
+]
