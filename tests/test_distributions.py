@@ -365,3 +365,13 @@ def test_softmax_rejects_positive_inf_but_accepts_minus_inf_mask(lib):
         softmax(wrap(bad))
     out = np.asarray(softmax(wrap(masked)))
     np.testing.assert_allclose(out, [0.5, 0.0, 0.5])
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_top_k_index_equals_stable_argsort_with_ties(seed):
+    from uld_explorer.distributions import top_k_index
+
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 6, size=rng.integers(1, 60)).astype(float)  # many ties
+    for k in (1, 2, 5, x.size, x.size + 3):
+        np.testing.assert_array_equal(top_k_index(x, k), np.argsort(-x, kind="stable")[:k])
