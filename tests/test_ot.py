@@ -456,3 +456,30 @@ def test_top_k_string_closed_form_equals_pot_solver(k):
 def test_top_k_bad_solver_is_named():
     with pytest.raises(ValueError, match="solver must be 'auto' or 'pot'"):
         token_space_ot_top_k([1.0], [1.0], ["a"], ["a"], k=1, solver="sinkhorn")
+
+
+@pytest.mark.parametrize("V_t,V_s", [(1, 1), (3, 7), (7, 3), (40, 40), (300, 120), (5000, 20000)])
+def test_value_space_w1_equals_pot_wasserstein_1d_and_uld(V_t, V_s):
+    from uld_explorer import uld_distance, value_space_w1
+
+    rng = np.random.default_rng(V_t * 7 + V_s)
+    p, q = rng.dirichlet(np.full(V_t, 0.1)), rng.dirichlet(np.full(V_s, 0.1))
+    p[: V_t // 3] = 0.0  # exact zeros and ties with the padding
+    p /= p.sum() if p.sum() > 0 else 1.0
+    if p.sum() == 0:
+        p[0] = 1.0
+    n = max(V_t, V_s)
+    oracle = n * ot.wasserstein_1d(np.pad(p, (0, n - V_t)), np.pad(q, (0, n - V_s)), p=1)
+    assert value_space_w1(p, q) == pytest.approx(oracle, abs=1e-9)
+    assert value_space_w1(p, q) == pytest.approx(float(uld_distance(p, q)), abs=1e-9)
+
+
+def test_value_space_w1_subprobability():
+    from uld_explorer import uld_distance, value_space_w1
+
+    p, q = np.array([0.3, 0.1, 0.05]), np.array([0.5, 0.5])
+    assert value_space_w1(p, q, subprobability=True) == pytest.approx(
+        float(uld_distance(p, q, subprobability=True)), abs=1e-12
+    )
+    with pytest.raises(ValueError, match="^p must sum to 1"):
+        value_space_w1(p, q)

@@ -40,6 +40,7 @@ from .ot import (
     token_space_ot,
     token_space_ot_top_k,
     value_space_ot,
+    value_space_w1,
     zero_one_group_ot,
 )
 
@@ -75,6 +76,7 @@ __all__ = [
     "uld_distance",
     "uld_from_logits",
     "value_space_ot",
+    "value_space_w1",
     "zero_one_group_ot",
 ]
 
