@@ -151,3 +151,13 @@ __all__ += [
     "vocab_overlap",
     "vocab_strings",
 ]
+
+from .compare import (  # noqa: E402
+    ComparisonTable,
+    PositionRow,
+    compare_distributions,
+    compare_text,
+    next_token_distributions,
+)
+
+__all__ += ["ComparisonTable", "PositionRow", "compare_distributions", "compare_text", "next_token_distributions"]

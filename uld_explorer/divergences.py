@@ -427,9 +427,8 @@ def _group_mass(x: Array, group: np.ndarray, S: int) -> Array:
         idx = torch.as_tensor(keep, device=x.device)
         out = torch.zeros(*x.shape[:-1], S, dtype=x.dtype, device=x.device)
         return out.index_add_(-1, torch.as_tensor(group[keep], device=x.device), x.index_select(-1, idx))
-    out = np.zeros((*x.shape[:-1], S), dtype=x.dtype)
-    np.add.at(out, (..., group[keep]), x[..., keep])
-    return out
+    # NumPy: through torch's index_add (np.add.at is ~100x slower on (128, 151936) batches)
+    return _group_mass(torch.from_numpy(np.ascontiguousarray(x)), group, S).numpy()
 
 
 def restrict_to_shared_vocab(
