@@ -17,7 +17,6 @@ import numpy as np
 import ot
 import pytest
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from uld_explorer import (
@@ -36,22 +35,8 @@ from uld_explorer.compare import (
     compare_text,
     next_token_distributions,
 )
+from tiny_tokenizers import SPM_LETTERS, SPM_MERGES, TEXTS, byte_bpe, sentencepiece_like
 
-CORPUS = [
-    "The capital of France is Paris.",
-    "The cat sat on the mat, and the dog sat on the log.",
-    "Hello world! The quick brown fox jumps over the lazy dog.",
-    "Le café était très bon, naïve façade.",
-    "東京は日本の首都です。",
-    "I love 🍕 and 🚀!🙂",
-] * 3
-
-TEXTS = {
-    "english": "The capital of France is Paris. The cat sat on the mat.",
-    "accented": "Le café était très bon, naïve façade.",
-    "cjk": "東京は日本の首都です。",
-    "emoji": "I love 🍕 and 🚀!🙂",
-}
 TEXT = "The cat sat on the mat, and the dog sat on the log. Le café était très bon 🍕!"
 
 
@@ -62,35 +47,13 @@ TEXT = "The cat sat on the mat, and the dog sat on the log. Le café était trè
 
 def _byte_bpe(vocab_size: int) -> PreTrainedTokenizerFast:
     """GPT-2 style byte-level BPE, no BOS (like Qwen / SmolLM2)."""
-    tk = Tokenizer(models.BPE())
-    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tk.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        special_tokens=["<|endoftext|>"], show_progress=False,
-    )
-    tk.train_from_iterator(CORPUS, trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<|endoftext|>")
+    return byte_bpe(vocab_size)
 
 
 def _sentencepiece_like() -> PreTrainedTokenizerFast:
-    """'▁' + byte fallback + a BOS added by default (like Llama / Gemma)."""
-    vocab = {"<unk>": 0, "<bos>": 1}
-    for b in range(256):
-        vocab[f"<0x{b:02X}>"] = len(vocab)
-    for c in "▁abcdefghijklmnopqrstuvwxyzTHILPF,.!":
-        vocab.setdefault(c, len(vocab))
-    merges = [("▁", "t"), ("h", "e"), ("▁t", "he"), ("▁", "c"), ("a", "t"), ("▁c", "at"), ("▁", "a"),
-              ("▁", "s"), ("▁s", "at"), ("o", "n"), ("▁", "o"), ("▁o", "n")]
-    for a, b in merges:
-        vocab[a + b] = len(vocab)
-    tk = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>", byte_fallback=True))
-    tk.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
-    tk.decoder = decoders.Sequence(
-        [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
-    )
-    tk.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 1)])
-    return PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<bos>", unk_token="<unk>")
+    """'▁' + byte fallback + a BOS added by default (like Llama / Gemma), a few more merges."""
+    extra = (("▁", "s"), ("▁s", "at"), ("o", "n"), ("▁", "o"), ("▁o", "n"))
+    return sentencepiece_like(letters=SPM_LETTERS + "H", merges=SPM_MERGES + extra)
 
 
 def _sharpen(model: torch.nn.Module, scale: float) -> None:
