@@ -26,20 +26,21 @@ Per aligned pair (one row)
 - ``kl_shared`` -- KL(p || q) in nats on the sub-vocabulary of token strings both tokenizers
   share (normalized strings, :func:`~uld_explorer.alignment.vocab_strings`; several ids with the
   same string pool their mass), both sides renormalized on it; ``kl_teacher_coverage`` /
-  ``kl_student_coverage`` is the mass each side had there. Equivalent to
-  ``kl_divergence(restrict_to_shared_vocab(...))`` but vectorized over all rows with a mapping
-  built once per model pair.
+  ``kl_student_coverage`` is the mass each side had there:
+  :func:`~uld_explorer.divergences.restrict_to_shared_vocab` then
+  :func:`~uld_explorer.divergences.kl_divergence`, batched over all rows; the vocab strings of a
+  model pair are built once and cached.
 - ``uld`` -- :func:`~uld_explorer.divergences.uld_distance` (``subprobability=True`` for the
   chain-rule merged vectors of byte-offset groups: the merged vectors are NOT renormalized).
 - ``value_ot`` -- exact value-space OT, :math:`n \\cdot W_1` between the uniform measures on the
-  :math:`n = \\max(V_t, V_s)` zero-padded probability values, solved by POT's exact 1-D solver
-  (the one under ``ot.emd2_1d``) on the distinct values with their multiplicities (the same
-  measures; the padding is one atom). Equals ``uld`` exactly, to float rounding; a dense
-  solver (:func:`~uld_explorer.ot.value_space_ot`) cannot handle n = 151,936.
+  :math:`n = \\max(V_t, V_s)` zero-padded probability values,
+  :func:`~uld_explorer.ot.value_space_w1` (POT's exact 1-D solver). Equals ``uld`` exactly, to
+  float rounding; a dense solver (:func:`~uld_explorer.ot.value_space_ot`) cannot handle
+  n = 151,936.
 - ``token_ot_string`` / ``token_ot_edit`` -- exact token-space OT between the top-k teacher
   and student tokens plus one "rest" bucket per side, with the 0/1 string-identity cost
   (closed form, ``top_k`` tokens) and the normalized edit distance (POT network simplex,
-  ``edit_top_k`` tokens: ~4 ms per position at k = 100, ~60-300 ms at k = 500). Same problem as
+  ``edit_top_k`` tokens: ~4 ms per position at k = 100, ~60-300 ms at k = 500), by
   :func:`~uld_explorer.ot.token_space_ot_top_k`; the truncated masses are reported. OT needs
   equal masses, so merged sub-probability vectors are renormalized for token-space OT (and for
   KL and the top-1): those describe the distribution of the group's FIRST token.
