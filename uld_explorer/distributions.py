@@ -148,16 +148,14 @@ def check_distribution(x: Any, name: str = "p", *, subprobability: bool = False)
                 )
             tol = sum_tolerance(x)
             off = (sums - 1 > tol) if subprobability else (lib.abs(sums - 1) > tol)
-            if off.any() and subprobability:
-                idx = _first_bad_index(off)
-                val = float(sums[idx]) if idx else float(sums)
-                raise ValueError(
-                    f"{name} must have total mass at most 1 along the last axis (got {val:.6g} at "
-                    f"index {idx}); tolerance for {_dtype_name(x)} is {tol:g}"
-                )
             if off.any():
                 idx = _first_bad_index(off)
                 val = float(sums[idx]) if idx else float(sums)
+                if subprobability:
+                    raise ValueError(
+                        f"{name} must have total mass at most 1 along the last axis (got {val:.6g} at "
+                        f"index {idx}); tolerance for {_dtype_name(x)} is {tol:g}"
+                    )
                 raise ValueError(
                     f"{name} must sum to 1 along the last axis (got {val:.6g} at index {idx}); "
                     f"tolerance for {_dtype_name(x)} is {tol:g}: normalize it, "
