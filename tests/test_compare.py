@@ -26,7 +26,7 @@ from uld_explorer import (
     uld_distance,
     zoo,
 )
-from uld_explorer.alignment import merge_group, vocab_strings
+from uld_explorer.text import merge_group, vocab_strings
 from uld_explorer.cli import main
 from uld_explorer.compare import (
     ComparisonTable,

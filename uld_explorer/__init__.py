@@ -116,7 +116,7 @@ __all__ += [
     "model_cache_dir",
 ]
 
-from .alignment import (  # noqa: E402
+from .text import (  # noqa: E402
     AlignedPair,
     Tokenized,
     TokenizationReport,

@@ -64,7 +64,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .alignment import (
+from .text import (
     AlignedPair,
     Tokenized,
     VocabOverlap,

@@ -18,7 +18,7 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from uld_explorer import zoo
-from uld_explorer.alignment import (
+from uld_explorer.text import (
     AlignedPair,
     Tokenized,
     byte_offset_alignment,

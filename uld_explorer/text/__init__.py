@@ -1,0 +1,41 @@
+"""Text: how tokenizers spell bytes, tokenization with byte spans, alignment, vocabularies.
+
+- :mod:`~uld_explorer.text.spelling` -- token bytes and normalized token strings
+- :mod:`~uld_explorer.text.tokenize` -- :func:`tokenize_with_offsets` -> :class:`Tokenized`
+- :mod:`~uld_explorer.text.align` -- positional | byte-offset alignment, group merges
+- :mod:`~uld_explorer.text.vocab` -- vocabulary strings and their overlap
+"""
+
+from .align import (
+    AlignedPair,
+    TokenizationReport,
+    byte_offset_alignment,
+    group_distributions,
+    merge_group,
+    misalignment_rate,
+    positional_alignment,
+    tokenization_report,
+)
+from .spelling import bytes_to_unicode, normalize_token, tokenizer_kind
+from .tokenize import Tokenized, tokenize_with_offsets
+from .vocab import VocabOverlap, covered_mass, vocab_overlap, vocab_strings
+
+__all__ = [
+    "AlignedPair",
+    "TokenizationReport",
+    "Tokenized",
+    "VocabOverlap",
+    "byte_offset_alignment",
+    "bytes_to_unicode",
+    "covered_mass",
+    "group_distributions",
+    "merge_group",
+    "misalignment_rate",
+    "normalize_token",
+    "positional_alignment",
+    "tokenization_report",
+    "tokenize_with_offsets",
+    "tokenizer_kind",
+    "vocab_overlap",
+    "vocab_strings",
+]
