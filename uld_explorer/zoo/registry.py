@@ -65,10 +65,6 @@ class ModelSpec:
     license_url: str = ""
     license_notice: str = ""  # shown before first use when not empty
 
-    @property
-    def params_human(self) -> str:
-        return f"{self.params / 1e6:.0f}M"
-
 
 _GEMMA_NOTICE = (
     "Gemma-3-270M is provided under and subject to the Gemma Terms of Use "
