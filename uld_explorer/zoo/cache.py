@@ -21,12 +21,12 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from tqdm.auto import tqdm
 
 from .errors import ZooError
-from .registry import MODELS, resolve_name
+from .registry import MODELS, ModelSpec, _as_spec
 
 __all__ = ["CACHE_ENV", "MARKER", "ZooEntry", "cache_dir", "is_cached", "list_models", "model_dir", "verify"]
 
@@ -49,9 +49,9 @@ def cache_dir() -> Path:
     return base / "uld-explorer"
 
 
-def model_dir(name: str) -> Path:
-    """Where the converted model folder of zoo model ``name`` lives (whether cached or not)."""
-    return cache_dir() / "models" / resolve_name(name)
+def model_dir(name_or_spec: str | ModelSpec) -> Path:
+    """Where the converted folder of a zoo model (name or spec) lives (whether cached or not)."""
+    return cache_dir() / "models" / _as_spec(name_or_spec).name
 
 
 def _sources_dir(name: str) -> Path:
@@ -73,9 +73,10 @@ def _write_marker(folder: Path, marker: dict[str, Any]) -> None:
     (folder / MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
 
 
-def is_cached(name: str) -> bool:
-    """True when the converted folder of ``name`` exists and is complete (has its marker)."""
-    return _read_marker(model_dir(name)) is not None
+def is_cached(name_or_spec: str | ModelSpec) -> bool:
+    """True when the converted folder of a zoo model (name or spec) exists and is complete (has its
+    marker)."""
+    return _read_marker(model_dir(name_or_spec)) is not None
 
 
 def _disk_bytes(path: Path) -> int:
@@ -116,13 +117,20 @@ class ZooEntry:
         }
 
 
-def list_models() -> list[ZooEntry]:
-    """Every zoo model with its vocabulary, size, license and cache status (reads no weights)."""
+def list_models(specs: Iterable[ModelSpec] | None = None) -> list[ZooEntry]:
+    """Every zoo model with its vocabulary, size, license and cache status (reads no weights).
+
+    Parameters
+    ----------
+    specs : iterable of ModelSpec, optional
+        The models to list (default: those of :data:`MODELS`, in order).
+    """
     rows = []
-    for name, spec in MODELS.items():
-        folder, sources = model_dir(name), _sources_dir(name)
+    for spec in MODELS.values() if specs is None else specs:
+        name = spec.name
+        folder, sources = model_dir(spec), _sources_dir(name)
         disk = (_disk_bytes(folder) if folder.exists() else 0) + (_disk_bytes(sources) if sources.exists() else 0)
-        if is_cached(name):
+        if is_cached(spec):
             status = "cached"
         elif sources.exists() and any(sources.iterdir()):
             status = "sources only"
@@ -166,13 +174,14 @@ def _damaged(name: str, folder: Path, problem: str) -> ZooError:
     )
 
 
-def verify(name: str) -> Path:
-    """Re-hash every file of a cached zoo model against its marker; a damaged folder is removed.
+def verify(name_or_spec: str | ModelSpec) -> Path:
+    """Re-hash every file of a cached zoo model (name or spec) against its marker; a damaged
+    folder is removed.
 
     Returns the folder; raises :class:`ZooError` when it is not cached or damaged.
     """
-    name = resolve_name(name)
-    folder = model_dir(name)
+    spec = _as_spec(name_or_spec)
+    name, folder = spec.name, model_dir(spec)
     marker = _read_marker(folder)
     if marker is None:
         raise ZooError(f"{name} is not cached ({folder}); run `uld-explorer models fetch {name}`")

