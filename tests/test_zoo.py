@@ -253,6 +253,17 @@ def test_fetch_assembles_verifies_converts_and_second_call_is_noop(fake_model, c
     assert zoo.verify(spec) == folder
 
 
+def test_cached_load_shows_no_transformers_progress_bars(fake_model, cache, capfd):
+    """Reading an already-converted folder takes seconds: no "Loading weights" bar even with
+    progress=True (``uld-explorer compare`` prints its table without them)."""
+    spec, registry = fake_model
+    zoo.fetch(spec, progress=False, downloader=registry)
+    capfd.readouterr()
+    lm = zoo.load(spec, progress=True, notice_shown={spec.name})
+    assert lm.path == cache / "models" / spec.name
+    assert "Loading weights" not in capfd.readouterr().err
+
+
 @pytest.mark.filterwarnings("ignore:Tiny-Test is provided:UserWarning")
 def test_converted_model_matches_gguf_logits(fake_model, cache, tiny_gguf, tmp_path):
     """The safetensors folder gives the same logits as transformers' GGUF loader."""

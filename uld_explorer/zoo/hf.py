@@ -1,6 +1,6 @@
 """The two transformers calls that the conversion and the loading of a model share: reading a
 model folder (or Hugging Face id) with safetensors weights only and no remote code, in eval mode,
-and switching transformers' own progress bars on or off for the duration of a block.
+and switching transformers' own progress bars off for the duration of a block.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ def _load_folder(path: Path | str, dtype: torch.dtype, local_files_only: bool) -
 
 @contextlib.contextmanager
 def _transformers_progress(enabled: bool) -> Iterator[None]:
+    """Switch transformers' progress bars off for the block unless ``enabled`` (when enabled
+    they stay as they were); their previous state is restored on exit."""
     from transformers.utils import logging as hf_logging
 
     was_disabled = hf_logging.is_progress_bar_enabled() is False

@@ -130,7 +130,8 @@ def load(name_or_path: str | os.PathLike | ModelSpec, dtype: torch.dtype = torch
     dtype : torch.dtype
         Weights dtype (float32 by default: the converted zoo weights are float32).
     progress : bool
-        Progress bars if the zoo model must be fetched first.
+        Progress bars if the zoo model must be fetched first (reading an already-converted folder
+        shows none, not even transformers' own).
     notice_shown : set of str, optional
         Names of the zoo models whose license notice was already shown: a model with a notice
         warns it (``UserWarning``) only when its name is not in the set, and adds it. Default:
@@ -177,7 +178,7 @@ def load(name_or_path: str | os.PathLike | ModelSpec, dtype: torch.dtype = torch
         warnings.warn(f"{spec.license_notice} ({folder})", UserWarning, stacklevel=2)
     t0 = time.perf_counter()
     try:
-        with _transformers_progress(progress):
+        with _transformers_progress(False):  # a converted folder reads in seconds: no bars
             tokenizer, model = _load_folder(folder, dtype, local_files_only=True)
     except Exception as err:
         problem = _check_files(name, folder, marker or {}, full=False) if marker else "no marker"
