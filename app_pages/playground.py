@@ -1,33 +1,25 @@
 """Playground: synthetic teacher/student distributions, KL vs exact OT vs ULD side by side.
 
-UI only: widgets, layout and text. All numbers come from ``uld_explorer`` (synthetic_pair,
+UI only: widgets, layout and text. All numbers come from ``uld_explorer`` (PlaygroundConfig,
 divergence_summary); all pictures from ``uld_explorer.plots``.
 """
 
 from __future__ import annotations
 
 import io
+from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
 import uld_explorer as ux
-from uld_explorer.plots import plot_distributions, plot_sorted_curves, plot_transport_plan
+from uld_explorer.plots import plot_distributions, plot_sorted_curves, plot_token_plan, plot_transport_plan
 
-# Widget keys and their defaults (the widgets read them from st.session_state, so the
-# identity-blindness button can set them in a callback).
-DEFAULTS = {
-    "V_t": 20,
-    "V_s": 14,
-    "teacher_temperature": 1.0,
-    "student_temperature": 1.0,
-    "shift": 1,
-    "noise": 0.5,
-    "permute_student": False,
-    "seed": 0,
-    "top_k": 50,
-}
+# Widget keys and their defaults: the library's PlaygroundConfig (``uld-explorer playground``
+# uses the same). The widgets read them from st.session_state, so the identity-blindness button
+# can set them in a callback.
+DEFAULTS = asdict(ux.PlaygroundConfig())
 V_MAX = 300  # exact value-space OT is an n x n problem: keep the page responsive
 
 for key, value in DEFAULTS.items():
@@ -51,11 +43,12 @@ def reset_defaults() -> None:
 @st.cache_data(show_spinner=False, max_entries=256)
 def compute(V_t, V_s, teacher_temperature, student_temperature, shift, noise, permute_student, seed, top_k):
     """The pair and every divergence of it (cached on the widget values)."""
-    p, q = ux.synthetic_pair(
-        V_t, V_s, teacher_temperature=teacher_temperature, student_temperature=student_temperature,
-        shift=shift, noise=noise, permute_student=permute_student, seed=seed,
+    cfg = ux.PlaygroundConfig(
+        V_t=V_t, V_s=V_s, teacher_temperature=teacher_temperature, student_temperature=student_temperature,
+        shift=shift, noise=noise, permute_student=permute_student, seed=seed, top_k=top_k,
     )
-    return p, q, ux.divergence_summary(p, q, top_k=top_k)
+    p, q = cfg.pair()
+    return p, q, ux.divergence_summary(p, q, top_k=cfg.top_k)
 
 
 def png(fig) -> bytes:
@@ -90,19 +83,7 @@ def pictures(V_t, V_s, teacher_temperature, student_temperature, shift, noise, p
             row_ticklabels=t_tok + ["pad"] * (n - V_t), col_ticklabels=s_tok + ["pad"] * (n - V_s),
             highlight=same, highlight_label="same token string", cbar_label="matched (plan × n)",
         ))
-    # token-space plan with rows / columns put back in vocabulary order (rest bucket last, if used)
-    t = s.token_ot
-    rows = list(np.argsort(t.teacher_index)) + ([len(t.teacher_index)] if t.teacher_truncated_mass > 0 else [])
-    cols = list(np.argsort(t.student_index)) + ([len(t.student_index)] if t.student_truncated_mass > 0 else [])
-    row_names = [t_tok[i] for i in t.teacher_index] + ["rest"]
-    col_names = [s_tok[j] for j in t.student_index] + ["rest"]
-    out["token_plan"] = png(plot_transport_plan(
-        t.plan[np.ix_(rows, cols)],
-        row_label="teacher token (top-k)", col_label="student token (top-k)",
-        title="token space: off the outlined cells costs 1",
-        row_ticklabels=[row_names[i] for i in rows], col_ticklabels=[col_names[j] for j in cols],
-        highlight=t.cost[np.ix_(rows, cols)] == 0, highlight_label="cost 0 (same token string)",
-    ))
+    out["token_plan"] = png(plot_token_plan(s.token_ot, t_tok, s_tok))
     return out
 
 
@@ -204,12 +185,15 @@ with col_kl:
 
 with col_ot:
     st.subheader("Exact OT (POT)")
-    m1, m2 = st.columns(2)
+    m1, m2, m3 = st.columns(3)
     m1.metric("value-space OT", fmt(None if s.value_ot is None else s.value_ot.value),
-              help="n · W1 between the n zero-padded probability VALUES, cost |p_i − q_j|: equals ULD.")
-    m2.metric("token-space OT", f"{s.token_ot.value:.4f}",
+              help="n · W1 between the n zero-padded probability VALUES, cost |p_i − q_j|: equals ULD, in [0, 2].")
+    m2.metric("ULD / 2", f"{s.uld / 2:.4f}",
+              help="Rank-space OT: the token-space OT you would get if token identities could be relabelled "
+                   "freely. In [0, 1], like token-space OT, and never above it (without truncation).")
+    m3.metric("token-space OT", f"{s.token_ot.value:.4f}",
               help="Exact OT between the TOKENS (top-k + rest bucket per side), cost 0 for the same "
-                   "token string, 1 otherwise: the mass that cannot stay on its own token.")
+                   "token string, 1 otherwise: the mass that cannot stay on its own token. In [0, 1].")
     if "value_plan" in figs:
         st.image(figs["value_plan"], width="stretch")
     else:
@@ -220,6 +204,12 @@ with col_ot:
         st.caption(
             f"top-{ss.top_k}: mass pooled in the rest bucket — teacher {t.teacher_truncated_mass:.3g}, "
             f"student {t.student_truncated_mass:.3g}."
+        )
+    if s.token_ot_below_uld_half:
+        st.warning(
+            f"Token-space OT ({t.value:.4f}) is below ULD / 2 ({s.uld / 2:.4f}): the two rest buckets move "
+            f"to each other for free. Raise the top-k to see the full-vocabulary value, which ULD / 2 bounds.",
+            icon=":material/info:",
         )
 
 with col_uld:
@@ -239,6 +229,7 @@ st.dataframe(
     column_config={
         "divergence": st.column_config.TextColumn("divergence", width="medium"),
         "value": st.column_config.NumberColumn("value", format="%.6f"),
+        "scale": st.column_config.TextColumn("scale", width="small"),
         "note": st.column_config.TextColumn("note", width="large"),
     },
 )

@@ -41,7 +41,7 @@ def page_table(at: AppTest) -> dict[str, float | None]:
     """The page's one values table as {divergence: value} (None where undefined)."""
     assert len(at.dataframe) == 1
     df = at.dataframe[0].value
-    assert list(df.columns) == ["divergence", "value", "note"]
+    assert list(df.columns) == ["divergence", "value", "scale", "note"]
     return {
         row.divergence: (None if row.value is None or (isinstance(row.value, float) and math.isnan(row.value))
                          else float(row.value))

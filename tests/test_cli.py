@@ -1,41 +1,133 @@
-"""The `uld-explorer` CLI prints what the library computes."""
+"""The `uld-explorer` CLI: prints what the library computes, with the library's defaults and choices."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
+from dataclasses import asdict
 
 import pytest
 
-from uld_explorer import divergence_summary, synthetic_pair
+from uld_explorer import COSTS, HYBRID_DIVERGENCES, HYBRID_WEIGHTINGS, PlaygroundConfig, divergence_summary, synthetic_pair
 from uld_explorer.cli import main
+from uld_explorer.text import ALIGNMENTS, MERGES
+
+
+def _strict(text: str):
+    """json.loads that refuses NaN / Infinity (Python's json accepts them by default)."""
+    def refuse(name):
+        raise ValueError(f"non-strict JSON constant {name}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def _cli(*args: str) -> list[str]:
+    exe = shutil.which("uld-explorer") or os.path.join(os.path.dirname(sys.executable), "uld-explorer")
+    return [exe, *args]
 
 
 def test_playground_json_matches_library(capsys):
-    assert main(["playground", "--vt", "9", "--vs", "6", "--shift", "1", "--seed", "4", "--json"]) == 0
-    rows = {r["divergence"]: r["value"] for r in json.loads(capsys.readouterr().out)}
-    expected = divergence_summary(*synthetic_pair(9, 6, shift=1, seed=4))
+    assert main(["playground", "--vt", "9", "--vs", "6", "--shift", "1", "--seed", "4", "--noise", "0", "--json"]) == 0
+    doc = _strict(capsys.readouterr().out)
+    rows = {r["divergence"]: r["value"] for r in doc["rows"]}
+    expected = divergence_summary(*synthetic_pair(9, 6, shift=1, seed=4), top_k=PlaygroundConfig().top_k)
     assert rows["ULD (closed form)"] == pytest.approx(expected.uld, abs=1e-12)
+    assert rows["ULD / 2 = rank-space OT (POT)"] == pytest.approx(expected.uld / 2, abs=1e-9)
     assert rows["KL(p||q)"] is None  # different vocabularies
     assert rows["token-space OT, string cost (POT)"] == pytest.approx(expected.token_ot.value, abs=1e-12)
+    assert rows["hybrid ULD (GOLD)"] == pytest.approx(float(expected.hybrid.value), abs=1e-12)
+    assert {r["scale"] for r in doc["rows"]} >= {"[0, 2]", "[0, 1]"}
 
 
-def test_playground_identity_blindness_table(capsys):
-    assert main(["playground", "--vt", "10", "--vs", "10", "--permute", "--seed", "2"]) == 0
-    out = capsys.readouterr().out
-    uld_line = next(line for line in out.splitlines() if line.startswith("ULD"))
-    assert float(uld_line.split()[3]) == pytest.approx(0.0, abs=1e-9)
-    kl_line = next(line for line in out.splitlines() if line.startswith("KL(p||q)"))
+def test_playground_defaults_are_the_apps(capsys):
+    """No options: the app's Playground pair (PlaygroundConfig), settings echoed in the JSON."""
+    assert main(["playground", "--json"]) == 0
+    doc = _strict(capsys.readouterr().out)
+    assert {k: v for k, v in doc["settings"].items() if k != "cost"} == asdict(PlaygroundConfig())
+    cfg = PlaygroundConfig()
+    expected = divergence_summary(*cfg.pair(), top_k=cfg.top_k)
+    assert doc["rows"][4]["value"] == pytest.approx(expected.uld, abs=1e-12)
+
+
+def test_playground_table_has_a_settings_header_and_scales(capsys):
+    assert main(["playground", "--vt", "10", "--vs", "10", "--permute", "--seed", "2", "--noise", "0", "--shift", "0"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("playground: teacher V_t=10") and "permuted" in out[0] and "seed=2" in out[0]
+    uld_line = next(line for line in out if line.startswith("ULD (closed form)"))
+    assert float(uld_line.split()[3]) == pytest.approx(0.0, abs=1e-9) and "[0, 2]" in uld_line
+    kl_line = next(line for line in out if line.startswith("KL(p||q)"))
     assert float(kl_line.split()[1]) > 0.1
 
 
-def test_bad_input_is_a_clear_error_not_a_traceback(capsys):
-    assert main(["playground", "--vt", "0"]) == 2
+def test_playground_json_is_strict_at_a_tiny_temperature(capsys):
+    """A near-one-hot student makes KL infinite: strict JSON says null, never Infinity."""
+    assert main(["playground", "--vt", "8", "--vs", "8", "--student-temperature", "0.001", "--shift", "3", "--json"]) == 0
+    doc = _strict(capsys.readouterr().out)
+    kl = next(r for r in doc["rows"] if r["divergence"] == "KL(p||q)")
+    assert kl["value"] is None
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--vt", "0"], "error: --vt must be a positive integer"),
+        (["--vs", "2000000"], "error: --vs must be a positive integer vocabulary size between 1 and 1,000,000"),
+        (["--noise", "-1"], "error: --noise must be a finite number >= 0"),
+        (["--noise", "nan"], "error: --noise must be a finite number"),
+        (["--seed", "-1"], "error: --seed must be a non-negative integer"),
+        (["--top-k", "1000000"], "error: --top-k must be a positive integer between 1 and 4,999"),
+        (["--teacher-temperature", "0"], "error: --teacher-temperature must be a finite number > 0"),
+    ],
+)
+def test_playground_bad_input_names_the_option(capsys, args, message):
+    assert main(["playground", *args]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: V_t must be a positive integer") and "Traceback" not in err
+    assert err.startswith(message) and "Traceback" not in err
+
+
+def test_help_shows_defaults_and_library_choices(capsys):
+    with pytest.raises(SystemExit):
+        main(["playground", "--help"])
+    out = capsys.readouterr().out
+    d = PlaygroundConfig()
+    assert f"(default: {d.V_t})" in out and f"(default: {d.noise})" in out
+    with pytest.raises(SystemExit):
+        main(["compare", "--help"])
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for name in (*ALIGNMENTS, *MERGES, *COSTS, *HYBRID_DIVERGENCES, *HYBRID_WEIGHTINGS):
+        assert name in out, name
+    assert "(default: positional)" in out and "(default: observed)" in out and "(default: 500)" in out
+
+
+def test_help_loads_no_heavy_library():
+    """`uld-explorer --help` builds every parser without importing torch, POT or transformers
+    (what makes it answer at once; the timing is in docs/benchmarks.md)."""
+    code = (
+        "import sys; from uld_explorer.cli import build_parser; build_parser(); "
+        "print(sorted(m for m in ('torch', 'ot', 'transformers', 'scipy', 'streamlit') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("args", [["playground", "--json"], ["playground"], ["models", "list", "--json"]])
+def test_output_into_a_closed_pipe_exits_quietly(args):
+    """`uld-explorer ... | head -1` once head has gone: no BrokenPipeError traceback, exit 141
+    (128 + SIGPIPE, as Unix tools). Deterministic: stdout is a pipe whose reader is closed."""
+    code = (
+        "import os, sys; r, w = os.pipe(); os.close(r); os.dup2(w, 1); "
+        f"from uld_explorer.cli import main; sys.exit(main({args!r}))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.stderr == "" and proc.returncode == 141, (proc.returncode, proc.stderr)
+
+
+def test_json_piped_into_head_in_a_shell():
+    cmd = " ".join(_cli("playground", "--json")) + " | head -1"
+    proc = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip() == "{" and proc.stderr == "", proc.stderr
 
 
 def test_console_script_is_installed():
-    exe = shutil.which("uld-explorer") or str(__import__("pathlib").Path(sys.executable).parent / "uld-explorer")
-    out = subprocess.run([exe, "--help"], capture_output=True, text=True, check=True).stdout
-    assert "playground" in out and "app" in out
+    out = subprocess.run(_cli("--help"), capture_output=True, text=True, check=True).stdout
+    assert "playground" in out and "app" in out and "compare" in out

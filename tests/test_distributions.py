@@ -292,7 +292,7 @@ def test_synthetic_pair_bad_sizes(kw):
 
 
 def test_synthetic_pair_bad_temperature():
-    with pytest.raises(ValueError, match=r"^temperature must be"):
+    with pytest.raises(ValueError, match=r"^student_temperature must be a finite number > 0"):
         synthetic_pair(4, 4, student_temperature=0.0)
 
 
@@ -316,7 +316,12 @@ def test_summary_same_vocab_equals_direct_calls():
     assert rows["TV(p, q)"]["value"] == pytest.approx(0.5 * np.abs(p - q).sum(), abs=1e-12)
     assert rows["ULD (closed form)"]["value"] == float(uld_distance(p, q))
     assert rows["n * W1 value-space OT (POT)"]["value"] == pytest.approx(value_space_ot(p, q).value, abs=1e-12)
-    assert rows["2 * rank-space OT (POT)"]["value"] == pytest.approx(2 * rank_space_ot(p, q).value, abs=1e-12)
+    assert rows["ULD / 2 = rank-space OT (POT)"]["value"] == pytest.approx(rank_space_ot(p, q).value, abs=1e-12)
+    assert rows["ULD / 2 = rank-space OT (POT)"]["value"] == pytest.approx(float(uld_distance(p, q)) / 2, abs=1e-12)
+    # the two [0, 1] numbers side by side: ULD/2 <= token-space OT (strings unique, no truncation)
+    assert rows["ULD / 2 = rank-space OT (POT)"]["scale"] == rows["token-space OT, string cost (POT)"]["scale"] == "[0, 1]"
+    assert rows["ULD / 2 = rank-space OT (POT)"]["value"] <= rows["token-space OT, string cost (POT)"]["value"] + 1e-12
+    assert not s.token_ot_below_uld_half
     tok = [f"tok{i}" for i in range(9)]
     # synthetic tokens are shared by index: string cost OT = TV here
     assert rows["token-space OT, string cost (POT)"]["value"] == pytest.approx(

@@ -596,7 +596,7 @@ def test_shared_vocab_errors():
         restrict_to_shared_vocab([0.5, 0.5], [1.0], ["a"], ["a"])
     with pytest.raises(ValueError, match="student_tokens"):
         restrict_to_shared_vocab([0.5, 0.5], [1.0], ["a", "b"], ["a", "b"])
-    with pytest.raises(ValueError, match=r"\bq puts no mass"):
+    with pytest.raises(ValueError, match=r"q \(student\) puts no mass on the shared strings at batch index"):
         restrict_to_shared_vocab([0.5, 0.5], [0.0, 1.0], ["a", "b"], ["a", "c"])
     with pytest.raises(ValueError, match=r"\bp must be non-negative"):
         restrict_to_shared_vocab([-0.5, 1.5], [1.0], ["a", "b"], ["a"])

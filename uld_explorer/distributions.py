@@ -1,4 +1,4 @@
-"""Probability vectors: validation, temperature softmax, top-k + rest bucket, synthetic pairs.
+"""Probability vectors: validation, temperature softmax, sorted vectors, top-k + rest bucket.
 
 Everything here accepts NumPy arrays and torch tensors alike and keeps the type it was given.
 Convention, everywhere in the package: the teacher ``p`` comes first (shape ``(..., V_t)``),
@@ -30,12 +30,12 @@ __all__ = [
     "Array",
     "SUM_TOLERANCE",
     "TopK",
+    "as_float64",
     "check_distribution",
     "check_pair",
     "softmax",
     "sorted_probs",
     "sum_tolerance",
-    "synthetic_pair",
     "top_k_index",
     "top_k_with_rest",
 ]
@@ -76,6 +76,20 @@ def _as_array(x: Any, name: str) -> Array:
         else:
             raise TypeError(f"{name} must hold floating-point probabilities (got dtype {arr.dtype})")
     return arr
+
+
+def as_float64(x: Any) -> np.ndarray:
+    """``x`` as a float64 NumPy array (a torch tensor is detached and moved to the CPU first).
+
+    The one conversion the library uses wherever exact arithmetic needs float64 NumPy (exact OT,
+    top-k, plots). It does not validate: callers check the values first.
+
+    >>> as_float64(torch.tensor([0.25, 0.75], dtype=torch.float32)).dtype
+    dtype('float64')
+    """
+    if is_torch(x):
+        return x.detach().cpu().double().numpy()
+    return np.asarray(x, dtype=np.float64)
 
 
 def _first_bad_index(mask: Array) -> tuple[int, ...]:
@@ -129,7 +143,7 @@ def check_distribution(x: Any, name: str = "p", *, subprobability: bool = False)
         )
     if x.numel() if is_torch(x) else x.size:
         lib = torch if is_torch(x) else np
-        with torch.no_grad() if is_torch(x) else _nullcontext():
+        with torch.no_grad():  # a no-op for NumPy input
             sums = x.sum(-1)
             mins = x.amin(-1) if is_torch(x) else x.min(-1)
             bad = ~lib.isfinite(sums) | ~lib.isfinite(mins)
@@ -164,21 +178,14 @@ def check_distribution(x: Any, name: str = "p", *, subprobability: bool = False)
     return x
 
 
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
-
-
-def check_pair(p: Any, q: Any, *, same_vocab: bool = False, subprobability: bool = False) -> tuple[Array, Array]:
+def check_pair(p: Any, q: Any, *, subprobability: bool = False) -> tuple[Array, Array]:
     """Validate a teacher ``p`` (..., V_t) and a student ``q`` (..., V_s) together.
 
     Both must be valid distributions (:func:`check_distribution`), of the same kind (both NumPy
     or both torch, on the same device) and with equal batch shapes ``p.shape[:-1] == q.shape[:-1]``.
-    ``same_vocab=True`` is used internally; the KL functions raise their own error instead.
-    ``subprobability`` is passed on to :func:`check_distribution`.
+    ``subprobability`` is passed on to :func:`check_distribution`. The vocabulary sizes may
+    differ (the KL functions raise :class:`~uld_explorer.divergences.VocabularyMismatchError`
+    themselves).
     """
     p = check_distribution(p, "p", subprobability=subprobability)
     q = check_distribution(q, "q", subprobability=subprobability)
@@ -195,8 +202,6 @@ def check_pair(p: Any, q: Any, *, same_vocab: bool = False, subprobability: bool
             f"p and q must have the same batch shape (all axes but the last): "
             f"got p {tuple(p.shape)} -> {tuple(p.shape[:-1])}, q {tuple(q.shape)} -> {tuple(q.shape[:-1])}"
         )
-    if same_vocab and p.shape[-1] != q.shape[-1]:
-        raise ValueError(f"p and q must have the same vocabulary size (got {p.shape[-1]} and {q.shape[-1]})")
     return p, q
 
 
@@ -260,7 +265,7 @@ def sorted_probs(p: Any, q: Any, *, descending: bool = True) -> tuple[np.ndarray
     out = []
     n = max(p.shape[0], q.shape[0])
     for x in (p, q):
-        x = np.sort(x.detach().cpu().double().numpy() if is_torch(x) else np.asarray(x, dtype=np.float64))
+        x = np.sort(as_float64(x))
         x = x[::-1] if descending else x
         out.append(np.pad(x, (0, n - x.shape[0])) if descending else np.pad(x, (n - x.shape[0], 0)))
     return out[0], out[1]
@@ -306,11 +311,11 @@ class TopK:
     truncated_mass: float
 
 
-def top_k_with_rest(p: Any, k: int, name: str = "p") -> TopK:
+def top_k_with_rest(p: Any, k: int, name: str = "p", *, validate: bool = True) -> TopK:
     """Keep the ``k`` most probable tokens of ``p`` (shape (V,)) and pool the rest in one bucket.
 
     Ties are broken by the lower index. If ``k >= V`` every token is kept and the rest bucket
-    holds 0.
+    holds 0. ``validate=False`` skips :func:`check_distribution` for a row already checked.
 
     Examples
     --------
@@ -318,59 +323,16 @@ def top_k_with_rest(p: Any, k: int, name: str = "p") -> TopK:
     >>> t.index.tolist(), t.probs.round(3).tolist(), round(t.truncated_mass, 3)
     ([1, 2], [0.6, 0.3, 0.1], 0.1)
     """
-    p = check_distribution(p, name)
+    if validate:
+        p = check_distribution(p, name)
     if p.ndim != 1:
         raise ValueError(f"{name} must be one distribution of shape (V,) here (got shape {tuple(p.shape)})")
-    if not isinstance(k, (int, np.integer)) or k < 1:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive integer (got {k!r})")
-    p = p.detach().cpu().double().numpy() if is_torch(p) else np.asarray(p, dtype=np.float64)
+    p = as_float64(p)
     V = p.shape[0]
     k = min(int(k), V)
     index = top_k_index(p, k)
     kept = p[index]
     rest = max(0.0, 1.0 - float(kept.sum())) if k < V else 0.0
     return TopK(index=index, probs=np.append(kept, rest), truncated_mass=rest)
-
-
-def synthetic_pair(
-    V_t: int = 12,
-    V_s: int = 8,
-    *,
-    teacher_temperature: float = 1.0,
-    student_temperature: float = 1.0,
-    shift: int = 0,
-    noise: float = 0.0,
-    permute_student: bool = False,
-    seed: int = 0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """A teacher ``p`` (V_t,) and a student ``q`` (V_s,) drawn from shared token scores.
-
-    Token ``i`` has score ``z_i ~ N(0, 2^2)`` (one draw of ``max(V_t, V_s)`` scores). The teacher is
-    ``softmax(z[:V_t] / teacher_temperature)``; the student is
-    ``softmax((roll(z, shift)[:V_s] + noise * eps) / student_temperature)``, i.e. the student's
-    preferences are the teacher's moved ``shift`` tokens along the vocabulary, plus Gaussian noise.
-    ``permute_student`` finally shuffles the student's probabilities over its vocabulary: the shape
-    of the distribution stays, the token identities are lost (ULD cannot see that; KL can).
-
-    Returns
-    -------
-    p : ndarray, shape (V_t,)
-    q : ndarray, shape (V_s,)
-
-    Examples
-    --------
-    >>> p, q = synthetic_pair(5, 5, permute_student=True, seed=1)
-    >>> bool(np.allclose(np.sort(p), np.sort(q)))
-    True
-    """
-    for nm, v in (("V_t", V_t), ("V_s", V_s)):
-        if not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{nm} must be a positive integer vocabulary size (got {v!r})")
-    rng = np.random.default_rng(seed)
-    z = rng.normal(0.0, 2.0, size=max(V_t, V_s))
-    p = softmax(z[:V_t], teacher_temperature)
-    zs = np.roll(z, int(shift))[:V_s] + noise * rng.normal(size=V_s)
-    q = softmax(zs, student_temperature)
-    if permute_student:
-        q = q[rng.permutation(V_s)]
-    return p, q

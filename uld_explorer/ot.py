@@ -24,16 +24,15 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import ot
-from rapidfuzz.distance import Levenshtein
-from rapidfuzz.process import cdist
-
-from .distributions import check_distribution, check_pair, is_torch, sorted_probs, top_k_with_rest
+from .costs import COSTS, MAX_SUPPORT, CostBuilder, edit_distance_cost, string_identity_cost
+from .distributions import as_float64, check_distribution, check_pair, sorted_probs, top_k_with_rest
 
 __all__ = [
+    "COSTS",
     "MAX_ITER_CAP",
     "MAX_SUPPORT",
     "OTNotConvergedError",
@@ -53,9 +52,6 @@ __all__ = [
 #: Start value of POT's ``numItermax``; retried x10 until :data:`MAX_ITER_CAP`.
 NUM_ITER_MAX = 100_000
 MAX_ITER_CAP = 100_000_000
-#: Largest support (per side) accepted by the dense exact solvers: the cost matrix is n x n
-#: float64 (5000 -> 200 MB) and the simplex needs seconds. Beyond it use ULD's closed form.
-MAX_SUPPORT = 5000
 
 
 class OTNotConvergedError(RuntimeError):
@@ -110,7 +106,7 @@ def _as_float64_vector(x: Any, name: str) -> np.ndarray:
             f"{name} must be ONE distribution of shape (V,) for exact OT (got shape {tuple(x.shape)}); "
             f"loop over the batch, exact OT solves one problem at a time"
         )
-    x = x.detach().cpu().double().numpy() if is_torch(x) else np.asarray(x, dtype=np.float64)
+    x = as_float64(x)
     return x / x.sum()  # exact equal masses for the simplex (drift <= the validation tolerance)
 
 
@@ -155,7 +151,7 @@ def exact_ot(a: Any, b: Any, cost: Any, *, num_iter_max: int = NUM_ITER_MAX) -> 
     """
     a = _as_float64_vector(a, "a")
     b = _as_float64_vector(b, "b")
-    C = np.asarray(cost.detach().cpu().numpy() if is_torch(cost) else cost, dtype=np.float64)
+    C = as_float64(cost)
     if C.shape != (a.shape[0], b.shape[0]):
         raise ValueError(
             f"cost must have shape (n_t, n_s) = ({a.shape[0]}, {b.shape[0]}) to match a and b "
@@ -232,7 +228,7 @@ def _value_atoms(sorted_x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     return values, counts / n
 
 
-def value_space_w1(p: Any, q: Any, *, subprobability: bool = False) -> float:
+def value_space_w1(p: Any, q: Any, *, subprobability: bool = False, validate: bool = True) -> float:
     """:math:`n \\cdot W_1` between the uniform measures on the n padded VALUES, at any n.
 
     The value of :func:`value_space_ot` (which equals ULD) without its n x n plan, solved by
@@ -247,17 +243,21 @@ def value_space_w1(p: Any, q: Any, *, subprobability: bool = False) -> float:
     q : array, shape (V_s,)
     subprobability : bool
         Accept total mass at most 1 (chain-rule merged groups), as :func:`uld_distance` does.
+    validate : bool
+        Check both inputs (default); turn off only for rows already checked.
 
     Examples
     --------
     >>> round(value_space_w1([0.5, 0.3, 0.2], [0.6, 0.4]), 9)
     0.4
     """
-    p, q = check_pair(p, q, subprobability=subprobability)
-    if p.ndim != 1:
-        raise ValueError(f"p and q must be single distributions of shape (V,) here (got {tuple(p.shape)})")
-    to_np = lambda x: x.detach().cpu().double().numpy() if is_torch(x) else np.asarray(x, np.float64)  # noqa: E731
-    p, q = np.sort(to_np(p)), np.sort(to_np(q))
+    if validate:
+        p, q = check_pair(p, q, subprobability=subprobability)
+    if p.ndim != 1 or q.ndim != 1:
+        raise ValueError(
+            f"p and q must be single distributions of shape (V,) here (got {tuple(p.shape)} and {tuple(q.shape)})"
+        )
+    p, q = np.sort(as_float64(p)), np.sort(as_float64(q))
     n = max(p.size, q.size)
     a_v, a_w = _value_atoms(p, n)
     b_v, b_w = _value_atoms(q, n)
@@ -286,41 +286,6 @@ def rank_space_ot(p: Any, q: Any, *, num_iter_max: int = NUM_ITER_MAX) -> OTResu
     n = pp.shape[0]
     _check_support(n, "rank_space_ot")
     return exact_ot(pp, qp, 1.0 - np.eye(n), num_iter_max=num_iter_max)
-
-
-def string_identity_cost(teacher_tokens: Sequence[str], student_tokens: Sequence[str]) -> np.ndarray:
-    """Ground cost 0 where the token strings are equal, 1 elsewhere: shape (len_t, len_s).
-
-    With this cost, exact OT is the mass that cannot stay on a shared string; with identical
-    vocabularies it is the total variation distance.
-
-    Examples
-    --------
-    >>> string_identity_cost(["a", "b"], ["b", "a", "c"]).tolist()
-    [[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]]
-    """
-    ids: dict[str, int] = {}
-    t = np.fromiter((ids.setdefault(x, len(ids)) for x in teacher_tokens), dtype=np.int64)
-    s = np.fromiter((ids.setdefault(x, len(ids)) for x in student_tokens), dtype=np.int64)
-    return (t[:, None] != s[None, :]).astype(np.float64)  # integer ids compare fast
-
-
-def edit_distance_cost(teacher_tokens: Sequence[str], student_tokens: Sequence[str]) -> np.ndarray:
-    """Normalized Levenshtein distance between token strings: shape (len_t, len_s), in [0, 1].
-
-    .. math:: C_{ij} = \\frac{\\mathrm{lev}(t_i, s_j)}{\\max(|t_i|, |s_j|)}, \\quad C = 0 \\text{ if both are empty}
-
-    Computed with RapidFuzz (C++), all pairs at once.
-
-    Examples
-    --------
-    >>> edit_distance_cost(["cat"], ["cart", "cat", ""]).round(2).tolist()
-    [[0.25, 0.0, 1.0]]
-    """
-    return cdist(
-        list(teacher_tokens), list(student_tokens), scorer=Levenshtein.normalized_distance,
-        dtype=np.float64, workers=-1,
-    )
 
 
 def token_space_ot(p: Any, q: Any, cost: Any, *, num_iter_max: int = NUM_ITER_MAX) -> OTResult:
@@ -394,10 +359,6 @@ def zero_one_group_ot(a: Any, b: Any, group_a: Any, group_b: Any) -> OTResult:
     return OTResult(value=value, plan=plan, cost=C, iterations_limit=0)
 
 
-CostBuilder = Callable[[Sequence[str], Sequence[str]], np.ndarray]
-COST_BUILDERS: dict[str, CostBuilder] = {"string": string_identity_cost, "edit": edit_distance_cost}
-
-
 def token_space_ot_top_k(
     p: Any,
     q: Any,
@@ -409,6 +370,7 @@ def token_space_ot_top_k(
     rest_cost: float | None = None,
     solver: str = "auto",
     num_iter_max: int = NUM_ITER_MAX,
+    validate: bool = True,
 ) -> TokenOTResult:
     """Token-space exact OT on each side's top-k tokens plus one "rest" bucket.
 
@@ -427,12 +389,14 @@ def token_space_ot_top_k(
     teacher_tokens, student_tokens : sequences of str, lengths V_t, V_s
     k : int
         Tokens kept per side (``k >= V`` keeps all and the bucket holds 0).
-    cost : "string" | "edit" | callable(teacher_strings, student_strings) -> (k_t, k_s) array
+    cost : a name of :data:`~uld_explorer.costs.COSTS` ("string", "edit") or callable(teacher_strings, student_strings) -> (k_t, k_s) array
     solver : "auto" | "pot"
         ``"pot"``: POT's network simplex (:func:`exact_ot`) always. ``"auto"`` (default): the
-        same, except for the 0/1 string-identity cost with rest cost 1, whose exact optimum has a
+        same, except for a 0/1 cost (``"string"``) with rest cost 1, whose exact optimum has a
         closed form (:func:`zero_one_group_ot`, milliseconds instead of ~0.25 s at k = 1000;
         equal to POT's value to 1e-12 in the tests).
+    validate : bool
+        Check ``p`` and ``q`` (default); turn off only for rows already checked.
 
     Returns
     -------
@@ -445,21 +409,26 @@ def token_space_ot_top_k(
     >>> round(r.value, 9), round(r.teacher_truncated_mass, 9)
     (0.2, 0.1)
     """
-    p, q = check_pair(p, q)
+    if validate:
+        p, q = check_pair(p, q)
     for nm, toks, arr in (("teacher_tokens", teacher_tokens, p), ("student_tokens", student_tokens, q)):
         if len(toks) != arr.shape[-1]:
             raise ValueError(
                 f"{nm} must have one string per vocabulary entry: expected {arr.shape[-1]}, got {len(toks)}"
             )
-    if isinstance(cost, str):
-        if cost not in COST_BUILDERS:
-            raise ValueError(f"cost must be one of {sorted(COST_BUILDERS)} or a callable (got {cost!r})")
-        builder = COST_BUILDERS[cost]
+    named_cost = COSTS.get(cost) if isinstance(cost, str) else None
+    if named_cost is not None:
+        builder = named_cost.build
     elif callable(cost):
         builder = cost
     else:
-        raise ValueError(f"cost must be one of {sorted(COST_BUILDERS)} or a callable (got {type(cost).__name__})")
-    tp, tq = top_k_with_rest(p, k, "p"), top_k_with_rest(q, k, "q")
+        raise ValueError(
+            f"cost must be one of {', '.join(COSTS)} or a callable(teacher_strings, student_strings) "
+            f"(got {cost!r})"
+        )
+    if solver not in ("auto", "pot"):
+        raise ValueError(f"solver must be 'auto' or 'pot' (got {solver!r})")
+    tp, tq = top_k_with_rest(p, k, "p", validate=False), top_k_with_rest(q, k, "q", validate=False)
     named = np.asarray(
         builder([teacher_tokens[i] for i in tp.index], [student_tokens[j] for j in tq.index]), dtype=np.float64
     )
@@ -467,16 +436,14 @@ def token_space_ot_top_k(
         raise ValueError(f"the cost builder must return shape {(tp.index.size, tq.index.size)} (got {named.shape})")
     if rest_cost is not None:
         bound = float(rest_cost)
-    elif isinstance(cost, str):  # the built-in costs lie in [0, 1]: an unknown token costs 1
-        bound = 1.0
+    elif named_cost is not None:  # a registered cost knows its bound: an unknown token costs that
+        bound = named_cost.bound
     else:
         bound = float(named.max())
     C = np.full((tp.probs.size, tq.probs.size), bound)
     C[:-1, :-1] = named
     C[-1, -1] = 0.0
-    if solver not in ("auto", "pot"):
-        raise ValueError(f"solver must be 'auto' or 'pot' (got {solver!r})")
-    if solver == "auto" and cost == "string" and bound == 1.0:
+    if solver == "auto" and named_cost is not None and named_cost.zero_one and bound == 1.0:
         ids: dict[str, int] = {}
         g_t = np.array([ids.setdefault(teacher_tokens[i], len(ids)) for i in tp.index] + [-1], dtype=np.int64)
         g_s = np.array([ids.setdefault(student_tokens[j], len(ids)) for j in tq.index] + [-1], dtype=np.int64)

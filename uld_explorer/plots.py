@@ -22,7 +22,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from .distributions import check_distribution, is_torch, sorted_probs
+from .distributions import as_float64, check_distribution, sorted_probs
 from .divergences import uld_distance
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "TEACHER_COLOR",
     "plot_distributions",
     "plot_sorted_curves",
+    "plot_token_plan",
     "plot_transport_plan",
 ]
 
@@ -49,7 +50,7 @@ def _vector(x: Any, name: str) -> np.ndarray:
     x = check_distribution(x, name)
     if x.ndim != 1:
         raise ValueError(f"{name} must be ONE distribution of shape (V,) to plot (got shape {tuple(x.shape)})")
-    return x.detach().cpu().double().numpy() if is_torch(x) else np.asarray(x, dtype=np.float64)
+    return as_float64(x)
 
 
 def _new_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
@@ -256,7 +257,7 @@ def plot_transport_plan(
     >>> fig.axes[0].get_title(), len(fig.axes)  # the heatmap and its colorbar
     ('plan', 2)
     """
-    P = np.asarray(plan.detach().cpu().numpy() if is_torch(plan) else plan, dtype=np.float64)
+    P = as_float64(plan)
     if P.ndim != 2 or 0 in P.shape:
         raise ValueError(f"plan must be a non-empty 2-D array (n_t, n_s) (got shape {P.shape})")
     n_t, n_s = P.shape
@@ -298,3 +299,58 @@ def plot_transport_plan(
     if title:
         a.set_title(title, fontsize="medium")
     return fig
+
+
+def plot_token_plan(
+    result: Any,
+    teacher_tokens: Sequence[str],
+    student_tokens: Sequence[str],
+    ax: Axes | None = None,
+    *,
+    title: str = "token space: off the outlined cells costs 1",
+) -> Figure:
+    """The plan of a token-space OT on top-k tokens, rows and columns in VOCABULARY order.
+
+    :func:`~uld_explorer.token_space_ot_top_k` orders its plan by probability (most probable
+    first); here the kept tokens are put back in vocabulary order, so that with a shared
+    vocabulary the cost-0 cells (same token string) lie on the diagonal. The rest bucket (the
+    pooled mass of the tokens not kept) is the last row / column, shown only when it holds mass.
+
+    Parameters
+    ----------
+    result : TokenOTResult
+        From :func:`~uld_explorer.token_space_ot_top_k` (plan and cost of shape
+        ``(k_t + 1, k_s + 1)``, the indices of the kept tokens).
+    teacher_tokens, student_tokens : sequences of str, lengths V_t, V_s
+        The strings of every token id (labels of the rows / columns).
+    ax : Axes, optional
+    title : str
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> from uld_explorer import token_space_ot_top_k
+    >>> r = token_space_ot_top_k([0.1, 0.6, 0.3], [0.5, 0.5], ["a", "b", "c"], ["b", "a"], k=2)
+    >>> fig = plot_token_plan(r, ["a", "b", "c"], ["b", "a"])
+    >>> [t.get_text() for t in fig.axes[0].get_yticklabels()]  # vocabulary order, then the rest
+    ['b', 'c', 'rest']
+    """
+    t_index, s_index = np.asarray(result.teacher_index), np.asarray(result.student_index)
+    rows = [int(i) for i in np.argsort(t_index, kind="stable")]
+    cols = [int(j) for j in np.argsort(s_index, kind="stable")]
+    if result.teacher_truncated_mass > 0:
+        rows.append(t_index.size)  # the rest bucket is the last row of the plan
+    if result.student_truncated_mass > 0:
+        cols.append(s_index.size)
+    row_names = [str(teacher_tokens[i]) for i in t_index] + ["rest"]
+    col_names = [str(student_tokens[j]) for j in s_index] + ["rest"]
+    sub = np.ix_(rows, cols)
+    return plot_transport_plan(
+        np.asarray(result.plan)[sub], ax,
+        row_label="teacher token (top-k)", col_label="student token (top-k)", title=title,
+        row_ticklabels=[row_names[i] for i in rows], col_ticklabels=[col_names[j] for j in cols],
+        highlight=np.asarray(result.cost)[sub] == 0, highlight_label="cost 0 (same token string)",
+    )

@@ -7,8 +7,12 @@
 """
 
 from .align import (
+    ALIGNMENTS,
+    MERGES,
     AlignedPair,
+    Alignment,
     TokenizationReport,
+    base_token,
     byte_offset_alignment,
     group_distributions,
     merge_group,
@@ -21,10 +25,14 @@ from .tokenize import Tokenized, tokenize_with_offsets
 from .vocab import VocabOverlap, covered_mass, vocab_overlap, vocab_strings
 
 __all__ = [
+    "ALIGNMENTS",
+    "MERGES",
     "AlignedPair",
+    "Alignment",
     "TokenizationReport",
     "Tokenized",
     "VocabOverlap",
+    "base_token",
     "byte_offset_alignment",
     "bytes_to_unicode",
     "covered_mass",

@@ -19,7 +19,8 @@ Alignment strategies
 ``byte-offset``
     TRL GOLD style: groups close wherever both tokenizations reach the same byte boundary; each
     group covers exactly the same bytes on both sides. A multi-token group's distribution is
-    merged by the chain rule (:func:`merge_group`).
+    merged by the chain rule (:func:`merge_group`), ``"observed"`` or ``"bayesian"``
+    (:data:`MERGES`).
 
 >>> import numpy as np
 >>> dist = np.array([[0.0, 0.0, 0.0],      # row 0: unused (nothing predicts token 0)
@@ -34,7 +35,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -42,10 +43,14 @@ from .spelling import readable
 from .tokenize import Tokenized, tokenize_with_offsets
 
 __all__ = [
+    "ALIGNMENTS",
+    "MERGES",
     "AlignedPair",
+    "Alignment",
     "TokenizationReport",
     "byte_offset_alignment",
     "group_distributions",
+    "base_token",
     "merge_group",
     "misalignment_rate",
     "positional_alignment",
@@ -222,17 +227,58 @@ def misalignment_rate(teacher: Tokenized, student: Tokenized) -> float:
     return sum(not p.same_span for p in pairs) / len(pairs)
 
 
-def merge_group(dist: Any, ids: Sequence[int], tokens: Sequence[int]) -> tuple[Any, float]:
+#: Group merges for byte-offset groups of several tokens, by name: what an entry of the merged
+#: vector means. Both multiply one position's FULL distribution by the probabilities the model
+#: gave to the group's other ACTUAL tokens (TRL GOLD's two strategies, correctly indexed).
+MERGES: dict[str, str] = {
+    "observed": "first token's distribution x p(actual later tokens): entry v = p(v first) "
+                "p(actual rest | actual first token), conditioned on the ACTUAL first token, so a joint "
+                "probability only where v is that token (GOLD's default)",
+    "bayesian": "last token's distribution x p(actual earlier tokens): entry v = p(actual earlier "
+                "tokens, then v), a true joint probability (GOLD's 'bayesian')",
+}
+
+
+def base_token(tokens: Sequence[int], merge: str = "observed") -> int:
+    """The group token whose FULL distribution the merged vector scales: the first
+    (``"observed"``) or the last (``"bayesian"``). Renormalized, the merged vector is that token's
+    distribution; its entry at that token's actual id is the whole group's probability.
+
+    >>> base_token((4, 5, 6), "observed"), base_token((4, 5, 6), "bayesian")
+    (4, 6)
+    """
+    if merge not in MERGES:
+        raise ValueError(f"merge must be one of {', '.join(MERGES)} (got {merge!r})")
+    if not tokens:
+        raise ValueError("a group needs at least one token")
+    return int(tokens[0] if merge == "observed" else tokens[-1])
+
+
+def merge_group(
+    dist: Any, ids: Sequence[int], tokens: Sequence[int], merge: str = "observed"
+) -> tuple[Any, float]:
     """Merge a multi-token group's distributions by the chain rule.
 
-    For group tokens ``j0 < j1 < ... < jL`` (consecutive), with ``dist[j]`` the distribution
-    that predicts token ``j`` (module convention):
+    For group tokens ``j0 < j1 < ... < jL`` (consecutive), actual ids ``x_j = ids[j]`` and
+    ``dist[j]`` the distribution that predicts token ``j`` (module convention):
 
-    .. math:: m = \\mathrm{dist}[j_0] \\cdot \\prod_{l \\ge 1} \\mathrm{dist}[j_l][\\mathrm{ids}[j_l]]
+    ``merge="observed"`` -- the first token's distribution times the later actual tokens':
 
-    i.e. the probability of each possible first token, times the probability the model gives to
-    the ACTUAL later tokens of the group. ``m`` is a sub-probability vector: ``m[v]`` is the
-    probability of "first token v, then exactly the group's later tokens".
+    .. math:: m^{\\mathrm{obs}} = \\mathrm{dist}[j_0] \\cdot \\prod_{l \\ge 1} \\mathrm{dist}[j_l][x_{j_l}]
+
+    An entry :math:`m^{\\mathrm{obs}}_v = p(v) \\, p(x_{j_1} \\ldots x_{j_L} \\mid x_{j_0})` is the
+    probability of ``v`` first times that of the actual rest GIVEN THE ACTUAL FIRST TOKEN: a
+    joint probability only at :math:`v = x_{j_0}` (the sequence's probability), not elsewhere.
+
+    ``merge="bayesian"`` -- the last token's distribution times the earlier actual tokens':
+
+    .. math:: m^{\\mathrm{bay}} = \\mathrm{dist}[j_L] \\cdot \\prod_{l < L} \\mathrm{dist}[j_l][x_{j_l}]
+
+    An entry :math:`m^{\\mathrm{bay}}_v = p(x_{j_0} \\ldots x_{j_{L-1}}, v)` is the joint probability
+    of the actual earlier tokens followed by ``v``: the chain rule, exactly.
+
+    Both are sub-probability vectors; at the base token's actual id both equal the group's
+    sequence probability :math:`\\prod_l \\mathrm{dist}[j_l][x_{j_l}]`.
 
     Parameters
     ----------
@@ -243,14 +289,21 @@ def merge_group(dist: Any, ids: Sequence[int], tokens: Sequence[int]) -> tuple[A
         The actual token ids.
     tokens : sequence of int
         The group's token indices, consecutive and increasing, at least one.
+    merge : {"observed", "bayesian"}
+        :data:`MERGES`.
 
     Returns
     -------
     merged : same type as ``dist``, shape (V,)
         (a torch tensor stays differentiable).
     mass : float
-        The product of the continuation probabilities (1.0 for a single token); equals
-        ``merged.sum()`` when ``dist[j0]`` sums to 1.
+        The product of the scalar probabilities (1.0 for a single token); equals
+        ``merged.sum()`` when the base row sums to 1.
+
+    References
+    ----------
+    .. [1] Hugging Face TRL, ``GOLDConfig.uld_token_merge_strategy`` ("observed" | "bayesian");
+       TRL issue #5152 and PR #5905.
 
     Examples
     --------
@@ -258,24 +311,30 @@ def merge_group(dist: Any, ids: Sequence[int], tokens: Sequence[int]) -> tuple[A
     >>> dist = np.array([[0.2, 0.8], [0.5, 0.5], [0.9, 0.1]])
     >>> merge_group(dist, (0, 1, 0), (0,))[1]
     1.0
-    >>> v, m = merge_group(dist, (0, 1, 0), (0, 1, 2))   # 0.5 (id 1 at row 1) * 0.9 (id 0 at row 2)
+    >>> v, m = merge_group(dist, (0, 1, 0), (0, 1, 2))   # dist[0] * 0.5 (id 1 at row 1) * 0.9 (id 0 at row 2)
     >>> v.round(3).tolist(), round(m, 3)
     ([0.09, 0.36], 0.45)
+    >>> v, m = merge_group(dist, (0, 1, 0), (0, 1, 2), "bayesian")  # dist[2] * 0.2 (id 0 at row 0) * 0.5
+    >>> v.round(3).tolist(), round(m, 3)
+    ([0.09, 0.01], 0.1)
     """
     tokens = tuple(int(t) for t in tokens)
     if not tokens:
         raise ValueError("merge_group needs at least one token")
+    base = base_token(tokens, merge)
     if any(b != a + 1 for a, b in zip(tokens, tokens[1:])):
         raise ValueError(f"group tokens must be consecutive and increasing, got {tokens}")
     n_rows = dist.shape[0]
-    if tokens[0] < 0 or tokens[-1] >= n_rows or tokens[-1] >= len(ids):
+    if tokens[0] < 0 or tokens[-1] >= n_rows or (len(tokens) > 1 and tokens[-1] >= len(ids)):
         raise IndexError(f"group {tokens} out of range for {n_rows} distributions / {len(ids)} ids")
-    merged = dist[tokens[0]]
+    merged = dist[base]
     if len(tokens) == 1:
         return merged, 1.0
     mass = 1.0
     scale = None
-    for j in tokens[1:]:
+    for j in tokens:
+        if j == base:
+            continue
         pj = dist[j][int(ids[j])]
         scale = pj if scale is None else scale * pj
         mass *= float(pj.detach()) if hasattr(pj, "detach") else float(pj)
@@ -283,9 +342,9 @@ def merge_group(dist: Any, ids: Sequence[int], tokens: Sequence[int]) -> tuple[A
 
 
 def group_distributions(
-    dist: Any, tok: Tokenized, groups: Sequence[AlignedPair], side: str = "teacher"
+    dist: Any, tok: Tokenized, groups: Sequence[AlignedPair], side: str = "teacher", merge: str = "observed"
 ) -> tuple[Any, np.ndarray]:
-    """Chain-rule merged distribution of every group for one side.
+    """The merged distribution of every group for one side (:func:`merge_group`).
 
     Parameters
     ----------
@@ -293,17 +352,18 @@ def group_distributions(
     tok : the side's Tokenized.
     groups : the alignment (positional pairs are single-token groups).
     side : ``"teacher"`` or ``"student"``.
+    merge : {"observed", "bayesian"}
 
     Returns
     -------
     merged : (G, V) array or tensor
-    masses : (G,) float64 ndarray, the continuation products.
+    masses : (G,) float64 ndarray, the products of the scalar probabilities.
     """
     if side not in ("teacher", "student"):
         raise ValueError(f"side must be 'teacher' or 'student', got {side!r}")
     rows, masses = [], []
     for g in groups:
-        v, m = merge_group(dist, tok.ids, g.teacher_tokens if side == "teacher" else g.student_tokens)
+        v, m = merge_group(dist, tok.ids, g.teacher_tokens if side == "teacher" else g.student_tokens, merge)
         rows.append(v)
         masses.append(m)
     if hasattr(dist, "new_zeros"):  # torch
@@ -313,6 +373,28 @@ def group_distributions(
     else:
         merged = np.stack(rows) if rows else np.zeros((0, dist.shape[1]), dtype=np.asarray(dist).dtype)
     return merged, np.asarray(masses, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """One alignment strategy: the function ``(teacher, student) -> list[AlignedPair]`` and a
+    one-line description (shown by the CLI's ``--help`` and the app)."""
+
+    align: Callable[[Tokenized, Tokenized], list[AlignedPair]]
+    description: str
+
+
+#: The alignment strategies, by name (the one registry: the library, the CLI and the app read it).
+ALIGNMENTS: dict[str, Alignment] = {
+    "positional": Alignment(
+        positional_alignment,
+        "the ULD paper's: i-th predicted teacher token with i-th student token, truncated to the shorter",
+    ),
+    "byte-offset": Alignment(
+        byte_offset_alignment,
+        "TRL GOLD's: groups close where both tokenizations reach the same byte; multi-token groups merged",
+    ),
+}
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ __all__ = ["Tokenized", "tokenize_with_offsets"]
 
 @dataclass(frozen=True)
 class Tokenized:
-    """One text's tokenization with exact byte spans.
+    """One text's tokenization with exact byte spans, and what the model reads before it.
 
     Attributes
     ----------
@@ -30,13 +30,18 @@ class Tokenized:
         ``(T,)`` the text's token ids, NO special tokens (no BOS/EOS added).
     strings : tuple[str, ...]
         ``(T,)`` readable token text: the token's bytes decoded as UTF-8 with
-        ``errors="backslashreplace"`` (a split emoji shows as ``'\\\\xf0\\\\x9f'``).
+        ``errors="backslashreplace"`` (a split emoji shows as ``'\\xf0\\x9f'``).
     byte_spans : tuple[tuple[int, int], ...]
         ``(T,)`` half-open ``[start, end)`` in ``text.encode("utf-8")``; contiguous, covering
         every byte exactly once.
     bos_id : int | None
         A BOS id to prepend for the forward pass (the tokenizer has one AND adds it by default,
         e.g. Gemma), else None.
+    prompt : str
+        Text the model reads BEFORE ``text`` (tokenized on its own), ``""`` for none. Its tokens
+        are context only: they get no distribution of their own here.
+    prompt_ids : tuple[int, ...]
+        The prompt's token ids (no special tokens).
     """
 
     text: str
@@ -44,11 +49,19 @@ class Tokenized:
     strings: tuple[str, ...]
     byte_spans: tuple[tuple[int, int], ...]
     bos_id: int | None
+    prompt: str = ""
+    prompt_ids: tuple[int, ...] = ()
+
+    @property
+    def context_ids(self) -> tuple[int, ...]:
+        """What the model reads before the text: ``(bos_id,)`` if any, then the prompt's ids."""
+        return ((self.bos_id,) if self.bos_id is not None else ()) + self.prompt_ids
 
     @property
     def first_predicted(self) -> int:
-        """Index of the first token that has a distribution: 0 with BOS, else 1."""
-        return 0 if self.bos_id is not None else 1
+        """Index of the first text token that has a distribution: 0 when the model reads anything
+        before the text (BOS or a prompt), else 1 (nothing predicts a text's first token)."""
+        return 0 if self.context_ids else 1
 
     @property
     def text_bytes(self) -> bytes:
@@ -57,13 +70,13 @@ class Tokenized:
 
     @property
     def model_input_ids(self) -> tuple[int, ...]:
-        """The ids to feed the model: ``(bos_id,) + ids`` when a BOS is used, else ``ids``.
+        """The ids to feed the model: ``context_ids + ids``.
 
-        With BOS the logits at input position ``k`` give ``dist[k]`` (they predict token ``k``);
-        without BOS they give ``dist[k + 1]``. In both cases
-        ``dist[j] = softmax(logits[j - first_predicted])`` for ``j >= first_predicted``.
+        With ``c = len(context_ids)``, the logits at input position ``c + j - 1`` predict text
+        token ``j`` (``dist[j]``, for ``j >= first_predicted``) and the logits at the last
+        position predict the token AFTER the text (``dist[T]``).
         """
-        return ((self.bos_id,) if self.bos_id is not None else ()) + self.ids
+        return self.context_ids + self.ids
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -170,7 +183,9 @@ def _char_boundary(text_bytes: bytes, pos: int) -> bool:
     return pos >= len(text_bytes) or (text_bytes[pos] & 0xC0) != 0x80
 
 
-def tokenize_with_offsets(tokenizer: Any, text: str, max_tokens: int | None = None) -> Tokenized:
+def tokenize_with_offsets(
+    tokenizer: Any, text: str, max_tokens: int | None = None, *, prompt: str = ""
+) -> Tokenized:
     """Tokenize ``text`` and give every token its exact span in the UTF-8 bytes.
 
     The spans come from each token's own bytes (see the module docstring); the check
@@ -190,6 +205,9 @@ def tokenize_with_offsets(tokenizer: Any, text: str, max_tokens: int | None = No
         moved back to a character boundary (so possibly fewer than ``max_tokens`` remain) and
         ``Tokenized.text`` becomes the covered prefix, keeping the invariant that the spans
         cover ``text`` exactly.
+    prompt : str
+        Context read before the text, tokenized ON ITS OWN (as a prompt and its answer are in
+        distillation), so the text's tokens and spans do not depend on it. Never truncated.
 
     Returns
     -------
@@ -203,6 +221,8 @@ def tokenize_with_offsets(tokenizer: Any, text: str, max_tokens: int | None = No
     """
     if not isinstance(text, str) or not text.strip():
         raise ValueError("text is empty or whitespace-only: there is nothing to tokenize")
+    if not isinstance(prompt, str):
+        raise ValueError(f"prompt must be a string (got {type(prompt).__name__})")
     if max_tokens is not None and max_tokens < 1:
         raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
     ids = [int(i) for i in tokenizer(text, add_special_tokens=False)["input_ids"]]
@@ -249,4 +269,6 @@ def tokenize_with_offsets(tokenizer: Any, text: str, max_tokens: int | None = No
         strings=strings,
         byte_spans=tuple((int(a), int(b)) for a, b in spans),
         bos_id=_adds_bos(tokenizer),
+        prompt=prompt,
+        prompt_ids=tuple(int(i) for i in tokenizer(prompt, add_special_tokens=False)["input_ids"]) if prompt else (),
     )

@@ -36,9 +36,10 @@ To use the zoo on a machine without network access, run ``uld-explorer models fe
 machine that reaches the package registry and copy ``<cache>/models/`` to the same place.
 
 The modules: :mod:`.registry` (the models and their pinned sources), :mod:`.cache` (the cache
-layout, the completion marker and the file checks), :mod:`.fetch` (steps 1-3 and :func:`fetch`),
-:mod:`.convert` (steps 4-5), :mod:`.load` (:func:`load`), :mod:`.hf` (the transformers calls
-that convert and load share) and :mod:`.errors`. This package re-exports their public names.
+layout, the completion marker and the file checks), :mod:`.download` (steps 1-3 and :func:`fetch`),
+:mod:`.convert` (steps 4-5), :mod:`.loader` (:func:`load`), :mod:`.hf` (the transformers calls
+that convert and load share) and :mod:`.errors`. This package re-exports their public names, each imported on first use
+(``from uld_explorer.zoo.registry import DEFAULT_TEACHER`` loads neither torch nor transformers).
 
 >>> sorted(MODELS) == sorted([DEFAULT_STUDENT, DEFAULT_TEACHER, "Gemma-3-270M"])
 True
@@ -46,48 +47,15 @@ True
 151936
 """
 
-from __future__ import annotations
+from .._lazy import lazy_exports
 
-# MARKER_FORMAT, SELF_CHECK_ATOL and SELF_CHECK_TEXT are public too, though not in __all__.
-from .cache import (  # noqa: F401
-    CACHE_ENV,
-    MARKER,
-    MARKER_FORMAT,
-    ZooEntry,
-    cache_dir,
-    is_cached,
-    list_models,
-    model_dir,
-    verify,
-)
-from .convert import SELF_CHECK_ATOL, SELF_CHECK_TEXT  # noqa: F401
-from .errors import RemoteCodeRefusedError, UnknownModelError, ZooError
-
-# The functions fetch and load shadow the submodules of the same name: ``zoo.fetch`` is the
-# function; reach a module's other names with ``from uld_explorer.zoo.fetch import ...``.
-from .fetch import fetch
-from .load import LoadedModel, load
-from .registry import DEFAULT_STUDENT, DEFAULT_TEACHER, MODELS, ModelSpec, Wheel, resolve_name
-
-__all__ = [
-    "CACHE_ENV",
-    "DEFAULT_STUDENT",
-    "DEFAULT_TEACHER",
-    "MARKER",
-    "MODELS",
-    "LoadedModel",
-    "ModelSpec",
-    "RemoteCodeRefusedError",
-    "UnknownModelError",
-    "Wheel",
-    "ZooEntry",
-    "ZooError",
-    "cache_dir",
-    "fetch",
-    "is_cached",
-    "list_models",
-    "load",
-    "model_dir",
-    "resolve_name",
-    "verify",
-]
+_API = {
+    ".cache": ("CACHE_ENV", "MARKER", "MARKER_FORMAT", "ZooEntry", "cache_dir", "is_cached", "list_models",
+               "model_dir", "verify"),
+    ".convert": ("SELF_CHECK_ATOL", "SELF_CHECK_TEXT"),
+    ".errors": ("RemoteCodeRefusedError", "UnknownModelError", "ZooError"),
+    ".download": ("fetch",),
+    ".loader": ("LoadedModel", "load"),
+    ".registry": ("DEFAULT_STUDENT", "DEFAULT_TEACHER", "MODELS", "ModelSpec", "Wheel", "resolve_name"),
+}
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _API, globals())

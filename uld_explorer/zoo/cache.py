@@ -26,7 +26,7 @@ from typing import Any, Iterable, Iterator
 from tqdm.auto import tqdm
 
 from .errors import ZooError
-from .registry import MODELS, ModelSpec, _as_spec
+from .registry import MODELS, ModelSpec, as_spec
 
 __all__ = ["CACHE_ENV", "MARKER", "ZooEntry", "cache_dir", "is_cached", "list_models", "model_dir", "verify"]
 
@@ -35,7 +35,7 @@ CACHE_ENV = "ULD_EXPLORER_CACHE"
 #: A converted model folder counts as cached only when this file exists in it (written last).
 MARKER = "ZOO_COMPLETE.json"
 MARKER_FORMAT = 1
-_CHUNK = 1 << 20
+CHUNK_BYTES = 1 << 20
 
 
 def cache_dir() -> Path:
@@ -51,14 +51,14 @@ def cache_dir() -> Path:
 
 def model_dir(name_or_spec: str | ModelSpec) -> Path:
     """Where the converted folder of a zoo model (name or spec) lives (whether cached or not)."""
-    return cache_dir() / "models" / _as_spec(name_or_spec).name
+    return cache_dir() / "models" / as_spec(name_or_spec).name
 
 
-def _sources_dir(name: str) -> Path:
+def sources_dir(name: str) -> Path:
     return cache_dir() / "sources" / name
 
 
-def _read_marker(folder: Path) -> dict[str, Any] | None:
+def read_marker(folder: Path) -> dict[str, Any] | None:
     try:
         data = json.loads((folder / MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -68,7 +68,7 @@ def _read_marker(folder: Path) -> dict[str, Any] | None:
     return data
 
 
-def _write_marker(folder: Path, marker: dict[str, Any]) -> None:
+def write_marker(folder: Path, marker: dict[str, Any]) -> None:
     """Write the completion marker of ``folder`` (the last file written into a model folder)."""
     (folder / MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
 
@@ -76,10 +76,10 @@ def _write_marker(folder: Path, marker: dict[str, Any]) -> None:
 def is_cached(name_or_spec: str | ModelSpec) -> bool:
     """True when the converted folder of a zoo model (name or spec) exists and is complete (has its
     marker)."""
-    return _read_marker(model_dir(name_or_spec)) is not None
+    return read_marker(model_dir(name_or_spec)) is not None
 
 
-def _disk_bytes(path: Path) -> int:
+def folder_bytes(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
     total = 0
@@ -128,8 +128,8 @@ def list_models(specs: Iterable[ModelSpec] | None = None) -> list[ZooEntry]:
     rows = []
     for spec in MODELS.values() if specs is None else specs:
         name = spec.name
-        folder, sources = model_dir(spec), _sources_dir(name)
-        disk = (_disk_bytes(folder) if folder.exists() else 0) + (_disk_bytes(sources) if sources.exists() else 0)
+        folder, sources = model_dir(spec), sources_dir(name)
+        disk = (folder_bytes(folder) if folder.exists() else 0) + (folder_bytes(sources) if sources.exists() else 0)
         if is_cached(spec):
             status = "cached"
         elif sources.exists() and any(sources.iterdir()):
@@ -145,14 +145,14 @@ def list_models(specs: Iterable[ModelSpec] | None = None) -> list[ZooEntry]:
 # file checks
 
 
-def _file_record(folder: Path) -> dict[str, dict[str, Any]]:
+def file_record(folder: Path) -> dict[str, dict[str, Any]]:
     return {
-        f.name: {"bytes": f.stat().st_size, "sha256": _sha256_file(f)}
+        f.name: {"bytes": f.stat().st_size, "sha256": sha256_file(f)}
         for f in sorted(folder.iterdir()) if f.is_file() and f.name != MARKER
     }
 
 
-def _check_files(name: str, folder: Path, marker: dict[str, Any], full: bool) -> str | None:
+def check_files(name: str, folder: Path, marker: dict[str, Any], full: bool) -> str | None:
     """None when the folder matches its marker, else what is wrong (sizes, or sha256 if full)."""
     for fname, rec in marker.get("files", {}).items():
         f = folder / fname
@@ -161,13 +161,13 @@ def _check_files(name: str, folder: Path, marker: dict[str, Any], full: bool) ->
         size = f.stat().st_size
         if size != rec["bytes"]:
             return f"{fname} has {size} bytes, expected {rec['bytes']}"
-        if full and _sha256_file(f) != rec["sha256"]:
+        if full and sha256_file(f) != rec["sha256"]:
             return f"{fname} has the wrong sha256 (expected {rec['sha256']})"
     return None
 
 
-def _damaged(name: str, folder: Path, problem: str) -> ZooError:
-    _rm(folder)
+def damaged_error(name: str, folder: Path, problem: str) -> ZooError:
+    remove_path(folder)
     return ZooError(
         f"the cached model folder {folder} is damaged: {problem}. The folder was removed; "
         f"run `uld-explorer models fetch {name}` to build it again."
@@ -180,14 +180,14 @@ def verify(name_or_spec: str | ModelSpec) -> Path:
 
     Returns the folder; raises :class:`ZooError` when it is not cached or damaged.
     """
-    spec = _as_spec(name_or_spec)
+    spec = as_spec(name_or_spec)
     name, folder = spec.name, model_dir(spec)
-    marker = _read_marker(folder)
+    marker = read_marker(folder)
     if marker is None:
         raise ZooError(f"{name} is not cached ({folder}); run `uld-explorer models fetch {name}`")
-    problem = _check_files(name, folder, marker, full=True)
+    problem = check_files(name, folder, marker, full=True)
     if problem:
-        raise _damaged(name, folder, problem)
+        raise damaged_error(name, folder, problem)
     return folder
 
 
@@ -195,17 +195,17 @@ def verify(name_or_spec: str | ModelSpec) -> Path:
 # small helpers shared by the fetch and convert steps
 
 
-def _sha256_file(path: Path, bar: tqdm | None = None) -> str:
+def sha256_file(path: Path, bar: tqdm | None = None) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
-        while block := f.read(_CHUNK):
+        while block := f.read(CHUNK_BYTES):
             digest.update(block)
             if bar is not None:
                 bar.update(len(block))
     return digest.hexdigest()
 
 
-def _rm(path: Path) -> None:
+def remove_path(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
     else:
@@ -213,16 +213,16 @@ def _rm(path: Path) -> None:
             path.unlink()
 
 
-def _bar(progress: bool, **kwargs: Any) -> tqdm:
+def progress_bar(progress: bool, **kwargs: Any) -> tqdm:
     return tqdm(disable=not progress, file=sys.stderr, dynamic_ncols=True, **kwargs)
 
 
-def _say(msg: str) -> None:
+def say(msg: str) -> None:
     tqdm.write(msg, file=sys.stderr)
 
 
 @contextlib.contextmanager
-def _lock(name: str) -> Iterator[None]:
+def fetch_lock(name: str) -> Iterator[None]:
     """One fetch of a model at a time, across processes (POSIX flock; no-op elsewhere)."""
     lock_dir = cache_dir() / "locks"
     lock_dir.mkdir(parents=True, exist_ok=True)
@@ -235,7 +235,7 @@ def _lock(name: str) -> Iterator[None]:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            _say(f"[zoo] waiting for another process that is fetching {name} ...")
+            say(f"[zoo] waiting for another process that is fetching {name} ...")
             fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield

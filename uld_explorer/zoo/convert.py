@@ -4,7 +4,7 @@
 weights into a fresh model built from the same config without the GGUF quantization config, checks
 that both give the same logits on :data:`SELF_CHECK_TEXT`, saves a safetensors model folder and
 re-checks the reloaded folder's logits; while it runs, :func:`_gguf_speedups` lets transformers
-parse each GGUF file once. :func:`_convert` runs it (or the converter given to
+parse each GGUF file once. :func:`convert_and_publish` runs it (or the converter given to
 :func:`~uld_explorer.zoo.fetch`) in a temporary folder next to the final one,
 rejects a self-check beyond :data:`SELF_CHECK_ATOL` or an unexpected vocabulary size, adds the
 license documents and the completion marker, and renames the folder into place only when complete.
@@ -22,9 +22,9 @@ from typing import Any, Callable, Iterator
 import torch
 from tqdm.auto import tqdm
 
-from .cache import MARKER_FORMAT, _bar, _file_record, _rm, _write_marker, model_dir
+from .cache import MARKER_FORMAT, progress_bar, file_record, remove_path, write_marker, model_dir
 from .errors import ZooError
-from .hf import _load_folder, _transformers_progress
+from .hf import load_folder, transformers_progress
 from .registry import ModelSpec
 
 __all__ = ["SELF_CHECK_ATOL", "SELF_CHECK_TEXT", "Converter", "convert_gguf"]
@@ -163,7 +163,7 @@ def convert_gguf(gguf: Path, out: Path, progress: bool, bar: tqdm) -> dict[str, 
     bar.update()
 
     bar.set_postfix_str("reload and compare logits")
-    tok2, model2 = _load_folder(out, torch.float32, local_files_only=True)
+    tok2, model2 = load_folder(out, torch.float32, local_files_only=True)
     logits2 = _logits(model2, tok2)
     if logits2.shape != reference.shape:
         raise ZooError(f"the converted model's logits have shape {tuple(logits2.shape)}, "
@@ -185,7 +185,7 @@ def convert_gguf(gguf: Path, out: Path, progress: bool, bar: tqdm) -> dict[str, 
 _CONVERT_STEPS = 5
 
 
-def _convert(spec: ModelSpec, gguf: Path, docs: dict[str, bytes], progress: bool,
+def convert_and_publish(spec: ModelSpec, gguf: Path, docs: dict[str, bytes], progress: bool,
              timings: dict[str, float], converter: Converter) -> Path:
     final = model_dir(spec)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -193,8 +193,8 @@ def _convert(spec: ModelSpec, gguf: Path, docs: dict[str, bytes], progress: bool
     tmp.mkdir()  # (not mkdtemp: its 0700 mode would follow the folder into the cache)
     try:
         t0 = time.perf_counter()
-        with _bar(progress, total=_CONVERT_STEPS, unit="step", desc=f"convert {spec.name}") as bar, \
-                _transformers_progress(progress):
+        with progress_bar(progress, total=_CONVERT_STEPS, unit="step", desc=f"convert {spec.name}") as bar, \
+                transformers_progress(progress):
             check = converter(gguf, tmp, progress, bar)
         timings["convert_s"] = round(time.perf_counter() - t0, 2)
         if check["max_abs_diff_fresh"] > SELF_CHECK_ATOL or check["max_abs_diff_saved"] > SELF_CHECK_ATOL:
@@ -221,14 +221,14 @@ def _convert(spec: ModelSpec, gguf: Path, docs: dict[str, bytes], progress: bool
             "license": spec.license,
             "versions": {"transformers": _version("transformers"), "torch": torch.__version__},
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "files": _file_record(tmp),
+            "files": file_record(tmp),
         }
-        _write_marker(tmp, marker)  # last file
+        write_marker(tmp, marker)  # last file
         if final.exists():  # a folder without a marker (older, damaged): replace it
-            _rm(final)
+            remove_path(final)
         os.replace(tmp, final)
     except BaseException:
-        _rm(tmp)
+        remove_path(tmp)
         raise
     return final
 

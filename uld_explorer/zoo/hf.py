@@ -12,7 +12,7 @@ from typing import Any, Iterator
 import torch
 
 
-def _load_folder(path: Path | str, dtype: torch.dtype, local_files_only: bool) -> tuple[Any, Any]:
+def load_folder(path: Path | str, dtype: torch.dtype, local_files_only: bool) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=local_files_only, trust_remote_code=False)
@@ -24,7 +24,7 @@ def _load_folder(path: Path | str, dtype: torch.dtype, local_files_only: bool) -
 
 
 @contextlib.contextmanager
-def _transformers_progress(enabled: bool) -> Iterator[None]:
+def transformers_progress(enabled: bool) -> Iterator[None]:
     """Switch transformers' progress bars off for the block unless ``enabled`` (when enabled
     they stay as they were); their previous state is restored on exit."""
     from transformers.utils import logging as hf_logging

@@ -169,10 +169,10 @@ def resolve_name(name: str) -> str:
     )
 
 
-def _as_spec(name_or_spec: str | ModelSpec) -> ModelSpec:
+def as_spec(name_or_spec: str | ModelSpec) -> ModelSpec:
     """The spec of zoo model ``name_or_spec`` (see :func:`resolve_name`), or the spec itself.
 
-    >>> _as_spec("gemma-3-270m") is _as_spec(MODELS["Gemma-3-270M"]) is MODELS["Gemma-3-270M"]
+    >>> as_spec("gemma-3-270m") is as_spec(MODELS["Gemma-3-270M"]) is MODELS["Gemma-3-270M"]
     True
     """
     if isinstance(name_or_spec, ModelSpec):

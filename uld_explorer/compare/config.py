@@ -1,0 +1,156 @@
+"""The settings of a teacher/student comparison: one frozen dataclass, validated once.
+
+:class:`ComparisonConfig` is built by the library's callers (the CLI from its options, the app
+from its widgets, a notebook by hand) and passed to :func:`~uld_explorer.compare.compare_text`.
+Every field carries its help text in ``metadata["help"]`` (the CLI's ``--help`` reads it); the
+named choices come from the library's registries (:data:`~uld_explorer.text.ALIGNMENTS`,
+:data:`~uld_explorer.text.MERGES`, :data:`~uld_explorer.costs.COSTS`,
+:class:`~uld_explorer.hybrid.HybridConfig`). Importing this module needs NumPy only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields, replace
+from numbers import Integral
+from typing import Any
+
+from ..costs import COSTS, MAX_TOKEN_OT_TOP_K
+from ..hybrid import HybridConfig
+from ..text.align import ALIGNMENTS, MERGES
+
+__all__ = ["ComparisonConfig", "check_temperature"]
+
+
+def check_temperature(value: Any, name: str) -> float:
+    """``value`` as a float, if it is a finite number > 0 (Python, NumPy or 0-d torch scalars);
+    otherwise a ValueError naming ``name`` and the fix.
+
+    >>> check_temperature(0.5, "teacher_temperature")
+    0.5
+    """
+    if isinstance(value, (bool, str, bytes)):
+        t = math.nan
+    else:
+        try:
+            t = float(value)
+        except (TypeError, ValueError):
+            t = math.nan
+    if not math.isfinite(t) or t <= 0:
+        raise ValueError(
+            f"{name} must be a finite number > 0 (got {value!r}): softmax(logits / T) is undefined "
+            f"at T <= 0; use a small T (e.g. 0.1) for a sharper distribution"
+        )
+    return t
+
+
+def _check_top_k(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, Integral) or not 1 <= value <= MAX_TOKEN_OT_TOP_K:
+        raise ValueError(
+            f"{name} must be a positive integer at most {MAX_TOKEN_OT_TOP_K:,} (got {value!r}): the tokens "
+            f"kept per side for exact token-space OT (k + 1 support points with the rest bucket)"
+        )
+    return int(value)
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass(frozen=True)
+class ComparisonConfig:
+    """How to compare a teacher and a student on a text (teacher first, student second).
+
+    Validated once on construction: a bad value raises ``ValueError`` naming the field, what
+    was expected and how to fix it. Change one setting with :meth:`replace`.
+
+    Examples
+    --------
+    >>> cfg = ComparisonConfig(alignment="byte-offset", merge="bayesian")
+    >>> cfg.replace(top_k=100).top_k, cfg.costs
+    (100, ('string', 'edit'))
+    >>> ComparisonConfig(alignment="diagonal")
+    Traceback (most recent call last):
+    ...
+    ValueError: alignment must be one of positional, byte-offset (got 'diagonal'): ...
+    """
+
+    alignment: str = field(
+        default="positional",
+        metadata=_help("how teacher and student tokens are paired: "
+                       + "; ".join(f"{k}: {v.description}" for k, v in ALIGNMENTS.items())),
+    )
+    merge: str = field(
+        default="observed",
+        metadata=_help("how a byte-offset group of several tokens becomes one vector: "
+                       + "; ".join(f"{k}: {v}" for k, v in MERGES.items())),
+    )
+    teacher_temperature: float = field(default=1.0, metadata=_help("teacher softmax(z / T), T > 0"))
+    student_temperature: float = field(default=1.0, metadata=_help("student softmax(z / T), T > 0"))
+    top_k: int = field(
+        default=500,
+        metadata=_help("tokens per side (plus a rest bucket) for the string-cost token-space OT "
+                       "(closed form: cheap)"),
+    )
+    edit_top_k: int = field(
+        default=100,
+        metadata=_help("tokens per side for the edit-cost token-space OT (POT's network simplex, ~k^3: "
+                       "~4 ms per position at 100, ~0.3 s at 1000)"),
+    )
+    costs: tuple[str, ...] = field(
+        default=tuple(COSTS),
+        metadata=_help("token-space OT ground costs to compute: "
+                       + "; ".join(f"{k}: {v.description}" for k, v in COSTS.items())),
+    )
+    hybrid: HybridConfig = field(
+        default_factory=HybridConfig,
+        metadata=_help("settings of the hybrid ULD column (TRL GOLD's hybrid loss)"),
+    )
+    max_tokens: int | None = field(
+        default=None,
+        metadata=_help("text tokens per side at most (default: the model's context)"),
+    )
+
+    def __post_init__(self) -> None:
+        if self.alignment not in ALIGNMENTS:
+            raise ValueError(
+                f"alignment must be one of {', '.join(ALIGNMENTS)} (got {self.alignment!r}): "
+                + "; ".join(f"{k} = {v.description}" for k, v in ALIGNMENTS.items())
+            )
+        if self.merge not in MERGES:
+            raise ValueError(
+                f"merge must be one of {', '.join(MERGES)} (got {self.merge!r}): observed = GOLD's default "
+                f"(first token's distribution), bayesian = the joint probability (last token's)"
+            )
+        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen)
+        set_("teacher_temperature", check_temperature(self.teacher_temperature, "teacher_temperature"))
+        set_("student_temperature", check_temperature(self.student_temperature, "student_temperature"))
+        set_("top_k", _check_top_k(self.top_k, "top_k"))
+        set_("edit_top_k", _check_top_k(self.edit_top_k, "edit_top_k"))
+        costs = (self.costs,) if isinstance(self.costs, str) else tuple(self.costs)
+        bad = [c for c in costs if c not in COSTS]
+        if bad or len(set(costs)) != len(costs):
+            raise ValueError(
+                f"costs must be a subset of {', '.join(COSTS)} without repeats (got {list(costs)}); "
+                f"pass () for no token-space OT"
+            )
+        set_("costs", costs)
+        if not isinstance(self.hybrid, HybridConfig):
+            raise ValueError(
+                f"hybrid must be a uld_explorer.HybridConfig (got {type(self.hybrid).__name__}), "
+                f"e.g. HybridConfig(beta=0.5)"
+            )
+        if self.max_tokens is not None and (
+            isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, Integral) or self.max_tokens < 1
+        ):
+            raise ValueError(f"max_tokens must be a positive integer or None (got {self.max_tokens!r})")
+
+    def replace(self, **changes: Any) -> "ComparisonConfig":
+        """A copy with ``changes`` applied (validated again); unknown names are an error."""
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise TypeError(
+                f"unknown comparison setting(s) {', '.join(unknown)}; ComparisonConfig has: {', '.join(sorted(known))}"
+            )
+        return replace(self, **changes)
