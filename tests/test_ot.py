@@ -483,3 +483,77 @@ def test_value_space_w1_subprobability():
     )
     with pytest.raises(ValueError, match="^p must sum to 1"):
         value_space_w1(p, q)
+
+
+# ------------------------------------------------------------------------------------------------
+# ULD / 2 versus token-space OT with the 0/1 string cost (one [0, 1] scale)
+# ------------------------------------------------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@st.composite
+def vocab_pair(draw, unique: bool = True):
+    """A teacher and a student over word-like vocabularies that share some strings.
+
+    ``unique``: every string at most once per vocabulary (the cost-0 pairs form a matching)."""
+    V_t, V_s = draw(st.integers(1, 12)), draw(st.integers(1, 12))
+    words = [f"w{i}" for i in range(16)]
+    if unique:
+        tt = draw(st.permutations(words))[:V_t]
+        ts = draw(st.permutations(words))[:V_s]
+    else:
+        tt = draw(st.lists(st.sampled_from(words[:4]), min_size=V_t, max_size=V_t))
+        ts = draw(st.lists(st.sampled_from(words[:4]), min_size=V_s, max_size=V_s))
+    entry = st.one_of(st.floats(0.0, 1.0), st.sampled_from([0.0, 0.5, 1.0]))
+    p = np.asarray(draw(st.lists(entry, min_size=V_t, max_size=V_t).filter(lambda x: sum(x) > 1e-3)))
+    q = np.asarray(draw(st.lists(entry, min_size=V_s, max_size=V_s).filter(lambda x: sum(x) > 1e-3)))
+    return p / p.sum(), q / q.sum(), list(tt), list(ts)
+
+
+@given(vocab_pair())
+@settings(max_examples=200, deadline=None)
+def test_uld_half_is_a_lower_bound_of_the_01_token_ot(pair):
+    """ULD/2 = min over relabellings of the 0/1 OT <= the 0/1 OT of ONE labelling (the strings'),
+    when each string appears at most once per vocabulary. Both in [0, 1]; POT is the oracle."""
+    p, q, tt, ts = pair
+    full = token_space_ot(p, q, string_identity_cost(tt, ts)).value
+    uld_half = paper_uld(p, q) / 2
+    assert 0.0 <= uld_half <= 1.0 + 1e-12 and 0.0 <= full <= 1.0 + 1e-12
+    assert uld_half <= full + 1e-9
+    # the same through the top-k entry point without truncation, and the rank-space identity
+    assert token_space_ot_top_k(p, q, tt, ts, k=len(tt) + len(ts)).value == pytest.approx(full, abs=1e-9)
+    assert rank_space_ot(p, q).value == pytest.approx(uld_half, abs=1e-9)
+
+
+def test_uld_half_can_exceed_the_01_token_ot_when_a_string_repeats():
+    """Two teacher ids spelling 'a' pool their mass: the string OT is 0, ULD/2 is not. The
+    documented exception (the comparison table says so in its notes)."""
+    p, q = np.array([0.5, 0.5]), np.array([1.0])
+    full = token_space_ot(p, q, string_identity_cost(["a", "a"], ["a"])).value
+    assert full == pytest.approx(0.0, abs=1e-12) and paper_uld(p, q) / 2 == pytest.approx(0.5)
+
+
+def test_uld_half_can_exceed_the_truncated_token_ot():
+    """top-k + rest: the two rest buckets move to each other for free, so the truncated OT can fall
+    below ULD/2 (uniform teacher over 100 tokens, student over 10, top-1)."""
+    tt, ts = [f"t{i}" for i in range(100)], [f"s{i}" for i in range(10)]
+    p, q = np.full(100, 0.01), np.full(10, 0.1)
+    truncated = token_space_ot_top_k(p, q, tt, ts, k=1).value
+    full = token_space_ot(p, q, string_identity_cost(tt, ts)).value
+    assert truncated == pytest.approx(0.1, abs=1e-12)  # 1 - min(rest_t, rest_s) = 1 - 0.9
+    assert paper_uld(p, q) / 2 == pytest.approx(0.9, abs=1e-12) and full == pytest.approx(1.0, abs=1e-12)
+    assert truncated < paper_uld(p, q) / 2 <= full
+
+
+def test_zero_one_group_ot_with_a_subnormal_group_mass_stays_finite():
+    """Found by hypothesis: a student entry of 2.2e-309 (subnormal) made 1 / max(A_g, B_g)
+    overflow, and the plan NaN. The plan must stay finite and optimal (POT agrees)."""
+    a, b = np.array([1.0]), np.array([1.0, 2.22507386e-309])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow / invalid-value warning either
+        r = uot.zero_one_group_ot(a, b, [0], [0, 1])
+    assert np.isfinite(r.plan).all()
+    np.testing.assert_allclose(r.plan.sum(1), a / a.sum(), atol=1e-15)
+    assert r.value == pytest.approx(exact_ot(a, b, r.cost).value, abs=1e-12)

@@ -348,14 +348,15 @@ def zero_one_group_ot(a: Any, b: Any, group_a: Any, group_b: Any) -> OTResult:
     ia, ib = inv[: a.size], inv[a.size :]
     A = np.bincount(ia, weights=a, minlength=labels.size)
     B = np.bincount(ib, weights=b, minlength=labels.size)
-    top = np.maximum(A, B)
-    scale = np.divide(1.0, top, out=np.zeros_like(top), where=top > 0)
+    top = np.maximum(A, B)[ib]
+    # b_j / max(A_g, B_g) <= 1: no overflow even when a group's mass is subnormal (1 / top is not)
+    ratio_b = np.divide(b, top, out=np.zeros_like(b), where=top > 0)
     C = (ia[:, None] != ib[None, :]).astype(np.float64)
-    plan = np.outer(a, b) * (1.0 - C) * scale[ia][:, None]  # inside groups: a_i b_j / max(A_g, B_g)
+    plan = np.outer(a, ratio_b) * (1.0 - C)  # inside groups: a_i b_j / max(A_g, B_g)
     res_a, res_b = a - plan.sum(1), b - plan.sum(0)
     value = max(0.0, 1.0 - float(np.minimum(A, B).sum()))
-    if value > 0:
-        plan += np.outer(np.clip(res_a, 0, None), np.clip(res_b, 0, None)) / value
+    if value > 0:  # residual shares res_a_i / value <= 1, for the same reason
+        plan += np.outer(np.clip(res_a, 0, None) / value, np.clip(res_b, 0, None))
     return OTResult(value=value, plan=plan, cost=C, iterations_limit=0)
 
 
