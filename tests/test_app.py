@@ -195,3 +195,26 @@ def test_plot_transport_plan(pair):
         plot_transport_plan(s.value_ot.plan, row_ticklabels=["a"])
     with pytest.raises(ValueError, match="2-D"):
         plot_transport_plan(np.ones(3))
+
+
+def test_plot_token_plan_puts_tokens_back_in_vocabulary_order(pair):
+    """The plan's rows / columns in vocabulary order (rest bucket last, only when it holds mass),
+    so the same-string cells of a shared vocabulary lie on the diagonal."""
+    from uld_explorer.plots import plot_token_plan
+
+    p, q = pair
+    t_tok, s_tok = ux.synthetic_tokens(12), ux.synthetic_tokens(7)
+    r = ux.token_space_ot_top_k(p, q, t_tok, s_tok, k=5)
+    fig = plot_token_plan(r, t_tok, s_tok)
+    ax = fig.axes[0]
+    rows = [t.get_text() for t in ax.get_yticklabels()]
+    cols = [t.get_text() for t in ax.get_xticklabels()]
+    assert rows == [t_tok[i] for i in sorted(r.teacher_index)] + ["rest"]
+    assert cols == [s_tok[j] for j in sorted(r.student_index)] + ["rest"]
+    shown = ax.images[0].get_array()
+    order_t = list(np.argsort(r.teacher_index)) + [5]
+    order_s = list(np.argsort(r.student_index)) + [5]
+    np.testing.assert_allclose(shown, r.plan[np.ix_(order_t, order_s)])
+    full = ux.token_space_ot_top_k(p, q, t_tok, s_tok, k=50)  # nothing truncated: no rest row / column
+    labels = [t.get_text() for t in plot_token_plan(full, t_tok, s_tok).axes[0].get_yticklabels()]
+    assert "rest" not in labels and labels == t_tok

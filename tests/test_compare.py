@@ -459,6 +459,38 @@ def test_no_shared_mass_makes_kl_nan_with_its_reason_and_the_table_stands(teache
     json.dumps(table.as_dict(), allow_nan=False)
 
 
+@pytest.mark.parametrize("alignment", ["positional", "byte-offset"])
+def test_each_row_is_validated_once(teacher, student, dists, alignment):
+    """check_distribution sees each full-vocabulary row ONCE (the batch of merged rows per side,
+    plus the base rows when groups are merged); every divergence after it takes them as checked.
+    Only the small top-k + rest vectors of token-space OT are checked again."""
+    import sys
+    import threading
+
+    from uld_explorer.distributions import check_distribution
+
+    (t_tok, t_dist), (s_tok, s_dist) = dists
+    shapes = []
+
+    def watch(frame, event, arg):
+        if event == "call" and frame.f_code is check_distribution.__code__:
+            shapes.append(tuple(np.shape(frame.f_locals["x"])))
+
+    sys.setprofile(watch)
+    threading.setprofile(watch)  # the row workers are new threads
+    try:
+        table = compare_distributions(teacher, student, t_tok, t_dist, s_tok, s_dist, alignment=alignment,
+                                      top_k=30, edit_top_k=10)
+    finally:
+        sys.setprofile(None)
+        threading.setprofile(None)
+    R, V_t, V_s = len(table), t_dist.shape[1], s_dist.shape[1]
+    big = sorted(sh for sh in shapes if sh[-1] >= min(V_t, V_s))
+    merged = any(len(r.teacher_tokens) > 1 or len(r.student_tokens) > 1 for r in table)
+    assert big == sorted([(R, V_t), (R, V_s)] * (2 if merged else 1)), big
+    assert all(sh[-1] <= 31 for sh in shapes if sh[-1] < min(V_t, V_s))  # k + 1 entries at most
+
+
 def test_temperatures_change_the_values(teacher, student, table):
     hot = compare_text(teacher, student, TEXT, alignment=table.alignment, top_k=50, edit_top_k=20,
                        teacher_temperature=3.0, student_temperature=0.5)

@@ -613,3 +613,171 @@ def test_uld_subprobability_vectors_follow_the_same_formula_and_are_checked():
         uld_distance(p, np.array([0.9, 0.5]), subprobability=True)
     with pytest.raises(ValueError, match="^p must be non-negative"):
         uld_distance(np.array([-0.1, 0.5]), q, subprobability=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# match_strings, NaN rows, and GOLD's hybrid ULD against a straightforward restatement
+# ------------------------------------------------------------------------------------------------
+
+from uld_explorer import HybridConfig, hybrid_uld, match_strings  # noqa: E402
+
+
+def test_match_strings_pools_and_never_matches_empty():
+    m = match_strings(["a", "b", "a", "", "c"], ["b", "", "a", "x"])
+    assert m.strings == ("a", "b") and m.S == 2
+    assert m.teacher_group.tolist() == [0, 1, 0, -1, -1] and m.student_group.tolist() == [1, -1, 0, -1]
+    assert m.teacher_matched.tolist() == [0, 1, 2] and m.student_matched.tolist() == [0, 2]
+    assert not m.one_to_one and match_strings(["a", "b"], ["b", "a"]).one_to_one
+
+
+@pytest.mark.parametrize("to", [np.asarray, torch.from_numpy])
+def test_shared_vocab_on_empty_nan_marks_only_that_row(to):
+    p = np.array([[0.5, 0.5, 0.0], [0.0, 0.0, 1.0], [0.2, 0.3, 0.5]])  # row 1: all on 'moon'
+    q = np.array([[0.6, 0.4], [0.5, 0.5], [0.1, 0.9]])
+    tt, ts = ["dog", "cat", "moon"], ["cat", "dog"]
+    with pytest.raises(ValueError, match=r"p \(teacher\) puts no mass on the shared strings at batch index \(1,\)"):
+        restrict_to_shared_vocab(to(p), to(q), tt, ts)
+    sv = restrict_to_shared_vocab(to(p), to(q), tt, ts, on_empty="nan")
+    P, Q = np.asarray(sv.p), np.asarray(sv.q)
+    assert np.isnan(P[1]).all() and np.isnan(Q[1]).all() and float(sv.teacher_mass[1]) == 0.0
+    np.testing.assert_allclose(P[[0, 2]], [[0.5, 0.5], [0.4, 0.6]])
+    kl = np.asarray(kl_divergence(sv.p, sv.q, validate=False))
+    assert math.isnan(kl[1]) and np.isfinite(kl[[0, 2]]).all()
+    assert kl[0] == pytest.approx(entropy([0.5, 0.5], [0.4, 0.6]), rel=1e-12)
+    with pytest.raises(ValueError, match="must be finite"):  # validated KL refuses the NaN row
+        kl_divergence(sv.p, sv.q)
+
+
+def hybrid_oracle(p, q, tt, ts, beta=0.5, divergence="jsd", weighting="matched-share", wm=None, wu=None):
+    """GOLD's hybrid restated with Python loops: strings in both vocabularies (never ''), their
+    pooled masses NOT renormalized; generalized JSD (GOLD's beta convention) or KL on them; the
+    unmatched entries sorted, zero-padded, L1; weights = share of matched teacher ids, or fixed."""
+    shared = [s for s in dict.fromkeys(tt) if s and s in set(ts)]
+    P = [sum(p[i] for i, t in enumerate(tt) if t == s) for s in shared]
+    Q = [sum(q[j] for j, t in enumerate(ts) if t == s) for s in shared]
+
+    def xlogx_over(x, y):  # x log(x / y), 0 log 0 = 0
+        return 0.0 if x == 0 else (math.inf if y == 0 else x * math.log(x / y))
+
+    if divergence == "kl" or beta == 0:
+        D = sum(xlogx_over(a, b) for a, b in zip(P, Q))
+    elif beta == 1:
+        D = sum(xlogx_over(b, a) for a, b in zip(P, Q))
+    else:
+        D = 0.0
+        for a, b in zip(P, Q):
+            m = beta * a + (1 - beta) * b
+            D += beta * xlogx_over(a, m) + (1 - beta) * xlogx_over(b, m)
+    pu = [p[i] for i, t in enumerate(tt) if t not in shared]
+    qu = [q[j] for j, t in enumerate(ts) if t not in shared]
+    U = paper_uld(pu, qu) if pu and qu else sum(pu) + sum(qu)
+    if weighting == "matched-share":
+        wm = sum(t in shared for t in tt) / len(tt)
+        wu = 1 - wm
+    return wm * D + wu * U, D, U, wm, wu
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        HybridConfig(),
+        HybridConfig(beta=0.1),
+        HybridConfig(beta=0.9),
+        HybridConfig(beta=0.0),
+        HybridConfig(beta=1.0),
+        HybridConfig(divergence="kl"),
+        HybridConfig(weighting="fixed", matched_weight=0.3, unmatched_weight=2.0),
+    ],
+    ids=["jsd0.5", "jsd0.1", "jsd0.9", "beta0", "beta1", "kl", "fixed"],
+)
+def test_hybrid_against_a_restatement(seed, cfg):
+    rng = np.random.default_rng(seed)
+    alphabet = ["a", "b", "c", "d", "e", "f", "", "g"]
+    V_t, V_s = int(rng.integers(2, 12)), int(rng.integers(2, 12))
+    tt, ts = list(rng.choice(alphabet, V_t)), list(rng.choice(alphabet, V_s))
+    tt[0], ts[0] = "a", "a"  # at least one shared string
+    p, q = dirichlet(rng, V_t, alpha=0.5), dirichlet(rng, V_s, alpha=0.5)
+    if seed % 2:  # chain-rule merged groups: sub-probability vectors, as GOLD applies it
+        p, q = p * 0.7, q * 0.4
+    value, D, U, wm, wu = hybrid_oracle(p, q, tt, ts, cfg.beta, cfg.divergence, cfg.weighting,
+                                        cfg.matched_weight, cfg.unmatched_weight)
+    r = hybrid_uld(p, q, tt, ts, config=cfg, subprobability=True)
+    assert float(r.value) == pytest.approx(value, rel=1e-10, abs=1e-12)
+    assert float(r.matched) == pytest.approx(D, rel=1e-10, abs=1e-12)
+    assert float(r.unmatched) == pytest.approx(U, rel=1e-10, abs=1e-12)
+    assert (r.matched_weight, r.unmatched_weight) == pytest.approx((wm, wu))
+    if cfg.divergence == "jsd" and 0 < cfg.beta < 1:
+        assert float(r.matched) >= 0  # the JSD is >= 0 entrywise, also on sub-probability masses
+    # torch gives the same number
+    rt = hybrid_uld(torch.from_numpy(p), torch.from_numpy(q), tt, ts, config=cfg, subprobability=True)
+    assert float(rt.value) == pytest.approx(float(r.value), rel=1e-10, abs=1e-12)
+
+
+def test_hybrid_hand_example():
+    """'a' shared and matched token by token; 'x' (teacher) and 'y', 'z' (student) by sorted L1."""
+    p, q = np.array([0.5, 0.5]), np.array([0.2, 0.5, 0.3])
+    r = hybrid_uld(p, q, ["a", "x"], ["a", "y", "z"], config=HybridConfig(beta=0.5))
+    m = 0.35
+    jsd = 0.5 * 0.5 * math.log(0.5 / m) + 0.5 * 0.2 * math.log(0.2 / m)
+    l1 = abs(0.5 - 0.5) + abs(0.0 - 0.3)  # sorted [0.5] vs [0.5, 0.3], padded
+    assert float(r.matched) == pytest.approx(jsd, rel=1e-12) and float(r.unmatched) == pytest.approx(l1)
+    assert (r.matched_weight, r.unmatched_weight) == (0.5, 0.5)
+    assert float(r.value) == pytest.approx(0.5 * jsd + 0.5 * l1, rel=1e-12)
+    assert float(r.teacher_matched_mass) == 0.5 and float(r.student_matched_mass) == pytest.approx(0.2)
+
+
+def test_hybrid_equals_uld_when_nothing_matches_and_jsd_when_everything_does(rng):
+    p, q = dirichlet(rng, 7), dirichlet(rng, 5)
+    none = hybrid_uld(p, q, [f"t{i}" for i in range(7)], [f"s{i}" for i in range(5)])
+    assert none.matched_weight == 0.0 and float(none.value) == pytest.approx(paper_uld(p, q), abs=1e-12)
+    q7 = dirichlet(rng, 7)
+    tok = [f"w{i}" for i in range(7)]
+    both = hybrid_uld(p, q7, tok, tok)
+    assert both.matched_weight == 1.0 and float(both.unmatched) == 0.0
+    assert float(both.value) == pytest.approx(float(js_divergence(p, q7)), rel=1e-10)  # beta = 0.5: JS
+
+
+def test_hybrid_batched_and_gradient(rng):
+    tt, ts = ["a", "b", "c", "x"], ["b", "a", "y", "z", "w"]
+    p, q = dirichlet(rng, 4, size=(2, 3)), dirichlet(rng, 5, size=(2, 3))
+    r = hybrid_uld(p, q, tt, ts)
+    assert r.value.shape == (2, 3)
+    for i in range(2):
+        for j in range(3):
+            assert r.value[i, j] == pytest.approx(hybrid_oracle(p[i, j], q[i, j], tt, ts)[0], rel=1e-10)
+    # differentiable w.r.t. the student logits (float64 gradcheck, tie-free)
+    zt = torch.tensor(rng.normal(size=4))
+    zs = torch.tensor(rng.normal(size=5), requires_grad=True)
+    f = lambda z: hybrid_uld(torch.softmax(zt, -1), torch.softmax(z, -1), tt, ts, validate=False).value  # noqa: E731
+    assert torch.autograd.gradcheck(f, (zs,), eps=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"divergence": "cosine"}, "hybrid divergence must be one of jsd, kl"),
+        ({"beta": 1.5}, r"hybrid beta must lie in \[0, 1\]"),
+        ({"beta": float("nan")}, "hybrid beta must be a finite number"),
+        ({"weighting": "mass"}, "hybrid weighting must be one of matched-share, fixed"),
+        ({"weighting": "fixed", "matched_weight": 1.0}, "needs both matched_weight and unmatched_weight"),
+        ({"weighting": "fixed", "matched_weight": -1.0, "unmatched_weight": 1.0}, "matched_weight must be >= 0"),
+        ({"matched_weight": 1.0, "unmatched_weight": 1.0}, "used only with weighting='fixed'"),
+    ],
+)
+def test_hybrid_config_errors_name_the_fix(kw, match):
+    with pytest.raises(ValueError, match=match):
+        HybridConfig(**kw)
+
+
+def test_hybrid_input_errors():
+    with pytest.raises(ValueError, match="pass teacher_tokens and student_tokens"):
+        hybrid_uld([1.0], [1.0])
+    with pytest.raises(ValueError, match="teacher_tokens must have one string per vocabulary entry"):
+        hybrid_uld([0.5, 0.5], [1.0], ["a"], ["a"])
+    with pytest.raises(ValueError, match="match was built for vocabularies of 3 and 1"):
+        hybrid_uld([0.5, 0.5], [1.0], match=match_strings(["a", "b", "c"], ["a"]))
+    with pytest.raises(TypeError, match="config must be a uld_explorer.hybrid.HybridConfig"):
+        hybrid_uld([1.0], [1.0], ["a"], ["a"], config={"beta": 0.5})
+    with pytest.raises(ValueError, match="^p must sum to 1"):
+        hybrid_uld([0.5, 0.4], [1.0], ["a", "b"], ["a"])
