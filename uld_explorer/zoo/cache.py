@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .errors import ZooError
 from .registry import MODELS, ModelSpec, as_spec

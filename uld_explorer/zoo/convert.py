@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .cache import MARKER_FORMAT, progress_bar, file_record, remove_path, write_marker, model_dir
 from .errors import ZooError
