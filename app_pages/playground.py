@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 
 import uld_explorer as ux
-from uld_explorer.plots import plot_distributions, plot_sorted_curves, plot_token_plan, plot_transport_plan
+from uld_explorer.plots import plot_distributions, plot_sorted_curves, plot_token_plan, plot_value_plan
 
 # Widget keys and their defaults: the library's PlaygroundConfig (``uld-explorer playground``
 # uses the same). The widgets read them from st.session_state, so the identity-blindness button
@@ -74,15 +74,7 @@ def pictures(V_t, V_s, teacher_temperature, student_temperature, shift, noise, p
         "sorted": png(plot_sorted_curves(p, q, xscale="log" if n > 60 else "linear")),
     }
     if s.value_ot is not None:
-        same = np.zeros((n, n), dtype=bool)
-        same[np.arange(min(V_t, V_s)), np.arange(min(V_t, V_s))] = True  # tok_i on both sides
-        out["value_plan"] = png(plot_transport_plan(
-            s.value_ot.plan,
-            row_label="teacher token (vocab order)", col_label="student token (vocab order)",
-            title="value space (= ULD): who is matched to whom",
-            row_ticklabels=t_tok + ["pad"] * (n - V_t), col_ticklabels=s_tok + ["pad"] * (n - V_s),
-            highlight=same, highlight_label="same token string", cbar_label="matched (plan × n)",
-        ))
+        out["value_plan"] = png(plot_value_plan(s.value_ot, t_tok, s_tok))
     out["token_plan"] = png(plot_token_plan(s.token_ot, t_tok, s_tok))
     return out
 

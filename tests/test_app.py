@@ -218,3 +218,18 @@ def test_plot_token_plan_puts_tokens_back_in_vocabulary_order(pair):
     full = ux.token_space_ot_top_k(p, q, t_tok, s_tok, k=50)  # nothing truncated: no rest row / column
     labels = [t.get_text() for t in plot_token_plan(full, t_tok, s_tok).axes[0].get_yticklabels()]
     assert "rest" not in labels and labels == t_tok
+
+
+def test_plot_value_plan_labels_padding_and_outlines_same_strings():
+    from uld_explorer.plots import plot_value_plan
+
+    p, q = ux.synthetic_pair(5, 3, shift=1, seed=2)
+    r = ux.value_space_ot(p, q)
+    fig = plot_value_plan(r, ux.synthetic_tokens(5), ux.synthetic_tokens(3))
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["tok0", "tok1", "tok2", "pad", "pad"]
+    np.testing.assert_allclose(ax.images[0].get_array(), r.plan)
+    outlined = ax.collections[0].get_offsets()  # (col, row) of the same-string cells: tok_i with tok_i
+    assert sorted(map(tuple, np.asarray(outlined).astype(int))) == [(0, 0), (1, 1), (2, 2)]
+    with pytest.raises(ValueError, match="n = max"):
+        plot_value_plan(r, ux.synthetic_tokens(4), ux.synthetic_tokens(3))

@@ -33,6 +33,7 @@ __all__ = [
     "plot_sorted_curves",
     "plot_token_plan",
     "plot_transport_plan",
+    "plot_value_plan",
 ]
 
 #: Teacher colour (matplotlib "tab:blue").
@@ -353,4 +354,56 @@ def plot_token_plan(
         row_label="teacher token (top-k)", col_label="student token (top-k)", title=title,
         row_ticklabels=[row_names[i] for i in rows], col_ticklabels=[col_names[j] for j in cols],
         highlight=np.asarray(result.cost)[sub] == 0, highlight_label="cost 0 (same token string)",
+    )
+
+
+def plot_value_plan(
+    result: Any,
+    teacher_tokens: Sequence[str],
+    student_tokens: Sequence[str],
+    ax: Axes | None = None,
+    *,
+    title: str = "value space (= ULD): who is matched to whom",
+) -> Figure:
+    """The plan of the value-space OT (:func:`~uld_explorer.value_space_ot`, scaled by n), rows
+    and columns in VOCABULARY order, the zero padding labelled ``pad``.
+
+    A cell ``(i, j)`` of 1 means teacher token ``i``'s probability is matched to student token
+    ``j``'s, whatever their strings: the outlined cells are the pairs with the SAME string, which
+    a plan that ignored identities would only hit by chance.
+
+    Parameters
+    ----------
+    result : OTResult
+        From :func:`~uld_explorer.value_space_ot`, plan of shape ``(n, n)``, ``n = max(V_t, V_s)``.
+    teacher_tokens, student_tokens : sequences of str, lengths V_t, V_s
+    ax : Axes, optional
+    title : str
+
+    Examples
+    --------
+    >>> from uld_explorer import value_space_ot
+    >>> r = value_space_ot([0.7, 0.3], [0.2, 0.5, 0.3])
+    >>> fig = plot_value_plan(r, ["a", "b"], ["b", "a", "c"])
+    >>> [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    ['a', 'b', 'pad']
+    """
+    plan = np.asarray(result.plan)
+    n = plan.shape[0]
+    V_t, V_s = len(teacher_tokens), len(student_tokens)
+    if plan.shape != (n, n) or n != max(V_t, V_s):
+        raise ValueError(
+            f"the value-space plan must be (n, n) with n = max(V_t, V_s) = {max(V_t, V_s)} "
+            f"(got {plan.shape} for {V_t} teacher and {V_s} student tokens)"
+        )
+    rows = [str(t) for t in teacher_tokens] + ["pad"] * (n - V_t)
+    cols = [str(t) for t in student_tokens] + ["pad"] * (n - V_s)
+    ids: dict[str, int] = {}
+    t_id = np.array([ids.setdefault(str(t), len(ids)) for t in teacher_tokens] + [-1] * (n - V_t))
+    s_id = np.array([ids.setdefault(str(t), len(ids)) for t in student_tokens] + [-2] * (n - V_s))
+    same = t_id[:, None] == s_id[None, :]  # padding (-1 / -2) never matches
+    return plot_transport_plan(
+        plan, ax, row_label="teacher token (vocab order)", col_label="student token (vocab order)",
+        title=title, row_ticklabels=rows, col_ticklabels=cols, highlight=same,
+        highlight_label="same token string", cbar_label="matched (plan × n)",
     )
