@@ -65,8 +65,8 @@ def child_table(n_tokens: int, threads: int, repeat: int) -> dict:
 
     torch.set_num_threads(threads)
     from uld_explorer import zoo
-    from uld_explorer.text import tokenize_with_offsets
     from uld_explorer.compare import compare_distributions, compare_text, next_token_distributions
+    from uld_explorer.text import tokenize_with_offsets
 
     teacher = zoo.load(zoo.DEFAULT_TEACHER, progress=False)
     student = zoo.load(zoo.DEFAULT_STUDENT, progress=False)

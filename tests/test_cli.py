@@ -9,7 +9,14 @@ from dataclasses import asdict
 
 import pytest
 
-from uld_explorer import COSTS, HYBRID_DIVERGENCES, HYBRID_WEIGHTINGS, PlaygroundConfig, divergence_summary, synthetic_pair
+from uld_explorer import (
+    COSTS,
+    HYBRID_DIVERGENCES,
+    HYBRID_WEIGHTINGS,
+    PlaygroundConfig,
+    divergence_summary,
+    synthetic_pair,
+)
 from uld_explorer.cli import main
 from uld_explorer.text import ALIGNMENTS, MERGES
 

@@ -17,6 +17,7 @@ import numpy as np
 import ot
 import pytest
 import torch
+from tiny_tokenizers import SPM_LETTERS, SPM_MERGES, TEXTS, byte_bpe, sentencepiece_like
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from uld_explorer import (
@@ -40,7 +41,6 @@ from uld_explorer.compare import (
     next_token_distributions,
 )
 from uld_explorer.text import base_token, merge_group, vocab_strings
-from tiny_tokenizers import SPM_LETTERS, SPM_MERGES, TEXTS, byte_bpe, sentencepiece_like
 
 TEXT = "The cat sat on the mat, and the dog sat on the log. Le café était très bon 🍕!"
 

@@ -14,6 +14,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from tiny_tokenizers import CORPUS, TEXTS, byte_bpe, sentencepiece_like
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
@@ -35,7 +36,6 @@ from uld_explorer.text import (
     vocab_overlap,
     vocab_strings,
 )
-from tiny_tokenizers import CORPUS, TEXTS, byte_bpe, sentencepiece_like
 
 # --------------------------------------------------------------------------------------------
 # tiny tokenizers

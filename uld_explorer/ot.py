@@ -28,6 +28,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import ot
+
 from .costs import COSTS, MAX_SUPPORT, CostBuilder, edit_distance_cost, string_identity_cost
 from .distributions import as_float64, check_distribution, check_pair, sorted_probs, top_k_with_rest
 

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator
 import torch
 from tqdm import tqdm
 
-from .cache import MARKER_FORMAT, progress_bar, file_record, remove_path, write_marker, model_dir
+from .cache import MARKER_FORMAT, file_record, model_dir, progress_bar, remove_path, write_marker
 from .errors import ZooError
 from .hf import load_folder, transformers_progress
 from .registry import ModelSpec

@@ -29,19 +29,19 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .cache import (
-    CHUNK_BYTES,
     CACHE_ENV,
-    progress_bar,
+    CHUNK_BYTES,
+    cache_dir,
     check_files,
-    folder_bytes,
     fetch_lock,
+    folder_bytes,
+    model_dir,
+    progress_bar,
     read_marker,
     remove_path,
     say,
     sha256_file,
     sources_dir,
-    cache_dir,
-    model_dir,
 )
 from .convert import Converter, convert_and_publish, convert_gguf
 from .errors import ZooError

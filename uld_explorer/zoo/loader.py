@@ -22,9 +22,9 @@ from typing import Any
 
 import torch
 
-from .cache import check_files, damaged_error, read_marker, model_dir
-from .errors import RemoteCodeRefusedError, UnknownModelError, ZooError
+from .cache import check_files, damaged_error, model_dir, read_marker
 from .download import fetch
+from .errors import RemoteCodeRefusedError, UnknownModelError, ZooError
 from .hf import load_folder, transformers_progress
 from .registry import MODELS, ModelSpec, as_spec
 
