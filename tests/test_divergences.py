@@ -648,13 +648,15 @@ def test_shared_vocab_on_empty_nan_marks_only_that_row(to):
         kl_divergence(sv.p, sv.q)
 
 
-def hybrid_oracle(p, q, tt, ts, beta=0.5, divergence="jsd", weighting="matched-share", wm=None, wu=None):
+def hybrid_oracle(p, q, tt, ts, beta=0.5, divergence="jsd", weighting="matched-share", wm=None, wu=None, clamp=None):
     """GOLD's hybrid restated with Python loops: strings in both vocabularies (never ''), their
     pooled masses NOT renormalized; generalized JSD (GOLD's beta convention) or KL on them; the
     unmatched entries sorted, zero-padded, L1; weights = share of matched teacher ids, or fixed."""
     shared = [s for s in dict.fromkeys(tt) if s and s in set(ts)]
     P = [sum(p[i] for i, t in enumerate(tt) if t == s) for s in shared]
     Q = [sum(q[j] for j, t in enumerate(ts) if t == s) for s in shared]
+    if clamp is not None:  # GOLD's clamp_min on the probabilities inside its logs
+        P, Q = [max(x, clamp) for x in P], [max(x, clamp) for x in Q]
 
     def xlogx_over(x, y):  # x log(x / y), 0 log 0 = 0
         return 0.0 if x == 0 else (math.inf if y == 0 else x * math.log(x / y))
@@ -688,8 +690,10 @@ def hybrid_oracle(p, q, tt, ts, beta=0.5, divergence="jsd", weighting="matched-s
         HybridConfig(beta=1.0),
         HybridConfig(divergence="kl"),
         HybridConfig(weighting="fixed", matched_weight=0.3, unmatched_weight=2.0),
+        HybridConfig(divergence="kl", clamp=1e-8),
+        HybridConfig(beta=0.3, clamp=1e-3),
     ],
-    ids=["jsd0.5", "jsd0.1", "jsd0.9", "beta0", "beta1", "kl", "fixed"],
+    ids=["jsd0.5", "jsd0.1", "jsd0.9", "beta0", "beta1", "kl", "fixed", "kl-clamped", "jsd-clamped"],
 )
 def test_hybrid_against_a_restatement(seed, cfg):
     rng = np.random.default_rng(seed)
@@ -701,7 +705,7 @@ def test_hybrid_against_a_restatement(seed, cfg):
     if seed % 2:  # chain-rule merged groups: sub-probability vectors, as GOLD applies it
         p, q = p * 0.7, q * 0.4
     value, D, U, wm, wu = hybrid_oracle(p, q, tt, ts, cfg.beta, cfg.divergence, cfg.weighting,
-                                        cfg.matched_weight, cfg.unmatched_weight)
+                                        cfg.matched_weight, cfg.unmatched_weight, cfg.clamp)
     r = hybrid_uld(p, q, tt, ts, config=cfg, subprobability=True)
     assert float(r.value) == pytest.approx(value, rel=1e-10, abs=1e-12)
     assert float(r.matched) == pytest.approx(D, rel=1e-10, abs=1e-12)
@@ -712,6 +716,19 @@ def test_hybrid_against_a_restatement(seed, cfg):
     # torch gives the same number
     rt = hybrid_uld(torch.from_numpy(p), torch.from_numpy(q), tt, ts, config=cfg, subprobability=True)
     assert float(rt.value) == pytest.approx(float(r.value), rel=1e-10, abs=1e-12)
+
+
+def test_hybrid_clamp_reproduces_gold_where_the_student_is_near_zero():
+    """The smallest case where GOLD's 1e-8 clamp matters (found running trl 1.16.0 side by side:
+    GOLD gave a matched KL of 1.500772 here): q_b = 1e-10 < 1e-8."""
+    p, q = np.array([0.9, 0.099, 0.001]), np.array([0.999, 1e-10, 0.001 - 1e-10])
+    tt, ts = ["a", "b", "x"], ["a", "b", "y"]
+    exact = hybrid_uld(p, q, tt, ts, config=HybridConfig(divergence="kl"))
+    gold = hybrid_uld(p, q, tt, ts, config=HybridConfig(divergence="kl", clamp=1e-8))
+    assert float(exact.matched) == pytest.approx(0.9 * math.log(0.9 / 0.999) + 0.099 * math.log(0.099 / 1e-10), rel=1e-12)
+    assert float(gold.matched) == pytest.approx(0.9 * math.log(0.9 / 0.999) + 0.099 * math.log(0.099 / 1e-8), rel=1e-12)
+    assert float(gold.matched) == pytest.approx(1.500772, abs=1e-6) and float(exact.matched) > 1.95
+    assert float(gold.unmatched) == float(exact.unmatched)  # the clamp touches the matched part only
 
 
 def test_hybrid_hand_example():
@@ -763,6 +780,8 @@ def test_hybrid_batched_and_gradient(rng):
         ({"weighting": "fixed", "matched_weight": 1.0}, "needs both matched_weight and unmatched_weight"),
         ({"weighting": "fixed", "matched_weight": -1.0, "unmatched_weight": 1.0}, "matched_weight must be >= 0"),
         ({"matched_weight": 1.0, "unmatched_weight": 1.0}, "used only with weighting='fixed'"),
+        ({"clamp": 0.0}, r"hybrid clamp must lie in \(0, 1\) or be None"),
+        ({"clamp": "1e-8"}, "hybrid clamp must be a finite number"),
     ],
 )
 def test_hybrid_config_errors_name_the_fix(kw, match):

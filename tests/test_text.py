@@ -20,6 +20,9 @@ from transformers import PreTrainedTokenizerFast
 
 from uld_explorer import zoo
 from uld_explorer.text import (
+    match_strings,
+    token_bytes,
+    vocab_bytes,
     AlignedPair,
     Tokenized,
     byte_offset_alignment,
@@ -569,3 +572,31 @@ def test_real_vocab_overlap_smol_qwen(smol, qwen):
         f"\nSmolLM2/Qwen overlap: shared={ov.shared} teacher_ids={ov.teacher_index.size} "
         f"({ov.shared_fraction_teacher:.3f}) student_ids={ov.student_index.size} ({ov.shared_fraction_student:.3f})"
     )
+
+
+def test_token_bytes_is_exact_where_readable_strings_collide():
+    lone = token_bytes("ª", "byte_level")  # GPT-2's character for byte 0xAA
+    literal = token_bytes("\\xaa", "byte_level")  # a token whose TEXT is backslash, x, a, a
+    assert lone == b"\xaa" and literal == b"\\xaa" and lone != literal
+    assert normalize_token("ª", "byte_level") == normalize_token("\\xaa", "byte_level") == "\\xaa"
+    m = match_strings([lone, literal], [b"\xaa"])
+    assert m.teacher_group.tolist() == [0, -1]  # only the real byte matches
+    with pytest.raises(ValueError, match="unknown kind"):
+        token_bytes("a", "wordpiece")
+
+
+@pytest.mark.slow
+def test_real_vocab_bytes_match_exactly(smol, qwen):
+    """Qwen2.5 has a lone byte 0xAA (id 103) AND a token spelling the four characters \\xaa
+    (id 95269): equal as readable strings, different bytes. Matching on bytes gives GOLD's raw
+    one-to-one vocabulary match for this byte-level pair (39,237 ids on each side)."""
+    bq, bs = vocab_bytes(qwen, 151_936), vocab_bytes(smol, 49_152)
+    vq = vocab_strings(qwen, 151_936)
+    assert vq[103] == vq[95269] == "\\xaa" and bq[103] == b"\xaa" and bq[95269] == b"\\xaa"
+    assert [readable_ for readable_ in vq[:300]] == [b.decode("utf-8", "backslashreplace") for b in bq[:300]]
+    m = match_strings(bq, bs)
+    assert m.teacher_matched.size == m.student_matched.size == m.S == 39_237 and m.one_to_one
+    assert m.teacher_group[95269] == -1 and m.teacher_group[103] >= 0
+    # GOLD's own matching: raw vocabulary keys (both tokenizers spell bytes the GPT-2 way)
+    raw_q, raw_s = qwen.get_vocab(), smol.get_vocab()
+    assert sum(t in raw_s for t in raw_q) == 39_237

@@ -24,8 +24,8 @@ _API: dict[str, tuple[str, ...]] = {
     ),
     ".synthetic": ("PlaygroundConfig", "synthetic_pair", "synthetic_tokens"),
     ".divergences": (
-        "HybridULD", "SharedVocab", "StringMatch", "VocabularyMismatchError", "hybrid_uld", "js_divergence",
-        "kl_divergence", "match_strings", "restrict_to_shared_vocab", "reverse_kl_divergence",
+        "HybridULD", "SharedVocab", "VocabularyMismatchError", "hybrid_uld", "js_divergence",
+        "kl_divergence", "restrict_to_shared_vocab", "reverse_kl_divergence",
         "total_variation", "uld_distance", "uld_from_logits",
     ),
     ".hybrid": ("HYBRID_DIVERGENCES", "HYBRID_WEIGHTINGS", "HybridConfig"),
@@ -41,10 +41,10 @@ _API: dict[str, tuple[str, ...]] = {
         "fetch_model=fetch", "load_model=load",
     ),
     ".text": (
-        "ALIGNMENTS", "MERGES", "AlignedPair", "Tokenized", "TokenizationReport", "VocabOverlap",
+        "ALIGNMENTS", "MERGES", "AlignedPair", "StringMatch", "Tokenized", "TokenizationReport", "VocabOverlap",
         "byte_offset_alignment", "covered_mass", "group_distributions", "merge_group", "misalignment_rate",
-        "normalize_token", "positional_alignment", "tokenization_report", "tokenize_with_offsets",
-        "vocab_overlap", "vocab_strings",
+        "match_strings", "normalize_token", "positional_alignment", "tokenization_report",
+        "tokenize_with_offsets", "vocab_bytes", "vocab_overlap", "vocab_strings",
     ),
     ".compare": (
         "ComparisonConfig", "ComparisonTable", "PositionRow", "compare_distributions", "compare_text",

@@ -185,6 +185,7 @@ _COMPARE_OPTIONS = {
     "hybrid matched_weight": "--hybrid-weights", "hybrid unmatched_weight": "--hybrid-weights",
     "hybrid weighting 'fixed'": "--hybrid-weighting fixed",
     "hybrid matched_weight / unmatched_weight": "--hybrid-weights",
+    "hybrid clamp": "--hybrid-clamp",
 }
 
 
@@ -214,7 +215,8 @@ def _print_comparison(table) -> None:
           f"{cfg.student_temperature:g}")
     h = cfg.hybrid
     print(f"hybrid: {h.divergence}" + (f" beta={h.beta:g}" if h.divergence == "jsd" else "")
-          + f", weights {table.hybrid_weights[0]:.3g} matched / {table.hybrid_weights[1]:.3g} unmatched ({h.weighting})")
+          + f", weights {table.hybrid_weights[0]:.3g} matched / {table.hybrid_weights[1]:.3g} unmatched ({h.weighting})"
+          + (f", clamp {h.clamp:g} (GOLD)" if h.clamp is not None else ""))
     if table.prompt:
         print(f"prompt (read, not scored): {_label(table.prompt, 60).rstrip()}")
     for note in table.notes:
@@ -263,7 +265,7 @@ def _compare_config(args: argparse.Namespace) -> ComparisonConfig:
         hybrid = HybridConfig(
             divergence=args.hybrid_divergence, beta=args.hybrid_beta,
             weighting="fixed" if args.hybrid_weights else args.hybrid_weighting,
-            matched_weight=weights[0], unmatched_weight=weights[1],
+            matched_weight=weights[0], unmatched_weight=weights[1], clamp=args.hybrid_clamp,
         )
         return ComparisonConfig(
             alignment=args.alignment, merge=args.merge, teacher_temperature=args.teacher_temperature,
@@ -400,6 +402,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="hybrid: " + "; ".join(f"{k}: {v}" for k, v in HYBRID_WEIGHTINGS.items()))
     cmp_.add_argument("--hybrid-weights", type=float, nargs=2, metavar=("W_MATCHED", "W_UNMATCHED"), default=None,
                       help="hybrid: fixed weights (implies --hybrid-weighting fixed)")
+    cmp_.add_argument("--hybrid-clamp", type=float, default=h.clamp, metavar="C",
+                      help="hybrid: clamp the matched masses at C inside the logs, as GOLD does (1e-8 reproduces "
+                           "GOLD's numbers); default: exact")
     cmp_.add_argument("--json", action="store_true", help="print strict JSON (settings, tokenizations, rows)")
     cmp_.set_defaults(func=_cmd_compare)
     return parser

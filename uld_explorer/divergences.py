@@ -23,6 +23,7 @@ import torch
 from scipy.special import xlogy as _np_xlogy
 
 from .distributions import Array, check_pair, is_torch, softmax
+from .text.vocab import StringMatch, match_strings
 
 __all__ = [
     "VocabularyMismatchError",
@@ -35,9 +36,7 @@ __all__ = [
     "uld_from_logits",
     "restrict_to_shared_vocab",
     "HybridULD",
-    "StringMatch",
     "hybrid_uld",
-    "match_strings",
 ]
 
 
@@ -409,78 +408,6 @@ def uld_from_logits(
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class StringMatch:
-    """Which teacher and student tokens stand for the same string.
-
-    Built once per vocabulary pair by :func:`match_strings` and passed to
-    :func:`restrict_to_shared_vocab` and :func:`hybrid_uld` (matching 152k strings takes ~0.1 s).
-
-    Attributes
-    ----------
-    strings : tuple of str, length S
-        The strings both vocabularies contain (``''`` never counts: it marks ids without text),
-        in the teacher's vocabulary order.
-    teacher_group : ndarray of int64, shape (V_t,)
-        For each teacher id, the index of its string in ``strings``, or -1 (unmatched).
-    student_group : ndarray of int64, shape (V_s,)
-        The same for the student. Several ids of one side may share a string (their mass pools).
-    """
-
-    strings: tuple[str, ...]
-    teacher_group: np.ndarray
-    student_group: np.ndarray
-
-    @property
-    def S(self) -> int:
-        """Number of shared strings."""
-        return len(self.strings)
-
-    @property
-    def teacher_matched(self) -> np.ndarray:
-        """Teacher ids whose string is shared, ascending, shape (n_t,)."""
-        return np.flatnonzero(self.teacher_group >= 0)
-
-    @property
-    def student_matched(self) -> np.ndarray:
-        """Student ids whose string is shared, ascending, shape (n_s,)."""
-        return np.flatnonzero(self.student_group >= 0)
-
-    @property
-    def one_to_one(self) -> bool:
-        """Every shared string belongs to exactly one id on each side (no pooling)."""
-        return self.teacher_matched.size == self.S == self.student_matched.size
-
-
-def match_strings(teacher_tokens: Sequence[str], student_tokens: Sequence[str]) -> StringMatch:
-    """Match teacher and student token ids by their (normalized) strings.
-
-    Parameters
-    ----------
-    teacher_tokens : sequence of str, length V_t
-    student_tokens : sequence of str, length V_s
-        e.g. :func:`uld_explorer.vocab_strings` of each tokenizer. ``''`` never matches.
-
-    Returns
-    -------
-    StringMatch
-
-    Examples
-    --------
-    >>> m = match_strings(["dog", "cat", "moon", ""], ["cat", "dog", ""])
-    >>> m.strings, m.teacher_group.tolist(), m.student_group.tolist()
-    (('dog', 'cat'), [0, 1, -1, -1], [1, 0, -1])
-    """
-    student_set = set(student_tokens)
-    sid: dict[str, int] = {}
-    for t in teacher_tokens:
-        if t and t in student_set and t not in sid:
-            sid[t] = len(sid)
-    g_t = np.fromiter((sid.get(t, -1) for t in teacher_tokens), dtype=np.int64, count=len(teacher_tokens))
-    g_s = np.fromiter((sid.get(t, -1) for t in student_tokens), dtype=np.int64, count=len(student_tokens))
-    return StringMatch(tuple(sid), g_t, g_s)
-
-
 def _resolve_match(
     match: StringMatch | None, teacher_tokens: Sequence[str] | None, student_tokens: Sequence[str] | None,
     V_t: int, V_s: int,
@@ -716,12 +643,16 @@ def hybrid_uld(
     m = _resolve_match(match, teacher_tokens, student_tokens, V_t, V_s)
     w_m, w_u = config.weights(m.teacher_matched.size, V_t)
     P, Q = _group_mass(p, m.teacher_group, m.S), _group_mass(q, m.student_group, m.S)  # (..., S)
+    Pd, Qd = P, Q
+    if config.clamp is not None:  # GOLD's clamp_min inside its logs, to reproduce its numbers
+        Pd = P.clamp_min(config.clamp) if is_torch(P) else np.maximum(P, config.clamp)
+        Qd = Q.clamp_min(config.clamp) if is_torch(Q) else np.maximum(Q, config.clamp)
     if config.divergence == "kl" or config.beta == 0.0:
-        matched = _kl_terms(P, Q).sum(-1)
+        matched = _kl_terms(Pd, Qd).sum(-1)
     elif config.beta == 1.0:
-        matched = _kl_terms(Q, P).sum(-1)
+        matched = _kl_terms(Qd, Pd).sum(-1)
     else:
-        matched = _generalized_jsd_terms(P, Q, float(config.beta)).sum(-1)
+        matched = _generalized_jsd_terms(Pd, Qd, float(config.beta)).sum(-1)
     t_un, s_un = np.flatnonzero(m.teacher_group < 0), np.flatnonzero(m.student_group < 0)
     if is_torch(p):
         pu = p.index_select(-1, torch.as_tensor(t_un, device=p.device))

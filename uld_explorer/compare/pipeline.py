@@ -47,9 +47,19 @@ import numpy as np
 import torch
 
 from ..distributions import check_distribution
-from ..divergences import StringMatch, hybrid_uld, kl_divergence, match_strings, restrict_to_shared_vocab, uld_distance
+from ..divergences import hybrid_uld, kl_divergence, restrict_to_shared_vocab, uld_distance
 from ..ot import token_space_ot_top_k, value_space_w1
-from ..text import ALIGNMENTS, AlignedPair, Tokenized, base_token, group_distributions, vocab_strings
+from ..text import (
+    ALIGNMENTS,
+    AlignedPair,
+    StringMatch,
+    Tokenized,
+    base_token,
+    group_distributions,
+    match_strings,
+    vocab_bytes,
+)
+from ..text.spelling import readable
 from .config import ComparisonConfig
 from .forward import as_model, model_name, next_token_distributions
 from .table import NEXT_TOKEN_LABEL, ComparisonTable, PositionRow
@@ -64,29 +74,35 @@ __all__ = ["compare_distributions", "compare_text", "shared_strings_of"]
 
 @dataclass(frozen=True)
 class SharedStrings:
-    """Normalized vocab strings of both sides (object arrays, one per id) and their matching."""
+    """Both vocabularies as exact keys and as readable strings (object arrays, one per id), and
+    their matching. Keys (:func:`~uld_explorer.vocab_bytes`) decide what is the same token on both
+    sides (the shared strings of KL and the hybrid, cost 0 of the string-cost token OT); strings
+    are shown (top-1s) and compared by the edit-distance cost."""
 
-    teacher_strings: np.ndarray  # object (V_t,)
-    student_strings: np.ndarray  # object (V_s,)
+    teacher_keys: np.ndarray  # object (V_t,) of bytes
+    student_keys: np.ndarray  # object (V_s,) of bytes
+    teacher_strings: np.ndarray  # object (V_t,) of str
+    student_strings: np.ndarray  # object (V_s,) of str
     match: StringMatch
 
 
-_STRINGS: "weakref.WeakKeyDictionary[Any, dict[int, np.ndarray]]" = weakref.WeakKeyDictionary()
+_KEYS: "weakref.WeakKeyDictionary[Any, dict[int, tuple[np.ndarray, np.ndarray]]]" = weakref.WeakKeyDictionary()
 _SHARED: "weakref.WeakKeyDictionary[Any, dict[tuple, tuple[Any, SharedStrings]]]" = weakref.WeakKeyDictionary()
 
 
-def _vocab_strings_cached(tokenizer: Any, V: int) -> np.ndarray:
+def _vocab_cached(tokenizer: Any, V: int) -> tuple[np.ndarray, np.ndarray]:
     try:
-        per_tok = _STRINGS.setdefault(tokenizer, {})
+        per_tok = _KEYS.setdefault(tokenizer, {})
     except TypeError:  # not weak-referenceable: no cache
         per_tok = {}
     if V not in per_tok:
-        per_tok[V] = np.array(vocab_strings(tokenizer, V), dtype=object)
+        keys = vocab_bytes(tokenizer, V)
+        per_tok[V] = (np.array(keys, dtype=object), np.array([readable(k) for k in keys], dtype=object))
     return per_tok[V]
 
 
 def shared_strings_of(teacher_tokenizer: Any, student_tokenizer: Any, V_t: int, V_s: int) -> SharedStrings:
-    """The vocab strings of a tokenizer pair and their :class:`~uld_explorer.StringMatch`,
+    """The vocab keys and strings of a tokenizer pair and their :class:`~uld_explorer.StringMatch`,
     cached for as long as both tokenizers live (building them takes ~1 s for 152k ids)."""
     key = (id(student_tokenizer), int(V_t), int(V_s))
     try:
@@ -96,9 +112,9 @@ def shared_strings_of(teacher_tokenizer: Any, student_tokenizer: Any, V_t: int, 
     hit = per_teacher.get(key)
     if hit is not None and hit[0]() is student_tokenizer:
         return hit[1]
-    ts = _vocab_strings_cached(teacher_tokenizer, V_t)
-    ss = _vocab_strings_cached(student_tokenizer, V_s)
-    shared = SharedStrings(ts, ss, match_strings(ts.tolist(), ss.tolist()))
+    tk, ts = _vocab_cached(teacher_tokenizer, V_t)
+    sk, ss = _vocab_cached(student_tokenizer, V_s)
+    shared = SharedStrings(tk, sk, ts, ss, match_strings(tk.tolist(), sk.tolist()))
     try:
         per_teacher[key] = (weakref.ref(student_tokenizer), shared)
     except TypeError:
@@ -233,14 +249,15 @@ def compare_distributions(
         cov_t, cov_s = np.minimum(sv.teacher_mass, 1.0), np.minimum(sv.student_mass, 1.0)
         ks = {"string": cfg.top_k, "edit": cfg.edit_top_k}
 
+        # the 0/1 cost compares exact keys (bytes); the edit distance compares readable strings
+        tokens = {"string": (shared.teacher_keys, shared.student_keys),
+                  "edit": (shared.teacher_strings, shared.student_strings)}
+
         def row_job(r: int):
             # NumPy's sorts and POT's simplex release the GIL: rows run in threads
             value = value_space_w1(P[r], Q[r], validate=False)
             ots = {
-                cost: token_space_ot_top_k(
-                    Bt[r], Bs[r], shared.teacher_strings, shared.student_strings, k=ks[cost], cost=cost,
-                    validate=False,
-                )
+                cost: token_space_ot_top_k(Bt[r], Bs[r], *tokens[cost], k=ks[cost], cost=cost, validate=False)
                 for cost in cfg.costs
             }
             return value, int(np.argmax(Bt[r])), int(np.argmax(Bs[r])), ots
@@ -278,9 +295,9 @@ def compare_distributions(
                     notes.append("kl_shared infinite: the student gives 0 to a shared string the teacher does not")
             string_ot = ots.get("string")
             if string_ot is not None and mass_t[r] == 1.0 and mass_s[r] == 1.0 and string_ot.value < uld[r] / 2 - 1e-9:
-                # a repeated (non-empty: '' marks ids without text) string pools its ids' mass
-                names_t = [x for x in (shared.teacher_strings[i] for i in string_ot.teacher_index) if x]
-                names_s = [x for x in (shared.student_strings[j] for j in string_ot.student_index) if x]
+                # a repeated (non-empty: b'' marks ids without text) key pools its ids' mass
+                names_t = [x for x in (shared.teacher_keys[i] for i in string_ot.teacher_index) if x]
+                names_s = [x for x in (shared.student_keys[j] for j in string_ot.student_index) if x]
                 duplicates = len(set(names_t)) < len(names_t) or len(set(names_s)) < len(names_s)
                 notes.append(_ot_note(uld[r] / 2, string_ot.value, string_ot.teacher_truncated_mass,
                                       string_ot.student_truncated_mass, duplicates, cfg.top_k))

@@ -20,15 +20,16 @@ from .align import (
     positional_alignment,
     tokenization_report,
 )
-from .spelling import bytes_to_unicode, normalize_token, tokenizer_kind
+from .spelling import bytes_to_unicode, normalize_token, token_bytes, tokenizer_kind
 from .tokenize import Tokenized, tokenize_with_offsets
-from .vocab import VocabOverlap, covered_mass, vocab_overlap, vocab_strings
+from .vocab import StringMatch, VocabOverlap, covered_mass, match_strings, vocab_bytes, vocab_overlap, vocab_strings
 
 __all__ = [
     "ALIGNMENTS",
     "MERGES",
     "AlignedPair",
     "Alignment",
+    "StringMatch",
     "TokenizationReport",
     "Tokenized",
     "VocabOverlap",
@@ -37,13 +38,16 @@ __all__ = [
     "bytes_to_unicode",
     "covered_mass",
     "group_distributions",
+    "match_strings",
     "merge_group",
     "misalignment_rate",
     "normalize_token",
     "positional_alignment",
     "tokenization_report",
+    "token_bytes",
     "tokenize_with_offsets",
     "tokenizer_kind",
+    "vocab_bytes",
     "vocab_overlap",
     "vocab_strings",
 ]

@@ -20,6 +20,7 @@ __all__ = [
     "normalize_token",
     "readable",
     "sentencepiece_bytes",
+    "token_bytes",
     "tokenizer_kind",
 ]
 
@@ -150,6 +151,29 @@ def _tokenizer_kind(tokenizer: Any) -> str:
     return "other"
 
 
+def token_bytes(s: str, kind: str) -> bytes:
+    """The bytes a vocabulary token stands for, given its tokenizer's spelling ``kind``.
+
+    Byte-level: the GPT-2 map inverted (a string outside the map: its UTF-8 bytes);
+    SentencePiece: ``'▁'`` -> space, ``'<0xHH>'`` -> that byte; anything else: its UTF-8 bytes.
+    Bytes are the exact, collision-free identity of a token's text: match tokens of two
+    vocabularies on them (:func:`~uld_explorer.text.vocab_bytes`), not on readable strings, where
+    a lone byte 0xAA (shown ``'\\xaa'``) and a token whose text IS the four characters ``\xaa``
+    would look the same.
+
+    >>> token_bytes("ĠcafÃ©", "byte_level"), token_bytes("▁<x", "sentencepiece"), token_bytes("ð", "byte_level")
+    (b' caf\\xc3\\xa9', b' <x', b'\\xf0')
+    """
+    if kind == "byte_level":
+        b = byte_level_bytes(s)
+        return s.encode("utf-8") if b is None else b
+    if kind == "sentencepiece":
+        return sentencepiece_bytes(s)
+    if kind in ("plain", "other"):
+        return s.encode("utf-8")
+    raise ValueError(f"unknown kind {kind!r}: one of byte_level, sentencepiece, plain")
+
+
 def normalize_token(s: str, kind: str = "auto") -> str:
     """Normalize a vocabulary token string to the text it stands for.
 
@@ -175,17 +199,8 @@ def normalize_token(s: str, kind: str = "auto") -> str:
     >>> normalize_token("café", kind="sentencepiece")
     'café'
     """
-    if kind == "other":
-        kind = "plain"
-    if kind == "plain":
-        return s
-    if kind == "sentencepiece":
-        return readable(sentencepiece_bytes(s))
-    if kind == "byte_level":
-        b = byte_level_bytes(s)
-        return s if b is None else readable(b)
     if kind != "auto":
-        raise ValueError(f"unknown kind {kind!r}")
+        return readable(token_bytes(s, kind))
     if SPIECE_UNDERLINE in s or _BYTE_FALLBACK.match(s):
         return readable(sentencepiece_bytes(s))
     b = byte_level_bytes(s)

@@ -1,8 +1,9 @@
-"""Vocabulary strings of a tokenizer and the exact string overlap of two vocabularies.
+"""Vocabulary bytes and strings of a tokenizer, and the exact overlap of two vocabularies.
 
-:func:`vocab_strings` gives the normalized text of every id (:func:`~uld_explorer.text.spelling.normalize_token`),
-:func:`vocab_overlap` which strings two vocabularies share, :func:`covered_mass` how much of a
-distribution falls on them.
+:func:`vocab_bytes` gives the exact bytes every id stands for (:func:`~uld_explorer.text.spelling.token_bytes`):
+the collision-free key for matching two vocabularies. :func:`vocab_strings` gives the same as
+readable text (display), :func:`vocab_overlap` which keys two vocabularies share,
+:func:`covered_mass` how much of a distribution falls on them.
 """
 
 from __future__ import annotations
@@ -12,26 +13,32 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .spelling import normalize_token, tokenizer_kind
+from .spelling import readable, token_bytes, tokenizer_kind
 
-__all__ = ["VocabOverlap", "covered_mass", "vocab_overlap", "vocab_strings"]
+__all__ = ["StringMatch", "VocabOverlap", "covered_mass", "match_strings", "vocab_bytes", "vocab_overlap", "vocab_strings"]
 
 
-def vocab_strings(tokenizer: Any, vocab_size: int | None = None) -> list[str]:
-    """The normalized string of every id ``0 .. V-1``.
+def vocab_bytes(tokenizer: Any, vocab_size: int | None = None) -> list[bytes]:
+    """The exact bytes of every id ``0 .. V-1``: the key to match two vocabularies on.
+
+    Byte-level ``'Ġ'`` and SentencePiece ``'▁'`` both become a space byte, byte fallback
+    ``'<0xHH>'`` that byte (:func:`~uld_explorer.text.spelling.token_bytes`); so ``b' Paris'`` is
+    the same key in Qwen, SmolLM2 and Gemma, and a lone byte 0xAA (``b'\\xaa'``) never equals a
+    token whose text is the four characters ``\xaa`` (``b'\\\\xaa'``), as their readable strings
+    would (Qwen2.5 has both).
 
     Parameters
     ----------
     tokenizer : transformers tokenizer
     vocab_size : int, optional
         ``V``, the model's logits size; defaults to ``len(tokenizer)``. Ids the tokenizer does
-        not know (padded embedding rows, e.g. 151,936 vs 152,064) get ``''``; a smaller ``V``
+        not know (padded embedding rows, e.g. 151,936 vs 152,064) get ``b''``; a smaller ``V``
         truncates.
 
     Returns
     -------
-    list[str]
-        Length ``V``. Special/added tokens keep their literal content (``'<|endoftext|>'``).
+    list[bytes]
+        Length ``V``. Special/added tokens: their literal content, UTF-8 (``b'<|endoftext|>'``).
     """
     n_tok = len(tokenizer)
     V = n_tok if vocab_size is None else int(vocab_size)
@@ -42,18 +49,110 @@ def vocab_strings(tokenizer: Any, vocab_size: int | None = None) -> list[str]:
     out = []
     for i, s in enumerate(raw):
         if s is None:
-            out.append("")
+            out.append(b"")
         elif i in added:
-            out.append(added[i].content)
+            out.append(added[i].content.encode("utf-8"))
         else:
-            out.append(normalize_token(s, kind=kind))
-    out.extend([""] * (V - n))
+            out.append(token_bytes(s, kind))
+    out.extend([b""] * (V - n))
     return out
+
+
+def vocab_strings(tokenizer: Any, vocab_size: int | None = None) -> list[str]:
+    """The normalized, readable string of every id ``0 .. V-1``: :func:`vocab_bytes` decoded as
+    UTF-8, invalid bytes shown ``'\\xNN'`` (for display; match on :func:`vocab_bytes`).
+
+    Parameters
+    ----------
+    tokenizer : transformers tokenizer
+    vocab_size : int, optional
+        As for :func:`vocab_bytes` (unknown ids get ``''``).
+
+    Returns
+    -------
+    list[str]
+        Length ``V``. Special/added tokens keep their literal content (``'<|endoftext|>'``).
+    """
+    return [readable(b) for b in vocab_bytes(tokenizer, vocab_size)]
+
+
+@dataclass(frozen=True)
+class StringMatch:
+    """Which teacher and student tokens stand for the same string.
+
+    Built once per vocabulary pair by :func:`match_strings` and passed to
+    :func:`~uld_explorer.restrict_to_shared_vocab` and :func:`~uld_explorer.hybrid_uld`
+    (matching 152k keys takes ~0.1 s).
+
+    Attributes
+    ----------
+    strings : tuple, length S
+        The keys both vocabularies contain (strings, or bytes from :func:`vocab_bytes`; an empty
+        key never counts: it marks ids without text), in the teacher's vocabulary order.
+    teacher_group : ndarray of int64, shape (V_t,)
+        For each teacher id, the index of its string in ``strings``, or -1 (unmatched).
+    student_group : ndarray of int64, shape (V_s,)
+        The same for the student. Several ids of one side may share a string (their mass pools).
+    """
+
+    strings: tuple[str, ...]
+    teacher_group: np.ndarray
+    student_group: np.ndarray
+
+    @property
+    def S(self) -> int:
+        """Number of shared strings."""
+        return len(self.strings)
+
+    @property
+    def teacher_matched(self) -> np.ndarray:
+        """Teacher ids whose string is shared, ascending, shape (n_t,)."""
+        return np.flatnonzero(self.teacher_group >= 0)
+
+    @property
+    def student_matched(self) -> np.ndarray:
+        """Student ids whose string is shared, ascending, shape (n_s,)."""
+        return np.flatnonzero(self.student_group >= 0)
+
+    @property
+    def one_to_one(self) -> bool:
+        """Every shared string belongs to exactly one id on each side (no pooling)."""
+        return self.teacher_matched.size == self.S == self.student_matched.size
+
+
+def match_strings(teacher_tokens: Sequence[Any], student_tokens: Sequence[Any]) -> StringMatch:
+    """Match teacher and student token ids by their text: equal keys match.
+
+    Parameters
+    ----------
+    teacher_tokens : sequence of str or bytes, length V_t
+    student_tokens : sequence of str or bytes, length V_s
+        One key per id: :func:`vocab_bytes` of each tokenizer (exact), or strings (synthetic
+        vocabularies, :func:`vocab_strings`). An empty key (``''``, ``b''``) never matches.
+
+    Returns
+    -------
+    StringMatch
+
+    Examples
+    --------
+    >>> m = match_strings(["dog", "cat", "moon", ""], ["cat", "dog", ""])
+    >>> m.strings, m.teacher_group.tolist(), m.student_group.tolist()
+    (('dog', 'cat'), [0, 1, -1, -1], [1, 0, -1])
+    """
+    student_set = set(student_tokens)
+    sid: dict[str, int] = {}
+    for t in teacher_tokens:
+        if t and t in student_set and t not in sid:
+            sid[t] = len(sid)
+    g_t = np.fromiter((sid.get(t, -1) for t in teacher_tokens), dtype=np.int64, count=len(teacher_tokens))
+    g_s = np.fromiter((sid.get(t, -1) for t in student_tokens), dtype=np.int64, count=len(student_tokens))
+    return StringMatch(tuple(sid), g_t, g_s)
 
 
 @dataclass(frozen=True)
 class VocabOverlap:
-    """Exact string overlap of two vocabularies (after :func:`normalize_token`).
+    """Exact overlap of two vocabularies (of :func:`vocab_bytes`, or of any keys).
 
     Attributes
     ----------
@@ -77,8 +176,10 @@ class VocabOverlap:
     shared_fraction_student: float
 
 
-def vocab_overlap(teacher_strings: Sequence[str], student_strings: Sequence[str]) -> VocabOverlap:
-    """Exact-match overlap of two normalized vocabularies (:func:`vocab_strings`).
+def vocab_overlap(teacher_strings: Sequence[Any], student_strings: Sequence[Any]) -> VocabOverlap:
+    """Exact-match overlap of two vocabularies: :func:`match_strings` counted.
+
+    Pass :func:`vocab_bytes` of each tokenizer (exact) or strings.
 
     The probability mass a side keeps on shared strings at a position is
     ``p[teacher_index].sum()`` (:func:`covered_mass`).
@@ -89,14 +190,13 @@ def vocab_overlap(teacher_strings: Sequence[str], student_strings: Sequence[str]
     >>> round(ov.shared_fraction_teacher, 2), round(ov.shared_fraction_student, 2)
     (0.5, 0.5)
     """
-    common = (set(teacher_strings) & set(student_strings)) - {""}
-    t_idx = np.fromiter((i for i, s in enumerate(teacher_strings) if s in common), dtype=np.int64)
-    s_idx = np.fromiter((i for i, s in enumerate(student_strings) if s in common), dtype=np.int64)
+    m = match_strings(teacher_strings, student_strings)
+    t_idx, s_idx = m.teacher_matched, m.student_matched
     nt, ns = len(teacher_strings), len(student_strings)
     return VocabOverlap(
         teacher_size=nt,
         student_size=ns,
-        shared=len(common),
+        shared=m.S,
         teacher_index=t_idx,
         student_index=s_idx,
         shared_fraction_teacher=t_idx.size / nt if nt else 0.0,
