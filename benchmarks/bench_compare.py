@@ -6,11 +6,12 @@ in a FRESH Python process, so imports count and nothing is cached between them:
 
 - load: ``import uld_explorer`` (torch, transformers, POT ...) and ``zoo.load(name)`` timed
   apart, one process per model;
-- table: ``compare_text`` (two forward passes, the vocab-string mapping of the pair built once,
-  all divergences: KL on shared strings, ULD, n*W1 value-space OT, token-space OT with string
-  cost at top-500 and edit cost at top-100) for the positional alignment, then
-  ``compare_distributions`` on the same distributions for the byte-offset alignment; the best of
-  ``--repeat`` warm runs is reported next to the cold one;
+- table: ``compare_text`` (two forward passes, the vocab keys of the pair matched once, all
+  divergences of every row and of the next-token row: KL on shared strings, ULD, n*W1
+  value-space OT, the hybrid ULD, token-space OT with string cost at top-500 and edit cost at
+  top-100) for the positional alignment, then ``compare_distributions`` on the same distributions
+  for the byte-offset alignment with both merges, and one ``check_distribution`` pass over all
+  rows (what validating costs); the best of ``--repeat`` warm runs is reported next to the cold one;
 - peak RSS of each process (``ru_maxrss``).
 
     python benchmarks/bench_compare.py                 # 2 threads, as on the 2-core CI machine
@@ -64,7 +65,7 @@ def child_table(n_tokens: int, threads: int, repeat: int) -> dict:
     import torch
 
     torch.set_num_threads(threads)
-    from uld_explorer import zoo
+    from uld_explorer import check_distribution, zoo
     from uld_explorer.compare import compare_distributions, compare_text, next_token_distributions
     from uld_explorer.text import tokenize_with_offsets
 
@@ -90,6 +91,11 @@ def child_table(n_tokens: int, threads: int, repeat: int) -> dict:
                                                          alignment="positional")),
             ("byte-offset", lambda: compare_distributions(teacher, student, t_tok, t_dist, s_tok, s_dist,
                                                           alignment="byte-offset")),
+            ("byte-offset-bayesian", lambda: compare_distributions(teacher, student, t_tok, t_dist, s_tok, s_dist,
+                                                                   alignment="byte-offset", merge="bayesian")),
+            # what validating every row of both sides once costs (the table does it once per side)
+            ("validation-pass", lambda: (check_distribution(t_dist[t_tok.first_predicted:]),
+                                         check_distribution(s_dist[s_tok.first_predicted:]))),
         ):
             s = time.perf_counter()
             out = fn()
@@ -151,7 +157,9 @@ def main() -> None:
     print(f"| student forward + softmax | {c['forward_student']:.2f} | {b['forward_student']:.2f} |")
     print(f"| vocab strings + shared-string map of the pair (once per pair, cached) | {c['vocab']:.2f} | {b['vocab']:.2f} |")
     print(f"| all divergences, positional | {c['divergences']:.2f} | {b['positional']:.2f} |")
-    print(f"| all divergences, byte-offset (same distributions) | - | {b['byte-offset']:.2f} |")
+    print(f"| all divergences, byte-offset, observed merge (same distributions) | - | {b['byte-offset']:.2f} |")
+    print(f"| all divergences, byte-offset, bayesian merge (same distributions) | - | {b['byte-offset-bayesian']:.2f} |")
+    print(f"| one validation pass over every row of both sides (the table makes one) | - | {b['validation-pass']:.3f} |")
     print(f"| **compare_text, positional, end to end** | **{tab['cold_total_s']:.2f}** | **{b['compare_text']:.2f}** |")
     print(f"\npeak RSS of the table process (both models loaded): {tab['rss_peak_mb']:.0f} MB "
           f"(after loading, before any table: {tab['rss_loaded_mb']:.0f} MB)")
