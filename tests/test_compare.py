@@ -459,6 +459,9 @@ def test_no_shared_mass_makes_kl_nan_with_its_reason_and_the_table_stands(teache
     json.dumps(table.as_dict(), allow_nan=False)
 
 
+CHUNK_ROWS = 7  # a small chunk: the tiny text spans several
+
+
 @pytest.mark.parametrize("alignment", ["positional", "byte-offset"])
 def test_each_row_is_validated_once(teacher, student, dists, alignment):
     """check_distribution sees each full-vocabulary row ONCE (the batch of merged rows per side,
@@ -480,14 +483,25 @@ def test_each_row_is_validated_once(teacher, student, dists, alignment):
     threading.setprofile(watch)  # the row workers are new threads
     try:
         table = compare_distributions(teacher, student, t_tok, t_dist, s_tok, s_dist, alignment=alignment,
-                                      top_k=30, edit_top_k=10)
+                                      top_k=30, edit_top_k=10, chunk_rows=CHUNK_ROWS)
     finally:
         sys.setprofile(None)
         threading.setprofile(None)
-    R, V_t, V_s = len(table), t_dist.shape[1], s_dist.shape[1]
+    V_t, V_s = t_dist.shape[1], s_dist.shape[1]
+    # rows go in chunks of CHUNK_ROWS; a chunk with a merged group also checks its base rows
+    expected = []
+    for c0 in range(0, len(table), CHUNK_ROWS):
+        chunk = table.rows[c0 : c0 + CHUNK_ROWS]
+        merged = any(len(r.teacher_tokens) > 1 or len(r.student_tokens) > 1 for r in chunk)
+        expected += [(len(chunk), V_t), (len(chunk), V_s)] * (2 if merged else 1)
     big = sorted(sh for sh in shapes if sh[-1] >= min(V_t, V_s))
-    merged = any(len(r.teacher_tokens) > 1 or len(r.student_tokens) > 1 for r in table)
-    assert big == sorted([(R, V_t), (R, V_s)] * (2 if merged else 1)), big
+    assert big == sorted(expected), big
+    assert len(table) > 2 * CHUNK_ROWS  # this text spans several chunks
+    # and the chunks change nothing: the same rows as one chunk for the whole table
+    whole = compare_distributions(teacher, student, t_tok, t_dist, s_tok, s_dist, alignment=alignment,
+                                  top_k=30, edit_top_k=10, chunk_rows=4096)
+    assert whole.rows == table.rows
+    assert sum(n for n, v in big if v == V_t) <= 2 * len(table)
     assert all(sh[-1] <= 31 for sh in shapes if sh[-1] < min(V_t, V_s))  # k + 1 entries at most
 
 

@@ -180,7 +180,7 @@ def _cmd_models_fetch(args: argparse.Namespace) -> int:
 _COMPARE_OPTIONS = {
     "alignment": "--alignment", "merge": "--merge", "teacher_temperature": "--teacher-temperature",
     "student_temperature": "--student-temperature", "top_k": "--top-k", "edit_top_k": "--edit-top-k",
-    "costs": "--costs", "max_tokens": "--max-tokens", "hybrid divergence": "--hybrid-divergence",
+    "costs": "--costs", "max_tokens": "--max-tokens", "chunk_rows": "--chunk-rows", "hybrid divergence": "--hybrid-divergence",
     "hybrid beta": "--hybrid-beta", "hybrid weighting": "--hybrid-weighting",
     "hybrid matched_weight": "--hybrid-weights", "hybrid unmatched_weight": "--hybrid-weights",
     "hybrid weighting 'fixed'": "--hybrid-weighting fixed",
@@ -270,7 +270,7 @@ def _compare_config(args: argparse.Namespace) -> ComparisonConfig:
         return ComparisonConfig(
             alignment=args.alignment, merge=args.merge, teacher_temperature=args.teacher_temperature,
             student_temperature=args.student_temperature, top_k=args.top_k, edit_top_k=args.edit_top_k,
-            costs=tuple(args.costs), hybrid=hybrid, max_tokens=args.max_tokens,
+            costs=tuple(args.costs), hybrid=hybrid, max_tokens=args.max_tokens, chunk_rows=args.chunk_rows,
         )
     except ValueError as err:
         raise _option_error(err, _COMPARE_OPTIONS) from None
@@ -394,6 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--student-temperature", type=float, default=c.student_temperature,
                       help=_field_help(ComparisonConfig, "student_temperature"))
     cmp_.add_argument("--max-tokens", type=int, default=c.max_tokens, help=_field_help(ComparisonConfig, "max_tokens"))
+    cmp_.add_argument("--chunk-rows", type=int, default=c.chunk_rows, help=_field_help(ComparisonConfig, "chunk_rows"))
     cmp_.add_argument("--hybrid-divergence", choices=list(HYBRID_DIVERGENCES), default=h.divergence,
                       help="hybrid: the matched strings' divergence; "
                            + "; ".join(f"{k}: {v}" for k, v in HYBRID_DIVERGENCES.items()))

@@ -110,6 +110,11 @@ class ComparisonConfig:
         default=None,
         metadata=_help("text tokens per side at most (default: the model's context)"),
     )
+    chunk_rows: int = field(
+        default=32,
+        metadata=_help("rows whose full-vocabulary vectors are computed at once: bounds the table's "
+                       "memory (a few copies of chunk_rows x (V_t + V_s) floats); lower it if memory is short"),
+    )
 
     def __post_init__(self) -> None:
         if self.alignment not in ALIGNMENTS:
@@ -144,6 +149,10 @@ class ComparisonConfig:
             isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, Integral) or self.max_tokens < 1
         ):
             raise ValueError(f"max_tokens must be a positive integer or None (got {self.max_tokens!r})")
+        if isinstance(self.chunk_rows, bool) or not isinstance(self.chunk_rows, Integral) or not 1 <= self.chunk_rows <= 4096:
+            raise ValueError(
+                f"chunk_rows must be an integer from 1 to 4096 (got {self.chunk_rows!r}): rows computed at once"
+            )
 
     def replace(self, **changes: Any) -> "ComparisonConfig":
         """A copy with ``changes`` applied (validated again); unknown names are an error."""

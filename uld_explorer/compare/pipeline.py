@@ -51,12 +51,11 @@ from ..divergences import hybrid_uld, kl_divergence, restrict_to_shared_vocab, u
 from ..ot import token_space_ot_top_k, value_space_w1
 from ..text import (
     ALIGNMENTS,
-    AlignedPair,
     StringMatch,
     Tokenized,
     base_token,
-    group_distributions,
     match_strings,
+    merge_group,
     vocab_bytes,
 )
 from ..text.spelling import readable
@@ -135,20 +134,19 @@ def _take_rows(dist: np.ndarray, index: list[int]) -> np.ndarray:
 
 
 def _side_rows(
-    dist: np.ndarray, tok: Tokenized, pairs: Sequence[AlignedPair], side: str, merge: str, with_next: bool
+    dist: np.ndarray, tok: Tokenized, groups: Sequence[tuple[int, ...] | None], merge: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:
     """Merged vectors (R, V), their masses (R,), base distributions (R, V) and base token indices
-    of one side; the next-token row (``dist[T]``) last when ``with_next``."""
-    groups = [g.teacher_tokens if side == "teacher" else g.student_tokens for g in pairs]
-    base = [base_token(tokens, merge) for tokens in groups]
-    rows = base + ([len(tok)] if with_next else [])
-    B = _take_rows(dist, rows)
-    if all(len(tokens) == 1 for tokens in groups):
-        return B, np.ones(len(rows)), B, base
-    merged, mass = group_distributions(dist, tok, pairs, side, merge)
-    if with_next:
-        merged = np.concatenate([merged, dist[len(tok)][None]])
-        mass = np.append(mass, 1.0)
+    of one side for a chunk of rows; ``None`` in ``groups`` is the next-token row (``dist[T]``).
+    Without a multi-token group the merged vectors ARE the base rows (the same array)."""
+    base = [len(tok) if g is None else base_token(g, merge) for g in groups]
+    B = _take_rows(dist, base)
+    if all(g is None or len(g) == 1 for g in groups):
+        return B, np.ones(len(groups)), B, base
+    merged, mass = np.array(B), np.ones(len(groups))
+    for i, g in enumerate(groups):
+        if g is not None and len(g) > 1:
+            merged[i], mass[i] = merge_group(dist, tok.ids, g, merge)
     return merged, mass, B, base
 
 
@@ -229,122 +227,138 @@ def compare_distributions(
                 f"the {nm} reads nothing before the text (no BOS, no prompt), so nothing predicts the "
                 f"text's first token: it has no row; give a prompt to score it"
             )
-    P, mass_t, Bt, base_t = _side_rows(teacher_dist, teacher_tok, pairs, "teacher", cfg.merge, with_next)
-    Q, mass_s, Bs, base_s = _side_rows(student_dist, student_tok, pairs, "student", cfg.merge, with_next)
-    R = P.shape[0]
+    groups_t = [g.teacher_tokens for g in pairs] + ([None] if with_next else [])
+    groups_s = [g.student_tokens for g in pairs] + ([None] if with_next else [])
+    R = len(groups_t)
     rows: list[PositionRow] = []
     hybrid_weights = cfg.hybrid.weights(shared.match.teacher_matched.size, V_t)
-    if R:
-        merged = P is not Bt or Q is not Bs
-        # validate every row ONCE; the divergences below take the checked rows as they are
-        check_distribution(P, "teacher rows", subprobability=merged)
-        check_distribution(Q, "student rows", subprobability=merged)
-        if merged:
-            check_distribution(Bt, "teacher base rows")
-            check_distribution(Bs, "student base rows")
-        uld = np.asarray(uld_distance(P, Q, validate=False), dtype=np.float64)  # (R,)
-        hyb = hybrid_uld(P, Q, match=shared.match, config=cfg.hybrid, validate=False)
-        sv = restrict_to_shared_vocab(Bt, Bs, match=shared.match, on_empty="nan", validate=False)
-        kl = np.asarray(kl_divergence(sv.p, sv.q, validate=False), dtype=np.float64)  # (R,), NaN if no mass
-        cov_t, cov_s = np.minimum(sv.teacher_mass, 1.0), np.minimum(sv.student_mass, 1.0)
-        ks = {"string": cfg.top_k, "edit": cfg.edit_top_k}
+    ks = {"string": cfg.top_k, "edit": cfg.edit_top_k}
+    # the 0/1 cost compares exact keys (bytes); the edit distance compares readable strings
+    tokens = {"string": (shared.teacher_keys, shared.student_keys),
+              "edit": (shared.teacher_strings, shared.student_strings)}
+    threads = max(1, torch.get_num_threads())
+    pool = ThreadPoolExecutor(threads) if threads > 1 and R > 1 else None
+    results: list[dict[str, Any]] = []
+    try:
+        for c0 in range(0, R, cfg.chunk_rows):  # bounded memory: chunk_rows full-vocabulary rows at a time
+            chunk = slice(c0, min(c0 + cfg.chunk_rows, R))
+            P, mass_t, Bt, base_t = _side_rows(teacher_dist, teacher_tok, groups_t[chunk], cfg.merge)
+            Q, mass_s, Bs, base_s = _side_rows(student_dist, student_tok, groups_s[chunk], cfg.merge)
+            merged = P is not Bt or Q is not Bs
+            # validate every row ONCE; the divergences below take the checked rows as they are
+            check_distribution(P, "teacher rows", subprobability=merged)
+            check_distribution(Q, "student rows", subprobability=merged)
+            if merged:
+                check_distribution(Bt, "teacher base rows")
+                check_distribution(Bs, "student base rows")
+            uld = np.asarray(uld_distance(P, Q, validate=False), dtype=np.float64)  # (C,)
+            hyb = hybrid_uld(P, Q, match=shared.match, config=cfg.hybrid, validate=False)
+            sv = restrict_to_shared_vocab(Bt, Bs, match=shared.match, on_empty="nan", validate=False)
+            kl = np.asarray(kl_divergence(sv.p, sv.q, validate=False), dtype=np.float64)  # (C,), NaN if no mass
 
-        # the 0/1 cost compares exact keys (bytes); the edit distance compares readable strings
-        tokens = {"string": (shared.teacher_keys, shared.student_keys),
-                  "edit": (shared.teacher_strings, shared.student_strings)}
-
-        def row_job(r: int):
-            # NumPy's sorts and POT's simplex release the GIL: rows run in threads
-            value = value_space_w1(P[r], Q[r], validate=False)
-            ots = {
-                cost: token_space_ot_top_k(Bt[r], Bs[r], *tokens[cost], k=ks[cost], cost=cost, validate=False)
-                for cost in cfg.costs
-            }
-            return value, int(np.argmax(Bt[r])), int(np.argmax(Bs[r])), ots
-
-        threads = max(1, torch.get_num_threads())
-        if threads == 1 or R == 1:
-            results = [row_job(r) for r in range(R)]
-        else:
-            with ThreadPoolExecutor(min(threads, R)) as pool:
-                results = list(pool.map(row_job, range(R)))
-
-        n_bytes = len(teacher_tok.text_bytes)
-        for r in range(R):
-            value, top_t, top_s, ots = results[r]
-            is_next = r == len(pairs)
-            g = None if is_next else pairs[r]
-            jt, js = ((), ()) if is_next else (g.teacher_tokens, g.student_tokens)
-            notes = []
-            if is_next:
-                notes.append("both models' distribution after the whole input: the prediction of what "
-                             "follows the text (no actual token)")
-            if len(jt) > 1 or len(js) > 1:
-                where = "first" if cfg.merge == "observed" else "last"
-                notes.append(
-                    f"merged group ({cfg.merge}): uld, value_ot and hybrid compare the chain-rule vectors "
-                    f"(mass {mass_t[r]:.3g} / {mass_s[r]:.3g}); kl_shared, the top-1s and token OT the "
-                    f"group's {where} token's distributions"
-                )
-            if not np.isfinite(kl[r]):
-                if sv.teacher_mass[r] <= 0 or sv.student_mass[r] <= 0:
-                    who = "teacher" if sv.teacher_mass[r] <= 0 else "student"
-                    notes.append(f"kl_shared undefined: the {who} puts no mass on the "
-                                 f"{shared.match.S:,} shared strings here")
-                elif kl[r] == np.inf:
-                    notes.append("kl_shared infinite: the student gives 0 to a shared string the teacher does not")
-            string_ot = ots.get("string")
-            if string_ot is not None and mass_t[r] == 1.0 and mass_s[r] == 1.0 and string_ot.value < uld[r] / 2 - 1e-9:
+            def token_ot(i: int, cost: str) -> tuple[float, float, float, bool]:
+                """(value, teacher / student truncated mass, a kept key repeats): never the (k+1)^2
+                plan, which would hold 4 MB per row until the table is built."""
+                r = token_space_ot_top_k(Bt[i], Bs[i], *tokens[cost], k=ks[cost], cost=cost, validate=False)
                 # a repeated (non-empty: b'' marks ids without text) key pools its ids' mass
-                names_t = [x for x in (shared.teacher_keys[i] for i in string_ot.teacher_index) if x]
-                names_s = [x for x in (shared.student_keys[j] for j in string_ot.student_index) if x]
-                duplicates = len(set(names_t)) < len(names_t) or len(set(names_s)) < len(names_s)
-                notes.append(_ot_note(uld[r] / 2, string_ot.value, string_ot.teacher_truncated_mass,
-                                      string_ot.student_truncated_mass, duplicates, cfg.top_k))
+                kt = [x for x in (tokens[cost][0][j] for j in r.teacher_index) if x]
+                kq = [x for x in (tokens[cost][1][j] for j in r.student_index) if x]
+                repeats = len(set(kt)) < len(kt) or len(set(kq)) < len(kq)
+                return r.value, r.teacher_truncated_mass, r.student_truncated_mass, repeats
 
-            def ot_field(cost: str, attr: str):
-                res = ots.get(cost)
-                return None if res is None else float(getattr(res, attr))
+            def row_job(i: int) -> dict[str, Any]:
+                # NumPy's sorts and POT's simplex release the GIL: rows run in threads
+                top_t, top_s = int(np.argmax(Bt[i])), int(np.argmax(Bs[i]))
+                return {
+                    "value_ot": value_space_w1(P[i], Q[i], validate=False),
+                    "ots": {cost: token_ot(i, cost) for cost in cfg.costs},
+                    "top_t": top_t, "top_s": top_s,
+                    "top_t_prob": float(Bt[i, top_t]), "top_s_prob": float(Bs[i, top_s]),
+                    "own_t": None if groups_t[c0 + i] is None else float(P[i, teacher_tok.ids[base_t[i]]]),
+                    "own_s": None if groups_s[c0 + i] is None else float(Q[i, student_tok.ids[base_s[i]]]),
+                    "mass_t": float(mass_t[i]), "mass_s": float(mass_s[i]),
+                    "uld": float(uld[i]), "kl": float(kl[i]),
+                    "cov_t": min(float(sv.teacher_mass[i]), 1.0), "cov_s": min(float(sv.student_mass[i]), 1.0),
+                    "hybrid": float(hyb.value[i]), "hybrid_matched": float(hyb.matched[i]),
+                    "hybrid_unmatched": float(hyb.unmatched[i]),
+                }
 
-            rows.append(
-                PositionRow(
-                    index=r,
-                    kind="next" if is_next else "token",
-                    label=NEXT_TOKEN_LABEL if is_next else g.label,
-                    byte_span=(n_bytes, n_bytes) if is_next else tuple(g.byte_span),
-                    same_span=True if is_next else bool(g.same_span),
-                    teacher_tokens=tuple(jt),
-                    student_tokens=tuple(js),
-                    teacher_ids=tuple(teacher_tok.ids[j] for j in jt),
-                    student_ids=tuple(student_tok.ids[j] for j in js),
-                    teacher_strings=tuple(teacher_tok.strings[j] for j in jt),
-                    student_strings=tuple(student_tok.strings[j] for j in js),
-                    teacher_prob=None if is_next else float(P[r, teacher_tok.ids[base_t[r]]]),
-                    student_prob=None if is_next else float(Q[r, student_tok.ids[base_s[r]]]),
-                    teacher_mass=float(mass_t[r]),
-                    student_mass=float(mass_s[r]),
-                    teacher_top1=str(shared.teacher_strings[top_t]),
-                    teacher_top1_prob=float(Bt[r, top_t]),
-                    student_top1=str(shared.student_strings[top_s]),
-                    student_top1_prob=float(Bs[r, top_s]),
-                    kl_shared=float(kl[r]),
-                    kl_teacher_coverage=float(cov_t[r]),
-                    kl_student_coverage=float(cov_s[r]),
-                    uld=float(uld[r]),
-                    value_ot=value,
-                    hybrid=float(hyb.value[r]),
-                    hybrid_matched=float(hyb.matched[r]),
-                    hybrid_unmatched=float(hyb.unmatched[r]),
-                    uld_half=float(uld[r]) / 2,
-                    token_ot_string=ot_field("string", "value"),
-                    token_ot_edit=ot_field("edit", "value"),
-                    string_teacher_truncated=ot_field("string", "teacher_truncated_mass"),
-                    string_student_truncated=ot_field("string", "student_truncated_mass"),
-                    edit_teacher_truncated=ot_field("edit", "teacher_truncated_mass"),
-                    edit_student_truncated=ot_field("edit", "student_truncated_mass"),
-                    notes=tuple(notes),
-                )
+            n = P.shape[0]
+            results += list(pool.map(row_job, range(n))) if pool is not None else [row_job(i) for i in range(n)]
+    finally:
+        if pool is not None:
+            pool.shutdown()
+
+    n_bytes = len(teacher_tok.text_bytes)
+    for r, res in enumerate(results):
+        is_next = r == len(pairs)
+        g = None if is_next else pairs[r]
+        jt, js = ((), ()) if is_next else (g.teacher_tokens, g.student_tokens)
+        ots, uld_r, kl_r = res["ots"], res["uld"], res["kl"]
+        notes = []
+        if is_next:
+            notes.append("both models' distribution after the whole input: the prediction of what "
+                         "follows the text (no actual token)")
+        if len(jt) > 1 or len(js) > 1:
+            where = "first" if cfg.merge == "observed" else "last"
+            notes.append(
+                f"merged group ({cfg.merge}): uld, value_ot and hybrid compare the chain-rule vectors "
+                f"(mass {res['mass_t']:.3g} / {res['mass_s']:.3g}); kl_shared, the top-1s and token OT the "
+                f"group's {where} token's distributions"
             )
+        if not np.isfinite(kl_r):
+            if res["cov_t"] <= 0 or res["cov_s"] <= 0:
+                who = "teacher" if res["cov_t"] <= 0 else "student"
+                notes.append(f"kl_shared undefined: the {who} puts no mass on the {shared.match.S:,} shared strings here")
+            elif kl_r == np.inf:
+                notes.append("kl_shared infinite: the student gives 0 to a shared string the teacher does not")
+        string_ot = ots.get("string")
+        if string_ot is not None and res["mass_t"] == 1.0 and res["mass_s"] == 1.0 and string_ot[0] < uld_r / 2 - 1e-9:
+            notes.append(_ot_note(uld_r / 2, *string_ot, cfg.top_k))
+
+        def ot_field(cost: str, k: int):
+            found = ots.get(cost)
+            return None if found is None else float(found[k])
+
+        rows.append(
+            PositionRow(
+                index=r,
+                kind="next" if is_next else "token",
+                label=NEXT_TOKEN_LABEL if is_next else g.label,
+                byte_span=(n_bytes, n_bytes) if is_next else tuple(g.byte_span),
+                same_span=True if is_next else bool(g.same_span),
+                teacher_tokens=tuple(jt),
+                student_tokens=tuple(js),
+                teacher_ids=tuple(teacher_tok.ids[j] for j in jt),
+                student_ids=tuple(student_tok.ids[j] for j in js),
+                teacher_strings=tuple(teacher_tok.strings[j] for j in jt),
+                student_strings=tuple(student_tok.strings[j] for j in js),
+                teacher_prob=res["own_t"],
+                student_prob=res["own_s"],
+                teacher_mass=res["mass_t"],
+                student_mass=res["mass_s"],
+                teacher_top1=str(shared.teacher_strings[res["top_t"]]),
+                teacher_top1_prob=res["top_t_prob"],
+                student_top1=str(shared.student_strings[res["top_s"]]),
+                student_top1_prob=res["top_s_prob"],
+                kl_shared=kl_r,
+                kl_teacher_coverage=res["cov_t"],
+                kl_student_coverage=res["cov_s"],
+                uld=uld_r,
+                value_ot=res["value_ot"],
+                hybrid=res["hybrid"],
+                hybrid_matched=res["hybrid_matched"],
+                hybrid_unmatched=res["hybrid_unmatched"],
+                uld_half=uld_r / 2,
+                token_ot_string=ot_field("string", 0),
+                token_ot_edit=ot_field("edit", 0),
+                string_teacher_truncated=ot_field("string", 1),
+                string_student_truncated=ot_field("string", 2),
+                edit_teacher_truncated=ot_field("edit", 1),
+                edit_student_truncated=ot_field("edit", 2),
+                notes=tuple(notes),
+            )
+        )
     return ComparisonTable(
         rows=tuple(rows),
         config=cfg,
