@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from scipy.special import xlogy as _np_xlogy
 
-from .distributions import Array, check_pair, is_torch, softmax
+from .distributions import Array, as_float64, check_pair, is_torch, softmax
 from .text.vocab import StringMatch, match_strings
 
 __all__ = [
@@ -358,8 +358,8 @@ def uld_distance(p: Any, q: Any, *, validate: bool = True, subprobability: bool 
     """
     if validate:
         p, q = check_pair(p, q, subprobability=subprobability)
-    elif not is_torch(p):
-        p, q = np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64)
+    elif not is_torch(p):  # keep a float array's own precision (a float32 row sorts ~2x faster)
+        p, q = (x if isinstance(x, np.ndarray) and x.dtype.kind == "f" else as_float64(x) for x in (p, q))
     batch = tuple(p.shape[:-1])
     V_t, V_s = p.shape[-1], q.shape[-1]
     if is_torch(p):
