@@ -167,6 +167,106 @@ def _ot_note(uld_half: float, ot: float, t_cut: float, s_cut: float, duplicates:
     return f"token_ot_string {ot:.4g} < ULD/2 {uld_half:.4g}: {reason} (ULD/2 bounds the full 0/1 token OT only without either)"
 
 
+def _table_notes(teacher_tok: Tokenized, student_tok: Tokenized, with_next: bool) -> list[str]:
+    notes = []
+    if not with_next:
+        notes.append(
+            f"no next-token row: the two sides were cut at different points of the text (teacher "
+            f"{len(teacher_tok.text_bytes)} bytes, student {len(student_tok.text_bytes)} bytes)"
+        )
+    for nm, tok in (("teacher", teacher_tok), ("student", student_tok)):
+        if tok.first_predicted:
+            notes.append(
+                f"the {nm} reads nothing before the text (no BOS, no prompt), so nothing predicts the "
+                f"text's first token: it has no row; give a prompt to score it"
+            )
+    return notes
+
+
+def _chunk_values(
+    cfg: ComparisonConfig,
+    shared: SharedStrings,
+    sides: tuple[tuple[np.ndarray, Tokenized, list], tuple[np.ndarray, Tokenized, list]],
+    pool: ThreadPoolExecutor | None,
+) -> list[dict[str, Any]]:
+    """Every number of one chunk of rows: validated once, then batched (ULD, hybrid, KL) and per
+    row (value-space OT, token-space OT, top-1s) in threads. ``sides`` holds (dist, tok, groups)
+    of the teacher and the student; a group ``None`` is the next-token row."""
+    (t_dist, t_tok, t_groups), (s_dist, s_tok, s_groups) = sides
+    P, mass_t, Bt, base_t = _side_rows(t_dist, t_tok, t_groups, cfg.merge)
+    Q, mass_s, Bs, base_s = _side_rows(s_dist, s_tok, s_groups, cfg.merge)
+    merged = P is not Bt or Q is not Bs
+    # validate every row ONCE; the divergences below take the checked rows as they are
+    check_distribution(P, "teacher rows", subprobability=merged)
+    check_distribution(Q, "student rows", subprobability=merged)
+    if merged:
+        check_distribution(Bt, "teacher base rows")
+        check_distribution(Bs, "student base rows")
+    uld = np.asarray(uld_distance(P, Q, validate=False), dtype=np.float64)  # (C,)
+    hyb = hybrid_uld(P, Q, match=shared.match, config=cfg.hybrid, validate=False)
+    sv = restrict_to_shared_vocab(Bt, Bs, match=shared.match, on_empty="nan", validate=False)
+    kl = np.asarray(kl_divergence(sv.p, sv.q, validate=False), dtype=np.float64)  # (C,), NaN if no mass
+    ks = {"string": cfg.top_k, "edit": cfg.edit_top_k}
+    # the 0/1 cost compares exact keys (bytes); the edit distance compares readable strings
+    tokens = {"string": (shared.teacher_keys, shared.student_keys),
+              "edit": (shared.teacher_strings, shared.student_strings)}
+
+    def token_ot(i: int, cost: str) -> tuple[float, float, float, bool]:
+        """(value, teacher / student truncated mass, a kept key repeats): never the (k+1)^2 plan,
+        which would hold 4 MB per row until the table is built."""
+        r = token_space_ot_top_k(Bt[i], Bs[i], *tokens[cost], k=ks[cost], cost=cost, validate=False)
+        # a repeated (non-empty: b'' marks ids without text) key pools its ids' mass
+        kt = [x for x in (tokens[cost][0][j] for j in r.teacher_index) if x]
+        kq = [x for x in (tokens[cost][1][j] for j in r.student_index) if x]
+        repeats = len(set(kt)) < len(kt) or len(set(kq)) < len(kq)
+        return r.value, r.teacher_truncated_mass, r.student_truncated_mass, repeats
+
+    def row_job(i: int) -> dict[str, Any]:
+        # NumPy's sorts and POT's simplex release the GIL: rows run in threads
+        top_t, top_s = int(np.argmax(Bt[i])), int(np.argmax(Bs[i]))
+        return {
+            "value_ot": value_space_w1(P[i], Q[i], validate=False),
+            "ots": {cost: token_ot(i, cost) for cost in cfg.costs},
+            "top_t": top_t, "top_s": top_s,
+            "top_t_prob": float(Bt[i, top_t]), "top_s_prob": float(Bs[i, top_s]),
+            # own token(s): the merged vector at the base token's actual id = the group's probability
+            "own_t": None if t_groups[i] is None else float(P[i, t_tok.ids[base_t[i]]]),
+            "own_s": None if s_groups[i] is None else float(Q[i, s_tok.ids[base_s[i]]]),
+            "mass_t": float(mass_t[i]), "mass_s": float(mass_s[i]),
+            "uld": float(uld[i]), "kl": float(kl[i]),
+            "cov_t": min(float(sv.teacher_mass[i]), 1.0), "cov_s": min(float(sv.student_mass[i]), 1.0),
+            "hybrid": float(hyb.value[i]), "hybrid_matched": float(hyb.matched[i]),
+            "hybrid_unmatched": float(hyb.unmatched[i]),
+        }
+
+    n = P.shape[0]
+    return list(pool.map(row_job, range(n))) if pool is not None else [row_job(i) for i in range(n)]
+
+
+def _row_notes(res: dict[str, Any], cfg: ComparisonConfig, shared: SharedStrings, multi: bool, is_next: bool) -> list[str]:
+    notes = []
+    if is_next:
+        notes.append("both models' distribution after the whole input: the prediction of what follows "
+                     "the text (no actual token)")
+    if multi:
+        where = "first" if cfg.merge == "observed" else "last"
+        notes.append(
+            f"merged group ({cfg.merge}): uld, value_ot and hybrid compare the chain-rule vectors "
+            f"(mass {res['mass_t']:.3g} / {res['mass_s']:.3g}); kl_shared, the top-1s and token OT the "
+            f"group's {where} token's distributions"
+        )
+    if not np.isfinite(res["kl"]):
+        if res["cov_t"] <= 0 or res["cov_s"] <= 0:
+            who = "teacher" if res["cov_t"] <= 0 else "student"
+            notes.append(f"kl_shared undefined: the {who} puts no mass on the {shared.match.S:,} shared strings here")
+        elif res["kl"] == np.inf:
+            notes.append("kl_shared infinite: the student gives 0 to a shared string the teacher does not")
+    string_ot = res["ots"].get("string")
+    if string_ot is not None and res["mass_t"] == res["mass_s"] == 1.0 and string_ot[0] < res["uld"] / 2 - 1e-9:
+        notes.append(_ot_note(res["uld"] / 2, *string_ot, cfg.top_k))
+    return notes
+
+
 def compare_distributions(
     teacher: Any,
     student: Any,
@@ -215,111 +315,29 @@ def compare_distributions(
     t0 = time.perf_counter()
     pairs = ALIGNMENTS[cfg.alignment].align(teacher_tok, student_tok)
     with_next = teacher_tok.text == student_tok.text  # both read the same input: the next row aligns
-    table_notes = []
-    if not with_next:
-        table_notes.append(
-            f"no next-token row: the two sides were cut at different points of the text (teacher "
-            f"{len(teacher_tok.text_bytes)} bytes, student {len(student_tok.text_bytes)} bytes)"
-        )
-    for nm, tok in (("teacher", teacher_tok), ("student", student_tok)):
-        if tok.first_predicted:
-            table_notes.append(
-                f"the {nm} reads nothing before the text (no BOS, no prompt), so nothing predicts the "
-                f"text's first token: it has no row; give a prompt to score it"
-            )
     groups_t = [g.teacher_tokens for g in pairs] + ([None] if with_next else [])
     groups_s = [g.student_tokens for g in pairs] + ([None] if with_next else [])
     R = len(groups_t)
-    rows: list[PositionRow] = []
-    hybrid_weights = cfg.hybrid.weights(shared.match.teacher_matched.size, V_t)
-    ks = {"string": cfg.top_k, "edit": cfg.edit_top_k}
-    # the 0/1 cost compares exact keys (bytes); the edit distance compares readable strings
-    tokens = {"string": (shared.teacher_keys, shared.student_keys),
-              "edit": (shared.teacher_strings, shared.student_strings)}
     threads = max(1, torch.get_num_threads())
     pool = ThreadPoolExecutor(threads) if threads > 1 and R > 1 else None
     results: list[dict[str, Any]] = []
     try:
         for c0 in range(0, R, cfg.chunk_rows):  # bounded memory: chunk_rows full-vocabulary rows at a time
-            chunk = slice(c0, min(c0 + cfg.chunk_rows, R))
-            P, mass_t, Bt, base_t = _side_rows(teacher_dist, teacher_tok, groups_t[chunk], cfg.merge)
-            Q, mass_s, Bs, base_s = _side_rows(student_dist, student_tok, groups_s[chunk], cfg.merge)
-            merged = P is not Bt or Q is not Bs
-            # validate every row ONCE; the divergences below take the checked rows as they are
-            check_distribution(P, "teacher rows", subprobability=merged)
-            check_distribution(Q, "student rows", subprobability=merged)
-            if merged:
-                check_distribution(Bt, "teacher base rows")
-                check_distribution(Bs, "student base rows")
-            uld = np.asarray(uld_distance(P, Q, validate=False), dtype=np.float64)  # (C,)
-            hyb = hybrid_uld(P, Q, match=shared.match, config=cfg.hybrid, validate=False)
-            sv = restrict_to_shared_vocab(Bt, Bs, match=shared.match, on_empty="nan", validate=False)
-            kl = np.asarray(kl_divergence(sv.p, sv.q, validate=False), dtype=np.float64)  # (C,), NaN if no mass
-
-            def token_ot(i: int, cost: str) -> tuple[float, float, float, bool]:
-                """(value, teacher / student truncated mass, a kept key repeats): never the (k+1)^2
-                plan, which would hold 4 MB per row until the table is built."""
-                r = token_space_ot_top_k(Bt[i], Bs[i], *tokens[cost], k=ks[cost], cost=cost, validate=False)
-                # a repeated (non-empty: b'' marks ids without text) key pools its ids' mass
-                kt = [x for x in (tokens[cost][0][j] for j in r.teacher_index) if x]
-                kq = [x for x in (tokens[cost][1][j] for j in r.student_index) if x]
-                repeats = len(set(kt)) < len(kt) or len(set(kq)) < len(kq)
-                return r.value, r.teacher_truncated_mass, r.student_truncated_mass, repeats
-
-            def row_job(i: int) -> dict[str, Any]:
-                # NumPy's sorts and POT's simplex release the GIL: rows run in threads
-                top_t, top_s = int(np.argmax(Bt[i])), int(np.argmax(Bs[i]))
-                return {
-                    "value_ot": value_space_w1(P[i], Q[i], validate=False),
-                    "ots": {cost: token_ot(i, cost) for cost in cfg.costs},
-                    "top_t": top_t, "top_s": top_s,
-                    "top_t_prob": float(Bt[i, top_t]), "top_s_prob": float(Bs[i, top_s]),
-                    "own_t": None if groups_t[c0 + i] is None else float(P[i, teacher_tok.ids[base_t[i]]]),
-                    "own_s": None if groups_s[c0 + i] is None else float(Q[i, student_tok.ids[base_s[i]]]),
-                    "mass_t": float(mass_t[i]), "mass_s": float(mass_s[i]),
-                    "uld": float(uld[i]), "kl": float(kl[i]),
-                    "cov_t": min(float(sv.teacher_mass[i]), 1.0), "cov_s": min(float(sv.student_mass[i]), 1.0),
-                    "hybrid": float(hyb.value[i]), "hybrid_matched": float(hyb.matched[i]),
-                    "hybrid_unmatched": float(hyb.unmatched[i]),
-                }
-
-            n = P.shape[0]
-            results += list(pool.map(row_job, range(n))) if pool is not None else [row_job(i) for i in range(n)]
+            c = slice(c0, min(c0 + cfg.chunk_rows, R))
+            sides = ((teacher_dist, teacher_tok, groups_t[c]), (student_dist, student_tok, groups_s[c]))
+            results += _chunk_values(cfg, shared, sides, pool)
     finally:
         if pool is not None:
             pool.shutdown()
 
     n_bytes = len(teacher_tok.text_bytes)
+    rows: list[PositionRow] = []
     for r, res in enumerate(results):
         is_next = r == len(pairs)
         g = None if is_next else pairs[r]
         jt, js = ((), ()) if is_next else (g.teacher_tokens, g.student_tokens)
-        ots, uld_r, kl_r = res["ots"], res["uld"], res["kl"]
-        notes = []
-        if is_next:
-            notes.append("both models' distribution after the whole input: the prediction of what "
-                         "follows the text (no actual token)")
-        if len(jt) > 1 or len(js) > 1:
-            where = "first" if cfg.merge == "observed" else "last"
-            notes.append(
-                f"merged group ({cfg.merge}): uld, value_ot and hybrid compare the chain-rule vectors "
-                f"(mass {res['mass_t']:.3g} / {res['mass_s']:.3g}); kl_shared, the top-1s and token OT the "
-                f"group's {where} token's distributions"
-            )
-        if not np.isfinite(kl_r):
-            if res["cov_t"] <= 0 or res["cov_s"] <= 0:
-                who = "teacher" if res["cov_t"] <= 0 else "student"
-                notes.append(f"kl_shared undefined: the {who} puts no mass on the {shared.match.S:,} shared strings here")
-            elif kl_r == np.inf:
-                notes.append("kl_shared infinite: the student gives 0 to a shared string the teacher does not")
-        string_ot = ots.get("string")
-        if string_ot is not None and res["mass_t"] == 1.0 and res["mass_s"] == 1.0 and string_ot[0] < uld_r / 2 - 1e-9:
-            notes.append(_ot_note(uld_r / 2, *string_ot, cfg.top_k))
-
-        def ot_field(cost: str, k: int):
-            found = ots.get(cost)
-            return None if found is None else float(found[k])
-
+        ots = res["ots"]
+        ot_field = lambda cost, k: None if cost not in ots else float(ots[cost][k])  # noqa: E731
         rows.append(
             PositionRow(
                 index=r,
@@ -341,22 +359,22 @@ def compare_distributions(
                 teacher_top1_prob=res["top_t_prob"],
                 student_top1=str(shared.student_strings[res["top_s"]]),
                 student_top1_prob=res["top_s_prob"],
-                kl_shared=kl_r,
+                kl_shared=res["kl"],
                 kl_teacher_coverage=res["cov_t"],
                 kl_student_coverage=res["cov_s"],
-                uld=uld_r,
+                uld=res["uld"],
                 value_ot=res["value_ot"],
                 hybrid=res["hybrid"],
                 hybrid_matched=res["hybrid_matched"],
                 hybrid_unmatched=res["hybrid_unmatched"],
-                uld_half=uld_r / 2,
+                uld_half=res["uld"] / 2,
                 token_ot_string=ot_field("string", 0),
                 token_ot_edit=ot_field("edit", 0),
                 string_teacher_truncated=ot_field("string", 1),
                 string_student_truncated=ot_field("string", 2),
                 edit_teacher_truncated=ot_field("edit", 1),
                 edit_student_truncated=ot_field("edit", 2),
-                notes=tuple(notes),
+                notes=tuple(_row_notes(res, cfg, shared, len(jt) > 1 or len(js) > 1, is_next)),
             )
         )
     return ComparisonTable(
@@ -367,10 +385,10 @@ def compare_distributions(
         V_t=V_t,
         V_s=V_s,
         shared_strings=shared.match.S,
-        hybrid_weights=hybrid_weights,
+        hybrid_weights=cfg.hybrid.weights(shared.match.teacher_matched.size, V_t),
         teacher=teacher_tok,
         student=student_tok,
-        notes=tuple(table_notes),
+        notes=tuple(_table_notes(teacher_tok, student_tok, with_next)),
         timings={"vocab": t_vocab, "divergences": time.perf_counter() - t0},
     )
 
