@@ -505,6 +505,53 @@ def test_each_row_is_validated_once(teacher, student, dists, alignment):
     assert all(sh[-1] <= 31 for sh in shapes if sh[-1] < min(V_t, V_s))  # k + 1 entries at most
 
 
+def test_merged_rows_never_get_the_uld_half_note(teacher, student, dists):
+    """ULD/2 <= token OT is a statement about distributions; a merged row's ULD is taken on the
+    chain-rule (sub-probability) vectors, so it is not compared there. Crafted: base rows agree
+    (token OT 0), the student's group mass is 0.1 (ULD/2 = 0.45): no '< ULD/2' note."""
+    from uld_explorer.compare.pipeline import shared_strings_of
+
+    (t_tok, t_dist), (s_tok, s_dist) = dists
+    table = compare_distributions(teacher, student, t_tok, t_dist, s_tok, s_dist, alignment="byte-offset",
+                                  costs=("string",), top_k=30)
+    r = next(r for r in table if len(r.teacher_tokens) == 1 and len(r.student_tokens) == 2)
+    shared = shared_strings_of(teacher.tokenizer, student.tokenizer, t_dist.shape[1], s_dist.shape[1])
+    g = int(shared.match.teacher_group[shared.match.teacher_matched[0]])
+    i_t = int(np.flatnonzero(shared.match.teacher_group == g)[0])
+    i_s = int(np.flatnonzero(shared.match.student_group == g)[0])
+    t_mod, s_mod = t_dist.copy(), s_dist.copy()
+    (jt,) = r.teacher_tokens
+    t_mod[jt] = 0.0
+    t_mod[jt, i_t] = 1.0  # the teacher: all on a shared string
+    j0, j1 = r.student_tokens
+    s_mod[j0] = 0.0
+    s_mod[j0, i_s] = 1.0  # the student group's base (first) row: all on the same string
+    s_mod[j1] = 0.9 / (s_dist.shape[1] - 1)
+    s_mod[j1, s_tok.ids[j1]] = 0.1  # the later actual token: probability 0.1 -> group mass 0.1
+    crafted = compare_distributions(teacher, student, t_tok, t_mod, s_tok, s_mod, alignment="byte-offset",
+                                    costs=("string",), top_k=30)[r.index]
+    assert crafted.student_mass == pytest.approx(0.1, rel=1e-5) and crafted.token_ot_string == pytest.approx(0.0, abs=1e-9)
+    assert crafted.uld_half == pytest.approx(0.45, abs=1e-5)
+    assert not any("< ULD/2" in n for n in crafted.notes) and any("merged group" in n for n in crafted.notes)
+
+
+def test_different_prompts_are_refused(teacher, student):
+    t_tok, t_dist = next_token_distributions(teacher, TEXT, prompt="A")
+    s_tok, s_dist = next_token_distributions(student, TEXT, prompt="B")
+    with pytest.raises(ValueError, match="different prompts"):
+        compare_distributions(teacher, student, t_tok, t_dist, s_tok, s_dist)
+
+
+@pytest.mark.parametrize("field", ["top_k", "edit_top_k"])
+def test_top_k_is_bounded_before_anything_is_allocated(field):
+    from uld_explorer.costs import MAX_TOKEN_OT_TOP_K
+
+    assert getattr(ComparisonConfig(**{field: MAX_TOKEN_OT_TOP_K}), field) == MAX_TOKEN_OT_TOP_K
+    for bad in (MAX_TOKEN_OT_TOP_K + 1, 10**7, True, 2.5):
+        with pytest.raises(ValueError, match=f"{field} must be a positive integer at most 4,999"):
+            ComparisonConfig(**{field: bad})
+
+
 def test_temperatures_change_the_values(teacher, student, table):
     hot = compare_text(teacher, student, TEXT, alignment=table.alignment, top_k=50, edit_top_k=20,
                        teacher_temperature=3.0, student_temperature=0.5)
@@ -617,6 +664,27 @@ def test_cli_compare_errors_exit_2_without_traceback(model_dirs, capsys, extra, 
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith(message) and "Traceback" not in err
+
+
+def test_cli_compare_prompt_reaches_the_library(model_dirs, capsys):
+    t_dir, s_dir = model_dirs
+    prompt, text = "The cat sat.", " The dog sat on the log."
+    args = ["compare", "--teacher", t_dir, "--student", s_dir, "--prompt", prompt, "--text", text,
+            "--top-k", "20", "--edit-top-k", "5", "--json"]
+    assert main(args) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["prompt"] == prompt and doc["rows"][0]["teacher_tokens"] == [0]
+    lib = compare_text(t_dir, s_dir, text, prompt=prompt, top_k=20, edit_top_k=5)
+    assert [r["uld"] for r in doc["rows"]] == pytest.approx([r.uld for r in lib], abs=1e-9)
+    assert main(args[:-1]) == 0
+    assert "prompt (read, not scored): 'The cat sat.'" in capsys.readouterr().out
+
+
+def test_cli_compare_rejects_a_huge_top_k_before_loading(capsys):
+    """No model is loaded (the default pair is not needed to say no), in well under a second."""
+    assert main(["compare", "--text", "x", "--teacher", "no-such-model", "--top-k", "1000000"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --top-k must be a positive integer at most 4,999") and "Traceback" not in err
 
 
 def test_cli_compare_help_names_the_defaults(capsys):
