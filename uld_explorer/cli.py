@@ -147,6 +147,10 @@ def _cmd_models_list(args: argparse.Namespace) -> int:
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
     print(f"cache: {zoo.cache_dir()}  (set {zoo.CACHE_ENV} to move it)")
+    if any(r.status in ("unverified", "damaged") for r in rows):
+        print("unverified: a file changed (or was never checked here) since its sha256 last matched; the next "
+              "load re-hashes it, or run `uld-explorer models verify NAME`. damaged: `uld-explorer models "
+              "verify NAME` says which file; nothing is deleted.")
     return 0
 
 
@@ -154,11 +158,9 @@ def _cmd_models_fetch(args: argparse.Namespace) -> int:
     from . import zoo
 
     if args.all and args.names:
-        print("error: give model names or --all, not both", file=sys.stderr)
-        return 2
+        raise _UsageError("give model names or --all, not both")
     if not args.all and not args.names:
-        print(f"error: name a model to fetch ({', '.join(zoo.MODELS)}) or pass --all", file=sys.stderr)
-        return 2
+        raise _UsageError(f"name a model to fetch ({', '.join(zoo.MODELS)}) or pass --all")
     try:
         names = list(zoo.MODELS) if args.all else [zoo.resolve_name(n) for n in args.names]
         for name in names:
@@ -171,6 +173,33 @@ def _cmd_models_fetch(args: argparse.Namespace) -> int:
         print("error: interrupted; nothing half-written was kept, run the same command to resume", file=sys.stderr)
         return 130
     return 0
+
+
+def _cmd_models_verify(args: argparse.Namespace) -> int:
+    import time
+
+    from . import zoo
+    from .zoo.cache import folder_bytes
+
+    if args.all and args.names:
+        raise _UsageError("give model names or --all, not both")
+    if not args.all and not args.names:
+        raise _UsageError(f"name a model to verify ({', '.join(zoo.MODELS)}) or pass --all")
+    names = [n for n in zoo.MODELS if zoo.is_cached(n)] if args.all else [zoo.resolve_name(n) for n in args.names]
+    if args.all and not names:
+        print("no zoo model is cached: nothing to verify")
+    bad = 0
+    for name in names:
+        t0 = time.perf_counter()
+        try:
+            folder = zoo.verify(name)
+        except zoo.ZooError as err:
+            print(f"{name}: DAMAGED: {err}", file=sys.stderr)
+            bad += 1
+            continue
+        print(f"{name}: ok, every file matches its sha256 ({folder_bytes(folder) / 2**20:,.0f} MiB "
+              f"re-hashed in {time.perf_counter() - t0:.1f} s)")
+    return 2 if bad else 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -365,6 +394,17 @@ def build_parser() -> argparse.ArgumentParser:
     mf.add_argument("--force", action="store_true", help="rebuild even if already cached")
     mf.add_argument("--quiet", action="store_true", help="no progress bars")
     mf.set_defaults(func=_cmd_models_fetch)
+    mv = msub.add_parser(
+        "verify", help="re-hash every file of cached zoo models against the sha256 recorded at fetch",
+        description="Re-hash every file of each cached model against the sha256 recorded when it was "
+                    "built. Loads re-hash only the files written since they were last verified; this "
+                    "checks everything. Nothing is ever deleted: a damaged model is named with its file "
+                    "and the command that rebuilds it. Exit 2 when a model is damaged.",
+        formatter_class=_Formatter,
+    )
+    mv.add_argument("names", nargs="*", metavar="NAME", help="zoo model name(s)")
+    mv.add_argument("--all", action="store_true", help="every cached zoo model")
+    mv.set_defaults(func=_cmd_models_verify)
 
     c, h = ComparisonConfig(), HybridConfig()
     cmp_ = sub.add_parser(

