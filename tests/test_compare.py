@@ -174,6 +174,29 @@ def test_row_j_predicts_token_j_against_a_manual_forward(teacher, student, dists
         np.testing.assert_allclose(dist[len(tok)], torch.softmax(logits[-1], -1).numpy(), atol=1e-6)
 
 
+@pytest.mark.parametrize("chunk_tokens", [1, 5, 17])
+def test_forward_in_steps_over_the_cache_equals_one_pass(teacher, student, chunk_tokens):
+    """The input run in steps of chunk_tokens over the key/value cache (bounded logits memory)
+    gives the distributions of one full pass, prompt included."""
+    for lm in (teacher, student):
+        tok, whole = next_token_distributions(lm, TEXT, prompt="The cat.", chunk_tokens=4096)
+        _, steps = next_token_distributions(lm, TEXT, prompt="The cat.", chunk_tokens=chunk_tokens)
+        np.testing.assert_allclose(steps, whole, atol=2e-6)
+    with pytest.raises(ValueError, match="chunk_tokens must be a positive integer"):
+        next_token_distributions(teacher, TEXT, chunk_tokens=0)
+
+
+def test_nan_logits_name_the_model_and_the_fix(teacher):
+    """Damaged weights (a NaN in the LM head) are reported as such, not as a bad distribution."""
+    import copy
+
+    broken = copy.deepcopy(teacher)
+    with torch.no_grad():
+        broken.model.get_output_embeddings().weight[5, 3] = float("nan")
+    with pytest.raises(ValueError, match=r"tiny-llama-bpe produced NaN or infinite logits .*models verify"):
+        next_token_distributions(broken, TEXT)
+
+
 def test_prompt_conditions_every_row_and_scores_the_first_text_token(teacher, student):
     """prompt + text in ONE forward pass: row j = softmax of the logits just before text token j,
     row 0 included (predicted from the prompt's last token), against a manual forward."""
@@ -247,6 +270,20 @@ def test_text_longer_than_the_context_is_truncated_with_a_warning(teacher, stude
     assert len(table) > 0 and table.rows[-1].byte_span[1] <= len(tok.text.encode())
     # the two sides were cut at different points: the next-token row would not align, so none
     assert table.next_row is None and any("no next-token row" in n for n in table.notes)
+
+
+def test_default_token_cap_and_its_note(teacher, student):
+    from uld_explorer.compare.config import DEFAULT_MAX_TOKENS
+
+    assert ComparisonConfig().max_tokens == DEFAULT_MAX_TOKENS == 1024
+    with pytest.warns(UserWarning, match="cut"):
+        table = compare_text(teacher, student, TEXT, max_tokens=10, top_k=10, edit_top_k=5)
+    assert len(table.teacher) <= 10 and len(table.student) <= 10
+    note = table.notes[0]
+    assert note.startswith("the text was cut to fit max_tokens=10") and "raise max_tokens (--max-tokens)" in note
+    assert f"of {len(TEXT)} characters" in note
+    full = compare_text(teacher, student, TEXT, top_k=10, edit_top_k=5)  # fits: no note
+    assert not any("was cut" in n for n in full.notes)
 
 
 def test_max_tokens_and_other_bad_arguments(teacher, student):

@@ -336,6 +336,16 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------
 
 
+def _int_or_none(text: str) -> int | None:
+    """An integer option that also takes ``none`` (no limit); the config checks the range."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'none', got {text!r}") from None
+
+
 def _field_help(cls: type, name: str) -> str:
     return next(f.metadata.get("help", "") for f in fields(cls) if f.name == name)
 
@@ -433,7 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help=_field_help(ComparisonConfig, "teacher_temperature"))
     cmp_.add_argument("--student-temperature", type=float, default=c.student_temperature,
                       help=_field_help(ComparisonConfig, "student_temperature"))
-    cmp_.add_argument("--max-tokens", type=int, default=c.max_tokens, help=_field_help(ComparisonConfig, "max_tokens"))
+    cmp_.add_argument("--max-tokens", type=_int_or_none, default=c.max_tokens, metavar="N|none",
+                      help=_field_help(ComparisonConfig, "max_tokens"))
     cmp_.add_argument("--chunk-rows", type=int, default=c.chunk_rows, help=_field_help(ComparisonConfig, "chunk_rows"))
     cmp_.add_argument("--hybrid-divergence", choices=list(HYBRID_DIVERGENCES), default=h.divergence,
                       help="hybrid: the matched strings' divergence; "

@@ -19,7 +19,11 @@ from ..costs import COSTS, MAX_TOKEN_OT_TOP_K
 from ..hybrid import HybridConfig
 from ..text.align import ALIGNMENTS, MERGES
 
-__all__ = ["ComparisonConfig", "check_temperature"]
+__all__ = ["DEFAULT_MAX_TOKENS", "ComparisonConfig", "check_temperature"]
+
+#: Text tokens per side compared by default: the default pair on 1,024 tokens peaks ~1.3 GB above
+#: the loaded models (docs/benchmarks.md); Qwen2.5's context alone would allow 32,768.
+DEFAULT_MAX_TOKENS = 1024
 
 
 def check_temperature(value: Any, name: str) -> float:
@@ -107,8 +111,9 @@ class ComparisonConfig:
         metadata=_help("settings of the hybrid ULD column (TRL GOLD's hybrid loss)"),
     )
     max_tokens: int | None = field(
-        default=None,
-        metadata=_help("text tokens per side at most (default: the model's context)"),
+        default=DEFAULT_MAX_TOKENS,
+        metadata=_help("text tokens per side at most; a longer text is cut (the table says so). None: up to "
+                       "the model's context. Memory grows ~0.8 MB per token for the default pair"),
     )
     chunk_rows: int = field(
         default=32,

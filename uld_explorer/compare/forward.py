@@ -16,6 +16,7 @@ the token that would follow the text (no actual token; the "next token" row of t
 
 from __future__ import annotations
 
+import inspect
 import os
 from typing import Any
 
@@ -66,6 +67,7 @@ def next_token_distributions(
     max_tokens: int | None = None,
     *,
     prompt: str = "",
+    chunk_tokens: int = 256,
 ) -> tuple[Tokenized, np.ndarray]:
     """Tokenize ``text`` with byte offsets and return the model's next-token distributions.
 
@@ -88,6 +90,8 @@ def next_token_distributions(
     prompt : str
         Read before the text, tokenized on its own; it makes row 0 (the text's first token,
         predicted from the prompt's end) available.
+    chunk_tokens : int
+        Input tokens per forward step (bounds the logits' memory).
 
     Returns
     -------
@@ -102,7 +106,7 @@ def next_token_distributions(
     ------
     ValueError
         Empty or whitespace-only text, ``temperature <= 0``, ``max_tokens < 1``, a prompt that
-        fills the model's context.
+        fills the model's context, non-finite logits (damaged weights).
     """
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.floating, np.integer)) or not (
         np.isfinite(temperature) and temperature > 0
@@ -110,10 +114,11 @@ def next_token_distributions(
         raise ValueError(f"temperature must be a finite number > 0 (got {temperature!r})")
     loaded = as_model(loaded, "loaded")
     tokenizer, model = loaded.tokenizer, loaded.model
-    if max_tokens is not None and (
-        isinstance(max_tokens, bool) or not isinstance(max_tokens, (int, np.integer)) or max_tokens < 1
-    ):
-        raise ValueError(f"max_tokens must be a positive integer (got {max_tokens!r})")
+    for name, value in (("max_tokens", max_tokens), ("chunk_tokens", chunk_tokens)):
+        if (value is not None or name == "chunk_tokens") and (
+            isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1
+        ):
+            raise ValueError(f"{name} must be a positive integer (got {value!r})")
     ctx = _context_length(model)
     probe = tokenize_with_offsets(tokenizer, text, max_tokens, prompt=prompt)
     if ctx is not None and len(probe.context_ids) + len(probe) > ctx:
@@ -126,21 +131,39 @@ def next_token_distributions(
         probe = tokenize_with_offsets(tokenizer, text, room, prompt=prompt)
     tok = probe
     c, T = len(tok.context_ids), len(tok)
-    input_ids = torch.tensor([tok.model_input_ids], dtype=torch.long)
+    input_ids = torch.tensor([tok.model_input_ids], dtype=torch.long)  # (1, L), L = c + T
     try:
         device = next(model.parameters()).device
     except (StopIteration, AttributeError):
         device = torch.device("cpu")
+    dist: np.ndarray | None = None
+    first = tok.first_predicted
+    past = None
+    # the key/value cache argument: `cache` in transformers >= 5.x, `past_key_values` before
+    cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
     with torch.inference_mode():
-        logits = model(input_ids=input_ids.to(device)).logits[0]  # (c + T, V)
-        V = logits.shape[-1]
-        dist = np.empty((T + 1, V), dtype=np.float32)
-        first = tok.first_predicted
-        if first:
-            dist[:first] = np.nan  # nothing predicts the first token of a text read without context
-        # dist[j] = softmax(logits[c + j - 1]) for first <= j <= T (row T: after the whole input)
-        out = torch.from_numpy(dist)
-        for j0 in range(first, T + 1, SOFTMAX_CHUNK_ROWS):
-            j1 = min(j0 + SOFTMAX_CHUNK_ROWS, T + 1)
-            out[j0:j1] = softmax(logits[c + j0 - 1 : c + j1 - 1].float(), float(temperature)).cpu()
+        # the input in steps of chunk_tokens, attention over the cached keys and values of the
+        # steps before: only chunk_tokens x V logits exist at once, whatever the text's length
+        for s0 in range(0, c + T, chunk_tokens):
+            s1 = min(s0 + chunk_tokens, c + T)
+            out = model(input_ids=input_ids[:, s0:s1].to(device), use_cache=True, **{cache_arg: past})
+            past = getattr(out, cache_arg)
+            logits = out.logits[0]  # (s1 - s0, V): logits at input position i predict input i + 1
+            if dist is None:
+                dist = np.empty((T + 1, logits.shape[-1]), dtype=np.float32)
+                dist[:first] = np.nan  # nothing predicts the first token of a text read without context
+            # input position i gives dist[j] with j = i - c + 1 (j = T: after the whole input)
+            lo = max(s0, c + first - 1)
+            for i0 in range(lo, s1, SOFTMAX_CHUNK_ROWS):
+                i1 = min(i0 + SOFTMAX_CHUNK_ROWS, s1)
+                z = logits[i0 - s0 : i1 - s0].float()
+                if not torch.isfinite(z).all():
+                    bad = int((~torch.isfinite(z)).any(-1).nonzero()[0]) + i0
+                    raise ValueError(
+                        f"{model_name(loaded)} produced NaN or infinite logits at input position {bad}: its "
+                        f"weights may be damaged (for a zoo model run `uld-explorer models verify "
+                        f"{model_name(loaded)}`), or its dtype overflows on this input"
+                    )
+                dist[i0 - c + 1 : i1 - c + 1] = softmax(z, float(temperature)).cpu().numpy()
+            del out, logits
     return tok, dist

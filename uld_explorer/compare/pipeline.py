@@ -37,6 +37,7 @@ References
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
@@ -462,4 +463,11 @@ def compare_text(
     t2 = time.perf_counter()
     table = compare_distributions(teacher, student, t_tok, t_dist, s_tok, s_dist, config=cfg)
     table.timings.update(forward_teacher=t1 - t0, forward_student=t2 - t1)
+    cut = [f"{nm} {len(tok)} tokens ({len(tok.text)} of {len(text)} characters)"
+           for nm, tok in (("teacher", t_tok), ("student", s_tok)) if tok.text != text]
+    if cut:
+        limit = f"max_tokens={cfg.max_tokens} or the model's context" if cfg.max_tokens else "the model's context"
+        note = (f"the text was cut to fit {limit}: compared {', '.join(cut)}; raise max_tokens "
+                f"(--max-tokens) to compare more, at ~0.8 MB per token for the default pair")
+        table = dataclasses.replace(table, notes=(note, *table.notes))
     return table
