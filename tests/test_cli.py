@@ -138,3 +138,20 @@ def test_json_piped_into_head_in_a_shell():
 def test_console_script_is_installed():
     out = subprocess.run(_cli("--help"), capture_output=True, text=True, check=True).stdout
     assert "playground" in out and "app" in out and "compare" in out
+
+
+def test_out_of_memory_is_one_line_with_the_knob_to_turn():
+    """A real MemoryError: the child caps its address space just above what it uses after the
+    imports, then asks for a 5000 x 5000 token-space OT (several 200 MB float64 arrays)."""
+    code = (
+        "import resource, sys\n"
+        "import uld_explorer, uld_explorer.summary\n"
+        "from uld_explorer.cli import main\n"
+        "size = int(open('/proc/self/statm').read().split()[0]) * resource.getpagesize()\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (size + 300 * 2**20, resource.RLIM_INFINITY))\n"
+        "sys.exit(main(['playground', '--vt', '1000000', '--vs', '1000000', '--top-k', '4999']))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    assert proc.stderr.startswith("error: out of memory while running `playground`")
+    assert "lower --vt / --vs (vocabulary sizes) or --top-k" in proc.stderr and "Traceback" not in proc.stderr

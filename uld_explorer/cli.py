@@ -462,14 +462,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: What to turn down when a command runs out of memory, by command.
+_MEMORY_KNOBS = {
+    "compare": "--max-tokens (text tokens per side), --chunk-rows (rows computed at once), --top-k / "
+               "--edit-top-k, or a smaller model",
+    "playground": "--vt / --vs (vocabulary sizes) or --top-k",
+}
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    """NumPy and Python raise MemoryError; torch's CPU allocator a RuntimeError that says so."""
+    if isinstance(err, MemoryError):
+        return True
+    text = str(err).lower()
+    return isinstance(err, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (0 ok, 2 bad input, 130 interrupted, 141 closed pipe)."""
+    """Run the CLI; returns the exit code (0 ok, 2 bad input or out of memory, 130 interrupted,
+    141 closed pipe)."""
     try:
         args = build_parser().parse_args(argv)
         try:
             code = int(args.func(args) or 0)
         except (ValueError, TypeError) as err:  # bad input: one line, no traceback
             print(f"error: {err}", file=sys.stderr)
+            code = 2
+        except (MemoryError, RuntimeError) as err:
+            if not _out_of_memory(err):
+                raise
+            knobs = _MEMORY_KNOBS.get(args.command, "the sizes of the inputs")
+            print(f"error: out of memory while running `{args.command}` ({type(err).__name__}: "
+                  f"{str(err)[:200] or 'no detail'}); lower {knobs}", file=sys.stderr)
             code = 2
         sys.stdout.flush()  # a closed pipe shows up here, not at interpreter exit
         return code
