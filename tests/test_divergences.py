@@ -21,6 +21,7 @@ from uld_explorer import (
     js_divergence,
     kl_divergence,
     restrict_to_shared_vocab,
+    softmax,
     reverse_kl_divergence,
     total_variation,
     uld_distance,
@@ -800,3 +801,54 @@ def test_hybrid_input_errors():
         hybrid_uld([1.0], [1.0], ["a"], ["a"], config={"beta": 0.5})
     with pytest.raises(ValueError, match="^p must sum to 1"):
         hybrid_uld([0.5, 0.4], [1.0], ["a", "b"], ["a"])
+
+
+# ------------------------------------------------------------------------------------------------
+# no silent NaN from logits (issue 7 §3)
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("to", [np.asarray, torch.from_numpy])
+def test_uld_from_logits_refuses_a_row_of_all_minus_inf(to):
+    z_t = np.array([[1.0, 2.0, 0.5], [-np.inf, -np.inf, -np.inf]])
+    z_s = np.array([[0.0, 1.0], [0.3, 0.1]])
+    with pytest.raises(ValueError, match=r"teacher_logits has no finite entry in row \(1,\)"):
+        uld_from_logits(to(z_t), to(z_s))
+    z_t[1, 0] = 0.0  # one finite logit left: the row is a one-hot, the value finite
+    out = uld_from_logits(to(z_t), to(z_s))
+    assert np.isfinite(np.asarray(out)).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, np.float16])
+def test_half_precision_logits_at_a_tiny_temperature_stay_finite(dtype):
+    """z / T overflows float16 (65504) at T = 1e-4 for a logit of 20: the softmax runs in float32."""
+    z = np.array([[20.0, 19.0, -5.0, 0.0]])
+    zt = torch.tensor(z, dtype=dtype) if isinstance(dtype, torch.dtype) else z.astype(dtype)
+    p = softmax(zt, 1e-4)
+    arr = p.float().numpy() if isinstance(p, torch.Tensor) else p
+    assert arr.dtype == np.float32 and np.isfinite(arr).all()
+    np.testing.assert_allclose(arr, [[1.0, 0.0, 0.0, 0.0]], atol=1e-6)
+    v = uld_from_logits(zt, zt[..., :3], teacher_temperature=1e-4, student_temperature=1e-4)
+    assert np.isfinite(np.asarray(v.float() if isinstance(v, torch.Tensor) else v)).all()
+
+
+def test_masked_arrays_are_refused_not_silently_reduced():
+    z = np.ma.masked_array([0.0, np.nan, 1.0], mask=[False, True, False])
+    with pytest.raises(TypeError, match=r"logits is a masked array.*np.ma.filled"):
+        softmax(z)
+    p = np.ma.masked_array([0.5, np.nan, 0.5], mask=[False, True, False])
+    with pytest.raises(TypeError, match="masked array"):
+        uld_distance(p, np.array([1.0]))
+
+
+@pytest.mark.parametrize("good", [np.float32(0.5), np.float64(0.5), torch.tensor(0.5), 1])
+def test_temperatures_may_be_numpy_or_torch_scalars(good):
+    z = np.array([0.0, 1.0])
+    np.testing.assert_allclose(softmax(z, good), softmax(z, 0.5 if good != 1 else 1.0))
+
+
+@pytest.mark.parametrize("bad", [True, 0, -1.0, float("nan"), float("inf"), "0.5", None, torch.tensor([0.5, 1.0])])
+def test_bad_temperatures_name_the_argument(bad):
+    z = np.array([0.0, 1.0])
+    with pytest.raises(ValueError, match="^student_temperature must be a finite number > 0"):
+        uld_from_logits(z, z, student_temperature=bad)

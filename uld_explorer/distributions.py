@@ -14,6 +14,8 @@ from typing import Any, Union
 import numpy as np
 import torch
 
+from .checks import check_temperature
+
 Array = Union[np.ndarray, torch.Tensor]
 
 #: Largest allowed ``|sum(x) - 1|`` along the vocabulary axis, by floating dtype. A careful
@@ -55,6 +57,11 @@ def sum_tolerance(x: Array) -> float:
 
 
 def _as_array(x: Any, name: str) -> Array:
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(
+            f"{name} is a masked array: its masked entries would be silently dropped from the sums; "
+            f"pass np.ma.filled({name}, 0.0) (masked tokens get probability 0) or {name}.data"
+        )
     if is_torch(x) or isinstance(x, np.ndarray):
         arr = x
     elif isinstance(x, (list, tuple)) or np.isscalar(x):
@@ -205,47 +212,87 @@ def check_pair(p: Any, q: Any, *, subprobability: bool = False) -> tuple[Array, 
     return p, q
 
 
-def softmax(logits: Any, temperature: float = 1.0, name: str = "logits") -> Array:
-    """Temperature softmax along the last axis: ``softmax(z / T)``.
+def softmax(logits: Any, temperature: float = 1.0, name: str = "logits", *, temperature_name: str = "temperature") -> Array:
+    """Temperature softmax along the last axis: ``softmax(z / T)``, computed in a safe precision.
 
     .. math:: p_i = \\frac{\\exp(z_i / T)}{\\sum_j \\exp(z_j / T)}
+
+    Half-precision logits (float16, bfloat16) are computed and returned in float32: ``z / T``
+    overflows float16 already at ``|z| / T > 65504`` (a logit of 20 at T = 1e-4), which would
+    give NaN. Every row must keep at least one finite logit; ``-inf`` masks a token.
 
     Parameters
     ----------
     logits : array or tensor, shape (..., V)
+        Finite or ``-inf`` (NaN and ``+inf`` are refused; masked arrays too: fill them first).
     temperature : float > 0
+        A Python, NumPy or 0-d torch number.
+    name, temperature_name : str
+        The arguments' names in error messages.
 
     Returns
     -------
-    probs : same type and shape as ``logits``; differentiable for torch.
+    probs : same type and shape as ``logits`` (float32 for half-precision input); differentiable
+        for torch.
+
+    Raises
+    ------
+    ValueError
+        Naming the argument: NaN or ``+inf``, a row with no finite logit, a bad temperature, a
+        result that is not finite.
 
     Examples
     --------
     >>> softmax(np.array([0.0, 0.0])).tolist()
     [0.5, 0.5]
+    >>> softmax(np.array([[0.0, 1.0], [-np.inf, -np.inf]]))
+    Traceback (most recent call last):
+    ...
+    ValueError: logits has no finite entry in row (1,): every token is masked (-inf), so no distribution exists there
     """
-    if not (isinstance(temperature, (int, float)) and np.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"temperature must be a finite number > 0 (got {temperature!r})")
+    T = check_temperature(temperature, temperature_name)
+    if isinstance(logits, np.ma.MaskedArray):
+        raise TypeError(
+            f"{name} is a masked array: its masked entries would be silently dropped; pass "
+            f"np.ma.filled({name}, -np.inf) to mask tokens, or {name}.data"
+        )
     if not (is_torch(logits) or isinstance(logits, np.ndarray)):
         logits = np.asarray(logits, dtype=np.float64)
     if logits.ndim == 0 or logits.shape[-1] == 0:
         raise ValueError(f"{name} must have a non-empty last (vocabulary) axis (got shape {tuple(logits.shape)})")
+    if is_torch(logits):
+        if not logits.is_floating_point() or logits.dtype in (torch.float16, torch.bfloat16):
+            logits = logits.float()
+    elif logits.dtype.kind != "f" or logits.dtype == np.float16:
+        logits = logits.astype(np.float32 if logits.dtype == np.float16 else np.float64)
     lib = torch if is_torch(logits) else np
-    bad = lib.isnan(logits) | lib.isposinf(logits)  # -inf is fine: it masks a token
-    if bad.any():
-        raise ValueError(
-            f"{name} must not contain NaN or +inf (got {float(logits[_first_bad_index(bad)])} at index "
-            f"{_first_bad_index(bad)}); -inf is allowed and masks a token"
-        )
+    with torch.no_grad():  # a no-op for NumPy input
+        bad = lib.isnan(logits) | lib.isposinf(logits)  # -inf is fine: it masks a token
+        if bad.any():
+            raise ValueError(
+                f"{name} must not contain NaN or +inf (got {float(logits[_first_bad_index(bad)])} at index "
+                f"{_first_bad_index(bad)}); -inf is allowed and masks a token"
+            )
+        dead = ~lib.isfinite(logits).any(-1)
+        if dead.any():
+            raise ValueError(
+                f"{name} has no finite entry in row {_first_bad_index(dead)}: every token is masked (-inf), "
+                f"so no distribution exists there"
+            )
     if is_torch(logits):
         # written out: torch.softmax's float32 CPU kernel drifts by up to ~1e-4 in total mass over
         # 152k real logits; max-subtracted exp / sum keeps it ~1e-6 (and stays differentiable)
-        z = logits / temperature
+        z = logits / T
         e = torch.exp(z - z.amax(-1, keepdim=True).detach())
-        return e / e.sum(-1, keepdim=True)
-    from scipy.special import softmax as _sp_softmax
-
-    return _sp_softmax(logits / temperature, axis=-1)
+        out = e / e.sum(-1, keepdim=True)
+    else:
+        z = logits / T
+        e = np.exp(z - z.max(-1, keepdims=True))
+        out = e / e.sum(-1, keepdims=True)
+    with torch.no_grad():
+        if not bool(lib.isfinite(out).all()):  # pragma: no cover - guarded above; never return NaN
+            raise ValueError(f"softmax({name} / {temperature_name}) is not finite: check the inputs' scale")
+    return out
 
 
 def sorted_probs(p: Any, q: Any, *, descending: bool = True) -> tuple[np.ndarray, np.ndarray]:

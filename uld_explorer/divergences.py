@@ -385,7 +385,9 @@ def uld_from_logits(
     .. math:: \\mathrm{ULD}\\big(\\mathrm{softmax}(z_t / T_t),\\ \\mathrm{softmax}(z_s / T_s)\\big)
 
     No :math:`T^2` factor (the authors' code has none). Differentiable w.r.t. the student logits
-    in torch. Shapes ``(..., V_t)``, ``(..., V_s)`` -> ``(...)``.
+    in torch. Shapes ``(..., V_t)``, ``(..., V_s)`` -> ``(...)``. The softmax runs in a safe
+    precision (:func:`~uld_explorer.distributions.softmax`: float32 for half-precision logits) and
+    refuses NaN, ``+inf`` and rows whose every logit is ``-inf``: the result is never NaN.
 
     Examples
     --------
@@ -393,8 +395,8 @@ def uld_from_logits(
     >>> float(uld_from_logits(z, z[::-1]))
     0.0
     """
-    p = softmax(teacher_logits, teacher_temperature, "teacher_logits")
-    q = softmax(student_logits, student_temperature, "student_logits")
+    p = softmax(teacher_logits, teacher_temperature, "teacher_logits", temperature_name="teacher_temperature")
+    q = softmax(student_logits, student_temperature, "student_logits", temperature_name="student_temperature")
     if tuple(p.shape[:-1]) != tuple(q.shape[:-1]):
         raise ValueError(
             f"teacher_logits and student_logits must have the same batch shape: got "

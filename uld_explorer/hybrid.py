@@ -15,10 +15,9 @@ References
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from numbers import Real
-from typing import Any
+
+from .checks import check_real
 
 __all__ = ["HYBRID_DIVERGENCES", "HYBRID_WEIGHTINGS", "HybridConfig"]
 
@@ -34,12 +33,6 @@ HYBRID_WEIGHTINGS: dict[str, str] = {
                      "(GOLD's default, weights left unset)",
     "fixed": "w_matched and w_unmatched as given (GOLD's uld_hybrid_matched_weight / _unmatched_weight)",
 }
-
-
-def _finite(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(float(value)):
-        raise ValueError(f"{name} must be a finite number (got {value!r})")
-    return float(value)
 
 
 @dataclass(frozen=True)
@@ -83,7 +76,7 @@ class HybridConfig:
             raise ValueError(
                 f"hybrid divergence must be one of {', '.join(HYBRID_DIVERGENCES)} (got {self.divergence!r})"
             )
-        beta = _finite(self.beta, "hybrid beta")
+        beta = check_real(self.beta, "hybrid beta")
         if not 0.0 <= beta <= 1.0:
             raise ValueError(
                 f"hybrid beta must lie in [0, 1] (got {self.beta!r}): it is the teacher's weight in the "
@@ -101,14 +94,14 @@ class HybridConfig:
                     f"(got {self.matched_weight!r} and {self.unmatched_weight!r}); or use 'matched-share'"
                 )
             for name in ("matched_weight", "unmatched_weight"):
-                if _finite(getattr(self, name), f"hybrid {name}") < 0:
+                if check_real(getattr(self, name), f"hybrid {name}") < 0:
                     raise ValueError(f"hybrid {name} must be >= 0 (got {getattr(self, name)!r})")
         elif any(given):
             raise ValueError(
                 "hybrid matched_weight / unmatched_weight are used only with weighting='fixed' "
                 "(the 'matched-share' weights come from the vocabularies); set weighting='fixed' or drop them"
             )
-        if self.clamp is not None and not 0.0 < _finite(self.clamp, "hybrid clamp") < 1.0:
+        if self.clamp is not None and not 0.0 < check_real(self.clamp, "hybrid clamp") < 1.0:
             raise ValueError(
                 f"hybrid clamp must lie in (0, 1) or be None (got {self.clamp!r}); GOLD uses 1e-8"
             )

@@ -7,44 +7,17 @@ show the same pair. Importing this module needs NumPy only.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
-from numbers import Integral, Real
-from typing import Any
 
 import numpy as np
 
+from .checks import check_int, check_real, check_temperature
 from .costs import MAX_TOKEN_OT_TOP_K
 
 __all__ = ["MAX_SYNTHETIC_VOCAB", "PlaygroundConfig", "synthetic_pair", "synthetic_tokens"]
 
 #: Largest synthetic vocabulary (the pair is cheap; the figures and exact OT are not).
 MAX_SYNTHETIC_VOCAB = 1_000_000
-
-
-def _int_in(value: Any, name: str, lo: int, hi: int | None, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise ValueError(f"{name} must be {what} (got {value!r} of type {type(value).__name__})")
-    if value < lo or (hi is not None and value > hi):
-        bound = f"between {lo:,} and {hi:,}" if hi is not None else f">= {lo:,}"
-        raise ValueError(f"{name} must be {what} {bound} (got {value!r})")
-    return int(value)
-
-
-def _real(value: Any, name: str, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(float(value)):
-        raise ValueError(f"{name} must be {what} (got {value!r})")
-    return float(value)
-
-
-def _temperature(value: Any, name: str) -> float:
-    t = _real(value, name, "a finite number > 0")
-    if t <= 0:
-        raise ValueError(
-            f"{name} must be a finite number > 0 (got {value!r}): softmax(z / T) is undefined at "
-            f"T <= 0; use a small T (e.g. 0.1) for a sharper distribution"
-        )
-    return t
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -101,15 +74,15 @@ def synthetic_pair(
     >>> bool(np.allclose(np.sort(p), np.sort(q)))
     True
     """
-    V_t = _int_in(V_t, "V_t", 1, MAX_SYNTHETIC_VOCAB, "a positive integer vocabulary size")
-    V_s = _int_in(V_s, "V_s", 1, MAX_SYNTHETIC_VOCAB, "a positive integer vocabulary size")
-    t_t = _temperature(teacher_temperature, "teacher_temperature")
-    t_s = _temperature(student_temperature, "student_temperature")
-    shift = _int_in(shift, "shift", -(2**31), 2**31, "an integer")
-    noise = _real(noise, "noise", "a finite number >= 0")
+    V_t = check_int(V_t, "V_t", 1, MAX_SYNTHETIC_VOCAB, "a positive integer vocabulary size")
+    V_s = check_int(V_s, "V_s", 1, MAX_SYNTHETIC_VOCAB, "a positive integer vocabulary size")
+    t_t = check_temperature(teacher_temperature, "teacher_temperature")
+    t_s = check_temperature(student_temperature, "student_temperature")
+    shift = check_int(shift, "shift", -(2**31), 2**31, "an integer")
+    noise = check_real(noise, "noise", "a finite number >= 0")
     if noise < 0:
         raise ValueError(f"noise must be a finite number >= 0: it is a standard deviation (got {noise!r})")
-    seed = _int_in(seed, "seed", 0, 2**63 - 1, "a non-negative integer")
+    seed = check_int(seed, "seed", 0, 2**63 - 1, "a non-negative integer")
     if not isinstance(permute_student, (bool, np.bool_)):
         raise ValueError(f"permute_student must be True or False (got {permute_student!r})")
     rng = np.random.default_rng(seed)
@@ -178,7 +151,7 @@ class PlaygroundConfig:
 
     def __post_init__(self) -> None:
         self.pair()  # validates every pair setting, naming the field
-        _int_in(self.top_k, "top_k", 1, MAX_TOKEN_OT_TOP_K, "a positive integer")
+        check_int(self.top_k, "top_k", 1, MAX_TOKEN_OT_TOP_K, "a positive integer")
 
     def pair(self) -> tuple[np.ndarray, np.ndarray]:
         """The teacher ``p`` (V_t,) and student ``q`` (V_s,) of these settings."""

@@ -12,7 +12,7 @@ does not load torch.
 from .._lazy import lazy_exports
 
 _API = {
-    ".config": ("ComparisonConfig", "check_temperature"),
+    ".config": ("DEFAULT_MAX_TOKENS", "ComparisonConfig"),
     ".forward": ("next_token_distributions",),
     ".pipeline": ("compare_distributions", "compare_text", "shared_strings_of"),
     ".table": ("ComparisonTable", "NEXT_TOKEN_LABEL", "PositionRow"),

@@ -10,51 +10,29 @@ named choices come from the library's registries (:data:`~uld_explorer.text.ALIG
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, fields, replace
-from numbers import Integral
 from typing import Any
 
+from ..checks import check_int, check_temperature
 from ..costs import COSTS, MAX_TOKEN_OT_TOP_K
 from ..hybrid import HybridConfig
 from ..text.align import ALIGNMENTS, MERGES
 
-__all__ = ["DEFAULT_MAX_TOKENS", "ComparisonConfig", "check_temperature"]
+__all__ = ["DEFAULT_MAX_TOKENS", "ComparisonConfig"]
 
 #: Text tokens per side compared by default: the default pair on 1,024 tokens peaks ~1.3 GB above
 #: the loaded models (docs/benchmarks.md); Qwen2.5's context alone would allow 32,768.
 DEFAULT_MAX_TOKENS = 1024
 
 
-def check_temperature(value: Any, name: str) -> float:
-    """``value`` as a float, if it is a finite number > 0 (Python, NumPy or 0-d torch scalars);
-    otherwise a ValueError naming ``name`` and the fix.
-
-    >>> check_temperature(0.5, "teacher_temperature")
-    0.5
-    """
-    if isinstance(value, (bool, str, bytes)):
-        t = math.nan
-    else:
-        try:
-            t = float(value)
-        except (TypeError, ValueError):
-            t = math.nan
-    if not math.isfinite(t) or t <= 0:
-        raise ValueError(
-            f"{name} must be a finite number > 0 (got {value!r}): softmax(logits / T) is undefined "
-            f"at T <= 0; use a small T (e.g. 0.1) for a sharper distribution"
-        )
-    return t
-
-
 def _check_top_k(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral) or not 1 <= value <= MAX_TOKEN_OT_TOP_K:
+    try:
+        return check_int(value, name, 1, MAX_TOKEN_OT_TOP_K)
+    except ValueError:
         raise ValueError(
             f"{name} must be a positive integer at most {MAX_TOKEN_OT_TOP_K:,} (got {value!r}): the tokens "
             f"kept per side for exact token-space OT (k + 1 support points with the rest bucket)"
-        )
-    return int(value)
+        ) from None
 
 
 def _help(text: str) -> dict[str, str]:
@@ -150,14 +128,9 @@ class ComparisonConfig:
                 f"hybrid must be a uld_explorer.HybridConfig (got {type(self.hybrid).__name__}), "
                 f"e.g. HybridConfig(beta=0.5)"
             )
-        if self.max_tokens is not None and (
-            isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, Integral) or self.max_tokens < 1
-        ):
-            raise ValueError(f"max_tokens must be a positive integer or None (got {self.max_tokens!r})")
-        if isinstance(self.chunk_rows, bool) or not isinstance(self.chunk_rows, Integral) or not 1 <= self.chunk_rows <= 4096:
-            raise ValueError(
-                f"chunk_rows must be an integer from 1 to 4096 (got {self.chunk_rows!r}): rows computed at once"
-            )
+        if self.max_tokens is not None:
+            set_("max_tokens", check_int(self.max_tokens, "max_tokens", 1, None, "a positive integer or None"))
+        set_("chunk_rows", check_int(self.chunk_rows, "chunk_rows", 1, 4096, "an integer (rows computed at once)"))
 
     def replace(self, **changes: Any) -> "ComparisonConfig":
         """A copy with ``changes`` applied (validated again); unknown names are an error."""

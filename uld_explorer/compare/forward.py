@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..checks import check_int, check_temperature
 from ..distributions import softmax
 from ..text import Tokenized, tokenize_with_offsets
 
@@ -108,17 +109,12 @@ def next_token_distributions(
         Empty or whitespace-only text, ``temperature <= 0``, ``max_tokens < 1``, a prompt that
         fills the model's context, non-finite logits (damaged weights).
     """
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.floating, np.integer)) or not (
-        np.isfinite(temperature) and temperature > 0
-    ):
-        raise ValueError(f"temperature must be a finite number > 0 (got {temperature!r})")
+    temperature = check_temperature(temperature, "temperature")
+    if max_tokens is not None:
+        max_tokens = check_int(max_tokens, "max_tokens", 1, None, "a positive integer")
+    chunk_tokens = check_int(chunk_tokens, "chunk_tokens", 1, None, "a positive integer")
     loaded = as_model(loaded, "loaded")
     tokenizer, model = loaded.tokenizer, loaded.model
-    for name, value in (("max_tokens", max_tokens), ("chunk_tokens", chunk_tokens)):
-        if (value is not None or name == "chunk_tokens") and (
-            isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1
-        ):
-            raise ValueError(f"{name} must be a positive integer (got {value!r})")
     ctx = _context_length(model)
     probe = tokenize_with_offsets(tokenizer, text, max_tokens, prompt=prompt)
     if ctx is not None and len(probe.context_ids) + len(probe) > ctx:
@@ -164,6 +160,6 @@ def next_token_distributions(
                         f"weights may be damaged (for a zoo model run `uld-explorer models verify "
                         f"{model_name(loaded)}`), or its dtype overflows on this input"
                     )
-                dist[i0 - c + 1 : i1 - c + 1] = softmax(z, float(temperature)).cpu().numpy()
+                dist[i0 - c + 1 : i1 - c + 1] = softmax(z, temperature).cpu().numpy()
             del out, logits
     return tok, dist

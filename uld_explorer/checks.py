@@ -1,0 +1,78 @@
+"""The library's scalar argument checks, one place, importable without torch or NumPy.
+
+Every public function and config validates its scalar arguments with these, so every message has
+the same shape: the argument's name, what was expected (with the allowed range) and what came.
+Python, NumPy and 0-d torch numbers are accepted; ``bool`` never counts as a number.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+__all__ = ["check_int", "check_real", "check_temperature"]
+
+
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, bool) or type(value).__name__ in ("bool_", "bool")  # NumPy's bool too
+
+
+def check_int(value: Any, name: str, lo: int | None = None, hi: int | None = None, what: str = "an integer") -> int:
+    """``value`` as an int in ``[lo, hi]``, else a ValueError naming ``name``.
+
+    >>> check_int(3, "top_k", 1, 4999, "a positive integer")
+    3
+    >>> check_int(0, "top_k", 1, 4999, "a positive integer")
+    Traceback (most recent call last):
+    ...
+    ValueError: top_k must be a positive integer between 1 and 4,999 (got 0)
+    """
+    if _is_bool(value) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be {what} (got {value!r} of type {type(value).__name__})")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        if lo is not None and hi is not None:
+            bound = f"between {lo:,} and {hi:,}"
+        elif lo is not None:
+            bound = f">= {lo:,}"
+        else:
+            bound = f"<= {hi:,}"
+        raise ValueError(f"{name} must be {what} {bound} (got {value!r})")
+    return int(value)
+
+
+def check_real(value: Any, name: str, what: str = "a finite number") -> float:
+    """``value`` as a finite float (Python, NumPy or 0-d torch number), else a ValueError.
+
+    >>> check_real(0.5, "noise")
+    0.5
+    """
+    if _is_bool(value) or isinstance(value, (str, bytes)):
+        t = math.nan
+    else:
+        try:
+            t = float(value)
+        except (TypeError, ValueError, RuntimeError):  # RuntimeError: a torch tensor of several values
+            t = math.nan
+    if not math.isfinite(t):
+        raise ValueError(f"{name} must be {what} (got {value!r})")
+    return t
+
+
+def check_temperature(value: Any, name: str = "temperature") -> float:
+    """``value`` as a float if it is a finite number > 0, else a ValueError naming ``name`` and
+    the fix.
+
+    >>> check_temperature(0.5, "teacher_temperature")
+    0.5
+    """
+    try:
+        t = check_real(value, name)
+    except ValueError:
+        t = math.nan
+    if not t > 0:
+        raise ValueError(
+            f"{name} must be a finite number > 0 (got {value!r}): softmax(logits / T) is undefined "
+            f"at T <= 0; use a small T (e.g. 0.1) for a sharper distribution"
+        )
+    return t
