@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import ot
@@ -722,6 +725,36 @@ def test_cli_compare_rejects_a_huge_top_k_before_loading(capsys):
     assert main(["compare", "--text", "x", "--teacher", "no-such-model", "--top-k", "1000000"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --top-k must be a positive integer at most 4,999") and "Traceback" not in err
+
+
+def test_invalid_utf8_text_is_refused_before_any_model_loads(capsys):
+    """Bytes that are not UTF-8 reach Python as lone surrogates (surrogateescape): refused in the
+    user's terms, before the (here unloadable) models are even looked up."""
+    with pytest.raises(ValueError, match="text is not valid UTF-8: character 3 stands for the byte 0xe9"):
+        compare_text("no-such-model", "no-such-model", "caf\udce9 au lait")
+    with pytest.raises(ValueError, match="prompt is not valid UTF-8"):
+        compare_text("no-such-model", "no-such-model", "ok", prompt="\udcff")
+    cmd = "uld-explorer compare --teacher no-such-model --text $'caf\\xe9 au lait'"
+    proc = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "LC_ALL": "C.UTF-8", "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]})
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: --text is not valid UTF-8: character 3 stands for the byte 0xe9")
+    assert "Traceback" not in proc.stderr
+
+
+def test_cli_output_on_an_ascii_terminal(model_dirs):
+    """PYTHONIOENCODING=ascii: the table escapes what it cannot print, JSON escapes to \\uXXXX."""
+    t_dir, s_dir = model_dirs
+    base = [sys.executable, "-m", "uld_explorer.cli", "compare", "--teacher", t_dir, "--student", s_dir,
+            "--text", "Le café 🍕!", "--top-k", "10", "--edit-top-k", "5"]
+    env = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    table = subprocess.run(base, capture_output=True, text=True, env=env, timeout=300)
+    assert table.returncode == 0 and "Traceback" not in table.stderr, table.stderr
+    assert "caf\\xe9" in table.stdout or "caf\\u00e9" in table.stdout
+    doc = subprocess.run(base + ["--json"], capture_output=True, text=True, env=env, timeout=300)
+    assert doc.returncode == 0, doc.stderr
+    parsed = json.loads(doc.stdout)
+    assert parsed["text"] == "Le café 🍕!" and all(ord(c) < 128 for c in doc.stdout)
 
 
 def test_cli_compare_help_names_the_defaults(capsys):

@@ -11,7 +11,7 @@ import math
 import numbers
 from typing import Any
 
-__all__ = ["check_int", "check_real", "check_temperature"]
+__all__ = ["check_int", "check_real", "check_temperature", "check_text"]
 
 
 def _is_bool(value: Any) -> bool:
@@ -76,3 +76,31 @@ def check_temperature(value: Any, name: str = "temperature") -> float:
             f"at T <= 0; use a small T (e.g. 0.1) for a sharper distribution"
         )
     return t
+
+
+def check_text(value: Any, name: str = "text", *, allow_empty: bool = False) -> str:
+    """``value`` if it is a string that encodes to UTF-8 (and, unless ``allow_empty``, has a
+    non-space character), else a ValueError in the user's terms.
+
+    A ``str`` that is not valid UTF-8 holds lone surrogates: how Python carries the bytes of a
+    command-line argument or a file read with ``errors="surrogateescape"`` that were not UTF-8.
+
+    >>> check_text("café")
+    'café'
+    >>> check_text("caf\\udce9")
+    Traceback (most recent call last):
+    ...
+    ValueError: text is not valid UTF-8: character 3 stands for the byte 0xe9, which is not UTF-8 on its own (Latin-1 text?); convert the input to UTF-8 first
+    """
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a string (got {type(value).__name__})")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        ch = value[err.start]
+        what = (f"stands for the byte 0x{ord(ch) - 0xDC00:02x}, which is not UTF-8 on its own (Latin-1 text?)"
+                if 0xDC80 <= ord(ch) <= 0xDCFF else f"is the lone surrogate U+{ord(ch):04X}")
+        raise ValueError(f"{name} is not valid UTF-8: character {err.start} {what}; convert the input to UTF-8 first") from None
+    if not allow_empty and not value.strip():
+        raise ValueError(f"{name} is empty or whitespace-only: there is nothing to compare")
+    return value

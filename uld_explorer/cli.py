@@ -20,6 +20,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
+from .checks import check_text
 from .compare.config import ComparisonConfig
 from .costs import COSTS
 from .hybrid import HYBRID_DIVERGENCES, HYBRID_WEIGHTINGS, HybridConfig
@@ -46,7 +47,13 @@ def _strict_json(value: Any) -> Any:
 
 
 def _print_json(doc: Any) -> None:
-    print(json.dumps(_strict_json(doc), indent=2, ensure_ascii=False, allow_nan=False))
+    """Strict JSON; non-ASCII kept as is where stdout can encode it, else escaped (\\uXXXX)."""
+    text = json.dumps(_strict_json(doc), indent=2, ensure_ascii=False, allow_nan=False)
+    try:
+        text.encode(sys.stdout.encoding or "utf-8")
+    except (UnicodeEncodeError, LookupError):
+        text = json.dumps(_strict_json(doc), indent=2, ensure_ascii=True, allow_nan=False)
+    print(text)
 
 
 class _UsageError(ValueError):
@@ -306,9 +313,12 @@ def _compare_config(args: argparse.Namespace) -> ComparisonConfig:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    if not args.text.strip():
-        raise _UsageError("--text is empty or whitespace-only: there is nothing to compare")
-    config = _compare_config(args)  # every setting checked before any model is loaded
+    try:  # every input checked before any model is loaded
+        check_text(args.text, "--text")
+        check_text(args.prompt, "--prompt", allow_empty=True)
+    except ValueError as err:
+        raise _UsageError(str(err)) from None
+    config = _compare_config(args)
     import warnings
 
     from . import zoo
@@ -481,6 +491,9 @@ def _out_of_memory(err: BaseException) -> bool:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 2 bad input or out of memory, 130 interrupted,
     141 closed pipe)."""
+    for stream in (sys.stdout, sys.stderr):  # an ASCII terminal shows 'caf\xe9', never a traceback
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     try:
         args = build_parser().parse_args(argv)
         try:

@@ -47,6 +47,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..checks import check_text
 from ..distributions import check_distribution
 from ..divergences import hybrid_uld, kl_divergence, restrict_to_shared_vocab, uld_distance
 from ..ot import token_space_ot_top_k, value_space_w1
@@ -437,8 +438,8 @@ def compare_text(
     Raises
     ------
     ValueError
-        Empty / whitespace-only text, a bad setting (the message names it), a prompt filling
-        the model's context.
+        Empty / whitespace-only text, text or prompt that is not valid UTF-8, a bad setting (the
+        message names it), a prompt filling the model's context; all before any model loads.
     uld_explorer.zoo.ZooError
         A model name that cannot be loaded.
 
@@ -449,10 +450,8 @@ def compare_text(
     >>> table.next_row.teacher_top1, table.next_row.student_top1  # doctest: +SKIP
     (' Paris', ' Paris')
     """
-    if not isinstance(text, str) or not text.strip():
-        raise ValueError("text is empty or whitespace-only: there is nothing to compare")
-    if not isinstance(prompt, str):
-        raise ValueError(f"prompt must be a string (got {type(prompt).__name__})")
+    check_text(text, "text")  # a str, valid UTF-8, not whitespace-only: before any model loads
+    check_text(prompt, "prompt", allow_empty=True)
     cfg = _config(config, settings)
     teacher = as_model(teacher, "teacher")
     student = as_model(student, "student")

@@ -13,6 +13,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from ..checks import check_text
 from .spelling import SPIECE_UNDERLINE, byte_level_bytes, readable, sentencepiece_bytes, tokenizer_kind
 
 __all__ = ["Tokenized", "tokenize_with_offsets"]
@@ -216,13 +217,11 @@ def tokenize_with_offsets(
     Raises
     ------
     ValueError
-        Empty or whitespace-only text, ``max_tokens < 1``, or neither the token bytes nor the
-        offsets reproduce the text.
+        Empty or whitespace-only text, text or prompt that is not valid UTF-8 (lone surrogates),
+        ``max_tokens < 1``, or neither the token bytes nor the offsets reproduce the text.
     """
-    if not isinstance(text, str) or not text.strip():
-        raise ValueError("text is empty or whitespace-only: there is nothing to tokenize")
-    if not isinstance(prompt, str):
-        raise ValueError(f"prompt must be a string (got {type(prompt).__name__})")
+    check_text(text, "text")  # a str, valid UTF-8, not whitespace-only
+    check_text(prompt, "prompt", allow_empty=True)
     if max_tokens is not None and max_tokens < 1:
         raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
     ids = [int(i) for i in tokenizer(text, add_special_tokens=False)["input_ids"]]
