@@ -8,6 +8,8 @@ import sys
 from dataclasses import asdict
 
 import pytest
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 
 from uld_explorer import (
     COSTS,
@@ -155,3 +157,40 @@ def test_out_of_memory_is_one_line_with_the_knob_to_turn():
     assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
     assert proc.stderr.startswith("error: out of memory while running `playground`")
     assert "lower --vt / --vs (vocabulary sizes) or --top-k" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# sizes stay small enough to run in a blink when valid (huge ones are refused: tested above)
+_ANY = st.one_of(st.sampled_from(["0", "-1", "1", "2", "nan", "inf", "1e-300", "1e9", "x", "0.5", "300", "4999",
+                                  "1000000000", "2000000"]),
+                 st.integers(-10, 3000).map(str), st.floats(allow_nan=True, allow_infinity=True).map(repr))
+
+
+@st.composite
+def _playground_args(draw):
+    args = ["playground"]
+    for opt in draw(st.lists(st.sampled_from(["--vt", "--vs", "--teacher-temperature", "--student-temperature",
+                                              "--shift", "--noise", "--seed", "--top-k"]), unique=True, max_size=4)):
+        args += [opt, draw(_ANY)]
+    args += draw(st.lists(st.sampled_from(["--permute", "--json"]), unique=True))
+    if draw(st.booleans()):
+        args += ["--cost", draw(st.sampled_from(["string", "edit", "l2"]))]
+    return args
+
+
+@settings(max_examples=80, deadline=None)
+@given(args=_playground_args())
+def test_playground_fuzz_exit_0_or_2_never_a_traceback_json_strict(args):
+    import contextlib
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(args)
+        except SystemExit as exc:  # argparse's own usage errors
+            code = exc.code
+    event(f"exit {code}")
+    assert code in (0, 2), (args, code, err.getvalue()[-500:])
+    assert "Traceback" not in err.getvalue(), (args, err.getvalue()[-2000:])
+    if code == 0 and "--json" in args:
+        _strict(out.getvalue())

@@ -20,6 +20,8 @@ import numpy as np
 import ot
 import pytest
 import torch
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 from tiny_tokenizers import SPM_LETTERS, SPM_MERGES, TEXTS, byte_bpe, sentencepiece_like
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
@@ -755,6 +757,65 @@ def test_cli_output_on_an_ascii_terminal(model_dirs):
     assert doc.returncode == 0, doc.stderr
     parsed = json.loads(doc.stdout)
     assert parsed["text"] == "Le café 🍕!" and all(ord(c) < 128 for c in doc.stdout)
+
+
+_FLOATS = st.one_of(st.sampled_from(["0", "-1", "nan", "inf", "-inf", "1e-300", "1e300", "abc", "2", "0.5", "1"]),
+                    st.floats(allow_nan=True, allow_infinity=True).map(repr))
+_INTS = st.one_of(st.sampled_from(["0", "-1", "1", "5", "4999", "5000", "10000000", "2.5", "x", "none"]),
+                  st.integers(-10, 10**7).map(str))
+_TEXTS = st.one_of(st.sampled_from(["", "   ", "caf\udce9", "Le café 🍕!", "The cat sat.", "\n\t", "a"]),
+                   st.text(min_size=0, max_size=30))
+
+
+@st.composite
+def _compare_args(draw):
+    args = ["compare", "--text", draw(_TEXTS)]
+    options = {
+        "--prompt": _TEXTS, "--alignment": st.sampled_from(["positional", "byte-offset", "diagonal"]),
+        "--merge": st.sampled_from(["observed", "bayesian", "mean"]), "--top-k": _INTS, "--edit-top-k": _INTS,
+        "--teacher-temperature": _FLOATS, "--student-temperature": _FLOATS, "--max-tokens": _INTS,
+        "--chunk-rows": _INTS, "--hybrid-beta": _FLOATS, "--hybrid-clamp": _FLOATS,
+        "--hybrid-divergence": st.sampled_from(["jsd", "kl", "tv"]),
+        "--hybrid-weighting": st.sampled_from(["matched-share", "fixed", "mass"]),
+    }
+    for opt in draw(st.lists(st.sampled_from(sorted(options)), unique=True, max_size=5)):
+        args += [opt, draw(options[opt])]
+    if draw(st.booleans()):
+        args += ["--hybrid-weights", draw(_FLOATS), draw(_FLOATS)]
+    if draw(st.booleans()):
+        args += ["--costs", *draw(st.lists(st.sampled_from(["string", "edit", "cosine"]), max_size=3))]
+    if draw(st.booleans()):
+        args.append("--json")
+    return args
+
+
+def _run_cli(argv: list[str]) -> tuple[int, str, str]:
+    import contextlib
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as exc:  # argparse: a bad choice / type is its own usage error
+            code = exc.code
+    return code, out.getvalue(), err.getvalue()
+
+
+@settings(max_examples=80, deadline=None)
+@given(args=_compare_args())
+def test_cli_fuzz_exit_0_or_2_never_a_traceback_json_strict(model_dirs, args):
+    t_dir, s_dir = model_dirs
+    argv = args + ["--teacher", t_dir, "--student", s_dir]
+    code, out, err = _run_cli(argv)
+    event(f"exit {code}")
+    assert code in (0, 2), (argv, code, err[-500:])
+    assert "Traceback" not in err and "Traceback" not in out, (argv, err[-2000:])
+    if code == 2:
+        assert err.strip(), argv  # always says why
+    elif "--json" in args:
+        doc = json.loads(out, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+        assert doc["rows"] is not None
 
 
 def test_cli_compare_help_names_the_defaults(capsys):
