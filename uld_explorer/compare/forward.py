@@ -116,15 +116,16 @@ def next_token_distributions(
     loaded = as_model(loaded, "loaded")
     tokenizer, model = loaded.tokenizer, loaded.model
     ctx = _context_length(model)
-    probe = tokenize_with_offsets(tokenizer, text, max_tokens, prompt=prompt)
+    who = model_name(loaded)
+    probe = tokenize_with_offsets(tokenizer, text, max_tokens, prompt=prompt, who=who)
     if ctx is not None and len(probe.context_ids) + len(probe) > ctx:
         room = ctx - len(probe.context_ids)
         if room < 1:
             raise ValueError(
-                f"the prompt takes {len(probe.context_ids)} tokens, the model's whole context ({ctx}): "
+                f"the prompt takes {len(probe.context_ids)} tokens of {who}, its whole context ({ctx}): "
                 f"shorten the prompt"
             )
-        probe = tokenize_with_offsets(tokenizer, text, room, prompt=prompt)
+        probe = tokenize_with_offsets(tokenizer, text, room, prompt=prompt, who=who)
     tok = probe
     c, T = len(tok.context_ids), len(tok)
     input_ids = torch.tensor([tok.model_input_ids], dtype=torch.long)  # (1, L), L = c + T

@@ -185,7 +185,7 @@ def _char_boundary(text_bytes: bytes, pos: int) -> bool:
 
 
 def tokenize_with_offsets(
-    tokenizer: Any, text: str, max_tokens: int | None = None, *, prompt: str = ""
+    tokenizer: Any, text: str, max_tokens: int | None = None, *, prompt: str = "", who: str | None = None
 ) -> Tokenized:
     """Tokenize ``text`` and give every token its exact span in the UTF-8 bytes.
 
@@ -209,6 +209,8 @@ def tokenize_with_offsets(
     prompt : str
         Context read before the text, tokenized ON ITS OWN (as a prompt and its answer are in
         distillation), so the text's tokens and spans do not depend on it. Never truncated.
+    who : str, optional
+        The model's name for messages (default: the tokenizer's class).
 
     Returns
     -------
@@ -236,7 +238,7 @@ def tokenize_with_offsets(
         spans = _spans_from_offsets(tokenizer, text, len(ids))
     if spans is None:
         raise ValueError(
-            f"cannot map the tokens of {type(tokenizer).__name__} back to the text's bytes: "
+            f"cannot map the tokens of {who or type(tokenizer).__name__} back to the text's bytes: "
             "neither the tokens' own bytes nor the tokenizer's offset_mapping reproduce "
             f"{text[:40]!r}"
         )
@@ -249,7 +251,7 @@ def tokenize_with_offsets(
                 f"max_tokens={max_tokens} is too small: the first character already needs more tokens"
             )
         warnings.warn(
-            f"text has {len(ids)} tokens for {type(tokenizer).__name__}; cut {len(ids) - keep} "
+            f"text has {len(ids)} tokens for {who or type(tokenizer).__name__}; cut {len(ids) - keep} "
             f"token(s), keeping the first {keep} (max_tokens={max_tokens})",
             UserWarning,
             stacklevel=2,
