@@ -14,7 +14,7 @@ from typing import Any, Union
 import numpy as np
 import torch
 
-from .checks import check_temperature
+from .checks import check_int, check_temperature
 
 Array = Union[np.ndarray, torch.Tensor]
 
@@ -374,8 +374,7 @@ def top_k_with_rest(p: Any, k: int, name: str = "p", *, validate: bool = True) -
         p = check_distribution(p, name)
     if p.ndim != 1:
         raise ValueError(f"{name} must be one distribution of shape (V,) here (got shape {tuple(p.shape)})")
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be a positive integer (got {k!r})")
+    k = check_int(k, "k", 1, None, "a positive integer (tokens kept)")
     p = as_float64(p)
     V = p.shape[0]
     k = min(int(k), V)

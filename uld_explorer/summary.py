@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from .checks import check_int
+from .costs import MAX_TOKEN_OT_TOP_K
 from .distributions import as_float64, check_pair
 from .divergences import (
     HybridULD,
@@ -158,6 +160,7 @@ def divergence_summary(
     p, q = check_pair(p, q)
     if p.ndim != 1:
         raise ValueError(f"p and q must be single distributions of shape (V,) here (got {tuple(p.shape)})")
+    check_int(top_k, "top_k", 1, MAX_TOKEN_OT_TOP_K, "a positive integer")
     p, q = as_float64(p), as_float64(q)
     V_t, V_s = p.shape[0], q.shape[0]
     teacher_tokens = synthetic_tokens(V_t) if teacher_tokens is None else teacher_tokens
