@@ -135,6 +135,9 @@ approximates away.
 try:
     p, q, s = compute(**params)
     figs = pictures(**params)
+except MemoryError:
+    st.error("Out of memory computing these divergences: lower the vocabulary sizes or the top-k in the sidebar.")
+    st.stop()
 except Exception as err:  # never a traceback on the page
     st.error(f"Could not compute the divergences: {err}")
     st.stop()
