@@ -291,6 +291,21 @@ def test_default_token_cap_and_its_note(teacher, student):
     assert not any("was cut" in n for n in full.notes)
 
 
+def test_a_comparison_that_cannot_fit_is_refused_before_the_forward(teacher, student):
+    from uld_explorer.compare.pipeline import check_memory, memory_needed
+
+    cfg = ComparisonConfig()
+    V_t, V_s = teacher.model.get_output_embeddings().weight.shape[0], len(student.tokenizer)
+    n_t = len(teacher.tokenizer(TEXT, add_special_tokens=False)["input_ids"])
+    n_s = len(student.tokenizer(TEXT, add_special_tokens=False)["input_ids"])
+    needed = memory_needed(n_t, n_s, V_t, V_s, cfg.chunk_rows)
+    check_memory(teacher, student, TEXT, cfg, available=int(needed / 0.8) + 1)  # just fits: no error
+    with pytest.raises(ValueError, match=r"needs about .* GiB .* is available: lower max_tokens \(--max-tokens\) to about"):
+        check_memory(teacher, student, TEXT, cfg, available=int(needed / 0.8) - 1)
+    # the estimate is an upper bound of what a table really holds: (T + 1) x V float32 per side at least
+    assert needed >= 4 * ((n_t + 1) * V_t + (n_s + 1) * V_s)
+
+
 def test_max_tokens_and_other_bad_arguments(teacher, student):
     with pytest.warns(UserWarning, match="cut"):
         tok, _ = next_token_distributions(teacher, TEXT, max_tokens=5)

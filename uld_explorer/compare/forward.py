@@ -27,7 +27,7 @@ from ..checks import check_int, check_temperature
 from ..distributions import softmax
 from ..text import Tokenized, tokenize_with_offsets
 
-__all__ = ["as_model", "model_name", "next_token_distributions"]
+__all__ = ["as_model", "available_memory_bytes", "model_name", "next_token_distributions", "vocab_size_of"]
 
 #: Logit rows turned into probabilities at once: bounds the temporaries of the softmax
 #: (64 rows x 262,144 float32 = 64 MB) whatever the text's length.
@@ -53,6 +53,32 @@ def model_name(model: Any) -> str:
     """The name to show for a model: its ``.name``, else its class name."""
     name = getattr(model, "name", None)
     return str(name) if name else type(getattr(model, "model", model)).__name__
+
+
+def vocab_size_of(loaded: Any) -> int | None:
+    """The size of the model's logits' last axis, V (the output embedding's rows), if known."""
+    model = getattr(loaded, "model", loaded)
+    try:
+        out = model.get_output_embeddings()
+        if out is not None:
+            return int(out.weight.shape[0])
+    except (AttributeError, NotImplementedError):
+        pass
+    n = getattr(getattr(model, "config", None), "vocab_size", None)
+    return int(n) if isinstance(n, (int, np.integer)) else None
+
+
+def available_memory_bytes() -> int | None:
+    """Memory the kernel says is available now (``MemAvailable`` in ``/proc/meminfo``), or None
+    where that cannot be read (then no pre-flight check is made)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def _context_length(model: Any) -> int | None:
