@@ -150,7 +150,8 @@ def test_out_of_memory_is_one_line_with_the_knob_to_turn():
         "import uld_explorer, uld_explorer.summary\n"
         "from uld_explorer.cli import main\n"
         "size = int(open('/proc/self/statm').read().split()[0]) * resource.getpagesize()\n"
-        "resource.setrlimit(resource.RLIMIT_AS, (size + 300 * 2**20, resource.RLIM_INFINITY))\n"
+        "hard = resource.getrlimit(resource.RLIMIT_AS)[1]  # keep the hard limit a shell may have set\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (size + 300 * 2**20, hard))\n"
         "sys.exit(main(['playground', '--vt', '1000000', '--vs', '1000000', '--top-k', '4999']))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
@@ -194,3 +195,28 @@ def test_playground_fuzz_exit_0_or_2_never_a_traceback_json_strict(args):
     assert "Traceback" not in err.getvalue(), (args, err.getvalue()[-2000:])
     if code == 0 and "--json" in args:
         _strict(out.getvalue())
+
+
+def test_torch_cpu_out_of_memory_is_one_line_too(monkeypatch, capsys):
+    """torch's CPU allocator says 'can't allocate memory' in a RuntimeError, not a MemoryError:
+    the same one line. The error is a real one (a 1 PiB tensor), raised where the summary runs."""
+    import torch
+
+    import uld_explorer.summary as summary
+
+    try:
+        torch.empty(2**50, dtype=torch.uint8)
+    except RuntimeError as err:
+        real = err
+    monkeypatch.setattr(summary, "divergence_summary", lambda *a, **k: (_ for _ in ()).throw(real))
+    assert main(["playground"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: out of memory while running `playground` (RuntimeError")
+    assert "lower --vt / --vs" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("value, expected", [("none", None), ("None", None), ("64", 64)])
+def test_max_tokens_takes_none_for_the_model_context(value, expected):
+    from uld_explorer.cli import build_parser
+
+    assert build_parser().parse_args(["compare", "--text", "x", "--max-tokens", value]).max_tokens == expected

@@ -427,6 +427,51 @@ def test_verified_files_are_not_rehashed_until_they_change(fake_model, cache):
     assert zoo_cache.check_folder(spec, folder, marker, rehash_all=True).hashed == tuple(marker["files"])
 
 
+def test_a_change_that_keeps_size_and_mtime_is_still_caught(fake_model, cache):
+    """cp -p / rsync -t / tar restore the mtime: only the ctime (which nothing can set back) tells."""
+    spec, registry = fake_model
+    folder = zoo.fetch(spec, progress=False, downloader=registry)
+    f = folder / "model.safetensors"
+    st = f.stat()
+    _flip(f, st.st_size - 10)
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (f.stat().st_size, f.stat().st_mtime_ns, f.stat().st_ino) == (st.st_size, st.st_mtime_ns, st.st_ino)
+    assert _status(spec) == "unverified"
+    with pytest.raises(zoo.ZooError, match="model.safetensors: sha256"):
+        zoo.load(spec, progress=False)
+
+
+def test_verify_rehashes_even_files_remembered_as_verified(fake_model, cache):
+    """Bit rot leaves the stat fingerprint as it was: `models verify` re-hashes everything."""
+    spec, registry = fake_model
+    folder = zoo.fetch(spec, progress=False, downloader=registry)
+    marker = json.loads((folder / zoo.MARKER).read_text())
+    weights = folder / "model.safetensors"
+    _flip(weights, weights.stat().st_size - 10)  # a weight's bits
+    zoo_cache.remember_verified(spec.name, folder, marker)  # the fingerprints now claim 'verified'
+    zoo.load(spec, progress=False)  # a load trusts them (that is the point of remembering) ...
+    with pytest.raises(zoo.ZooError, match="model.safetensors: sha256"):
+        zoo.verify(spec)  # ... a verify does not
+    # rot in the safetensors header makes the read fail: the load then re-hashes before blaming
+    # the reader, and says the file is damaged (not "intact")
+    _flip(weights, 100)
+    zoo_cache.remember_verified(spec.name, folder, marker)
+    with pytest.raises(zoo.ZooError, match=r"(?s)Tiny-Test is damaged.*model.safetensors: sha256") as err:
+        zoo.load(spec, progress=False)
+    assert "intact" not in str(err.value) and weights.exists()
+
+
+def test_a_marker_that_no_longer_matches_is_checked_against_the_files(fake_model, cache):
+    """A remembered fingerprint counts only for the sha256 it was remembered with."""
+    spec, registry = fake_model
+    folder = zoo.fetch(spec, progress=False, downloader=registry)
+    marker = json.loads((folder / zoo.MARKER).read_text())
+    marker["files"]["model.safetensors"]["sha256"] = "0" * 64
+    (folder / zoo.MARKER).write_text(json.dumps(marker))
+    with pytest.raises(zoo.ZooError, match="model.safetensors: sha256"):
+        zoo.load(spec, progress=False)
+
+
 def test_a_bad_dtype_is_refused_before_anything_is_read(fake_model, cache):
     spec, registry = fake_model
     folder = zoo.fetch(spec, progress=False, downloader=registry)

@@ -188,7 +188,12 @@ def load(name_or_path: str | os.PathLike | ModelSpec, dtype: torch.dtype = torch
     try:
         with transformers_progress(False):  # a converted folder reads in seconds: no bars
             tokenizer, model = load_folder(folder, dtype, local_files_only=True)
-    except Exception as err:  # the files match their sha256: the folder is intact, the reader is not
+    except Exception as err:
+        # before blaming the reader, re-hash everything: a file may have rotted under a fingerprint
+        # that did not change
+        check = check_folder(spec, folder, read_marker(folder) or {}, rehash_all=True)
+        if check.problems:
+            raise damaged_error(name, folder, check.problems) from None
         import transformers
 
         raise ZooError(
