@@ -429,14 +429,14 @@ def test_table_token_space_ot_matches_token_space_ot_top_k(table, dists, teacher
     ss = vocab_strings(student.tokenizer, s_dist.shape[1])
     for r in table.rows[:: max(1, len(table) // 6)] + (table.rows[-1],):
         _, _, p, q = _vectors(r, dists, table.merge)
-        for cost, k, val, tt, st in (
+        for cost, k, val, t_cut, s_cut in (
             ("string", table.top_k, r.token_ot_string, r.string_teacher_truncated, r.string_student_truncated),
             ("edit", table.edit_top_k, r.token_ot_edit, r.edit_teacher_truncated, r.edit_student_truncated),
         ):
             ref = token_space_ot_top_k(p, q, ts, ss, k=k, cost=cost, solver="pot")
             assert val == pytest.approx(ref.value, abs=1e-7)
-            assert tt == pytest.approx(ref.teacher_truncated_mass, abs=1e-7)
-            assert st == pytest.approx(ref.student_truncated_mass, abs=1e-7)
+            assert t_cut == pytest.approx(ref.teacher_truncated_mass, abs=1e-7)
+            assert s_cut == pytest.approx(ref.student_truncated_mass, abs=1e-7)
             assert 0 <= val <= 1 + 1e-9
         # top-1 strings and probabilities
         assert r.teacher_top1 == ts[int(np.argmax(p))] and r.student_top1 == ss[int(np.argmax(q))]
