@@ -1,16 +1,9 @@
-"""ULD Explorer, the Streamlit entry point: a picture frame around the pages (router only).
+"""ULD Explorer in a checkout: ``streamlit run app.py`` (bound to 127.0.0.1 by .streamlit/config.toml).
 
-Run with ``streamlit run app.py``. Pages live in ``app_pages/`` (not ``pages/``, which Streamlit
-would auto-discover); add new ones to ``PAGES``.
+The app itself ships inside the package (:mod:`uld_explorer.app`), so ``uld-explorer app`` serves
+the same pages from any install; this file only hands over to its router.
 """
 
-import streamlit as st
+from uld_explorer.app.main import main
 
-st.set_page_config(page_title="ULD Explorer", page_icon=":material/compare_arrows:", layout="wide")
-
-PAGES = [
-    st.Page("app_pages/playground.py", title="Playground", icon=":material/science:", default=True),
-    # next: real_models.py, tokenizers.py, distill.py
-]
-
-st.navigation(PAGES).run()
+main()

@@ -44,3 +44,15 @@ def test_no_machine_paths_or_registry_hosts_in_tracked_files():
         text = path.read_text(errors="ignore")
         hits += [f"{name}: {f}" for f in forbidden if f in text]
     assert not hits, hits
+
+
+def test_the_library_never_imports_streamlit():
+    """Only the app package (uld_explorer/app) talks to Streamlit; the library does not."""
+    offenders = []
+    for path in (ROOT / "uld_explorer").rglob("*.py"):
+        if "app" in path.relative_to(ROOT / "uld_explorer").parts[:1]:
+            continue
+        text = path.read_text()
+        if re.search(r"^\s*(import streamlit|from streamlit)", text, re.M):
+            offenders.append(str(path.relative_to(ROOT)))
+    assert not offenders, offenders

@@ -17,7 +17,6 @@ import os
 import subprocess
 import sys
 from dataclasses import asdict, fields
-from pathlib import Path
 from typing import Any
 
 from .checks import check_text
@@ -76,15 +75,17 @@ def _option_error(err: Exception, options: dict[str, str]) -> _UsageError:
 
 
 def _cmd_app(args: argparse.Namespace) -> int:
-    app = Path(__file__).resolve().parent.parent / "app.py"
-    if not app.exists():
-        print(f"error: app.py not found next to the package ({app}); run from a source checkout", file=sys.stderr)
-        return 2
+    from .app import MAIN_SCRIPT  # the app ships inside the package: any install serves it
+
+    if not MAIN_SCRIPT.is_file():  # pragma: no cover - a broken install
+        raise _UsageError(f"the app's script {MAIN_SCRIPT} is missing from this install; reinstall uld-explorer")
     cmd = [
-        sys.executable, "-m", "streamlit", "run", str(app),
+        sys.executable, "-m", "streamlit", "run", str(MAIN_SCRIPT),
         "--server.address", args.address, "--server.port", str(args.port),
-        "--server.headless", "true", "--browser.gatherUsageStats", "false",
+        "--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",
     ]
+    if args.address not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: serving on {args.address}: the app is reachable from other machines", file=sys.stderr)
     return subprocess.call(cmd)
 
 

@@ -1,0 +1,29 @@
+"""The Streamlit entry point of ULD Explorer: a picture frame around the pages (router only).
+
+Streamlit runs this file (``uld-explorer app``, or ``streamlit run app.py`` in a checkout, which
+calls :func:`main`). Pages live in :data:`~uld_explorer.app.PAGES_DIR` (not a ``pages/`` folder
+next to the script, which Streamlit would auto-discover); add new ones to :func:`pages`.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from uld_explorer.app import ASSETS, PAGES_DIR
+
+
+def pages() -> list:
+    """The app's pages, in the sidebar's order (the first is the default)."""
+    return [
+        st.Page(PAGES_DIR / "playground.py", title="Playground", icon=":material/science:", default=True,
+                url_path="playground"),
+    ]
+
+
+def main() -> None:
+    st.set_page_config(page_title="ULD Explorer", page_icon=str(ASSETS / "icon.png"), layout="wide")
+    st.navigation(pages()).run()
+
+
+if __name__ == "__main__":
+    main()
