@@ -225,11 +225,16 @@ def test_plot_value_plan_labels_padding_and_outlines_same_strings():
 
     p, q = ux.synthetic_pair(5, 3, shift=1, seed=2)
     r = ux.value_space_ot(p, q)
-    fig = plot_value_plan(r, ux.synthetic_tokens(5), ux.synthetic_tokens(3))
+    fig = plot_value_plan(r, p, q, ux.synthetic_tokens(5), ux.synthetic_tokens(3), order="vocab")
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["tok0", "tok1", "tok2", "pad", "pad"]
     np.testing.assert_allclose(ax.images[0].get_array(), r.plan)
     outlined = ax.collections[0].get_offsets()  # (col, row) of the same-string cells: tok_i with tok_i
     assert sorted(map(tuple, np.asarray(outlined).astype(int))) == [(0, 0), (1, 1), (2, 2)]
     with pytest.raises(ValueError, match="n = max"):
-        plot_value_plan(r, ux.synthetic_tokens(4), ux.synthetic_tokens(3))
+        plot_value_plan(r, p, q, ux.synthetic_tokens(4), ux.synthetic_tokens(3))
+    # rank order: the plan is the diagonal the closed form walks (sorting is the optimal coupling)
+    ranked = plot_value_plan(r, p, q, ux.synthetic_tokens(5), ux.synthetic_tokens(3), order="rank")
+    A = np.asarray(ranked.axes[0].images[0].get_array())
+    assert np.trace(A[:3, :3]) == pytest.approx(3.0)  # the student's 3 values meet the teacher's top 3
+    assert A.sum() == pytest.approx(5.0)  # the rest: teacher tail vs padding zeros (ties: any matching)

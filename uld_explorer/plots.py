@@ -24,6 +24,7 @@ from matplotlib.patches import Patch
 
 from .distributions import as_float64, check_distribution, sorted_probs
 from .divergences import uld_distance
+from .tidy import token_plan_layout, value_plan_layout
 
 __all__ = [
     "DIFF_COLOR",
@@ -302,6 +303,16 @@ def plot_transport_plan(
     return fig
 
 
+def _plot_layout(plan: Any, layout: Any, ax: Axes | None, title: str, row_label: str, col_label: str,
+                 cbar_label: str = "mass moved") -> Figure:
+    P = as_float64(plan)[np.ix_(layout.rows, layout.cols)]
+    return plot_transport_plan(
+        P, ax, row_label=row_label, col_label=col_label, title=title, row_ticklabels=layout.row_labels,
+        col_ticklabels=layout.col_labels, highlight=layout.highlight, highlight_label=layout.highlight_label,
+        cbar_label=cbar_label,
+    )
+
+
 def plot_token_plan(
     result: Any,
     teacher_tokens: Sequence[str],
@@ -313,9 +324,10 @@ def plot_token_plan(
     """The plan of a token-space OT on top-k tokens, rows and columns in VOCABULARY order.
 
     :func:`~uld_explorer.token_space_ot_top_k` orders its plan by probability (most probable
-    first); here the kept tokens are put back in vocabulary order, so that with a shared
-    vocabulary the cost-0 cells (same token string) lie on the diagonal. The rest bucket (the
-    pooled mass of the tokens not kept) is the last row / column, shown only when it holds mass.
+    first); here the kept tokens are put back in vocabulary order
+    (:func:`~uld_explorer.tidy.token_plan_layout`), so that with a shared vocabulary the cost-0
+    cells (same token string) lie on the diagonal. The rest bucket (the pooled mass of the tokens
+    not kept) is the last row / column, shown only when it holds mass.
 
     Parameters
     ----------
@@ -339,71 +351,49 @@ def plot_token_plan(
     >>> [t.get_text() for t in fig.axes[0].get_yticklabels()]  # vocabulary order, then the rest
     ['b', 'c', 'rest']
     """
-    t_index, s_index = np.asarray(result.teacher_index), np.asarray(result.student_index)
-    rows = [int(i) for i in np.argsort(t_index, kind="stable")]
-    cols = [int(j) for j in np.argsort(s_index, kind="stable")]
-    if result.teacher_truncated_mass > 0:
-        rows.append(t_index.size)  # the rest bucket is the last row of the plan
-    if result.student_truncated_mass > 0:
-        cols.append(s_index.size)
-    row_names = [str(teacher_tokens[i]) for i in t_index] + ["rest"]
-    col_names = [str(student_tokens[j]) for j in s_index] + ["rest"]
-    sub = np.ix_(rows, cols)
-    return plot_transport_plan(
-        np.asarray(result.plan)[sub], ax,
-        row_label="teacher token (top-k)", col_label="student token (top-k)", title=title,
-        row_ticklabels=[row_names[i] for i in rows], col_ticklabels=[col_names[j] for j in cols],
-        highlight=np.asarray(result.cost)[sub] == 0, highlight_label="cost 0 (same token string)",
-    )
+    layout = token_plan_layout(result, teacher_tokens, student_tokens)
+    return _plot_layout(result.plan, layout, ax, title, "teacher token (top-k)", "student token (top-k)")
 
 
 def plot_value_plan(
     result: Any,
+    p: Any,
+    q: Any,
     teacher_tokens: Sequence[str],
     student_tokens: Sequence[str],
     ax: Axes | None = None,
     *,
-    title: str = "value space (= ULD): who is matched to whom",
+    order: str = "rank",
+    title: str | None = None,
 ) -> Figure:
-    """The plan of the value-space OT (:func:`~uld_explorer.value_space_ot`, scaled by n), rows
-    and columns in VOCABULARY order, the zero padding labelled ``pad``.
+    """The plan of the value-space OT (:func:`~uld_explorer.value_space_ot`, scaled by n).
 
-    A cell ``(i, j)`` of 1 means teacher token ``i``'s probability is matched to student token
-    ``j``'s, whatever their strings: the outlined cells are the pairs with the SAME string, which
-    a plan that ignored identities would only hit by chance.
+    ``order="rank"`` (default): rows by the teacher's probability, columns by the student's,
+    largest first: the diagonal the closed form walks. ``order="vocab"``: vocabulary order, the
+    zero padding labelled ``pad``: every token is matched to whichever token shares its RANK, so
+    the plan scatters. Outlined: the pairs with the same string, which the plan hits only by
+    chance (:func:`~uld_explorer.tidy.value_plan_layout`).
 
     Parameters
     ----------
     result : OTResult
         From :func:`~uld_explorer.value_space_ot`, plan of shape ``(n, n)``, ``n = max(V_t, V_s)``.
+    p : array, shape (V_t,);  q : array, shape (V_s,)
+        The distributions it was computed from (for the rank order).
     teacher_tokens, student_tokens : sequences of str, lengths V_t, V_s
     ax : Axes, optional
-    title : str
+    order : {"rank", "vocab"}
+    title : str, optional
 
     Examples
     --------
     >>> from uld_explorer import value_space_ot
     >>> r = value_space_ot([0.7, 0.3], [0.2, 0.5, 0.3])
-    >>> fig = plot_value_plan(r, ["a", "b"], ["b", "a", "c"])
+    >>> fig = plot_value_plan(r, [0.7, 0.3], [0.2, 0.5, 0.3], ["a", "b"], ["b", "a", "c"], order="vocab")
     >>> [t.get_text() for t in fig.axes[0].get_yticklabels()]
     ['a', 'b', 'pad']
     """
-    plan = np.asarray(result.plan)
-    n = plan.shape[0]
-    V_t, V_s = len(teacher_tokens), len(student_tokens)
-    if plan.shape != (n, n) or n != max(V_t, V_s):
-        raise ValueError(
-            f"the value-space plan must be (n, n) with n = max(V_t, V_s) = {max(V_t, V_s)} "
-            f"(got {plan.shape} for {V_t} teacher and {V_s} student tokens)"
-        )
-    rows = [str(t) for t in teacher_tokens] + ["pad"] * (n - V_t)
-    cols = [str(t) for t in student_tokens] + ["pad"] * (n - V_s)
-    ids: dict[str, int] = {}
-    t_id = np.array([ids.setdefault(str(t), len(ids)) for t in teacher_tokens] + [-1] * (n - V_t))
-    s_id = np.array([ids.setdefault(str(t), len(ids)) for t in student_tokens] + [-2] * (n - V_s))
-    same = t_id[:, None] == s_id[None, :]  # padding (-1 / -2) never matches
-    return plot_transport_plan(
-        plan, ax, row_label="teacher token (vocab order)", col_label="student token (vocab order)",
-        title=title, row_ticklabels=rows, col_ticklabels=cols, highlight=same,
-        highlight_label="same token string", cbar_label="matched (plan × n)",
-    )
+    layout = value_plan_layout(result, p, q, teacher_tokens, student_tokens, order=order)
+    where = "rank order: the diagonal ULD walks" if order == "rank" else "vocabulary order"
+    return _plot_layout(result.plan, layout, ax, title or f"value space (= ULD), {where}",
+                        f"teacher token ({order} order)", f"student token ({order} order)", "matched (plan × n)")

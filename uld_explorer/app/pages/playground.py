@@ -74,7 +74,7 @@ def pictures(V_t, V_s, teacher_temperature, student_temperature, shift, noise, p
         "sorted": png(plot_sorted_curves(p, q, xscale="log" if n > 60 else "linear")),
     }
     if s.value_ot is not None:
-        out["value_plan"] = png(plot_value_plan(s.value_ot, t_tok, s_tok))
+        out["value_plan"] = png(plot_value_plan(s.value_ot, p, q, t_tok, s_tok))
     out["token_plan"] = png(plot_token_plan(s.token_ot, t_tok, s_tok))
     return out
 

@@ -1,0 +1,241 @@
+"""Tidy data for pictures: one long-format DataFrame per kind of figure.
+
+The matplotlib figures (:mod:`uld_explorer.plots`: exports, notebooks) and the interactive Altair
+charts (:mod:`uld_explorer.charts`: the app) draw from these frames, so the ordering, padding and
+labelling of a figure is decided once, here. Every frame is plain pandas; every number in it comes
+from the library's math.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from .distributions import as_float64, check_distribution, top_k_index
+
+__all__ = [
+    "PlanLayout",
+    "plan_frame",
+    "positions_frame",
+    "sorted_frame",
+    "token_plan_layout",
+    "top_k_frame",
+    "value_plan_layout",
+]
+
+
+def _vector(x: Any, name: str) -> np.ndarray:
+    x = check_distribution(x, name)
+    if x.ndim != 1:
+        raise ValueError(f"{name} must be ONE distribution of shape (V,) (got shape {tuple(x.shape)})")
+    return as_float64(x)
+
+
+def top_k_frame(
+    p: Any, q: Any, teacher_tokens: Sequence[str], student_tokens: Sequence[str], k: int = 10,
+    shared: tuple[set, set] | None = None,
+):
+    """The ``k`` most probable tokens of each side, long format.
+
+    Parameters
+    ----------
+    p : array, shape (V_t,);  q : array, shape (V_s,)
+    teacher_tokens, student_tokens : sequences of str, lengths V_t, V_s (labels)
+    k : int
+    shared : (set of teacher ids, set of student ids), optional
+        Ids whose string both vocabularies have (marked in the ``shared`` column).
+
+    Returns
+    -------
+    DataFrame
+        Columns ``side`` ("teacher" | "student"), ``rank`` (1 = most probable), ``id``, ``token``,
+        ``prob``, ``shared`` (bool or None when unknown).
+
+    Examples
+    --------
+    >>> f = top_k_frame([0.1, 0.6, 0.3], [0.5, 0.5], ["a", "b", "c"], ["b", "x"], k=2)
+    >>> f[["side", "rank", "token", "prob"]].values.tolist()
+    [['teacher', 1, 'b', 0.6], ['teacher', 2, 'c', 0.3], ['student', 1, 'b', 0.5], ['student', 2, 'x', 0.5]]
+    """
+    import pandas as pd
+
+    rows = []
+    for side, x, toks, sh in (("teacher", _vector(p, "p"), teacher_tokens, shared and shared[0]),
+                              ("student", _vector(q, "q"), student_tokens, shared and shared[1])):
+        for r, i in enumerate(top_k_index(x, min(int(k), x.size)), 1):
+            rows.append({"side": side, "rank": r, "id": int(i), "token": str(toks[i]), "prob": float(x[i]),
+                         "shared": None if sh is None else int(i) in sh})
+    return pd.DataFrame(rows, columns=["side", "rank", "id", "token", "prob", "shared"])
+
+
+def sorted_frame(p: Any, q: Any, n_max: int | None = None):
+    """Both distributions sorted descending and zero-padded to ``n = max(V_t, V_s)``: the two
+    curves the ULD closed form compares rank by rank.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``rank`` (1..n, or 1..n_max), ``teacher``, ``student``, ``low``, ``high``
+        (``min`` / ``max`` of the two: the shaded band whose area is ULD over the kept ranks).
+
+    Examples
+    --------
+    >>> sorted_frame([0.2, 0.5, 0.3], [0.9, 0.1]).values.tolist()[0]
+    [1.0, 0.5, 0.9, 0.5, 0.9]
+    """
+    import pandas as pd
+
+    from .distributions import sorted_probs
+
+    ps, qs = sorted_probs(_vector(p, "p"), _vector(q, "q"))
+    n = ps.size if n_max is None else min(int(n_max), ps.size)
+    ps, qs = ps[:n], qs[:n]
+    return pd.DataFrame({"rank": np.arange(1, n + 1, dtype=float), "teacher": ps, "student": qs,
+                         "low": np.minimum(ps, qs), "high": np.maximum(ps, qs)})
+
+
+@dataclass(frozen=True)
+class PlanLayout:
+    """How to draw a transport plan: which plan rows / columns, in which order, with which labels.
+
+    Attributes
+    ----------
+    rows, cols : list of int
+        Indices into the plan, in drawing order.
+    row_labels, col_labels : list of str
+    highlight : ndarray of bool, shape (len(rows), len(cols))
+        Cells to mark (cost 0: the same token string).
+    highlight_label : str
+    """
+
+    rows: list[int]
+    cols: list[int]
+    row_labels: list[str]
+    col_labels: list[str]
+    highlight: np.ndarray
+    highlight_label: str
+
+
+def token_plan_layout(result: Any, teacher_tokens: Sequence[str], student_tokens: Sequence[str]) -> PlanLayout:
+    """The layout of a top-k token-space plan (:func:`~uld_explorer.token_space_ot_top_k`): the
+    kept tokens back in VOCABULARY order, the rest bucket last when it holds mass.
+
+    Examples
+    --------
+    >>> from uld_explorer import token_space_ot_top_k
+    >>> r = token_space_ot_top_k([0.1, 0.6, 0.3], [0.5, 0.5], ["a", "b", "c"], ["b", "a"], k=2)
+    >>> token_plan_layout(r, ["a", "b", "c"], ["b", "a"]).row_labels
+    ['b', 'c', 'rest']
+    """
+    t_index, s_index = np.asarray(result.teacher_index), np.asarray(result.student_index)
+    rows = [int(i) for i in np.argsort(t_index, kind="stable")]
+    cols = [int(j) for j in np.argsort(s_index, kind="stable")]
+    if result.teacher_truncated_mass > 0:
+        rows.append(t_index.size)  # the rest bucket is the last row of the plan
+    if result.student_truncated_mass > 0:
+        cols.append(s_index.size)
+    row_names = [str(teacher_tokens[i]) for i in t_index] + ["rest"]
+    col_names = [str(student_tokens[j]) for j in s_index] + ["rest"]
+    cost = np.asarray(result.cost)[np.ix_(rows, cols)]
+    return PlanLayout(rows, cols, [row_names[i] for i in rows], [col_names[j] for j in cols], cost == 0,
+                      "cost 0 (same token string)")
+
+
+def value_plan_layout(result: Any, p: Any, q: Any, teacher_tokens: Sequence[str], student_tokens: Sequence[str],
+                      order: str = "vocab") -> PlanLayout:
+    """The layout of the value-space plan (:func:`~uld_explorer.value_space_ot`, ``n x n``).
+
+    ``order="vocab"``: rows and columns in vocabulary order (the zero padding last, ``pad``): a
+    token is matched to whichever token has the same RANK, so the plan looks scattered.
+    ``order="rank"``: rows by the teacher's probability and columns by the student's, largest
+    first: the plan is the diagonal the closed form walks (the i-th largest with the i-th
+    largest). Marked cells: the same token string.
+
+    Examples
+    --------
+    >>> from uld_explorer import value_space_ot
+    >>> r = value_space_ot([0.7, 0.3], [0.2, 0.5, 0.3])
+    >>> lay = value_plan_layout(r, [0.7, 0.3], [0.2, 0.5, 0.3], ["a", "b"], ["b", "a", "c"], order="rank")
+    >>> lay.row_labels, lay.col_labels
+    (['a', 'b', 'pad'], ['a', 'c', 'b'])
+    """
+    if order not in ("vocab", "rank"):
+        raise ValueError(f"order must be 'vocab' or 'rank' (got {order!r})")
+    plan = np.asarray(result.plan)
+    n = plan.shape[0]
+    V_t, V_s = len(teacher_tokens), len(student_tokens)
+    if plan.shape != (n, n) or n != max(V_t, V_s):
+        raise ValueError(
+            f"the value-space plan must be (n, n) with n = max(V_t, V_s) = {max(V_t, V_s)} "
+            f"(got {plan.shape} for {V_t} teacher and {V_s} student tokens)"
+        )
+    row_names = [str(t) for t in teacher_tokens] + ["pad"] * (n - V_t)
+    col_names = [str(t) for t in student_tokens] + ["pad"] * (n - V_s)
+    ids: dict[str, int] = {}
+    t_id = np.array([ids.setdefault(str(t), len(ids)) for t in teacher_tokens] + [-1] * (n - V_t))
+    s_id = np.array([ids.setdefault(str(t), len(ids)) for t in student_tokens] + [-2] * (n - V_s))
+    if order == "vocab":
+        rows, cols = list(range(n)), list(range(n))
+    else:
+        pp = np.pad(_vector(p, "p"), (0, n - V_t))
+        qq = np.pad(_vector(q, "q"), (0, n - V_s))
+        rows = [int(i) for i in np.argsort(-pp, kind="stable")]
+        cols = [int(j) for j in np.argsort(-qq, kind="stable")]
+    same = t_id[np.asarray(rows)][:, None] == s_id[np.asarray(cols)][None, :]  # padding never matches
+    return PlanLayout(rows, cols, [row_names[i] for i in rows], [col_names[j] for j in cols], same,
+                      "same token string")
+
+
+def plan_frame(plan: Any, layout: PlanLayout):
+    """A plan in long format for a heatmap: one row per drawn cell.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``teacher`` (row label), ``student`` (column label), ``row``, ``col`` (drawing
+        positions), ``mass``, ``marked`` (bool).
+    """
+    import pandas as pd
+
+    P = as_float64(plan)[np.ix_(layout.rows, layout.cols)]
+    r, c = np.meshgrid(np.arange(len(layout.rows)), np.arange(len(layout.cols)), indexing="ij")
+    return pd.DataFrame({
+        "teacher": np.asarray(layout.row_labels, dtype=object)[r.ravel()],
+        "student": np.asarray(layout.col_labels, dtype=object)[c.ravel()],
+        "row": r.ravel(), "col": c.ravel(), "mass": P.ravel(), "marked": layout.highlight.ravel(),
+    })
+
+
+#: The per-position measures shown on one [0, 1] scale (and the hybrid, in its own units).
+POSITION_MEASURES = {
+    "uld_half": "ULD / 2",
+    "token_ot_string": "token OT (0/1 string cost)",
+    "kl_shared": "KL on shared strings (nats)",
+    "hybrid": "hybrid ULD (GOLD)",
+}
+
+
+def positions_frame(table: Any, measures: dict[str, str] | None = None):
+    """A comparison table's per-position measures in long format, for a chart over positions.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``index`` (row), ``position`` (``"12 ' Paris'"``: the row and the text it
+        predicts), ``label``, ``kind``, ``measure`` (the column), ``name`` (readable), ``value``
+        (None where undefined).
+    """
+    import pandas as pd
+
+    measures = POSITION_MEASURES if measures is None else measures
+    rows = []
+    for r in table:
+        position = f"{r.index} {r.label!r}" if r.kind == "token" else f"{r.index} {r.label}"
+        for col, name in measures.items():
+            v = getattr(r, col)
+            rows.append({"index": r.index, "position": position, "label": r.label, "kind": r.kind,
+                         "measure": col, "name": name,
+                         "value": None if v is None or not np.isfinite(v) else float(v)})
+    return pd.DataFrame(rows, columns=["index", "position", "label", "kind", "measure", "name", "value"])
