@@ -48,7 +48,7 @@ _API: dict[str, tuple[str, ...]] = {
     ),
     ".compare": (
         "ComparisonConfig", "ComparisonTable", "PositionRow", "compare_distributions", "compare_text",
-        "next_token_distributions",
+        "next_token_distributions", "read_row",
     ),
 }
 

@@ -308,6 +308,7 @@ def _compare_config(args: argparse.Namespace) -> ComparisonConfig:
             alignment=args.alignment, merge=args.merge, teacher_temperature=args.teacher_temperature,
             student_temperature=args.student_temperature, top_k=args.top_k, edit_top_k=args.edit_top_k,
             costs=tuple(args.costs), hybrid=hybrid, max_tokens=args.max_tokens, chunk_rows=args.chunk_rows,
+            value_ot=not args.no_value_ot,
         )
     except ValueError as err:
         raise _option_error(err, _COMPARE_OPTIONS) from None
@@ -456,6 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help=_field_help(ComparisonConfig, "student_temperature"))
     cmp_.add_argument("--max-tokens", type=_int_or_none, default=c.max_tokens, metavar="N|none",
                       help=_field_help(ComparisonConfig, "max_tokens"))
+    cmp_.add_argument("--no-value-ot", action="store_true",
+                      help="skip the n*W1 column (exact value-space OT, equal to ULD: an independent check)")
     cmp_.add_argument("--chunk-rows", type=int, default=c.chunk_rows, help=_field_help(ComparisonConfig, "chunk_rows"))
     cmp_.add_argument("--hybrid-divergence", choices=list(HYBRID_DIVERGENCES), default=h.divergence,
                       help="hybrid: the matched strings' divergence; "

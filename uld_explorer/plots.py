@@ -6,8 +6,10 @@ on. Without ``ax`` a new figure is built from :class:`matplotlib.figure.Figure` 
 need no locking. The math comes from the library (:func:`~uld_explorer.uld_distance`); this
 module only draws.
 
-Colours are fixed everywhere: the teacher ``p`` is :data:`TEACHER_COLOR` (blue, solid), the
-student ``q`` :data:`STUDENT_COLOR` (orange, dashed).
+Colours are fixed everywhere, from the Okabe-Ito palette (readable with every common colour-vision
+deficiency): the teacher ``p`` is :data:`TEACHER_COLOR` (blue, solid), the student ``q``
+:data:`STUDENT_COLOR` (orange, dashed), differences :data:`DIFF_COLOR` (vermillion). The
+interactive charts (:mod:`uld_explorer.charts`) use the same.
 """
 
 from __future__ import annotations
@@ -37,12 +39,12 @@ __all__ = [
     "plot_value_plan",
 ]
 
-#: Teacher colour (matplotlib "tab:blue").
-TEACHER_COLOR = "#1f77b4"
-#: Student colour (matplotlib "tab:orange").
-STUDENT_COLOR = "#ff7f0e"
-#: Colour of the shaded ``|p_(i) - q_(i)|`` area (matplotlib "tab:red").
-DIFF_COLOR = "#d62728"
+#: Teacher colour (Okabe-Ito blue).
+TEACHER_COLOR = "#0072B2"
+#: Student colour (Okabe-Ito orange).
+STUDENT_COLOR = "#E69F00"
+#: Colour of the shaded ``|p_(i) - q_(i)|`` area and of marked cells (Okabe-Ito vermillion).
+DIFF_COLOR = "#D55E00"
 
 _MAX_TICK_LABELS = 14  # more token labels than this on one axis: show every k-th
 

@@ -14,7 +14,8 @@ from .._lazy import lazy_exports
 _API = {
     ".config": ("DEFAULT_MAX_TOKENS", "ComparisonConfig"),
     ".forward": ("next_token_distributions",),
-    ".pipeline": ("compare_distributions", "compare_text", "shared_strings_of"),
+    ".pipeline": ("check_memory", "compare_distributions", "compare_text", "memory_needed", "shared_strings_of"),
+    ".reading": ("read_row",),
     ".table": ("ComparisonTable", "NEXT_TOKEN_LABEL", "PositionRow"),
 }
 __all__, __getattr__, __dir__ = lazy_exports(__name__, _API, globals())

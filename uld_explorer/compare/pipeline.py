@@ -227,7 +227,7 @@ def _chunk_values(
         # NumPy's sorts and POT's simplex release the GIL: rows run in threads
         top_t, top_s = int(np.argmax(Bt[i])), int(np.argmax(Bs[i]))
         return {
-            "value_ot": value_space_w1(P[i], Q[i], validate=False),
+            "value_ot": value_space_w1(P[i], Q[i], validate=False) if cfg.value_ot else None,
             "ots": {cost: token_ot(i, cost) for cost in cfg.costs},
             "top_t": top_t, "top_s": top_s,
             "top_t_prob": float(Bt[i, top_t]), "top_s_prob": float(Bs[i, top_s]),

@@ -74,8 +74,9 @@ class PositionRow:
         Mass each side puts on the shared strings, in [0, 1].
     uld : float
         ULD closed form (``uld_distance``), on the merged (sub-probability) vectors.
-    value_ot : float
-        :math:`n \\cdot W_1` exact value-space OT (POT, 1-D); equals ``uld``.
+    value_ot : float or None
+        :math:`n \\cdot W_1` exact value-space OT (POT, 1-D); equals ``uld``. None when
+        ``ComparisonConfig.value_ot`` is off.
     hybrid, hybrid_matched, hybrid_unmatched : float
         TRL GOLD's hybrid ULD on the merged vectors (:func:`~uld_explorer.hybrid_uld`): the
         weighted sum, the matched strings' divergence (JSD / KL, nats), the unmatched entries'
@@ -117,7 +118,7 @@ class PositionRow:
     kl_teacher_coverage: float
     kl_student_coverage: float
     uld: float
-    value_ot: float
+    value_ot: float | None
     hybrid: float
     hybrid_matched: float
     hybrid_unmatched: float

@@ -1,0 +1,146 @@
+"""Interactive Altair (Vega-Lite) charts for the app, drawn from the tidy frames of :mod:`uld_explorer.tidy`.
+
+The same frames feed the matplotlib figures of :mod:`uld_explorer.plots` (exports, notebooks), so
+what a chart shows and what its exported figure shows are decided in one place. Hovering shows the
+token string and its probability; the charts that select (positions, plan cells) carry a named
+selection parameter the page reads back. Colours are the Okabe-Ito palette (colour-blind safe),
+the same as the figures': the teacher blue, the student orange, differences vermillion.
+
+Altair ships with Streamlit; this module imports it only when a chart is built (the library itself
+does not need it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .plots import DIFF_COLOR, STUDENT_COLOR, TEACHER_COLOR
+
+__all__ = ["chart_distributions", "chart_plan", "chart_positions", "chart_sorted", "chart_top_k"]
+
+#: Name of the selection parameter of :func:`chart_positions` (the page reads ``selection[...]``).
+POSITION_SELECTION = "position"
+_SIDE_SCALE = {"domain": ["teacher", "student"], "range": [TEACHER_COLOR, STUDENT_COLOR]}
+
+
+def _alt():
+    import altair as alt
+
+    return alt
+
+
+def chart_top_k(frame: Any, title: str = "the most probable next tokens") -> Any:
+    """Teacher and student top-k bars side by side (a :func:`~uld_explorer.tidy.top_k_frame`),
+    token strings on the axis, strings both vocabularies have drawn solid, the others hatched
+    light; hover for the token and its probability."""
+    alt = _alt()
+    data = frame.assign(token_shown=frame["token"].map(repr),
+                        in_both=frame["shared"].map({True: "in both vocabularies", False: "this side only",
+                                                     None: "unknown"}))
+    base = alt.Chart(data).encode(
+        y=alt.Y("token_shown:N", sort=None, title=None),
+        x=alt.X("prob:Q", title="probability", scale=alt.Scale(domain=[0, max(1e-9, float(data["prob"].max()))])),
+        color=alt.Color("side:N", scale=alt.Scale(**_SIDE_SCALE), legend=None),
+        opacity=alt.Opacity("in_both:N", scale=alt.Scale(domain=["in both vocabularies", "this side only", "unknown"],
+                                                         range=[1.0, 0.45, 1.0]), title="token string"),
+        tooltip=[alt.Tooltip("side:N"), alt.Tooltip("rank:Q"), alt.Tooltip("token_shown:N", title="token"),
+                 alt.Tooltip("prob:Q", format=".4f"), alt.Tooltip("in_both:N", title="string")],
+    )
+    return base.mark_bar().properties(height=alt.Step(16), width=220).facet(
+        column=alt.Column("side:N", sort=["teacher", "student"], title=None)
+    ).properties(title=title).resolve_scale(y="independent")
+
+
+def chart_sorted(frame: Any, log_x: bool = False, title: str | None = None) -> Any:
+    """Both sorted curves (a :func:`~uld_explorer.tidy.sorted_frame`) as steps, the band between
+    them shaded: its area is ULD (over the ranks shown)."""
+    alt = _alt()
+    long = frame.melt(id_vars=["rank"], value_vars=["teacher", "student"], var_name="side", value_name="prob")
+    x = alt.X("rank:Q", title="rank i (largest probability first)",
+              scale=alt.Scale(type="log" if log_x else "linear"))
+    band = alt.Chart(frame).mark_area(interpolate="step-after", color=DIFF_COLOR, opacity=0.3).encode(
+        x=x, y=alt.Y("low:Q", title="probability"), y2="high:Q",
+        tooltip=[alt.Tooltip("rank:Q"), alt.Tooltip("teacher:Q", format=".4f"), alt.Tooltip("student:Q", format=".4f")],
+    )
+    lines = alt.Chart(long).mark_line(interpolate="step-after", strokeWidth=2.2).encode(
+        x=x, y="prob:Q", color=alt.Color("side:N", scale=alt.Scale(**_SIDE_SCALE), title=None),
+        strokeDash=alt.StrokeDash("side:N", scale=alt.Scale(domain=["teacher", "student"], range=[[1, 0], [6, 3]]),
+                                  legend=None),
+    )
+    return (band + lines).properties(title=title or "sorted, zero-padded: the shaded area is ULD", height=260)
+
+
+def chart_plan(frame: Any, title: str = "transport plan", mass_title: str = "mass moved") -> Any:
+    """A transport plan heatmap (a :func:`~uld_explorer.tidy.plan_frame`): rows the teacher's tokens,
+    columns the student's, marked cells (cost 0 / same string) outlined; hover for both tokens and
+    the mass."""
+    alt = _alt()
+    rows = list(dict.fromkeys(frame.sort_values("row")["teacher"]))
+    cols = list(dict.fromkeys(frame.sort_values("col")["student"]))
+    data = frame.assign(teacher_shown=frame["teacher"].map(repr), student_shown=frame["student"].map(repr))
+    y = alt.Y("row:O", title="teacher token", axis=alt.Axis(labelExpr=_label_expr(rows)))
+    x = alt.X("col:O", title="student token", axis=alt.Axis(labelExpr=_label_expr(cols), labelAngle=-60))
+    cells = alt.Chart(data).mark_rect().encode(
+        x=x, y=y, color=alt.Color("mass:Q", scale=alt.Scale(scheme="blues"), title=mass_title),
+        tooltip=[alt.Tooltip("teacher_shown:N", title="teacher"), alt.Tooltip("student_shown:N", title="student"),
+                 alt.Tooltip("mass:Q", format=".4f"), alt.Tooltip("marked:N", title="same string")],
+    )
+    marks = alt.Chart(data[data["marked"]]).mark_rect(fill=None, stroke=DIFF_COLOR, strokeWidth=1.5).encode(x=x, y=y)
+    return (cells + marks).properties(title=title, width=alt.Step(14), height=alt.Step(14))
+
+
+def _label_expr(labels: list) -> str:
+    """A Vega expression mapping an axis position to its (quoted) label."""
+    import json
+
+    return f"{json.dumps([repr(str(x)) for x in labels])}[datum.value]"
+
+
+def chart_positions(frame: Any, selected: int | None = None, title: str | None = None) -> Any:
+    """Every position's measures (a :func:`~uld_explorer.tidy.positions_frame`) on one chart: x the
+    position (labelled with the text it predicts), y the value, one line per measure. Click a
+    position to select it (selection parameter :data:`POSITION_SELECTION`, field ``index``)."""
+    alt = _alt()
+    pick = alt.selection_point(name=POSITION_SELECTION, fields=["index"], on="click", clear=False,
+                               value=None if selected is None else [{"index": int(selected)}])
+    labels = list(dict.fromkeys(frame.sort_values("index")["position"]))
+    x = alt.X("index:O", title="position (the text it predicts)", axis=alt.Axis(labelExpr=_label_expr_raw(labels),
+                                                                                labelAngle=-60, labelLimit=120))
+    base = alt.Chart(frame).encode(
+        x=x, y=alt.Y("value:Q", title="value (ULD/2, token OT in [0, 1]; KL, hybrid in nats)"),
+        color=alt.Color("name:N", title=None, scale=alt.Scale(scheme="dark2")),
+        tooltip=[alt.Tooltip("position:N"), alt.Tooltip("name:N", title="measure"), alt.Tooltip("value:Q", format=".4f")],
+    )
+    lines = base.mark_line(strokeWidth=1.6, opacity=0.8)
+    points = base.mark_point(filled=True, size=60).encode(
+        opacity=alt.condition(pick, alt.value(1.0), alt.value(0.35)),
+        size=alt.condition(pick, alt.value(140), alt.value(50)),
+    ).add_params(pick)
+    rule = alt.Chart(frame).mark_rule(color="#555", strokeDash=[4, 3]).encode(x=x).transform_filter(pick)
+    return (lines + points + rule).properties(title=title or "per position: click one to look inside", height=300)
+
+
+def _label_expr_raw(labels: list) -> str:
+    import json
+
+    return f"{json.dumps([str(x) for x in labels])}[datum.value]"
+
+
+def chart_distributions(p: Any, q: Any, teacher_tokens: Any, student_tokens: Any) -> Any:
+    """Teacher and student probabilities as bars over their OWN vocabulary index (the synthetic
+    playground): the same x is the same token id on both sides, which is how KL compares them."""
+    import pandas as pd
+
+    alt = _alt()
+    from .distributions import as_float64
+
+    rows = [{"side": side, "index": i, "token": str(toks[i]), "prob": float(v)}
+            for side, x, toks in (("teacher", as_float64(p), teacher_tokens), ("student", as_float64(q), student_tokens))
+            for i, v in enumerate(x)]
+    return alt.Chart(pd.DataFrame(rows)).mark_bar().encode(
+        x=alt.X("index:O", title="token index in its own vocabulary"),
+        y=alt.Y("prob:Q", title="probability"),
+        color=alt.Color("side:N", scale=alt.Scale(**_SIDE_SCALE), legend=None),
+        row=alt.Row("side:N", sort=["teacher", "student"], title=None),
+        tooltip=[alt.Tooltip("side:N"), alt.Tooltip("token:N"), alt.Tooltip("prob:Q", format=".4f")],
+    ).properties(height=110)
