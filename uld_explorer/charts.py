@@ -35,19 +35,21 @@ def chart_top_k(frame: Any, title: str = "the most probable next tokens") -> Any
     light; hover for the token and its probability."""
     alt = _alt()
     data = frame.assign(token_shown=frame["token"].map(repr),
-                        in_both=frame["shared"].map({True: "in both vocabularies", False: "this side only",
-                                                     None: "unknown"}))
+                        in_both=frame["shared"].map({True: "in both vocabularies", False: "this side only"})
+                        .fillna("unknown"))
+    present = [v for v in ("in both vocabularies", "this side only", "unknown") if v in set(data["in_both"])]
+    opacity = {"in both vocabularies": 1.0, "this side only": 0.4, "unknown": 1.0}
     base = alt.Chart(data).encode(
-        y=alt.Y("token_shown:N", sort=None, title=None),
+        y=alt.Y("token_shown:N", sort=None, title=None, axis=alt.Axis(labelOverlap=False, labelLimit=140)),
         x=alt.X("prob:Q", title="probability", scale=alt.Scale(domain=[0, max(1e-9, float(data["prob"].max()))])),
         color=alt.Color("side:N", scale=alt.Scale(**_SIDE_SCALE), legend=None),
-        opacity=alt.Opacity("in_both:N", scale=alt.Scale(domain=["in both vocabularies", "this side only", "unknown"],
-                                                         range=[1.0, 0.45, 1.0]), title="token string"),
+        opacity=alt.Opacity("in_both:N", scale=alt.Scale(domain=present, range=[opacity[v] for v in present]),
+                            title="token string"),
         tooltip=[alt.Tooltip("side:N"), alt.Tooltip("rank:Q"), alt.Tooltip("token_shown:N", title="token"),
                  alt.Tooltip("prob:Q", format=".4f"), alt.Tooltip("in_both:N", title="string")],
     )
-    return base.mark_bar().properties(height=alt.Step(16), width=220).facet(
-        column=alt.Column("side:N", sort=["teacher", "student"], title=None)
+    return base.mark_bar().properties(height=alt.Step(20), width=230).facet(
+        column=alt.Column("side:N", sort=["teacher", "student"], title=None, header=alt.Header(labelFontSize=13))
     ).properties(title=title).resolve_scale(y="independent")
 
 
@@ -70,23 +72,26 @@ def chart_sorted(frame: Any, log_x: bool = False, title: str | None = None) -> A
     return (band + lines).properties(title=title or "sorted, zero-padded: the shaded area is ULD", height=260)
 
 
-def chart_plan(frame: Any, title: str = "transport plan", mass_title: str = "mass moved") -> Any:
+def chart_plan(frame: Any, title: str = "transport plan", mass_title: str = "mass") -> Any:
     """A transport plan heatmap (a :func:`~uld_explorer.tidy.plan_frame`): rows the teacher's tokens,
     columns the student's, marked cells (cost 0 / same string) outlined; hover for both tokens and
-    the mass."""
+    the mass. Empty cells are white."""
     alt = _alt()
     rows = list(dict.fromkeys(frame.sort_values("row")["teacher"]))
     cols = list(dict.fromkeys(frame.sort_values("col")["student"]))
     data = frame.assign(teacher_shown=frame["teacher"].map(repr), student_shown=frame["student"].map(repr))
-    y = alt.Y("row:O", title="teacher token", axis=alt.Axis(labelExpr=_label_expr(rows)))
-    x = alt.X("col:O", title="student token", axis=alt.Axis(labelExpr=_label_expr(cols), labelAngle=-60))
+    y = alt.Y("row:O", title="teacher token", axis=alt.Axis(labelExpr=_label_expr(rows), labelOverlap=False))
+    x = alt.X("col:O", title="student token",
+              axis=alt.Axis(labelExpr=_label_expr(cols), labelAngle=-45, labelOverlap=False))
+    top = max(1e-12, float(data["mass"].max()))
     cells = alt.Chart(data).mark_rect().encode(
-        x=x, y=y, color=alt.Color("mass:Q", scale=alt.Scale(scheme="blues"), title=mass_title),
+        x=x, y=y, color=alt.Color("mass:Q", scale=alt.Scale(domain=[0, top], range=["#ffffff", "#08306b"]),
+                                  title=mass_title),
         tooltip=[alt.Tooltip("teacher_shown:N", title="teacher"), alt.Tooltip("student_shown:N", title="student"),
                  alt.Tooltip("mass:Q", format=".4f"), alt.Tooltip("marked:N", title="same string")],
     )
     marks = alt.Chart(data[data["marked"]]).mark_rect(fill=None, stroke=DIFF_COLOR, strokeWidth=1.5).encode(x=x, y=y)
-    return (cells + marks).properties(title=title, width=alt.Step(14), height=alt.Step(14))
+    return (cells + marks).properties(title=title, width=alt.Step(24), height=alt.Step(22))
 
 
 def _label_expr(labels: list) -> str:
@@ -96,28 +101,41 @@ def _label_expr(labels: list) -> str:
     return f"{json.dumps([repr(str(x)) for x in labels])}[datum.value]"
 
 
+#: Which panel of :func:`chart_positions` a measure goes to: the [0, 1] scale or nats.
+POSITION_PANELS = {"uld_half": "[0, 1]: ULD/2 and token OT", "token_ot_string": "[0, 1]: ULD/2 and token OT",
+                   "kl_shared": "nats: KL and the hybrid", "hybrid": "nats: KL and the hybrid"}
+
+
 def chart_positions(frame: Any, selected: int | None = None, title: str | None = None) -> Any:
-    """Every position's measures (a :func:`~uld_explorer.tidy.positions_frame`) on one chart: x the
-    position (labelled with the text it predicts), y the value, one line per measure. Click a
-    position to select it (selection parameter :data:`POSITION_SELECTION`, field ``index``)."""
+    """Every position's measures (a :func:`~uld_explorer.tidy.positions_frame`) over positions, in two
+    panels sharing the x axis: ULD/2 and token OT on their common [0, 1] scale, KL and the hybrid in
+    nats. x is the position, labelled with the text it predicts. Click a position to select it
+    (selection parameter :data:`POSITION_SELECTION`, field ``index``)."""
     alt = _alt()
     pick = alt.selection_point(name=POSITION_SELECTION, fields=["index"], on="click", clear=False,
                                value=None if selected is None else [{"index": int(selected)}])
+    data = frame.assign(panel=frame["measure"].map(POSITION_PANELS).fillna("other"))
     labels = list(dict.fromkeys(frame.sort_values("index")["position"]))
-    x = alt.X("index:O", title="position (the text it predicts)", axis=alt.Axis(labelExpr=_label_expr_raw(labels),
-                                                                                labelAngle=-60, labelLimit=120))
-    base = alt.Chart(frame).encode(
-        x=x, y=alt.Y("value:Q", title="value (ULD/2, token OT in [0, 1]; KL, hybrid in nats)"),
-        color=alt.Color("name:N", title=None, scale=alt.Scale(scheme="dark2")),
+    step = max(8, min(44, 1000 // max(1, len(labels))))  # ~1,000 px wide; long texts: every label thinner
+    x = alt.X("index:O", title="position (the text it predicts)",
+              axis=alt.Axis(labelExpr=_label_expr_raw(labels), labelAngle=-50, labelLimit=110,
+                            labelOverlap=len(labels) > 60))
+    base = alt.Chart().encode(
+        x=x, y=alt.Y("value:Q", title=None),
+        color=alt.Color("name:N", title=None, scale=alt.Scale(scheme="dark2"), legend=alt.Legend(orient="top")),
         tooltip=[alt.Tooltip("position:N"), alt.Tooltip("name:N", title="measure"), alt.Tooltip("value:Q", format=".4f")],
     )
     lines = base.mark_line(strokeWidth=1.6, opacity=0.8)
-    points = base.mark_point(filled=True, size=60).encode(
-        opacity=alt.condition(pick, alt.value(1.0), alt.value(0.35)),
-        size=alt.condition(pick, alt.value(140), alt.value(50)),
+    points = base.mark_point(filled=True).encode(
+        opacity=alt.condition(pick, alt.value(1.0), alt.value(0.4)),
+        size=alt.condition(pick, alt.value(150), alt.value(45)),
     ).add_params(pick)
-    rule = alt.Chart(frame).mark_rule(color="#555", strokeDash=[4, 3]).encode(x=x).transform_filter(pick)
-    return (lines + points + rule).properties(title=title or "per position: click one to look inside", height=300)
+    rule = alt.Chart().mark_rule(color="#444", strokeDash=[4, 3]).encode(x=x).transform_filter(pick)
+    return alt.layer(lines, points, rule, data=data).properties(height=150, width=alt.Step(step)).facet(
+        row=alt.Row("panel:N", title=None, sort=["[0, 1]: ULD/2 and token OT", "nats: KL and the hybrid"],
+                    header=alt.Header(labelAngle=0, labelAlign="left", labelAnchor="start", labelFontSize=12,
+                                      labelOrient="top")),
+    ).resolve_scale(y="independent").properties(title=title or "per position: click one to look inside")
 
 
 def _label_expr_raw(labels: list) -> str:

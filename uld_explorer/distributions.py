@@ -295,10 +295,13 @@ def softmax(logits: Any, temperature: float = 1.0, name: str = "logits", *, temp
     return out
 
 
-def sorted_probs(p: Any, q: Any, *, descending: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def sorted_probs(
+    p: Any, q: Any, *, descending: bool = True, subprobability: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Both 1-D distributions sorted (descending by default) and zero-padded to ``n = max(V_t, V_s)``.
 
     The two vectors the ULD closed form compares rank by rank (float64 NumPy, shape (n,)).
+    ``subprobability`` accepts total mass at most 1 (chain-rule merged groups).
 
     Examples
     --------
@@ -306,7 +309,7 @@ def sorted_probs(p: Any, q: Any, *, descending: bool = True) -> tuple[np.ndarray
     >>> ps.tolist(), qs.tolist()
     ([0.5, 0.3, 0.2], [0.9, 0.1, 0.0])
     """
-    p, q = check_pair(p, q)
+    p, q = check_pair(p, q, subprobability=subprobability)
     if p.ndim != 1:
         raise ValueError(f"p and q must be single distributions of shape (V,) here (got {tuple(p.shape)})")
     out = []

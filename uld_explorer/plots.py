@@ -49,9 +49,9 @@ DIFF_COLOR = "#D55E00"
 _MAX_TICK_LABELS = 14  # more token labels than this on one axis: show every k-th
 
 
-def _vector(x: Any, name: str) -> np.ndarray:
+def _vector(x: Any, name: str, subprobability: bool = False) -> np.ndarray:
     """One validated distribution as a float64 NumPy vector (V,)."""
-    x = check_distribution(x, name)
+    x = check_distribution(x, name, subprobability=subprobability)
     if x.ndim != 1:
         raise ValueError(f"{name} must be ONE distribution of shape (V,) to plot (got shape {tuple(x.shape)})")
     return as_float64(x)
@@ -147,7 +147,9 @@ def plot_distributions(p: Any, q: Any, ax: Axes | Sequence[Axes] | None = None) 
     return fig
 
 
-def plot_sorted_curves(p: Any, q: Any, ax: Axes | None = None, *, xscale: str = "linear") -> Figure:
+def plot_sorted_curves(
+    p: Any, q: Any, ax: Axes | None = None, *, xscale: str = "linear", subprobability: bool = False
+) -> Figure:
     """Both distributions sorted in descending order, zero-padded to n, as step curves.
 
     The shaded area between the curves is :math:`|p_{(i)} - q_{(i)}|` over unit-wide rank bins,
@@ -168,6 +170,8 @@ def plot_sorted_curves(p: Any, q: Any, ax: Axes | None = None, *, xscale: str = 
         Draw on it; default a new figure.
     xscale : {"linear", "log"}
         Scale of the rank axis ("log" spreads out the head of long vocabularies).
+    subprobability : bool
+        Vectors of total mass at most 1 (a merged group's chain-rule vectors).
 
     Returns
     -------
@@ -183,12 +187,12 @@ def plot_sorted_curves(p: Any, q: Any, ax: Axes | None = None, *, xscale: str = 
     >>> print(fig.axes[0].get_title())
     ULD = $\\Sigma_i\\,|p_{(i)} - q_{(i)}|$ = 0.0000
     """
-    p, q = _vector(p, "p"), _vector(q, "q")
+    p, q = _vector(p, "p", subprobability), _vector(q, "q", subprobability)
     V_t, V_s = p.shape[0], q.shape[0]
     n = max(V_t, V_s)
-    uld = float(uld_distance(p, q))
+    uld = float(uld_distance(p, q, subprobability=subprobability))
     # display only: the two curves as the closed form sees them (descending, zero-padded)
-    ps, qs = sorted_probs(p, q)
+    ps, qs = sorted_probs(p, q, subprobability=subprobability)
     edges = np.arange(n + 1) + 0.5  # rank i occupies [i - 1/2, i + 1/2]
     fig, a = _new_axes(ax, (3.6, 3.0))
     a.stairs(
@@ -321,6 +325,7 @@ def plot_token_plan(
     student_tokens: Sequence[str],
     ax: Axes | None = None,
     *,
+    order: str = "vocab",
     title: str = "token space: off the outlined cells costs 1",
 ) -> Figure:
     """The plan of a token-space OT on top-k tokens, rows and columns in VOCABULARY order.
@@ -339,6 +344,9 @@ def plot_token_plan(
     teacher_tokens, student_tokens : sequences of str, lengths V_t, V_s
         The strings of every token id (labels of the rows / columns).
     ax : Axes, optional
+    order : {"vocab", "matched"}
+        ``"matched"``: by probability, each teacher token's same-string student token in the
+        same position (two different vocabularies), see :func:`~uld_explorer.tidy.token_plan_layout`.
     title : str
 
     Returns
@@ -353,7 +361,7 @@ def plot_token_plan(
     >>> [t.get_text() for t in fig.axes[0].get_yticklabels()]  # vocabulary order, then the rest
     ['b', 'c', 'rest']
     """
-    layout = token_plan_layout(result, teacher_tokens, student_tokens)
+    layout = token_plan_layout(result, teacher_tokens, student_tokens, order=order)
     return _plot_layout(result.plan, layout, ax, title, "teacher token (top-k)", "student token (top-k)")
 
 

@@ -26,8 +26,8 @@ __all__ = [
 ]
 
 
-def _vector(x: Any, name: str) -> np.ndarray:
-    x = check_distribution(x, name)
+def _vector(x: Any, name: str, subprobability: bool = False) -> np.ndarray:
+    x = check_distribution(x, name, subprobability=subprobability)
     if x.ndim != 1:
         raise ValueError(f"{name} must be ONE distribution of shape (V,) (got shape {tuple(x.shape)})")
     return as_float64(x)
@@ -70,9 +70,9 @@ def top_k_frame(
     return pd.DataFrame(rows, columns=["side", "rank", "id", "token", "prob", "shared"])
 
 
-def sorted_frame(p: Any, q: Any, n_max: int | None = None):
+def sorted_frame(p: Any, q: Any, n_max: int | None = None, *, subprobability: bool = False):
     """Both distributions sorted descending and zero-padded to ``n = max(V_t, V_s)``: the two
-    curves the ULD closed form compares rank by rank.
+    curves the ULD closed form compares rank by rank (``subprobability``: merged groups' vectors).
 
     Returns
     -------
@@ -89,7 +89,8 @@ def sorted_frame(p: Any, q: Any, n_max: int | None = None):
 
     from .distributions import sorted_probs
 
-    ps, qs = sorted_probs(_vector(p, "p"), _vector(q, "q"))
+    ps, qs = sorted_probs(_vector(p, "p", subprobability), _vector(q, "q", subprobability),
+                          subprobability=subprobability)
     n = ps.size if n_max is None else min(int(n_max), ps.size)
     ps, qs = ps[:n], qs[:n]
     return pd.DataFrame({"rank": np.arange(1, n + 1, dtype=float), "teacher": ps, "student": qs,
@@ -118,9 +119,17 @@ class PlanLayout:
     highlight_label: str
 
 
-def token_plan_layout(result: Any, teacher_tokens: Sequence[str], student_tokens: Sequence[str]) -> PlanLayout:
-    """The layout of a top-k token-space plan (:func:`~uld_explorer.token_space_ot_top_k`): the
-    kept tokens back in VOCABULARY order, the rest bucket last when it holds mass.
+def token_plan_layout(
+    result: Any, teacher_tokens: Sequence[str], student_tokens: Sequence[str], order: str = "vocab"
+) -> PlanLayout:
+    """The layout of a top-k token-space plan (:func:`~uld_explorer.token_space_ot_top_k`); the
+    rest bucket last, shown only when it holds mass.
+
+    ``order="vocab"``: the kept tokens in VOCABULARY order (with one shared vocabulary, as in the
+    playground, the cost-0 cells then lie on the diagonal). ``order="matched"``: rows by the
+    teacher's probability, and each row's same-string student token in the same column position
+    where it was kept (the cost-0 cells on the diagonal for two different vocabularies), the other
+    student tokens after them by probability.
 
     Examples
     --------
@@ -128,18 +137,33 @@ def token_plan_layout(result: Any, teacher_tokens: Sequence[str], student_tokens
     >>> r = token_space_ot_top_k([0.1, 0.6, 0.3], [0.5, 0.5], ["a", "b", "c"], ["b", "a"], k=2)
     >>> token_plan_layout(r, ["a", "b", "c"], ["b", "a"]).row_labels
     ['b', 'c', 'rest']
+    >>> token_plan_layout(r, ["a", "b", "c"], ["b", "a"], order="matched").col_labels
+    ['b', 'a']
     """
+    if order not in ("vocab", "matched"):
+        raise ValueError(f"order must be 'vocab' or 'matched' (got {order!r})")
     t_index, s_index = np.asarray(result.teacher_index), np.asarray(result.student_index)
-    rows = [int(i) for i in np.argsort(t_index, kind="stable")]
-    cols = [int(j) for j in np.argsort(s_index, kind="stable")]
+    cost = np.asarray(result.cost)
+    if order == "vocab":
+        rows = [int(i) for i in np.argsort(t_index, kind="stable")]
+        cols = [int(j) for j in np.argsort(s_index, kind="stable")]
+    else:  # the plan's kept tokens come most probable first already
+        rows = list(range(t_index.size))
+        cols, used = [], set()
+        for i in rows:
+            free = [j for j in np.flatnonzero(cost[i, : s_index.size] == 0) if j not in used]
+            if free:
+                cols.append(int(free[0]))
+                used.add(int(free[0]))
+        cols += [j for j in range(s_index.size) if j not in used]
     if result.teacher_truncated_mass > 0:
         rows.append(t_index.size)  # the rest bucket is the last row of the plan
     if result.student_truncated_mass > 0:
         cols.append(s_index.size)
     row_names = [str(teacher_tokens[i]) for i in t_index] + ["rest"]
     col_names = [str(student_tokens[j]) for j in s_index] + ["rest"]
-    cost = np.asarray(result.cost)[np.ix_(rows, cols)]
-    return PlanLayout(rows, cols, [row_names[i] for i in rows], [col_names[j] for j in cols], cost == 0,
+    marked = cost[np.ix_(rows, cols)] == 0
+    return PlanLayout(rows, cols, [row_names[i] for i in rows], [col_names[j] for j in cols], marked,
                       "cost 0 (same token string)")
 
 

@@ -17,6 +17,7 @@ def pages() -> list:
     return [
         st.Page(PAGES_DIR / "playground.py", title="Playground", icon=":material/science:", default=True,
                 url_path="playground"),
+        st.Page(PAGES_DIR / "real.py", title="Real distributions", icon=":material/compare:", url_path="real"),
     ]
 
 

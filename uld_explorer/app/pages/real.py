@@ -1,0 +1,241 @@
+"""Real distributions: a teacher and a student on your text, position by position.
+
+UI only: widgets, layout and words. Every number comes from the library (``compare_distributions``,
+``next_token_distributions``, ``read_row``), every picture from ``uld_explorer.charts`` (on the
+page) or ``uld_explorer.plots`` (exports), both drawn from ``uld_explorer.tidy``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import numpy as np
+import streamlit as st
+
+import uld_explorer as ux
+from uld_explorer import charts, plots, tidy
+from uld_explorer.app.common import export_figure, export_table, show_error, sync_url, view_state
+from uld_explorer.checks import check_text
+from uld_explorer.compare import ComparisonConfig, check_memory, compare_distributions, next_token_distributions, read_row
+from uld_explorer.compare.pipeline import shared_strings_of
+from uld_explorer.text import ALIGNMENTS, MERGES, base_token, merge_group
+
+#: One click away: (prompt, text) pairs that show what the page is for.
+EXAMPLES = {
+    "English fact": ("The capital of France is", " Paris. It is also the largest city of the country."),
+    "Accented": ("Words:", " naïve résumé, le café était très bon."),
+    "CJK": ("", "東京は日本の首都です。大阪は二番目に大きい都市です。"),
+    "Emoji / ZWJ": ("Reactions:", " I love 🍕 and 🚀! Family: 👩‍👩‍👧‍👦 and 🏳️‍🌈."),
+    "Code": ("def add(a, b):\n", "    return a + b\n\nprint(add(2, 3))\n"),
+}
+OTHER = "other: a Hugging Face id or a local folder"
+PLAN_K = 12  # tokens per side in the transport-plan picture (the table's OT uses top_k)
+SORTED_RANKS = 200  # ranks drawn in the sorted-curves picture
+
+DEFAULTS = {
+    "teacher": ux.DEFAULT_TEACHER, "teacher_other": "", "student": ux.DEFAULT_STUDENT, "student_other": "",
+    "prompt": EXAMPLES["English fact"][0], "text": EXAMPLES["English fact"][1],
+    "alignment": "byte-offset", "merge": "observed", "teacher_temperature": 1.0, "student_temperature": 1.0,
+    "top_k": 500, "max_tokens": 256, "position": 0,
+}
+CHOICES = {"alignment": list(ALIGNMENTS), "merge": list(MERGES), "teacher": [*ux.MODELS, OTHER],
+           "student": [*ux.MODELS, OTHER]}
+
+view_state(DEFAULTS, valid=lambda k, v: k not in CHOICES or v in CHOICES[k])
+ss = st.session_state
+
+
+# ---------------------------------------------------------------------------------- cached work
+@st.cache_resource(show_spinner="Loading the model (once per server) ...", max_entries=4)
+def model(name: str):
+    return ux.load_model(name, progress=False)
+
+
+@st.cache_resource(show_spinner="Running the model on the text ...", max_entries=8)
+def distributions(name: str, text: str, prompt: str, temperature: float, max_tokens: int):
+    return next_token_distributions(model(name), text, temperature, max_tokens, prompt=prompt)
+
+
+@st.cache_resource(show_spinner="Comparing every position ...", max_entries=16)
+def comparison(teacher: str, student: str, text: str, prompt: str, cfg: ComparisonConfig):
+    t_tok, t_dist = distributions(teacher, text, prompt, cfg.teacher_temperature, cfg.max_tokens)
+    s_tok, s_dist = distributions(student, text, prompt, cfg.student_temperature, cfg.max_tokens)
+    return compare_distributions(model(teacher), model(student), t_tok, t_dist, s_tok, s_dist, config=cfg)
+
+
+def use_example(name: str) -> None:
+    ss.prompt, ss.text = EXAMPLES[name]
+    ss.position = 0
+
+
+def fetch(name: str) -> None:
+    with st.status(f"Fetching {name}: download, verify sha256, convert (once per machine) ...", expanded=True) as box:
+        try:
+            ux.fetch_model(name, progress=False)
+        except Exception as err:  # noqa: BLE001 - shown, never a traceback
+            box.update(label=f"Could not fetch {name}", state="error")
+            show_error(err, f"fetch {name}")
+            return
+        box.update(label=f"{name} is ready", state="complete")
+
+
+def model_name(side: str) -> str | None:
+    """The chosen model of a side (None while a zoo model is not cached)."""
+    choice = ss[side]
+    if choice == OTHER:
+        return ss[f"{side}_other"].strip() or None
+    return choice if ux.zoo.is_cached(choice) else None
+
+
+# ---------------------------------------------------------------------------------- sidebar
+with st.sidebar:
+    st.header("Models")
+    for side in ("teacher", "student"):
+        st.selectbox(side, CHOICES[side], key=side,
+                     format_func=lambda n: n if n == OTHER else f"{n} ({ux.MODELS[n].vocab_size:,} tokens)")
+        if ss[side] == OTHER:
+            st.text_input(f"{side}: Hugging Face id or local folder", key=f"{side}_other",
+                          help="Safetensors weights only; a model that needs remote code is refused.")
+        elif not ux.zoo.is_cached(ss[side]):
+            spec = ux.MODELS[ss[side]]
+            st.info(f"{ss[side]} is not on this machine yet ({spec.license}).", icon=":material/download:")
+            if spec.license_notice:
+                st.caption(spec.license_notice)
+            if st.button(f"Fetch {ss[side]}", key=f"fetch_{side}", icon=":material/download:", width="stretch"):
+                fetch(ss[side])
+                st.rerun()
+    st.header("Comparison")
+    st.radio("alignment", CHOICES["alignment"], key="alignment", horizontal=True,
+             help="; ".join(f"{k}: {v.description}" for k, v in ALIGNMENTS.items()))
+    st.radio("merge (byte-offset groups)", CHOICES["merge"], key="merge", horizontal=True,
+             help="; ".join(f"{k}: {v}" for k, v in MERGES.items()))
+    st.slider("teacher temperature", 0.1, 5.0, step=0.05, key="teacher_temperature")
+    st.slider("student temperature", 0.1, 5.0, step=0.05, key="student_temperature")
+    st.number_input("top-k (token-space OT)", 1, 4999, step=50, key="top_k",
+                    help="Tokens per side kept for exact token-space OT; the rest pooled in one bucket.")
+    st.number_input("max tokens (text)", 8, 1024, step=32, key="max_tokens",
+                    help="A longer text is cut (the page says so). Memory grows ~0.8 MB per token.")
+
+# ---------------------------------------------------------------------------------- header
+st.title("Real distributions: teacher vs student, position by position")
+st.markdown(
+    "Both models read the prompt and the text; each **position** is a token of the text, and the two "
+    "distributions compared there are the ones that **predict** it (from the logits just before it). "
+    "The last position, **(next token)**, is what each model expects after the text. "
+    "KL compares the strings both vocabularies share; ULD/2 and token-space OT share one scale, [0, 1]: "
+    "ULD/2 is what OT would cost if token identities could be relabelled freely, so it can only be lower."
+)
+cols = st.columns(len(EXAMPLES))
+for col, name in zip(cols, EXAMPLES):
+    col.button(name, on_click=use_example, args=(name,), key=f"example_{name}", width="stretch")
+st.text_input("prompt (read, not scored)", key="prompt")
+st.text_area("text (scored, position by position)", key="text", height=80)
+
+teacher, student = model_name("teacher"), model_name("student")
+if teacher is None or student is None:
+    st.info("Choose a teacher and a student that are on this machine (or fetch them in the sidebar).",
+            icon=":material/arrow_back:")
+    sync_url(DEFAULTS)
+    st.stop()
+
+try:
+    cfg = ComparisonConfig(
+        alignment=ss.alignment, merge=ss.merge, teacher_temperature=ss.teacher_temperature,
+        student_temperature=ss.student_temperature, top_k=int(ss.top_k), max_tokens=int(ss.max_tokens),
+        costs=("string",), value_ot=False,
+    )
+    check_text(ss.text, "text")
+    check_memory(model(teacher), model(student), ss.text, cfg, prompt=ss.prompt)
+    table = comparison(teacher, student, ss.text, ss.prompt, cfg)
+except Exception as err:  # noqa: BLE001 - never a traceback on the page
+    show_error(err, "compare the two models on this text")
+    sync_url(DEFAULTS)
+    st.stop()
+
+for note in table.notes:
+    st.caption(f":material/info: {note}")
+if not len(table):
+    st.warning("No position to compare: the text is too short.")
+    sync_url(DEFAULTS)
+    st.stop()
+
+# ---------------------------------------------------------------------------------- positions
+ss.position = min(max(int(ss.position), 0), len(table) - 1)
+frame = tidy.positions_frame(table)
+event = st.altair_chart(charts.chart_positions(frame, selected=ss.position), on_select="rerun",
+                        key="positions_chart", width="stretch")
+picked = (event.selection.get(charts.POSITION_SELECTION) or []) if event else []
+if picked and picked[0].get("index") is not None and picked[0]["index"] != ss.get("_last_pick"):
+    ss._last_pick = ss.position = int(picked[0]["index"])
+labels = [f"{r.index}: {r.label!r}" if r.kind == "token" else f"{r.index}: {r.label}" for r in table]
+st.selectbox("position", range(len(table)), key="position", format_func=lambda i: labels[i])
+
+with st.expander("The whole table (click a row to select it; download it)", expanded=False):
+    df = table.to_dataframe()
+    shown = df[["index", "label", "teacher_top1", "student_top1", "teacher_prob", "student_prob", "kl_shared",
+                "uld_half", "token_ot_string", "hybrid", "uld"]]
+    pick_row = st.dataframe(shown, hide_index=True, on_select="rerun", selection_mode="single-row", key="rows")
+    rows = pick_row.selection.rows if pick_row else []
+    if rows and rows[0] != ss.get("_last_row"):
+        ss._last_row = rows[0]
+        ss.position = int(rows[0])
+        st.rerun()
+    settings = {**asdict(cfg), "teacher": teacher, "student": student, "prompt": ss.prompt, "text": ss.text}
+    export_table(df.astype({"notes": str}), settings, "uld_explorer_table", "table", records=table.to_records())
+
+# ---------------------------------------------------------------------------------- one position
+r = table[ss.position]
+t_tok, t_dist = distributions(teacher, ss.text, ss.prompt, cfg.teacher_temperature, cfg.max_tokens)
+s_tok, s_dist = distributions(student, ss.text, ss.prompt, cfg.student_temperature, cfg.max_tokens)
+shared = shared_strings_of(model(teacher).tokenizer, model(student).tokenizer, t_dist.shape[1], s_dist.shape[1])
+if r.kind == "next":
+    p_base = p_vec = t_dist[len(t_tok)].astype(np.float64)
+    q_base = q_vec = s_dist[len(s_tok)].astype(np.float64)
+    what = "the token after the text"
+else:
+    p_base = t_dist[base_token(r.teacher_tokens, cfg.merge)].astype(np.float64)
+    q_base = s_dist[base_token(r.student_tokens, cfg.merge)].astype(np.float64)
+    p_vec = np.asarray(merge_group(t_dist, t_tok.ids, r.teacher_tokens, cfg.merge)[0], dtype=np.float64)
+    q_vec = np.asarray(merge_group(s_dist, s_tok.ids, r.student_tokens, cfg.merge)[0], dtype=np.float64)
+    what = f"{r.label!r} (teacher {list(r.teacher_strings)}, student {list(r.student_strings)})"
+p_base, q_base = p_base / p_base.sum(), q_base / q_base.sum()
+
+st.subheader(f"Position {r.index}: predicts {what}")
+st.info(read_row(r), icon=":material/lightbulb:")
+for note in r.notes:
+    st.caption(note)
+m = st.columns(4)
+fmt = lambda x: "undefined" if x is None or not np.isfinite(x) else f"{x:.4f}"  # noqa: E731
+m[0].metric("KL, shared strings (nats)", fmt(r.kl_shared), help="KL(p‖q) on the strings both vocabularies have.")
+m[1].metric("ULD / 2", fmt(r.uld_half), help="Sorted L1 / 2: token OT if identities could be relabelled freely.")
+m[2].metric("token OT, 0/1 cost", fmt(r.token_ot_string), help=f"Exact OT on the top-{cfg.top_k} tokens + rest.")
+m[3].metric("hybrid ULD", fmt(r.hybrid), help="GOLD's hybrid: JSD on the shared strings + sorted L1 on the rest.")
+if r.teacher_prob is not None:
+    st.caption(f"Probability of the actual text {r.label!r}: teacher {r.teacher_prob:.4f}, student {r.student_prob:.4f}"
+               f"; mass on shared strings: teacher {r.kl_teacher_coverage:.0%}, student {r.kl_student_coverage:.0%}.")
+
+shared_ids = (set(shared.match.teacher_matched.tolist()), set(shared.match.student_matched.tolist()))
+top = tidy.top_k_frame(p_base, q_base, shared.teacher_strings, shared.student_strings, k=10, shared=shared_ids)
+st.altair_chart(charts.chart_top_k(top), width="content")
+st.caption("The ten most probable tokens of each side; faded: strings the other vocabulary does not have.")
+left, right = st.columns(2)
+with right:
+    merged = r.teacher_mass < 1 or r.student_mass < 1
+    curves = tidy.sorted_frame(p_vec, q_vec, n_max=SORTED_RANKS, subprobability=merged)
+    shown_area = float((curves["high"] - curves["low"]).sum())
+    st.altair_chart(charts.chart_sorted(curves, log_x=True), width="stretch")
+    st.caption(f"Ranks 1-{len(curves)}: the shaded area is {shown_area:.4f} of ULD = {r.uld:.4f} "
+               f"(the other ranks hold {max(0.0, r.uld - shown_area):.4f}).")
+    export_figure(lambda: plots.plot_sorted_curves(p_vec, q_vec, xscale="log", subprobability=merged),
+                  f"sorted_curves_{r.index}", "sorted")
+with left:
+    plan = ux.token_space_ot_top_k(p_base, q_base, shared.teacher_keys, shared.student_keys, k=PLAN_K)
+    layout = tidy.token_plan_layout(plan, shared.teacher_strings, shared.student_strings, order="matched")
+    st.altair_chart(charts.chart_plan(tidy.plan_frame(plan.plan, layout),
+                                      title=f"token-space transport plan, top-{PLAN_K} + rest (value {plan.value:.4f})"),
+                    width="content")
+    st.caption(f"Outlined: the same string on both sides (cost 0); every other move costs 1. The table's token OT "
+               f"uses the top-{cfg.top_k}: {fmt(r.token_ot_string)}. The rest buckets move to each other for free.")
+    export_figure(lambda: plots.plot_token_plan(plan, shared.teacher_strings, shared.student_strings, order="matched"),
+                  f"token_plan_{r.index}", "plan")
+sync_url(DEFAULTS)
