@@ -55,7 +55,9 @@ def test_playground_defaults_are_the_apps(capsys):
     assert {k: v for k, v in doc["settings"].items() if k != "cost"} == asdict(PlaygroundConfig())
     cfg = PlaygroundConfig()
     expected = divergence_summary(*cfg.pair(), top_k=cfg.top_k)
-    assert doc["rows"][4]["value"] == pytest.approx(expected.uld, abs=1e-12)
+    rows = {r["divergence"]: r["value"] for r in doc["rows"]}
+    assert rows["ULD (closed form)"] == pytest.approx(expected.uld, abs=1e-12)
+    assert rows["KL(p||q) on shared strings"] == pytest.approx(expected.kl_shared, abs=1e-12)
 
 
 def test_playground_table_has_a_settings_header_and_scales(capsys):
@@ -64,7 +66,7 @@ def test_playground_table_has_a_settings_header_and_scales(capsys):
     assert out[0].startswith("playground: teacher V_t=10") and "permuted" in out[0] and "seed=2" in out[0]
     uld_line = next(line for line in out if line.startswith("ULD (closed form)"))
     assert float(uld_line.split()[3]) == pytest.approx(0.0, abs=1e-9) and "[0, 2]" in uld_line
-    kl_line = next(line for line in out if line.startswith("KL(p||q)"))
+    kl_line = next(line for line in out if line.startswith("KL(p||q)  "))  # not "... on shared strings"
     assert float(kl_line.split()[1]) > 0.1
 
 

@@ -322,6 +322,9 @@ def test_summary_same_vocab_equals_direct_calls():
     assert rows["ULD / 2 = rank-space OT (POT)"]["scale"] == rows["token-space OT, string cost (POT)"]["scale"] == "[0, 1]"
     assert rows["ULD / 2 = rank-space OT (POT)"]["value"] <= rows["token-space OT, string cost (POT)"]["value"] + 1e-12
     assert not s.token_ot_below_uld_half
+    # one vocabulary: KL on the shared strings IS the KL (every string shared, full coverage)
+    assert rows["KL(p||q) on shared strings"]["value"] == pytest.approx(rows["KL(p||q)"]["value"], rel=1e-12)
+    assert s.shared_coverage == pytest.approx((1.0, 1.0)) and s.shared_strings == 9
     tok = [f"tok{i}" for i in range(9)]
     # synthetic tokens are shared by index: string cost OT = TV here
     assert rows["token-space OT, string cost (POT)"]["value"] == pytest.approx(

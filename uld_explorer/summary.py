@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+import numpy as np
+
 from .checks import check_int
 from .costs import MAX_TOKEN_OT_TOP_K
 from .distributions import as_float64, check_pair
@@ -26,6 +28,7 @@ from .divergences import (
     hybrid_uld,
     js_divergence,
     kl_divergence,
+    restrict_to_shared_vocab,
     reverse_kl_divergence,
     total_variation,
     uld_distance,
@@ -33,6 +36,7 @@ from .divergences import (
 from .hybrid import HybridConfig
 from .ot import MAX_SUPPORT, OTResult, TokenOTResult, rank_space_ot, token_space_ot_top_k, value_space_ot
 from .synthetic import synthetic_tokens
+from .text.vocab import match_strings
 
 __all__ = ["DivergenceSummary", "divergence_summary"]
 
@@ -42,9 +46,12 @@ class DivergenceSummary:
     """Every divergence of one teacher/student pair.
 
     ``kl``, ``reverse_kl``, ``js`` and ``tv`` are None when the vocabularies differ, with the
-    reason in ``kl_undefined_reason``. ``value_ot`` / ``rank_ot`` are None when the padded size
-    exceeds :data:`~uld_explorer.ot.MAX_SUPPORT`. ``token_ot`` is the top-k token-space OT with
-    the chosen cost; ``hybrid`` TRL GOLD's hybrid ULD on the same token strings.
+    reason in ``kl_undefined_reason``. ``kl_shared`` is KL on the strings both vocabularies have
+    (:func:`~uld_explorer.restrict_to_shared_vocab`), with the mass each side puts there
+    (``shared_coverage``) and their number (``shared_strings``); None when they share none or a side
+    has no mass there. ``value_ot`` / ``rank_ot`` are None when the padded size exceeds
+    :data:`~uld_explorer.ot.MAX_SUPPORT`. ``token_ot`` is the top-k token-space OT with the chosen
+    cost; ``hybrid`` TRL GOLD's hybrid ULD on the same token strings.
     """
 
     V_t: int
@@ -60,6 +67,9 @@ class DivergenceSummary:
     token_ot: TokenOTResult
     token_cost: str
     hybrid: HybridULD
+    kl_shared: float | None = None
+    shared_coverage: tuple[float, float] | None = None
+    shared_strings: int = 0
 
     @property
     def token_ot_below_uld_half(self) -> bool:
@@ -86,7 +96,12 @@ class DivergenceSummary:
                 )
         else:
             token_note = "exact, sees token identity (edit-distance cost: no bound by ULD/2)"
+        cov = self.shared_coverage
+        shared_note = (f"{self.shared_strings:,} shared strings, covering {cov[0]:.0%} of p and {cov[1]:.0%} of q"
+                       if cov else "no shared string with mass on both sides")
         rows = [
+            {"divergence": "KL(p||q) on shared strings", "value": self.kl_shared, "scale": "[0, inf) nats",
+             "note": shared_note},
             {"divergence": "KL(p||q)", "value": self.kl, "scale": "[0, inf) nats", "note": na or "forward KL"},
             {"divergence": "KL(q||p)", "value": self.reverse_kl, "scale": "[0, inf) nats", "note": na or "reverse KL"},
             {"divergence": "JS(p, q)", "value": self.js, "scale": "[0, log 2] nats", "note": na or "Jensen-Shannon"},
@@ -174,6 +189,14 @@ def divergence_summary(
         kl = rkl = js = tv = None
         reason = str(err)
     small = max(V_t, V_s) <= MAX_SUPPORT
+    kl_shared, coverage, n_shared = None, None, 0
+    match = match_strings(teacher_tokens, student_tokens)
+    if match.S:
+        sv = restrict_to_shared_vocab(p, q, match=match, on_empty="nan", validate=False)
+        if np.isfinite(sv.p).all() and np.isfinite(sv.q).all():
+            kl_shared = float(kl_divergence(sv.p, sv.q, validate=False))
+            coverage = (float(sv.teacher_mass), float(sv.student_mass))
+        n_shared = match.S
     return DivergenceSummary(
         V_t=V_t,
         V_s=V_s,
@@ -187,6 +210,9 @@ def divergence_summary(
         rank_ot=rank_space_ot(p, q) if small else None,
         token_ot=token_space_ot_top_k(p, q, teacher_tokens, student_tokens, k=top_k, cost=cost, validate=False),
         token_cost=cost if isinstance(cost, str) else getattr(cost, "__name__", "custom"),
-        hybrid=hybrid_uld(p, q, teacher_tokens, student_tokens, config=hybrid, validate=False),
+        hybrid=hybrid_uld(p, q, match=match, config=hybrid, validate=False),
+        kl_shared=kl_shared,
+        shared_coverage=coverage,
+        shared_strings=n_shared,
     )
 

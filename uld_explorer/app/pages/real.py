@@ -16,7 +16,13 @@ import uld_explorer as ux
 from uld_explorer import charts, plots, tidy
 from uld_explorer.app.common import export_figure, export_table, show_error, sync_url, view_state
 from uld_explorer.checks import check_text
-from uld_explorer.compare import ComparisonConfig, check_memory, compare_distributions, next_token_distributions, read_row
+from uld_explorer.compare import (
+    ComparisonConfig,
+    check_memory,
+    compare_distributions,
+    next_token_distributions,
+    read_row,
+)
 from uld_explorer.compare.pipeline import shared_strings_of
 from uld_explorer.text import ALIGNMENTS, MERGES, base_token, merge_group
 
