@@ -80,11 +80,17 @@ def test_default_page_shows_table_and_kl_reason():
     assert at.session_state["V_t"] != at.session_state["V_s"]
     s = assert_table_matches_library(at)
     assert s.kl is None
-    # the library's own VocabularyMismatchError message, verbatim
+    # one story: plain KL is undefined (the library's own reason, in an expander), KL on the shared
+    # strings tok0..tok13 is the number shown, with its coverage
     reason = str(ux.VocabularyMismatchError(s.V_t, s.V_s))
-    assert [w.value for w in at.warning] == [reason]
-    assert any(m.label.startswith("KL") and m.value == "undefined" for m in at.metric)
-    assert any("ULD" in m.label and m.value == f"{s.uld:.4f}" for m in at.metric)
+    assert not at.warning
+    assert [e.label for e in at.expander] == ["Why plain KL needs one vocabulary"]
+    assert reason in [m.value for m in at.expander[0].markdown]
+    assert any(m.label == "KL on shared strings" and m.value == f"{s.kl_shared:.4f}" for m in at.metric)
+    assert s.shared_strings == 14 and s.shared_coverage[1] == pytest.approx(1.0)
+    assert any(c.value.startswith("Plain KL(p‖q) is undefined") and "14 strings both have" in c.value for c in at.caption)
+    assert any(m.label == "ULD / 2" and m.value == f"{s.uld / 2:.4f}" for m in at.metric)
+    assert any(m.label == "ULD" and m.value == f"{s.uld:.4f}" for m in at.metric)
     assert not at.info  # the identity-blindness note only shows in the demo state
 
 
@@ -94,8 +100,10 @@ def test_equal_vocab_gives_numeric_kl_then_mismatch_gives_reason():
     assert_clean(at)
     s = assert_table_matches_library(at)
     assert s.kl is not None and math.isfinite(page_table(at)["KL(p||q)"])
-    assert not at.warning
-    assert any(m.label.startswith("KL") and m.value == f"{s.kl:.4f}" for m in at.metric)
+    assert not at.warning and not at.expander  # one vocabulary: nothing to explain
+    assert s.kl_shared == pytest.approx(s.kl, rel=1e-12)  # every string shared: the same KL
+    assert any(m.label == "KL on shared strings" and m.value == f"{s.kl:.4f}" for m in at.metric)
+    assert any(c.value.startswith("One vocabulary: KL = ") for c in at.caption)
 
     at.slider(key="V_t").set_value(37)
     at.slider(key="V_s").set_value(9)
@@ -103,7 +111,7 @@ def test_equal_vocab_gives_numeric_kl_then_mismatch_gives_reason():
     assert_clean(at)
     s = assert_table_matches_library(at)
     assert page_table(at)["KL(p||q)"] is None
-    assert [w.value for w in at.warning] == [str(ux.VocabularyMismatchError(37, 9))]
+    assert str(ux.VocabularyMismatchError(37, 9)) in [m.value for m in at.expander[0].markdown]
 
 
 def test_identity_blindness_button():
@@ -141,7 +149,8 @@ def test_large_vocab_with_truncated_token_ot():
     assert_clean(at)
     s = assert_table_matches_library(at)
     assert s.token_ot.teacher_truncated_mass > 0
-    assert any("rest bucket" in c.value for c in at.caption)
+    assert any("The **rest** bucket pools the mass outside the top-k" in c.value for c in at.caption)
+    assert any("Showing the first 40 of 300" in c.value for c in at.caption)  # the 300 x 300 value plan, cropped to draw
 
 
 # ------------------------------------------------------------------------------------ plots

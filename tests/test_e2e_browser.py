@@ -137,11 +137,12 @@ def test_playground_in_a_real_browser(page, server, tmp_path):
     table = wait_for_table(page, lambda t: float(t["ULD (closed form)"]) > 0, "the default values table")
     text = page.locator('[data-testid="stMain"]').inner_text()
     assert "ULD" in text and "All values" in text
-    assert "KL needs one shared vocabulary" in text  # default V_t != V_s
+    assert "Plain KL(p‖q) is undefined" in text  # default V_t != V_s: the shared-string KL is shown
     assert table["KL(p||q)"] == ""  # undefined: empty cell
-    assert set(table) >= {"KL(p||q)", "ULD (closed form)", "n * W1 value-space OT (POT)",
-                          "token-space OT, string cost (POT)"}
-    assert page.locator('[data-testid="stImage"] img').count() >= 4
+    assert set(table) >= {"KL(p||q)", "KL(p||q) on shared strings", "ULD (closed form)",
+                          "n * W1 value-space OT (POT)", "token-space OT, string cost (POT)"}
+    page.locator('[data-testid="stVegaLiteChart"] canvas, [data-testid="stVegaLiteChart"] svg').first.wait_for()
+    assert page.locator('[data-testid="stVegaLiteChart"]').count() >= 5  # scale, bars, sorted, two plans
     shot = tmp_path / "playground_default.png"
     page.screenshot(path=str(shot))
 

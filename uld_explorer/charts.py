@@ -16,7 +16,7 @@ from typing import Any
 
 from .plots import DIFF_COLOR, STUDENT_COLOR, TEACHER_COLOR
 
-__all__ = ["chart_distributions", "chart_plan", "chart_positions", "chart_sorted", "chart_top_k"]
+__all__ = ["chart_distributions", "chart_plan", "chart_positions", "chart_scale", "chart_sorted", "chart_top_k"]
 
 #: Name of the selection parameter of :func:`chart_positions` (the page reads ``selection[...]``).
 POSITION_SELECTION = "position"
@@ -69,7 +69,7 @@ def chart_sorted(frame: Any, log_x: bool = False, title: str | None = None) -> A
         strokeDash=alt.StrokeDash("side:N", scale=alt.Scale(domain=["teacher", "student"], range=[[1, 0], [6, 3]]),
                                   legend=None),
     )
-    return (band + lines).properties(title=title or "sorted, zero-padded: the shaded area is ULD", height=260)
+    return (band + lines).properties(title=title or "sorted: shaded area = ULD", height=260)
 
 
 def chart_plan(frame: Any, title: str = "transport plan", mass_title: str = "mass") -> Any:
@@ -84,14 +84,20 @@ def chart_plan(frame: Any, title: str = "transport plan", mass_title: str = "mas
     x = alt.X("col:O", title="student token",
               axis=alt.Axis(labelExpr=_label_expr(cols), labelAngle=-45, labelOverlap=False))
     top = max(1e-12, float(data["mass"].max()))
+    step = max(8, min(24, 300 // max(1, len(cols))))  # ~300 px of cells at most: half a 1024-px page
+    x = alt.X("col:O", title="student token",
+              axis=alt.Axis(labelExpr=_label_expr(cols), labelAngle=-45, labelOverlap=step < 14, labelFontSize=10))
+    y = alt.Y("row:O", title="teacher token",
+              axis=alt.Axis(labelExpr=_label_expr(rows), labelOverlap=step < 14, labelFontSize=10))
     cells = alt.Chart(data).mark_rect().encode(
-        x=x, y=y, color=alt.Color("mass:Q", scale=alt.Scale(domain=[0, top], range=["#ffffff", "#08306b"]),
-                                  title=mass_title),
+        x=x, y=y, color=alt.Color("mass:Q", scale=alt.Scale(domain=[0, top], range=["#ffffff", "#08306b"],
+                                                            interpolate="rgb"), title=mass_title),
+        opacity=alt.condition("datum.mass > 0", alt.value(1.0), alt.value(0.0)),
         tooltip=[alt.Tooltip("teacher_shown:N", title="teacher"), alt.Tooltip("student_shown:N", title="student"),
                  alt.Tooltip("mass:Q", format=".4f"), alt.Tooltip("marked:N", title="same string")],
     )
     marks = alt.Chart(data[data["marked"]]).mark_rect(fill=None, stroke=DIFF_COLOR, strokeWidth=1.5).encode(x=x, y=y)
-    return (cells + marks).properties(title=title, width=alt.Step(24), height=alt.Step(22))
+    return (cells + marks).properties(title=title, width=alt.Step(step), height=alt.Step(step))
 
 
 def _label_expr(labels: list) -> str:
@@ -155,10 +161,29 @@ def chart_distributions(p: Any, q: Any, teacher_tokens: Any, student_tokens: Any
     rows = [{"side": side, "index": i, "token": str(toks[i]), "prob": float(v)}
             for side, x, toks in (("teacher", as_float64(p), teacher_tokens), ("student", as_float64(q), student_tokens))
             for i, v in enumerate(x)]
+    n = max(len(teacher_tokens), len(student_tokens))
+    step = max(2, min(16, 330 // max(1, n)))
     return alt.Chart(pd.DataFrame(rows)).mark_bar().encode(
-        x=alt.X("index:O", title="token index in its own vocabulary"),
+        x=alt.X("index:O", title="token index in its own vocabulary",
+                axis=alt.Axis(labelOverlap=True, labelAngle=0, labelFontSize=10)),
         y=alt.Y("prob:Q", title="probability"),
         color=alt.Color("side:N", scale=alt.Scale(**_SIDE_SCALE), legend=None),
         row=alt.Row("side:N", sort=["teacher", "student"], title=None),
         tooltip=[alt.Tooltip("side:N"), alt.Tooltip("token:N"), alt.Tooltip("prob:Q", format=".4f")],
-    ).properties(height=110)
+    ).properties(height=110, width=alt.Step(step))
+
+
+def chart_scale(values: dict[str, float], domain: tuple[float, float] = (0.0, 1.0), title: str = "one scale, [0, 1]") -> Any:
+    """Numbers that share a scale as bars on ONE axis (e.g. ULD/2 next to token-space OT, both in
+    [0, 1]): the first bar vermillion, the second blue, the others grey."""
+    import pandas as pd
+
+    alt = _alt()
+    data = pd.DataFrame({"measure": list(values), "value": [float(v) for v in values.values()]})
+    palette = [DIFF_COLOR, TEACHER_COLOR] + ["#999999"] * max(0, len(values) - 2)
+    return alt.Chart(data).mark_bar().encode(
+        x=alt.X("value:Q", scale=alt.Scale(domain=list(domain)), title=title),
+        y=alt.Y("measure:N", title=None, sort=list(values), axis=alt.Axis(labelLimit=260)),
+        color=alt.Color("measure:N", legend=None, scale=alt.Scale(domain=list(values), range=palette[: len(values)])),
+        tooltip=["measure", alt.Tooltip("value:Q", format=".4f")],
+    ).properties(height=alt.Step(26))

@@ -77,9 +77,10 @@ def _jsonable(settings: Any) -> Any:
 
 
 def export_figure(make_figure: Callable[[], Any], name: str, key: str) -> None:
-    """Two download buttons: the figure as PNG and as SVG (drawn by matplotlib from the same data
-    as the chart on the page, only when a button is pressed)."""
-    left, right = st.columns(2)
+    """An "Export" popover with two download buttons: the figure as PNG and as SVG (drawn by
+    matplotlib from the same data as the chart on the page, only when a button is pressed)."""
+    box = st.popover("Export figure", icon=":material/download:")
+    left, right = box, box
     left.download_button("PNG", data=lambda: figure_bytes(make_figure(), "png"), file_name=f"{name}.png",
                          mime="image/png", key=f"{key}-png", icon=":material/image:", width="stretch", on_click="ignore")
     right.download_button("SVG", data=lambda: figure_bytes(make_figure(), "svg"), file_name=f"{name}.svg",
@@ -87,12 +88,13 @@ def export_figure(make_figure: Callable[[], Any], name: str, key: str) -> None:
 
 
 def export_table(frame: Any, settings: Any, name: str, key: str, records: list | None = None) -> None:
-    """Two download buttons: the table as CSV (settings in ``#`` comment lines on top) and as
-    strict JSON (``{"settings": ..., "rows": ...}``)."""
+    """An "Export" popover with two download buttons: the table as CSV (settings in ``#`` comment
+    lines on top) and as strict JSON (``{"settings": ..., "rows": ...}``)."""
     meta = _jsonable(settings)
     header = "".join(f"# {k}: {json.dumps(v, ensure_ascii=False)}\n" for k, v in meta.items())
     rows = records if records is not None else json.loads(frame.to_json(orient="records"))
-    left, right = st.columns(2)
+    box = st.popover("Export table", icon=":material/download:")
+    left, right = box, box
     left.download_button("CSV", data=lambda: header + frame.to_csv(index=False), file_name=f"{name}.csv",
                          mime="text/csv", key=f"{key}-csv", icon=":material/table:", width="stretch", on_click="ignore")
     right.download_button(

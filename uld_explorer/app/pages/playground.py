@@ -1,12 +1,13 @@
 """Playground: synthetic teacher/student distributions, KL vs exact OT vs ULD side by side.
 
-UI only: widgets, layout and text. All numbers come from ``uld_explorer`` (PlaygroundConfig,
-divergence_summary); all pictures from ``uld_explorer.plots``.
+UI only: widgets, layout and words. All numbers come from ``uld_explorer`` (PlaygroundConfig,
+divergence_summary); the charts from ``uld_explorer.charts`` and, for the PNG / SVG exports,
+the figures from ``uld_explorer.plots``, both drawn from ``uld_explorer.tidy``. The numbers render
+first; the interactive charts are drawn by the browser.
 """
 
 from __future__ import annotations
 
-import io
 from dataclasses import asdict
 
 import numpy as np
@@ -14,30 +15,48 @@ import pandas as pd
 import streamlit as st
 
 import uld_explorer as ux
-from uld_explorer.plots import plot_distributions, plot_sorted_curves, plot_token_plan, plot_value_plan
+from uld_explorer import charts, plots, tidy
+from uld_explorer.app.common import export_figure, export_table, show_error, sync_url, view_state
 
-# Widget keys and their defaults: the library's PlaygroundConfig (``uld-explorer playground``
-# uses the same). The widgets read them from st.session_state, so the identity-blindness button
-# can set them in a callback.
-DEFAULTS = asdict(ux.PlaygroundConfig())
+# Widget keys and their defaults: the library's PlaygroundConfig (``uld-explorer playground`` uses
+# the same), plus how the value-space plan is ordered.
+DEFAULTS = {**asdict(ux.PlaygroundConfig()), "value_order": "rank"}
 V_MAX = 300  # exact value-space OT is an n x n problem: keep the page responsive
+PLAN_MAX = 40  # rows / columns drawn of a plan (the value is computed on all of them)
 
-for key, value in DEFAULTS.items():
-    st.session_state.setdefault(key, value)
+
+def _valid(key: str, value) -> bool:
+    if key in ("V_t", "V_s", "top_k"):
+        return isinstance(value, int) and 2 <= value <= V_MAX if key != "top_k" else 1 <= value <= V_MAX
+    if key in ("teacher_temperature", "student_temperature"):
+        return 0.1 <= value <= 5.0
+    if key == "shift":
+        return -20 <= value <= 20
+    if key == "noise":
+        return 0.0 <= value <= 3.0
+    if key == "seed":
+        return 0 <= value <= 1_000_000
+    if key == "value_order":
+        return value in ("rank", "vocab")
+    return True
+
+
+view_state(DEFAULTS, valid=_valid)
+ss = st.session_state
 
 
 def identity_blindness_demo() -> None:
     """Same vocabulary, same shape, shuffled token identities: ULD 0, KL large."""
-    st.session_state.V_s = st.session_state.V_t
-    st.session_state.student_temperature = st.session_state.teacher_temperature
-    st.session_state.shift = 0
-    st.session_state.noise = 0.0
-    st.session_state.permute_student = True
+    ss.V_s = ss.V_t
+    ss.student_temperature = ss.teacher_temperature
+    ss.shift = 0
+    ss.noise = 0.0
+    ss.permute_student = True
 
 
 def reset_defaults() -> None:
     for key, value in DEFAULTS.items():
-        st.session_state[key] = value
+        ss[key] = value
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -51,34 +70,6 @@ def compute(V_t, V_s, teacher_temperature, student_temperature, shift, noise, pe
     return p, q, ux.divergence_summary(p, q, top_k=cfg.top_k)
 
 
-def png(fig) -> bytes:
-    """Render a figure once. The figures are ``matplotlib.figure.Figure`` objects built outside
-    pyplot (never registered there, nothing to close); constrained layout already trims them, so
-    no ``bbox_inches="tight"`` second draw (st.pyplot's default, and its savefig kwargs are
-    deprecated)."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=170)
-    fig.clear()
-    return buf.getvalue()
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def pictures(V_t, V_s, teacher_temperature, student_temperature, shift, noise, permute_student, seed, top_k):
-    """PNG bytes of the four figures (cached like the numbers: moving a slider back is instant)."""
-    p, q, s = compute(V_t, V_s, teacher_temperature, student_temperature, shift, noise, permute_student,
-                      seed, top_k)
-    n = max(V_t, V_s)
-    t_tok, s_tok = ux.synthetic_tokens(V_t), ux.synthetic_tokens(V_s)
-    out = {
-        "distributions": png(plot_distributions(p, q)),
-        "sorted": png(plot_sorted_curves(p, q, xscale="log" if n > 60 else "linear")),
-    }
-    if s.value_ot is not None:
-        out["value_plan"] = png(plot_value_plan(s.value_ot, p, q, t_tok, s_tok))
-    out["token_plan"] = png(plot_token_plan(s.token_ot, t_tok, s_tok))
-    return out
-
-
 def fmt(x: float | None) -> str:
     return "undefined" if x is None else f"{x:.4f}"
 
@@ -89,8 +80,7 @@ with st.sidebar:
     st.button(
         "Identity blindness demo", key="identity_demo", on_click=identity_blindness_demo, type="primary",
         icon=":material/visibility_off:", width="stretch",
-        help="Student = teacher with its tokens shuffled: V_s = V_t, same temperature, no shift, "
-             "no noise, permuted.",
+        help="Student = teacher with its tokens shuffled: V_s = V_t, same temperature, no shift, no noise, permuted.",
     )
     st.button("Reset", key="reset", on_click=reset_defaults, width="stretch")
     st.subheader("Teacher p")
@@ -107,120 +97,135 @@ with st.sidebar:
     st.slider("top-k per side for token-space OT", 1, V_MAX, key="top_k",
               help="Each side keeps its k most probable tokens; the rest is pooled in one bucket.")
 
-ss = st.session_state
-params = {key: ss[key] for key in DEFAULTS}
+params = {key: ss[key] for key in DEFAULTS if key != "value_order"}
 
 # ---------------------------------------------------------------------------------- header
 st.title("Playground: KL vs exact OT vs ULD")
 st.markdown(
-    r"""
-A teacher $p$ over $V_t$ tokens and a student $q$ over $V_s$ tokens, drawn from shared token scores
-(move the sliders on the left). **KL** compares token $i$ with token $i$, so it needs one vocabulary:
-$\mathrm{KL}(p\,\|\,q)=\sum_i p_i \log \frac{p_i}{q_i}$.
-**ULD** (Boizard et al. 2024) sorts both, zero-pads the shorter to $n=\max(V_t, V_s)$ and compares
-rank by rank, ignoring which token is which:
-
-$$
-\mathrm{ULD}(p,q)=\sum_{i=1}^{n}\left|p_{(i)}-q_{(i)}\right|
-= n\cdot W_1\Big(\tfrac1n\textstyle\sum_i\delta_{p_i},\ \tfrac1n\sum_j\delta_{q_j}\Big)
-= 2\,\mathrm{TV}\big(p_{\downarrow},\,q_{\downarrow}\big)\ \in [0, 2]
-$$
-
-i.e. exact optimal transport between the probability **values** (cost $|p_i-q_j|$).
-Exact OT between the **tokens** (cost 0 for the same token string, 1 otherwise) is what it
-approximates away.
-"""
+    "A teacher $p$ over $V_t$ tokens and a student $q$ over $V_s$ tokens, drawn from shared token scores "
+    "(the sliders on the left). Token $i$ is the string `tok`$i$ on both sides, so the two vocabularies "
+    "share their first $\\min(V_t, V_s)$ strings. **KL** compares a token with the same token; **ULD** "
+    "(Boizard et al. 2024) sorts both, zero-pads the shorter to $n=\\max(V_t,V_s)$ and compares rank by rank:"
+)
+st.latex(r"\mathrm{ULD}(p,q)=\sum_{i=1}^{n}\left|p_{(i)}-q_{(i)}\right| = n\,W_1(\text{values})")
+st.latex(r"\tfrac12\,\mathrm{ULD}(p,q) \;\le\; \mathrm{OT}_{0/1}(p,q) \;\le\; 1")
+st.markdown(
+    "ULD is exact optimal transport between the probability **values**; halved, it is the token-space OT "
+    "you would get if token identities could be relabelled freely, hence a lower bound of $\mathrm{OT}_{0/1}$, "
+    "the exact OT between the **tokens** with cost 0 for the same string and 1 otherwise."
 )
 
 try:
     p, q, s = compute(**params)
-    figs = pictures(**params)
-except MemoryError:
-    st.error("Out of memory computing these divergences: lower the vocabulary sizes or the top-k in the sidebar.")
+except Exception as err:  # noqa: BLE001 - never a traceback on the page
+    show_error(err, "compute the divergences")
     st.stop()
-except Exception as err:  # never a traceback on the page
-    st.error(f"Could not compute the divergences: {err}")
-    st.stop()
+t_tok, s_tok = ux.synthetic_tokens(ss.V_t), ux.synthetic_tokens(ss.V_s)
 
-demo = (
-    ss.permute_student and ss.V_t == ss.V_s and ss.shift == 0 and ss.noise == 0
-    and ss.teacher_temperature == ss.student_temperature
-)
+demo = (ss.permute_student and ss.V_t == ss.V_s and ss.shift == 0 and ss.noise == 0
+        and ss.teacher_temperature == ss.student_temperature)
 if demo:
     t_top, s_top = int(np.argmax(p)), int(np.argmax(q))
-    top_tokens = (
-        f"the teacher's top token is tok{t_top}, the student's is tok{s_top}" if t_top != s_top
-        else f"here the top token tok{t_top} happens to stay in place, the others move"
-    )
+    top_tokens = (f"the teacher's top token is tok{t_top}, the student's is tok{s_top}" if t_top != s_top
+                  else f"here the top token tok{t_top} happens to stay in place, the others move")
     st.info(
-        f"**Identity blindness.** The student is the teacher with its token identities shuffled: "
-        f"the same probabilities on the wrong tokens ({top_tokens}). "
-        f"KL = {fmt(s.kl)} nats and token-space OT = {s.token_ot.value:.4f} see it. "
-        f"**ULD = {s.uld:.4f}**: the sorted curves coincide, and the value-space OT plan matches every "
-        f"teacher token with a student token of the same probability for free. A student that is "
-        f"confident in the wrong token is a perfect ULD student — which is why the paper keeps the "
+        f"**Identity blindness.** The student is the teacher with its token identities shuffled: the same "
+        f"probabilities on the wrong tokens ({top_tokens}). KL = {fmt(s.kl)} nats and token-space OT = "
+        f"{s.token_ot.value:.4f} see it. **ULD = {s.uld:.4f}**: the sorted curves coincide, and the value-space "
+        f"OT matches every teacher token with a student token of the same probability for free. A student that "
+        f"is confident in the wrong token is a perfect ULD student — which is why the paper keeps the "
         f"cross-entropy term on the teacher's text.",
         icon=":material/visibility_off:",
     )
+n = max(ss.V_t, ss.V_s)
+if abs(ss.shift) >= n or (ss.shift and abs(ss.shift) % n == 0):
+    st.caption(f":material/info: The shift wraps around the {n} token scores: {ss.shift} is the same as "
+               f"{ss.shift % n}.")
 
-# ---------------------------------------------------------------------------------- three views
-col_kl, col_ot, col_uld = st.columns(3, gap="medium")
+# ---------------------------------------------------------------------------------- numbers first
+c = st.columns(4)
+c[0].metric("KL (shared)", fmt(s.kl_shared), help="KL(p‖q) on the strings both vocabularies have, "
+            "each side renormalized there (nats).")
+c[1].metric("ULD / 2", f"{s.uld / 2:.4f}", help="Identity blind: the token OT if identities could be relabelled.")
+c[2].metric("token-space OT", f"{s.token_ot.value:.4f}", help="Exact OT between the TOKENS (top-k + rest), "
+            "cost 0 for the same string, 1 otherwise: the mass that cannot stay on its own token.")
+c[3].metric("ULD", f"{s.uld:.4f}", help="Sorted L1, in [0, 2] (n · W1 between the probability values).")
+cov = s.shared_coverage
+if s.kl is None:
+    st.caption(
+        f"Plain KL(p‖q) is undefined: the vocabularies differ ({ss.V_t} vs {ss.V_s} tokens), so token i of one side "
+        f"has no partner on the other. On the {s.shared_strings} strings both have"
+        + (f" (covering {cov[0]:.0%} of p and {cov[1]:.0%} of q)" if cov else "")
+        + " it is defined: that is the KL above."
+    )
+    with st.expander("Why plain KL needs one vocabulary"):
+        st.write(s.kl_undefined_reason)
+else:
+    st.caption(f"One vocabulary: KL = {fmt(s.kl)}, reverse KL = {fmt(s.reverse_kl)}, JS = {fmt(s.js)}, "
+               f"TV = {fmt(s.tv)} (= the token-space OT when nothing is truncated).")
 
+st.altair_chart(charts.chart_scale({"ULD / 2 (identity blind)": s.uld / 2,
+                                    "token-space OT (sees identities)": s.token_ot.value}), width="stretch")
+if s.token_ot_below_uld_half:
+    st.warning(
+        f"Token-space OT ({s.token_ot.value:.4f}) is below ULD / 2 ({s.uld / 2:.4f}): with top-{ss.top_k} the two "
+        f"rest buckets move to each other for free. Raise the top-k to see the full value, which ULD / 2 bounds.",
+        icon=":material/info:",
+    )
+
+# ---------------------------------------------------------------------------------- the views
+col_kl, col_uld = st.columns(2, gap="medium")
 with col_kl:
     st.subheader("KL: token by token")
-    if s.kl is None:
-        st.metric("KL(p‖q)", "undefined")
-    else:
-        st.metric("KL(p‖q), nats", fmt(s.kl))
-        st.caption(f"reverse KL(q‖p) = {fmt(s.reverse_kl)}, JS = {fmt(s.js)}, TV = {fmt(s.tv)}")
-    st.image(figs["distributions"], width="stretch")
-    st.caption("Bars at the same x are the same token (tok0, tok1, ...): KL divides p_i by q_i there.")
-    if s.kl is None:
-        st.warning(s.kl_undefined_reason, icon=":material/block:")
-
-with col_ot:
-    st.subheader("Exact OT (POT)")
-    m1, m2, m3 = st.columns(3)
-    m1.metric("value-space OT", fmt(None if s.value_ot is None else s.value_ot.value),
-              help="n · W1 between the n zero-padded probability VALUES, cost |p_i − q_j|: equals ULD, in [0, 2].")
-    m2.metric("ULD / 2", f"{s.uld / 2:.4f}",
-              help="Rank-space OT: the token-space OT you would get if token identities could be relabelled "
-                   "freely. In [0, 1], like token-space OT, and never above it (without truncation).")
-    m3.metric("token-space OT", f"{s.token_ot.value:.4f}",
-              help="Exact OT between the TOKENS (top-k + rest bucket per side), cost 0 for the same "
-                   "token string, 1 otherwise: the mass that cannot stay on its own token. In [0, 1].")
-    if "value_plan" in figs:
-        st.image(figs["value_plan"], width="stretch")
-    else:
-        st.info(f"n = {max(s.V_t, s.V_s)} > {ux.MAX_SUPPORT}: value-space OT skipped, the closed form gives ULD.")
-    st.image(figs["token_plan"], width="stretch")
-    t = s.token_ot
-    if t.teacher_truncated_mass or t.student_truncated_mass:
-        st.caption(
-            f"top-{ss.top_k}: mass pooled in the rest bucket — teacher {t.teacher_truncated_mass:.3g}, "
-            f"student {t.student_truncated_mass:.3g}."
-        )
-    if s.token_ot_below_uld_half:
-        st.warning(
-            f"Token-space OT ({t.value:.4f}) is below ULD / 2 ({s.uld / 2:.4f}): the two rest buckets move "
-            f"to each other for free. Raise the top-k to see the full-vocabulary value, which ULD / 2 bounds.",
-            icon=":material/info:",
-        )
-
+    st.altair_chart(charts.chart_distributions(p, q, t_tok, s_tok), width="stretch")
+    st.caption("Bars at the same x are the same string tok_i on both sides: KL divides p_i by q_i there. "
+               "Hover for the token and its probability.")
+    export_figure(lambda: plots.plot_distributions(p, q), "distributions", "dist")
 with col_uld:
     st.subheader("ULD: sorted L1")
-    st.metric("ULD(p, q)", f"{s.uld:.4f}")
-    st.image(figs["sorted"], width="stretch")
-    st.caption(
-        "Both distributions sorted, largest first; the shaded area between the step curves is ULD. "
-        "Token identities are gone: only the shapes are compared."
-    )
+    st.altair_chart(charts.chart_sorted(tidy.sorted_frame(p, q), log_x=n > 60), width="stretch")
+    st.caption("Both sorted, largest first, the shorter zero-padded; the shaded area between the steps is ULD. "
+               "Token identities are gone: only the shapes are compared.")
+    export_figure(lambda: plots.plot_sorted_curves(p, q, xscale="log" if n > 60 else "linear"), "sorted_curves",
+                  "sorted")
+
+st.subheader("Exact OT (POT): who sends mass to whom")
+col_tok, col_val = st.columns(2, gap="medium")
+with col_tok:
+    t = s.token_ot
+    layout = tidy.token_plan_layout(t, t_tok, s_tok)
+    crop = tidy.PlanLayout(layout.rows[:PLAN_MAX], layout.cols[:PLAN_MAX], layout.row_labels[:PLAN_MAX],
+                           layout.col_labels[:PLAN_MAX], layout.highlight[:PLAN_MAX, :PLAN_MAX], layout.highlight_label)
+    st.altair_chart(charts.chart_plan(tidy.plan_frame(t.plan, crop),
+                                      title=f"token space (value {t.value:.4f})"), width="content")
+    rest = (" The **rest** bucket pools the mass outside the top-k; rest-to-rest costs 0 (two unknown tokens may "
+            "be the same), every other move 1." if t.teacher_truncated_mass or t.student_truncated_mass else "")
+    shown = f" Showing {len(crop.rows)} of {len(layout.rows)} rows." if len(layout.rows) > PLAN_MAX else ""
+    st.caption(f"Outlined: the same string (cost 0).{rest}{shown}")
+    export_figure(lambda: plots.plot_token_plan(t, t_tok, s_tok), "token_plan", "tplan")
+with col_val:
+    if s.value_ot is not None:
+        vl = tidy.value_plan_layout(s.value_ot, p, q, t_tok, s_tok, order=ss.value_order)
+        vcrop = tidy.PlanLayout(vl.rows[:PLAN_MAX], vl.cols[:PLAN_MAX], vl.row_labels[:PLAN_MAX],
+                                vl.col_labels[:PLAN_MAX], vl.highlight[:PLAN_MAX, :PLAN_MAX], vl.highlight_label)
+        st.altair_chart(charts.chart_plan(tidy.plan_frame(s.value_ot.plan, vcrop), mass_title="matched",
+                                          title=f"value space (= ULD {s.value_ot.value:.4f})"), width="content")
+        st.radio("value-space plan order", ["rank", "vocab"], key="value_order", horizontal=True,
+                 help="rank: both sorted by probability, the diagonal ULD walks; vocab: vocabulary order, where "
+                      "the same plan looks scattered because tokens are matched by rank, not by identity.")
+        vshown = f" Showing the first {len(vcrop.rows)} of {n}." if n > PLAN_MAX else ""
+        st.caption(f"Each teacher value is matched to one student value (cell = 1): outlined where they are the "
+                   f"same string.{vshown}")
+        export_figure(lambda: plots.plot_value_plan(s.value_ot, p, q, t_tok, s_tok, order=ss.value_order),
+                      "value_plan", "vplan")
+    else:
+        st.info(f"n = {n} > {ux.MAX_SUPPORT}: value-space OT skipped, the closed form gives ULD.")
 
 # ---------------------------------------------------------------------------------- one table
 st.subheader("All values")
+rows = pd.DataFrame(s.rows())
 st.dataframe(
-    pd.DataFrame(s.rows()),
-    hide_index=True,
+    rows, hide_index=True,
     column_config={
         "divergence": st.column_config.TextColumn("divergence", width="medium"),
         "value": st.column_config.NumberColumn("value", format="%.6f"),
@@ -228,3 +233,5 @@ st.dataframe(
         "note": st.column_config.TextColumn("note", width="large"),
     },
 )
+export_table(rows, {**params, "V_t": ss.V_t, "V_s": ss.V_s}, "playground_values", "values")
+sync_url(DEFAULTS)
