@@ -86,7 +86,7 @@ def test_default_page_shows_table_and_kl_reason():
     assert not at.warning
     assert [e.label for e in at.expander] == ["Why plain KL needs one vocabulary"]
     assert reason in [m.value for m in at.expander[0].markdown]
-    assert any(m.label == "KL on shared strings" and m.value == f"{s.kl_shared:.4f}" for m in at.metric)
+    assert any(m.label == "KL (shared)" and m.value == f"{s.kl_shared:.4f}" for m in at.metric)
     assert s.shared_strings == 14 and s.shared_coverage[1] == pytest.approx(1.0)
     assert any(c.value.startswith("Plain KL(p‖q) is undefined") and "14 strings both have" in c.value for c in at.caption)
     assert any(m.label == "ULD / 2" and m.value == f"{s.uld / 2:.4f}" for m in at.metric)
@@ -102,7 +102,7 @@ def test_equal_vocab_gives_numeric_kl_then_mismatch_gives_reason():
     assert s.kl is not None and math.isfinite(page_table(at)["KL(p||q)"])
     assert not at.warning and not at.expander  # one vocabulary: nothing to explain
     assert s.kl_shared == pytest.approx(s.kl, rel=1e-12)  # every string shared: the same KL
-    assert any(m.label == "KL on shared strings" and m.value == f"{s.kl:.4f}" for m in at.metric)
+    assert any(m.label == "KL (shared)" and m.value == f"{s.kl:.4f}" for m in at.metric)
     assert any(c.value.startswith("One vocabulary: KL = ") for c in at.caption)
 
     at.slider(key="V_t").set_value(37)

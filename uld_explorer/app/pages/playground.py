@@ -111,7 +111,7 @@ st.latex(r"\mathrm{ULD}(p,q)=\sum_{i=1}^{n}\left|p_{(i)}-q_{(i)}\right| = n\,W_1
 st.latex(r"\tfrac12\,\mathrm{ULD}(p,q) \;\le\; \mathrm{OT}_{0/1}(p,q) \;\le\; 1")
 st.markdown(
     "ULD is exact optimal transport between the probability **values**; halved, it is the token-space OT "
-    "you would get if token identities could be relabelled freely, hence a lower bound of $\mathrm{OT}_{0/1}$, "
+    r"you would get if token identities could be relabelled freely, hence a lower bound of $\mathrm{OT}_{0/1}$, "
     "the exact OT between the **tokens** with cost 0 for the same string and 1 otherwise."
 )
 
