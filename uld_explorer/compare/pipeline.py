@@ -37,7 +37,6 @@ References
 
 from __future__ import annotations
 
-import dataclasses
 import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
@@ -169,8 +168,17 @@ def _ot_note(uld_half: float, ot: float, t_cut: float, s_cut: float, duplicates:
     return f"token_ot_string {ot:.4g} < ULD/2 {uld_half:.4g}: {reason} (ULD/2 bounds the full 0/1 token OT only without either)"
 
 
-def _table_notes(teacher_tok: Tokenized, student_tok: Tokenized, with_next: bool) -> list[str]:
+def _table_notes(teacher_tok: Tokenized, student_tok: Tokenized, with_next: bool, text: str | None,
+                 cfg: ComparisonConfig) -> list[str]:
     notes = []
+    cut = [] if text is None else [
+        f"{nm} {len(tok)} tokens ({len(tok.text)} of {len(text)} characters)"
+        for nm, tok in (("teacher", teacher_tok), ("student", student_tok)) if tok.text != text
+    ]
+    if cut:
+        limit = f"max_tokens={cfg.max_tokens} or the model's context" if cfg.max_tokens else "the model's context"
+        notes.append(f"the text was cut to fit {limit}: compared {', '.join(cut)}; raise max_tokens "
+                     f"(--max-tokens) to compare more, at ~0.8 MB per token for the default pair")
     if not with_next:
         notes.append(
             f"no next-token row: the two sides were cut at different points of the text (teacher "
@@ -277,6 +285,8 @@ def compare_distributions(
     student_tok: Tokenized,
     student_dist: np.ndarray,
     config: ComparisonConfig | None = None,
+    *,
+    text: str | None = None,
     **settings: Any,
 ) -> ComparisonTable:
     """The per-position table from precomputed distributions (see :func:`compare_text`).
@@ -292,6 +302,9 @@ def compare_distributions(
         From :func:`~uld_explorer.compare.next_token_distributions` (row j predicts token j, the
         last row the token after the text).
     config : ComparisonConfig, optional
+    text : str, optional
+        The whole text the two sides were asked to read: when a side covers less (cut to
+        ``max_tokens`` or the model's context), the table's first note says so.
     **settings
         Any field of :class:`~uld_explorer.compare.ComparisonConfig`, overriding ``config``.
 
@@ -390,7 +403,7 @@ def compare_distributions(
         hybrid_weights=cfg.hybrid.weights(shared.match.teacher_matched.size, V_t),
         teacher=teacher_tok,
         student=student_tok,
-        notes=tuple(_table_notes(teacher_tok, student_tok, with_next)),
+        notes=tuple(_table_notes(teacher_tok, student_tok, with_next, text, cfg)),
         timings={"vocab": t_vocab, "divergences": time.perf_counter() - t0},
     )
 
@@ -503,13 +516,6 @@ def compare_text(
     t1 = time.perf_counter()
     s_tok, s_dist = next_token_distributions(student, text, cfg.student_temperature, cfg.max_tokens, prompt=prompt)
     t2 = time.perf_counter()
-    table = compare_distributions(teacher, student, t_tok, t_dist, s_tok, s_dist, config=cfg)
+    table = compare_distributions(teacher, student, t_tok, t_dist, s_tok, s_dist, config=cfg, text=text)
     table.timings.update(forward_teacher=t1 - t0, forward_student=t2 - t1)
-    cut = [f"{nm} {len(tok)} tokens ({len(tok.text)} of {len(text)} characters)"
-           for nm, tok in (("teacher", t_tok), ("student", s_tok)) if tok.text != text]
-    if cut:
-        limit = f"max_tokens={cfg.max_tokens} or the model's context" if cfg.max_tokens else "the model's context"
-        note = (f"the text was cut to fit {limit}: compared {', '.join(cut)}; raise max_tokens "
-                f"(--max-tokens) to compare more, at ~0.8 MB per token for the default pair")
-        table = dataclasses.replace(table, notes=(note, *table.notes))
     return table

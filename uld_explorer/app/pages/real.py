@@ -66,7 +66,7 @@ def distributions(name: str, text: str, prompt: str, temperature: float, max_tok
 def comparison(teacher: str, student: str, text: str, prompt: str, cfg: ComparisonConfig):
     t_tok, t_dist = distributions(teacher, text, prompt, cfg.teacher_temperature, cfg.max_tokens)
     s_tok, s_dist = distributions(student, text, prompt, cfg.student_temperature, cfg.max_tokens)
-    return compare_distributions(model(teacher), model(student), t_tok, t_dist, s_tok, s_dist, config=cfg)
+    return compare_distributions(model(teacher), model(student), t_tok, t_dist, s_tok, s_dist, config=cfg, text=text)
 
 
 def use_example(name: str) -> None:

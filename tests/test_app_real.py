@@ -1,0 +1,112 @@
+"""The Real distributions page (AppTest through the real router): every main widget changed, the
+numbers on the page checked against the library on the same settings, the view in the URL, and
+errors as messages. Real models (the zoo's default pair, cached once per session)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import uld_explorer as ux
+from uld_explorer.compare import ComparisonConfig
+
+PAGE = Path(__file__).resolve().parents[1] / "uld_explorer" / "app" / "pages" / "real.py"
+TIMEOUT = 300
+
+pytestmark = pytest.mark.slow
+
+
+def run(**query) -> AppTest:
+    at = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT)
+    for k, v in query.items():
+        at.query_params[k] = v
+    at.run()
+    assert_clean(at)
+    return at
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def library_table(at: AppTest):
+    """The same comparison, computed here by the library from the page's widget values."""
+    ss = at.session_state
+    cfg = ComparisonConfig(alignment=ss["alignment"], merge=ss["merge"], teacher_temperature=ss["teacher_temperature"],
+                           student_temperature=ss["student_temperature"], top_k=int(ss["top_k"]),
+                           max_tokens=int(ss["max_tokens"]), costs=("string",), value_ot=False)
+    return ux.compare_text(ux.load_model(ss["teacher"], progress=False), ux.load_model(ss["student"], progress=False),
+                           ss["text"], prompt=ss["prompt"], config=cfg)
+
+
+def metric(at: AppTest, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def assert_page_matches_library(at: AppTest) -> None:
+    table = library_table(at)
+    r = table[at.session_state["position"]]
+    assert at.subheader[0].value.startswith(f"Position {r.index}: predicts")
+    assert metric(at, "KL, shared strings (nats)") == f"{r.kl_shared:.4f}"
+    assert metric(at, "ULD / 2") == f"{r.uld_half:.4f}"
+    assert metric(at, "token OT, 0/1 cost") == f"{r.token_ot_string:.4f}"
+    assert metric(at, "hybrid ULD") == f"{r.hybrid:.4f}"
+    assert at.info[0].value == ux.read_row(r)
+
+
+def test_default_view_is_the_paris_answer():
+    at = run()
+    assert at.title[0].value.startswith("Real distributions")
+    assert "' Paris'" in at.subheader[0].value
+    assert not at.error
+    assert_page_matches_library(at)
+    assert len(at.selectbox(key="position").options) == len(library_table(at))
+
+
+def test_every_main_widget_changes_the_numbers_as_the_library_says():
+    at = run()
+    at.selectbox(key="position").set_value(3).run()
+    assert_clean(at)
+    assert_page_matches_library(at)
+    at.button(key="example_Accented").click().run()
+    assert_clean(at)
+    assert at.session_state["text"] == " naïve résumé, le café était très bon."
+    for key, value in (("alignment", "positional"), ("merge", "bayesian"), ("alignment", "byte-offset")):
+        at.radio(key=key).set_value(value).run()
+        assert_clean(at)
+        assert_page_matches_library(at)
+    at.slider(key="teacher_temperature").set_value(2.0).run()
+    at.number_input(key="top_k").set_value(50).run()
+    assert_clean(at)
+    assert_page_matches_library(at)
+    at.text_input(key="prompt").set_value("").run()
+    assert_clean(at)
+    assert_page_matches_library(at)
+
+
+def test_the_view_lives_in_the_url():
+    at = run(text=" Lyon is a city too.", prompt="The capital of France is Paris.", alignment="positional",
+             position="2", top_k="100")
+    ss = at.session_state
+    assert (ss["text"], ss["alignment"], ss["position"], ss["top_k"]) == (" Lyon is a city too.", "positional", 2, 100)
+    assert_page_matches_library(at)
+    at.radio(key="merge").set_value("bayesian").run()
+    assert at.query_params["merge"] == "bayesian" and at.query_params["text"] == " Lyon is a city too."
+    # a bad value in a shared URL falls back to the default instead of breaking the page
+    bad = run(alignment="diagonal", position="999")
+    assert bad.session_state["alignment"] == "byte-offset" and not bad.error
+    assert bad.session_state["position"] == len(library_table(bad)) - 1  # clamped to the last row
+
+
+def test_errors_are_messages_never_tracebacks():
+    at = run(text="   ")
+    assert at.error and "empty or whitespace-only" in at.error[0].value
+    at = run()
+    at.selectbox(key="teacher").set_value("other: a Hugging Face id or a local folder").run()
+    at.text_input(key="teacher_other").set_value("./no/such/folder").run()
+    assert_clean(at)
+    assert at.error and "no such model folder" in at.error[0].value
+    long = run(text=" The cat sat on the mat." * 80, max_tokens="32")
+    assert any("the text was cut" in c.value for c in long.caption)
