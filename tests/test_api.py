@@ -32,7 +32,7 @@ def test_the_api_keeps_its_names():
         "js_divergence", "kl_divergence", "rank_space_ot", "restrict_to_shared_vocab", "reverse_kl_divergence",
         "softmax", "sorted_probs", "string_identity_cost", "sum_tolerance", "synthetic_pair", "token_space_ot",
         "token_space_ot_top_k", "top_k_with_rest", "total_variation", "uld_distance", "uld_from_logits",
-        "value_space_ot", "value_space_w1", "zero_one_group_ot", "DivergenceSummary", "divergence_summary",
+        "value_space_ot", "value_space_w1", "zero_one_group_ot", "zero_one_group_value", "DivergenceSummary", "divergence_summary",
         "synthetic_tokens", "DEFAULT_STUDENT", "DEFAULT_TEACHER", "MODELS", "LoadedModel", "ModelSpec",
         "RemoteCodeRefusedError", "UnknownModelError", "ZooEntry", "ZooError", "fetch_model", "list_models",
         "load_model", "model_cache_dir", "AlignedPair", "Tokenized", "TokenizationReport", "VocabOverlap",

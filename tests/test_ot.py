@@ -435,6 +435,9 @@ def test_zero_one_group_ot_equals_pot(seed):
     np.testing.assert_allclose(r.plan.sum(0), b, atol=1e-12)
     assert (r.plan >= 0).all()
     assert float((r.plan * C).sum()) == pytest.approx(r.value, abs=1e-12)  # the plan attains it
+    from uld_explorer import zero_one_group_value
+
+    assert zero_one_group_value(a, b, g_a, g_b) == pytest.approx(expected, abs=1e-12)
 
 
 @pytest.mark.parametrize("k", [1, 3, 10, 50])
@@ -448,6 +451,10 @@ def test_top_k_string_closed_form_equals_pot_solver(k):
     slow = token_space_ot_top_k(p, q, teacher, student, k=k, cost="string", solver="pot")
     assert fast.iterations_limit == 0 and slow.iterations_limit > 0
     assert fast.value == pytest.approx(slow.value, abs=1e-12)
+    value_only = token_space_ot_top_k(p, q, teacher, student, k=k, cost="string", plan=False)
+    assert value_only.value == pytest.approx(slow.value, abs=1e-12) and value_only.plan.size == 0
+    np.testing.assert_array_equal(value_only.teacher_index, slow.teacher_index)
+    assert value_only.student_truncated_mass == slow.student_truncated_mass
     np.testing.assert_array_equal(fast.cost, slow.cost)
     np.testing.assert_allclose(fast.plan.sum(1), slow.plan.sum(1), atol=1e-12)
     np.testing.assert_allclose(fast.plan.sum(0), slow.plan.sum(0), atol=1e-12)

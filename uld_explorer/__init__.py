@@ -33,6 +33,7 @@ _API: dict[str, tuple[str, ...]] = {
     ".ot": (
         "MAX_SUPPORT", "OTNotConvergedError", "OTResult", "TokenOTResult", "exact_ot", "rank_space_ot",
         "token_space_ot", "token_space_ot_top_k", "value_space_ot", "value_space_w1", "zero_one_group_ot",
+        "zero_one_group_value",
     ),
     ".summary": ("DivergenceSummary", "divergence_summary"),
     ".zoo": (

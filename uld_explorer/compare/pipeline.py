@@ -224,7 +224,7 @@ def _chunk_values(
     def token_ot(i: int, cost: str) -> tuple[float, float, float, bool]:
         """(value, teacher / student truncated mass, a kept key repeats): never the (k+1)^2 plan,
         which would hold 4 MB per row until the table is built."""
-        r = token_space_ot_top_k(Bt[i], Bs[i], *tokens[cost], k=ks[cost], cost=cost, validate=False)
+        r = token_space_ot_top_k(Bt[i], Bs[i], *tokens[cost], k=ks[cost], cost=cost, validate=False, plan=False)
         # a repeated (non-empty: b'' marks ids without text) key pools its ids' mass
         kt = [x for x in (tokens[cost][0][j] for j in r.teacher_index) if x]
         kq = [x for x in (tokens[cost][1][j] for j in r.student_index) if x]
