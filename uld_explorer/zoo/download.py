@@ -271,7 +271,7 @@ def assemble(spec: ModelSpec, src: Path, progress: bool, hasher: Callable[[], An
 
 
 def verify_file(path: Path, expected: str, label: str, command: str, progress: bool) -> None:
-    """Re-check the sha256 of a file kept from an earlier fetch (a GGUF, a source archive).
+    """Check the sha256 of a downloaded file (a source archive, a GGUF kept from an earlier fetch).
 
     On a mismatch the file (and its ``.sha256`` note, if any) is removed, it is a download and
     not the user's, and :class:`ZooError` says so and names ``command``, which fetches it again.
@@ -283,8 +283,10 @@ def verify_file(path: Path, expected: str, label: str, command: str, progress: b
         remove_path(path)
         remove_path(path.with_name(path.name + ".sha256"))
         raise ZooError(
-            f"sha256 mismatch for the cached {path}:\n    expected {expected}\n    got      {got}\n"
-            f"The bad file was removed; run `{command}` again."
+            f"sha256 mismatch for {path}:\n    expected {expected}\n    got      {got}\n"
+            f"The bad file was removed (it is a download); run `{command}` to fetch it again. If the "
+            f"mismatch persists, the package on the registry changed and this uld-explorer version cannot "
+            f"verify it."
         )
 
 

@@ -221,19 +221,19 @@ TOKENIZERS: dict[str, TokenizerSpec] = {
         TokenizerSpec(
             "GPT-2", "GPT-2 (OpenAI)", _BPE, "openai-community/gpt2", 50_257, 50_257,
             f"{_MODELS_DIR}/ggml-vocab-gpt-2.gguf",
-            "cedc56ca6e2e89f63e781696d1fd76b4b1d49e6720dee86463e915f6e90016ac", 1_766_807, (47, 47),
+            "cedc56ca6e2e89f63e781696d1fd76b4b1d49e6720dee86463e915f6e90016ac", 1_766_807, (46, 46),
         ),
         TokenizerSpec(
             "Llama-3", "Llama 3 (Meta)", _BPE, "meta-llama/Meta-Llama-3-8B", 128_256, 128_257,
             f"{_MODELS_DIR}/ggml-vocab-llama-bpe.gguf",
-            "97272e430d53bc7688f52d5e0ad8ea8f163ede9f1bbd1694feaa504797d5d96e", 7_818_140, (46, 47),
+            "97272e430d53bc7688f52d5e0ad8ea8f163ede9f1bbd1694feaa504797d5d96e", 7_818_140, (45, 46),
             "one reference string differs ('Cửa Việt': the original merges ' Việt' into one token); "
             "transformers adds an <|endoftext|> token (id 128256) Llama 3 does not have",
         ),
         TokenizerSpec(
             "Llama-2", "Llama / Llama 2 (Meta)", _SPM, "meta-llama/Llama-2-7b-hf", 32_000, 32_000,
             f"{_MODELS_DIR}/ggml-vocab-llama-spm.gguf",
-            "16c3724582d59aa8bf84711894e833f916ee46a31d80e21312759c48bf8d0e69", 723_869, (32, 47),
+            "16c3724582d59aa8bf84711894e833f916ee46a31d80e21312759c48bf8d0e69", 723_869, (31, 46),
             "a text that STARTS with spaces: the original adds its '▁' prefix in front of them "
             "(' Hello' -> '▁', '▁Hello'), the converted one does not (-> '▁Hello'); the 15 reference "
             "strings it misses all start with a space",
@@ -241,19 +241,19 @@ TOKENIZERS: dict[str, TokenizerSpec] = {
         TokenizerSpec(
             "Phi-3", "Phi-3 (Microsoft)", _SPM, "microsoft/Phi-3-mini-4k-instruct", 32_064, 32_064,
             f"{_MODELS_DIR}/ggml-vocab-phi-3.gguf",
-            "967d7190d11c4842eab697079d98d56c2116e10eb617be355a2733bfc132e326", 726_019, (47, 47),
+            "967d7190d11c4842eab697079d98d56c2116e10eb617be355a2733bfc132e326", 726_019, (46, 46),
         ),
         TokenizerSpec(
             "Qwen2", "Qwen1.5 / Qwen2 / Qwen2.5 (Alibaba)", _BPE, "Qwen/Qwen1.5-7B", 151_936, 151_936,
             f"{_MODELS_DIR}/ggml-vocab-qwen2.gguf",
-            "44c2f46b715f585c6ab513970e8a006bfa5badd6108560054921cf598d154d8c", 5_928_681, (47, 47),
+            "44c2f46b715f585c6ab513970e8a006bfa5badd6108560054921cf598d154d8c", 5_928_681, (46, 46),
             "no NFC normalizer (the GGUF stores none): a decomposed accent ('e' + U+0301) stays two "
             "code points, where the original composes it first",
         ),
         TokenizerSpec(
             "Falcon", "Falcon (TII)", _BPE, "tiiuae/falcon-7b", 65_024, 65_024,
             f"{_MODELS_DIR}/ggml-vocab-falcon.gguf",
-            "9f0bf8b0733680398b72e652e90f260f43782f326e75545fc0e49611a5ba35ad", 2_287_728, (38, 47),
+            "9f0bf8b0733680398b72e652e90f260f43782f326e75545fc0e49611a5ba35ad", 2_287_728, (37, 46),
             _NOT_ORIGINAL_PRE.format(what="punctuation and digits split apart, digits in groups of 3",
                                      where="runs of digits ('3333' -> '33', '33' instead of '333', '3') and a "
                                            "newline before a space"),
@@ -261,7 +261,7 @@ TOKENIZERS: dict[str, TokenizerSpec] = {
         TokenizerSpec(
             "DeepSeek-LLM", "DeepSeek LLM", _BPE, "deepseek-ai/deepseek-llm-7b-base", 102_400, 102_403,
             f"{_MODELS_DIR}/ggml-vocab-deepseek-llm.gguf",
-            "867f77537b54565f0d81d508c04edc41aa1d4ffc1a92745f225b4c1b02755f76", 3_970_167, (46, 47),
+            "867f77537b54565f0d81d508c04edc41aa1d4ffc1a92745f225b4c1b02755f76", 3_970_167, (45, 46),
             _NOT_ORIGINAL_PRE.format(what="numbers split off on their own", where="a space before a numeric "
                                      "character such as '½'")
             + "; transformers adds <|endoftext|> and a second BOS/EOS pair (ids 102400-102402)",
@@ -269,7 +269,7 @@ TOKENIZERS: dict[str, TokenizerSpec] = {
         TokenizerSpec(
             "DeepSeek-Coder", "DeepSeek Coder", _BPE, "deepseek-ai/deepseek-coder-6.7b-base", 32_256, 32_259,
             f"{_MODELS_DIR}/ggml-vocab-deepseek-coder.gguf",
-            "91cb1379f2e33af1c4866b194622b7a0e12e8f0c9dba7ba2f10d55978730bec1", 1_156_067, (46, 47),
+            "91cb1379f2e33af1c4866b194622b7a0e12e8f0c9dba7ba2f10d55978730bec1", 1_156_067, (45, 46),
             _NOT_ORIGINAL_PRE.format(what="numbers split off on their own", where="a space before a numeric "
                                      "character such as '½'")
             + "; transformers adds <|endoftext|> and a second BOS/EOS pair (ids 32256-32258)",
@@ -277,7 +277,7 @@ TOKENIZERS: dict[str, TokenizerSpec] = {
         TokenizerSpec(
             "StarCoder2", "StarCoder2 (BigCode)", _BPE, "bigcode/starcoder2-3b", 49_152, 49_152,
             f"{_MODELS_DIR}/ggml-vocab-starcoder.gguf",
-            "fedb892b4e1bd3c1f2fcdae356440b14fb458f4264d586e5c987ed93df4e174d", 1_719_346, (46, 47),
+            "fedb892b4e1bd3c1f2fcdae356440b14fb458f4264d586e5c987ed93df4e174d", 1_719_346, (45, 46),
             _NOT_ORIGINAL_PRE.format(what="every digit on its own", where="a space before a numeric character "
                                      "such as '½' (the vocabulary has no multi-digit tokens, so plain digits agree)"),
         ),
@@ -522,16 +522,25 @@ def _extract_gguf(tar: tarfile.TarFile, info: tarfile.TarInfo, spec: TokenizerSp
         raise
 
 
+_REFERENCE_SEPARATOR = "\n__ggml_vocab_test__\n"
+
+
 def _reference_cases(inp: str, out: str) -> list[tuple[str, list[int]]]:
-    """llama.cpp's reference file pair: inputs separated by ``__ggml_vocab_test__`` lines, one
-    line of space-separated token ids per input."""
+    """llama.cpp's reference file pair: each input followed by a ``__ggml_vocab_test__`` line
+    (an input may be empty), one line of space-separated token ids per input.
+
+    >>> _reference_cases("a b\\n__ggml_vocab_test__\\n\\n__ggml_vocab_test__\\n", "64 275\\n\\n")
+    [('a b', [64, 275]), ('', [])]
+    """
     if not inp:
         return []
-    texts = inp.split("\n__ggml_vocab_test__\n")
-    if texts and texts[-1].endswith("\n__ggml_vocab_test__"):
-        texts[-1] = texts[-1][: -len("\n__ggml_vocab_test__")]
-    ids = [[int(x) for x in line.split()] for line in out.split("\n")]
-    return list(zip(texts, ids))
+    if inp.endswith(_REFERENCE_SEPARATOR):
+        inp = inp[: -len(_REFERENCE_SEPARATOR)]
+    texts = inp.split(_REFERENCE_SEPARATOR)
+    lines = (out[:-1] if out.endswith("\n") else out).split("\n")
+    if len(lines) != len(texts):
+        raise ZooError(f"llama.cpp's reference files disagree: {len(texts)} inputs, {len(lines)} lines of ids")
+    return [(text, [int(x) for x in line.split()]) for text, line in zip(texts, lines)]
 
 
 # --------------------------------------------------------------------------------------------
