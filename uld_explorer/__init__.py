@@ -40,6 +40,7 @@ _API: dict[str, tuple[str, ...]] = {
         "DEFAULT_STUDENT", "DEFAULT_TEACHER", "MODELS", "LoadedModel", "ModelSpec", "RemoteCodeRefusedError",
         "UnknownModelError", "ZooEntry", "ZooError", "list_models", "model_cache_dir=cache_dir",
         "fetch_model=fetch", "load_model=load",
+        "TOKENIZERS", "TokenizerEntry", "TokenizerSpec", "fetch_tokenizers", "list_tokenizers", "load_tokenizer",
     ),
     ".text": (
         "ALIGNMENTS", "MERGES", "AlignedPair", "StringMatch", "Tokenized", "TokenizationReport", "VocabOverlap",

@@ -35,10 +35,16 @@ The cache lives in ``$ULD_EXPLORER_CACHE`` if set, else ``$XDG_CACHE_HOME/uld-ex
 To use the zoo on a machine without network access, run ``uld-explorer models fetch --all`` on a
 machine that reaches the package registry and copy ``<cache>/models/`` to the same place.
 
+Tokenizers without weights: :mod:`.vocabs` reads real tokenizer families (GPT-2, Llama 2 and 3,
+Phi-3, Qwen2, Falcon, DeepSeek, StarCoder2, Aquila) out of ONE pinned source archive on the
+package registry, through the same steps and cache rules (``<cache>/tokenizers/<name>/``):
+:func:`fetch_tokenizers`, :func:`load_tokenizer` (also a zoo model's tokenizer alone, or a local
+folder), :func:`list_tokenizers`.
+
 The modules: :mod:`.registry` (the models and their pinned sources), :mod:`.cache` (the cache
 layout, the completion marker and the file checks), :mod:`.download` (steps 1-3 and :func:`fetch`),
 :mod:`.convert` (steps 4-5), :mod:`.loader` (:func:`load`), :mod:`.hf` (the transformers calls
-that convert and load share) and :mod:`.errors`. This package re-exports their public names, each imported on first use
+that convert and load share), :mod:`.vocabs` (the tokenizer-only entries) and :mod:`.errors`. This package re-exports their public names, each imported on first use
 (``from uld_explorer.zoo.registry import DEFAULT_TEACHER`` loads neither torch nor transformers).
 
 >>> sorted(MODELS) == sorted([DEFAULT_STUDENT, DEFAULT_TEACHER, "Gemma-3-270M"])
@@ -57,5 +63,7 @@ _API = {
     ".download": ("fetch",),
     ".loader": ("LoadedModel", "load"),
     ".registry": ("DEFAULT_STUDENT", "DEFAULT_TEACHER", "MODELS", "ModelSpec", "Wheel", "resolve_name"),
+    ".vocabs": ("LLAMA_CPP_SDIST", "TOKENIZERS", "Sdist", "TokenizerEntry", "TokenizerSpec", "fetch_tokenizers",
+                "list_tokenizers", "load_tokenizer", "resolve_tokenizer_name", "tokenizer_dir"),
 }
 __all__, __getattr__, __dir__ = lazy_exports(__name__, _API, globals())

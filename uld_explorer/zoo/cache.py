@@ -25,9 +25,10 @@ import json
 import os
 import shutil
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from tqdm import tqdm
 
@@ -35,8 +36,8 @@ from .errors import ZooError
 from .registry import MODELS, ModelSpec, as_spec
 
 __all__ = [
-    "CACHE_ENV", "MARKER", "FolderCheck", "ZooEntry", "cache_dir", "check_folder", "is_cached", "list_models",
-    "model_dir", "verify",
+    "CACHE_ENV", "MARKER", "FolderCheck", "ZooEntry", "cache_dir", "check_files", "check_folder", "folder_status",
+    "is_cached", "list_models", "model_dir", "publish_folder", "verify",
 ]
 
 #: Environment variable that overrides the cache directory.
@@ -144,13 +145,7 @@ def list_models(specs: Iterable[ModelSpec] | None = None) -> list[ZooEntry]:
         name = spec.name
         folder, sources = model_dir(spec), sources_dir(name)
         disk = (folder_bytes(folder) if folder.exists() else 0) + (folder_bytes(sources) if sources.exists() else 0)
-        marker = read_marker(folder)
-        if marker is not None:
-            status = check_folder(spec, folder, marker, hash_files=False).status
-        elif sources.exists() and any(sources.iterdir()):
-            status = "sources only"
-        else:
-            status = "not cached"
+        status = folder_status(name, folder, sources)
         rows.append(ZooEntry(name, spec.role, spec.vocab_size, spec.tokenizer_size, spec.params,
                              spec.license, status, disk, folder))
     return rows
@@ -231,7 +226,15 @@ def check_folder(
     name_or_spec: str | ModelSpec, folder: Path, marker: dict[str, Any], *, hash_files: bool = True,
     rehash_all: bool = False,
 ) -> FolderCheck:
-    """Check a converted model folder against its marker.
+    """Check a converted model folder against its marker: :func:`check_files` under the zoo
+    model's name (a spec, or a zoo name in any case)."""
+    return check_files(as_spec(name_or_spec).name, folder, marker, hash_files=hash_files, rehash_all=rehash_all)
+
+
+def check_files(
+    key: str, folder: Path, marker: dict[str, Any], *, hash_files: bool = True, rehash_all: bool = False,
+) -> FolderCheck:
+    """Check a cached folder (a model's, a tokenizer's) against its marker.
 
     Every file listed in the marker must exist with the recorded size. Its sha256 is then taken
     as verified when the file's stat fingerprint equals the one remembered when it last matched;
@@ -239,12 +242,20 @@ def check_folder(
     match is remembered. With ``hash_files=False`` a changed file is reported as unverified
     instead of hashed (for listings).
 
+    Parameters
+    ----------
+    key : str
+        Where the folder's fingerprints are remembered (:func:`verified_path`): a zoo model's
+        name, ``"tokenizers/<name>"`` for a tokenizer.
+    folder : Path
+    marker : dict
+        The folder's completion marker (:func:`read_marker`).
+
     Returns
     -------
     FolderCheck
     """
-    name = as_spec(name_or_spec).name
-    known = {} if rehash_all else _read_verified(name).get("files", {})
+    known = {} if rehash_all else _read_verified(key).get("files", {})
     problems, unverified, hashed = [], [], []
     for fname, rec in marker.get("files", {}).items():
         f = folder / fname
@@ -268,19 +279,39 @@ def check_folder(
             problems.append(f"{fname}: sha256 {digest[:16]}..., expected {rec['sha256'][:16]}... (same size: "
                             f"the content changed)")
     if hashed and not problems:
-        remember_verified(name, folder, marker)
+        remember_verified(key, folder, marker)
     return FolderCheck(tuple(problems), tuple(unverified), tuple(hashed))
 
 
-def damaged_error(name: str, folder: Path, problems: Iterable[str]) -> ZooError:
+def damaged_error(name: str, folder: Path, problems: Iterable[str], *, what: str = "model",
+                  rebuild: str | None = None, verify: str | None = None) -> ZooError:
     """The error for a damaged cached folder: what is wrong, file by file, and what to run.
-    Nothing is deleted: the user decides."""
+    Nothing is deleted: the user decides.
+
+    ``what`` names the kind of folder ("model", "tokenizer"); ``rebuild`` and ``verify`` are the
+    commands that rebuild it and re-hash it (default: ``uld-explorer models fetch NAME --force``
+    and ``uld-explorer models verify NAME``; ``verify=""``: there is none, the next load
+    re-hashes restored files)."""
     listed = "; ".join(problems)
+    rebuild = rebuild or f"uld-explorer models fetch {name} --force"
+    verify = f"uld-explorer models verify {name}" if verify is None else verify
+    restore = (f"restore the file(s) and run `{verify}`" if verify
+               else "restore the file(s): the next load re-hashes them")
     return ZooError(
-        f"the cached model {name} is damaged ({folder}): {listed}. Nothing was deleted. Rebuild it "
-        f"with `uld-explorer models fetch {name} --force`, or restore the file(s) and run "
-        f"`uld-explorer models verify {name}`."
+        f"the cached {what} {name} is damaged ({folder}): {listed}. Nothing was deleted. Rebuild it "
+        f"with `{rebuild}`, or {restore}."
     )
+
+
+def folder_status(key: str, folder: Path, sources: Path | None = None) -> str:
+    """``"cached"``, ``"unverified"``, ``"damaged"`` (:class:`FolderCheck`, hashing nothing),
+    ``"sources only"`` (no complete folder, but downloads in ``sources``) or ``"not cached"``."""
+    marker = read_marker(folder)
+    if marker is not None:
+        return check_files(key, folder, marker, hash_files=False).status
+    if sources is not None and sources.is_dir() and any(sources.iterdir()):
+        return "sources only"
+    return "not cached"
 
 
 def verify(name_or_spec: str | ModelSpec) -> Path:
@@ -329,6 +360,56 @@ def progress_bar(progress: bool, **kwargs: Any) -> tqdm:
 
 def say(msg: str) -> None:
     tqdm.write(msg, file=sys.stderr)
+
+
+def package_version(name: str) -> str:
+    """The installed version of a distribution, for the markers (``"unknown"`` if not found)."""
+    try:
+        from importlib.metadata import version
+
+        return version(name)
+    except Exception:  # pragma: no cover
+        return "unknown"
+
+
+def publish_folder(final: Path, key: str, fill: Callable[[Path], dict[str, Any]]) -> Path:
+    """Build a cache folder under a temporary name next to ``final`` and rename it into place.
+
+    ``fill(tmp)`` writes the folder's files into the empty folder ``tmp`` and returns the
+    marker's fields; the marker (with ``format`` and the size and sha256 of every file) is
+    written last, then the folder is renamed to ``final`` (replacing a folder already there)
+    and its files are remembered as verified under ``key``. Anything raised on the way
+    (including ``KeyboardInterrupt``) removes the temporary folder: a folder without its marker
+    never appears under ``final``.
+
+    Returns
+    -------
+    Path
+        ``final``.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}-{time.time_ns()}"
+    tmp.mkdir()  # (not mkdtemp: its 0700 mode would follow the folder into the cache)
+    try:
+        marker = {"format": MARKER_FORMAT, **fill(tmp)}
+        marker["files"] = file_record(tmp)
+        write_marker(tmp, marker)  # last file
+        if final.exists():  # a folder without a marker (older, damaged), or one being rebuilt
+            remove_path(final)
+        os.replace(tmp, final)
+    except BaseException:
+        remove_path(tmp)
+        raise
+    remember_verified(key, final, marker)  # every sha256 was just computed from these files
+    return final
+
+
+def remove_stale_temporaries(final: Path) -> None:
+    """Remove the temporary folders :func:`publish_folder` left for ``final`` when its process
+    was killed (call while holding the fetch lock)."""
+    if final.parent.exists():
+        for stale in final.parent.glob(f".{final.name}.tmp-*"):
+            remove_path(stale)
 
 
 @contextlib.contextmanager

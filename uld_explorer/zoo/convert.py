@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator
 import torch
 from tqdm import tqdm
 
-from .cache import MARKER_FORMAT, file_record, model_dir, progress_bar, remember_verified, remove_path, write_marker
+from .cache import model_dir, package_version, progress_bar, publish_folder
 from .errors import ZooError
 from .hf import load_folder, transformers_progress
 from .registry import ModelSpec
@@ -187,11 +187,7 @@ _CONVERT_STEPS = 5
 
 def convert_and_publish(spec: ModelSpec, gguf: Path, docs: dict[str, bytes], progress: bool,
                         timings: dict[str, float], converter: Converter) -> Path:
-    final = model_dir(spec)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{spec.name}.tmp-{os.getpid()}-{time.time_ns()}"
-    tmp.mkdir()  # (not mkdtemp: its 0700 mode would follow the folder into the cache)
-    try:
+    def fill(tmp: Path) -> dict[str, Any]:
         t0 = time.perf_counter()
         with progress_bar(progress, total=_CONVERT_STEPS, unit="step", desc=f"convert {spec.name}") as bar, \
                 transformers_progress(progress):
@@ -210,8 +206,7 @@ def convert_and_publish(spec: ModelSpec, gguf: Path, docs: dict[str, bytes], pro
             (tmp / fname).write_bytes(data)
         if spec.license_notice:
             (tmp / "LICENSE_NOTICE.txt").write_text(spec.license_notice + "\n", encoding="utf-8")
-        marker = {
-            "format": MARKER_FORMAT,
+        return {
             "name": spec.name,
             "gguf_file": spec.gguf_file,
             "gguf_sha256": spec.sha256,  # verified before conversion
@@ -219,25 +214,8 @@ def convert_and_publish(spec: ModelSpec, gguf: Path, docs: dict[str, bytes], pro
             "self_check": check,
             "timings": timings,
             "license": spec.license,
-            "versions": {"transformers": _version("transformers"), "torch": torch.__version__},
+            "versions": {"transformers": package_version("transformers"), "torch": torch.__version__},
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "files": file_record(tmp),
         }
-        write_marker(tmp, marker)  # last file
-        if final.exists():  # a folder without a marker (older, damaged): replace it
-            remove_path(final)
-        os.replace(tmp, final)
-    except BaseException:
-        remove_path(tmp)
-        raise
-    remember_verified(spec.name, final, marker)  # every sha256 was just computed from these files
-    return final
 
-
-def _version(module: str) -> str:
-    try:
-        from importlib.metadata import version
-
-        return version(module)
-    except Exception:  # pragma: no cover
-        return "unknown"
+    return publish_folder(model_dir(spec), spec.name, fill)

