@@ -589,3 +589,23 @@ def test_real_tokenizer_spells_the_texts(real_folders, name):
         assert b"".join(spans) == text.encode("utf-8") and t.byte_spans[-1][1] == len(text.encode("utf-8"))
     print(f"\n{name}: convert {marker['timings'].get('convert_s')} s, load {load_s:.2f} s, "
           f"{folder_bytes(real_folders[name]) / 2**20:.1f} MiB", file=sys.stderr)
+
+
+def test_report_progress_hears_every_step_of_a_fetch(fake, cache, capsys):
+    """What the app's progress bars are made of: every zoo bar reports (step, done, total) to the
+    listener, each step ends at its total, and nothing is drawn on stderr with progress off."""
+    specs, registry = fake
+    heard: list[tuple[str, float, float | None]] = []
+    with zoo.report_progress(lambda step, done, total: heard.append((step, done, total))):
+        vocabs.fetch_tokenizers(specs, progress=False, downloader=registry)
+    steps = list(dict.fromkeys(step for step, _, _ in heard))
+    assert steps == ["download uld-test-vocabs==1.0.0", "verify uld-test-vocabs==1.0.0", "extract 2 tokenizer(s)",
+                     "convert tokenizers"]
+    for step in steps:
+        done, total = [(d, t) for s, d, t in heard if s == step][-1]
+        assert total and done == total, (step, done, total)
+    assert capsys.readouterr().err == ""
+    # outside the block nobody listens any more
+    vocabs.fetch_tokenizers(specs, progress=False, downloader=registry, force=True)
+    assert len(heard) == sum(1 for _ in heard)  # unchanged list object, no new entries
+    assert steps[-1] == heard[-1][0]

@@ -16,7 +16,10 @@ from typing import Any
 
 from .plots import DIFF_COLOR, STUDENT_COLOR, TEACHER_COLOR
 
-__all__ = ["chart_distributions", "chart_plan", "chart_positions", "chart_scale", "chart_sorted", "chart_top_k"]
+__all__ = [
+    "chart_alignment_effects", "chart_distributions", "chart_plan", "chart_positions", "chart_scale", "chart_sorted",
+    "chart_token_spans", "chart_top_k",
+]
 
 #: Name of the selection parameter of :func:`chart_positions` (the page reads ``selection[...]``).
 POSITION_SELECTION = "position"
@@ -144,6 +147,14 @@ def chart_positions(frame: Any, selected: int | None = None, title: str | None =
     ).resolve_scale(y="independent").properties(title=title or "per position: click one to look inside")
 
 
+def _by_index(index: Any, labels: list) -> list:
+    """Labels as a list indexed by ``index`` (gaps empty), for :func:`_label_expr_raw`."""
+    out = [""] * (max(index, default=-1) + 1)
+    for i, label in zip(index, labels):
+        out[int(i)] = label
+    return out
+
+
 def _label_expr_raw(labels: list) -> str:
     import json
 
@@ -187,3 +198,83 @@ def chart_scale(values: dict[str, float], domain: tuple[float, float] = (0.0, 1.
         color=alt.Color("measure:N", legend=None, scale=alt.Scale(domain=list(values), range=palette[: len(values)])),
         tooltip=["measure", alt.Tooltip("value:Q", format=".4f")],
     ).properties(height=alt.Step(26))
+
+
+def chart_token_spans(frame: Any, title: str = "the text under both tokenizers") -> Any:
+    """Both tokenizations as byte spans (a :func:`~uld_explorer.tidy.token_spans_frame`), teacher
+    above student, one pair of rows per line: a box per token as wide as its bytes, green where
+    the other side has a token with the same bytes, purple where the sides cut the text
+    differently. Hover a box for the token, its id, its bytes and its segment (byte-offset group)."""
+    from .plots import AGREE_COLOR, DIFFER_COLOR
+
+    alt = _alt()
+    data = frame.assign(cut=frame["agrees"].map({True: "same bytes on both sides", False: "cut differently"}),
+                        row=frame["side"], mid=(frame["x0"] + frame["x1"]) / 2,
+                        line_label=frame["line"].map(lambda i: f"line {i + 1}"))
+    width = max(8, int(data["x1"].max()) if len(data) else 8)
+    x = alt.X("x0:Q", title="byte offset within the line", scale=alt.Scale(domain=[0, width], nice=False))
+    y = alt.Y("row:N", sort=["teacher", "student"], title=None, axis=alt.Axis(labelFontSize=11))
+    tooltip = [alt.Tooltip("side:N"), alt.Tooltip("token:Q", title="token j"), alt.Tooltip("id:Q"),
+               alt.Tooltip("shown:N", title="text"), alt.Tooltip("start:Q", title="first byte"),
+               alt.Tooltip("end:Q", title="end byte"), alt.Tooltip("segment:Q"), alt.Tooltip("cut:N")]
+    boxes = alt.Chart().mark_rect(stroke="#333", strokeWidth=0.8, opacity=0.55).encode(
+        x=x, x2="x1:Q", y=y,
+        color=alt.Color("cut:N", title=None, legend=alt.Legend(orient="top"),
+                        scale=alt.Scale(domain=["same bytes on both sides", "cut differently"],
+                                        range=[AGREE_COLOR, DIFFER_COLOR])),
+        tooltip=tooltip,
+    )
+    labels = alt.Chart().mark_text(fontSize=11, clip=True).encode(x="mid:Q", y=y, text="shown:N", tooltip=tooltip)
+    return alt.layer(boxes, labels, data=data).properties(width=max(300, min(1000, 15 * width)), height=56).facet(
+        row=alt.Row("line_label:N", title=None, sort=alt.SortField("line"),
+                    header=alt.Header(labelAngle=0, labelAlign="left", labelOrient="left", labelFontSize=10)),
+        spacing=4,
+    ).properties(title=title)
+
+
+#: The columns of :func:`~uld_explorer.tidy.alignment_effects_frame` the charts draw, with their names.
+ALIGNMENT_MEASURES = {"uld_positional": "positional", "uld_observed": "byte-offset, observed",
+                      "uld_bayesian": "byte-offset, bayesian"}
+
+
+def chart_alignment_effects(frame: Any, title: str | None = None) -> Any:
+    """ULD per teacher token under the three ways of aligning (top, [0, 2]) and each side's mass
+    on the shared strings (bottom, [0, 1]), from :func:`~uld_explorer.tidy.alignment_effects_frame`.
+    Grey columns: the positional pair covers different bytes. Hover for the token, the student
+    token it is paired with, its group and the values."""
+    alt = _alt()
+    data = frame.assign(position=[f"{j} {s!r}" for j, s in zip(frame["token"], frame["label"])],
+                        misaligned=frame["same_span"].map(lambda v: v is False))
+    labels = list(data["position"])
+    x = alt.X("token:O", title="teacher token (the text it predicts)",
+              axis=alt.Axis(labelExpr=_label_expr_raw(_by_index(frame["token"], labels)), labelAngle=-50,
+                            labelLimit=110, labelOverlap=len(labels) > 60))
+    step = max(8, min(40, 1000 // max(1, len(labels))))
+    shade = alt.Chart(data).transform_filter("datum.misaligned").mark_rect(color="#999", opacity=0.18).encode(
+        x=x, tooltip=[alt.Tooltip("position:N"), alt.Tooltip("student_positional:N", title="paired positionally with")])
+    long = data.melt(id_vars=["token", "position", "student_positional", "group_label"],
+                     value_vars=list(ALIGNMENT_MEASURES), var_name="measure", value_name="uld")
+    long["alignment"] = long["measure"].map(ALIGNMENT_MEASURES)
+    uld = alt.Chart(long).mark_line(point=True, strokeWidth=1.4).encode(
+        x=x, y=alt.Y("uld:Q", title="ULD, in [0, 2]", scale=alt.Scale(domain=[0, 2])),
+        color=alt.Color("alignment:N", title=None, legend=alt.Legend(orient="top"),
+                        scale=alt.Scale(domain=list(ALIGNMENT_MEASURES.values()), range=["#000000", TEACHER_COLOR,
+                                                                                          STUDENT_COLOR])),
+        tooltip=[alt.Tooltip("position:N"), alt.Tooltip("alignment:N"), alt.Tooltip("uld:Q", format=".4f"),
+                 alt.Tooltip("student_positional:N", title="paired positionally with"),
+                 alt.Tooltip("group_label:N", title="byte-offset group")],
+    )
+    mass = data.melt(id_vars=["token", "position"], value_vars=["teacher_shared_mass", "student_shared_mass"],
+                     var_name="side", value_name="mass")
+    mass["side"] = mass["side"].str.replace("_shared_mass", "")
+    shared = alt.Chart(mass).mark_line(point=True, strokeWidth=1.2).encode(
+        x=x, y=alt.Y("mass:Q", title="mass on shared strings", scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("side:N", scale=alt.Scale(**_SIDE_SCALE), legend=alt.Legend(orient="top", title=None)),
+        strokeDash=alt.StrokeDash("side:N", legend=None, scale=alt.Scale(domain=["teacher", "student"],
+                                                                         range=[[1, 0], [5, 3]])),
+        tooltip=[alt.Tooltip("position:N"), alt.Tooltip("side:N"), alt.Tooltip("mass:Q", format=".4f")],
+    )
+    top = alt.layer(shade, uld).properties(height=190, width=alt.Step(step))
+    bottom = alt.layer(shade, shared).properties(height=120, width=alt.Step(step))
+    return alt.vconcat(top, bottom).resolve_scale(color="independent").properties(
+        title=title or "ULD per teacher token under each alignment (grey: the positional pair covers other bytes)")

@@ -22,19 +22,23 @@ from matplotlib.axes import Axes
 from matplotlib.collections import PolyCollection
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch
+from matplotlib.patches import Patch, Rectangle
 
 from .distributions import as_float64, check_distribution, sorted_probs
 from .divergences import uld_distance
 from .tidy import token_plan_layout, value_plan_layout
 
 __all__ = [
+    "AGREE_COLOR",
+    "DIFFER_COLOR",
     "DIFF_COLOR",
     "STUDENT_COLOR",
     "TEACHER_COLOR",
+    "plot_alignment_effects",
     "plot_distributions",
     "plot_sorted_curves",
     "plot_token_plan",
+    "plot_token_spans",
     "plot_transport_plan",
     "plot_value_plan",
 ]
@@ -407,3 +411,101 @@ def plot_value_plan(
     where = "rank order: the diagonal ULD walks" if order == "rank" else "vocabulary order"
     return _plot_layout(result.plan, layout, ax, title or f"value space (= ULD), {where}",
                         f"teacher token ({order} order)", f"student token ({order} order)", "matched (plan × n)")
+
+
+#: Fill of a token whose bytes the other tokenization has as one token too, and of one it does not.
+AGREE_COLOR, DIFFER_COLOR = "#009E73", "#CC79A7"  # Okabe-Ito bluish green, reddish purple
+
+
+def plot_token_spans(frame: Any, max_lines: int = 8) -> Figure:
+    """Both tokenizations of a text as byte spans, teacher above student, one pair of rows per line.
+
+    Each token is a box as wide as its bytes (x: byte offset within the line), labelled with its
+    text (whitespace visible); green where the other side has a token with exactly the same
+    bytes, purple where the two tokenizations cut the text differently. Thin vertical lines mark
+    the segments (the byte-offset groups: both sides reach a common boundary).
+
+    Parameters
+    ----------
+    frame : DataFrame
+        :func:`~uld_explorer.tidy.token_spans_frame`.
+    max_lines : int
+        Lines drawn (the rest are left out, the title says so).
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+    """
+    lines = sorted(set(frame["line"]))
+    shown = lines[:max_lines]
+    width = max(8, int(frame["x1"].max()) if len(frame) else 8)
+    fig = Figure(figsize=(min(16.0, 2.0 + 0.22 * width), 0.3 + 1.05 * max(1, len(shown))), layout="constrained")
+    ax = fig.subplots()
+    for k, line in enumerate(shown):
+        part = frame[frame["line"] == line]
+        for side, dy in (("teacher", 0.0), ("student", 0.45)):
+            y = k * 1.1 + dy
+            for r in part[part["side"] == side].itertuples():
+                ax.add_patch(Rectangle((r.x0, y), r.x1 - r.x0, 0.4, facecolor=AGREE_COLOR if r.agrees else DIFFER_COLOR,
+                                       alpha=0.35, edgecolor="#333", linewidth=0.8))
+                ax.text((r.x0 + r.x1) / 2, y + 0.2, r.shown, ha="center", va="center", fontsize=7, clip_on=True)
+        ax.text(-0.5, k * 1.1 + 0.2, "teacher", ha="right", va="center", fontsize=7, color=TEACHER_COLOR)
+        ax.text(-0.5, k * 1.1 + 0.65, "student", ha="right", va="center", fontsize=7, color=STUDENT_COLOR)
+    ax.set_xlim(-7, width + 0.5)
+    ax.set_ylim(len(shown) * 1.1, -0.1)
+    ax.set_xlabel("byte offset within the line")
+    ax.set_yticks([])
+    for spine in ("left", "right", "top"):
+        ax.spines[spine].set_visible(False)
+    more = f" (first {len(shown)} of {len(lines)} lines)" if len(shown) < len(lines) else ""
+    ax.set_title("the text under both tokenizers" + more, fontsize=10)
+    ax.legend(handles=[Patch(facecolor=AGREE_COLOR, alpha=0.35, edgecolor="#333", label="same bytes on both sides"),
+                       Patch(facecolor=DIFFER_COLOR, alpha=0.35, edgecolor="#333", label="cut differently")],
+              loc="upper right", bbox_to_anchor=(1.0, 1.0 + 0.35 / max(1, len(shown))), ncols=2, fontsize=7,
+              frameon=False)
+    return fig
+
+
+def plot_alignment_effects(frame: Any) -> Figure:
+    """ULD per teacher token under the three ways of aligning (positional; byte-offset with the
+    observed and the bayesian merge), and each side's mass on the shared strings.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        :func:`~uld_explorer.tidy.alignment_effects_frame`.
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+        Two axes: ULD in [0, 2] (top) and the mass on shared strings in [0, 1] (bottom); the
+        positions whose positional pair covers different bytes are shaded.
+    """
+    n = len(frame)
+    fig = Figure(figsize=(min(16.0, 3.0 + 0.28 * n), 5.0), layout="constrained")
+    ax, bx = fig.subplots(2, 1, sharex=True, height_ratios=[3, 2])
+    x = np.arange(n)
+    for axis in (ax, bx):
+        for i, same in enumerate(frame["same_span"]):
+            if same is False:
+                axis.axvspan(i - 0.5, i + 0.5, color="#999", alpha=0.15, linewidth=0)
+    for col, label, color, marker in (("uld_positional", "positional", "#000000", "o"),
+                                      ("uld_observed", "byte-offset, observed", TEACHER_COLOR, "s"),
+                                      ("uld_bayesian", "byte-offset, bayesian", STUDENT_COLOR, "^")):
+        ax.plot(x, frame[col].astype(float), marker=marker, markersize=4, linewidth=1, color=color, label=label)
+    ax.set_ylim(0, 2.05)
+    ax.set_ylabel("ULD, in [0, 2]")
+    ax.legend(fontsize=7, ncols=3, loc="upper left")
+    ax.set_title("ULD per teacher token under each alignment\n"
+                 "(shaded: the positional pair covers different bytes)", fontsize=9)
+    bx.plot(x, frame["teacher_shared_mass"].astype(float), marker="o", markersize=3, color=TEACHER_COLOR,
+            label="teacher")
+    bx.plot(x, frame["student_shared_mass"].astype(float), marker="o", markersize=3, color=STUDENT_COLOR,
+            linestyle="--", label="student")
+    bx.set_ylim(0, 1.02)
+    bx.set_ylabel("mass on shared\nstrings")
+    bx.legend(fontsize=7, ncols=2, loc="lower left")
+    _sparse_ticks(bx.set_xticks, lambda ls: bx.set_xticklabels(ls, rotation=50, ha="right", fontsize=7),
+                  [repr(s) for s in frame["label"]])
+    bx.set_xlabel("teacher token (the text it predicts)")
+    return fig

@@ -16,11 +16,16 @@ import numpy as np
 from .distributions import as_float64, check_distribution, top_k_index
 
 __all__ = [
+    "ALIGNMENT_VARIANTS",
     "PlanLayout",
+    "alignment_effects_frame",
+    "alignment_effects_summary",
+    "groups_frame",
     "plan_frame",
     "positions_frame",
     "sorted_frame",
     "token_plan_layout",
+    "token_spans_frame",
     "top_k_frame",
     "value_plan_layout",
 ]
@@ -263,3 +268,186 @@ def positions_frame(table: Any, measures: dict[str, str] | None = None):
                          "measure": col, "name": name,
                          "value": None if v is None or not np.isfinite(v) else float(v)})
     return pd.DataFrame(rows, columns=["index", "position", "label", "kind", "measure", "name", "value"])
+
+
+def _shown(s: str) -> str:
+    """A token's text with its whitespace made visible (space ``·``, newline ``↵``, tab ``→``)."""
+    return s.replace(" ", "·").replace("\n", "↵").replace("\t", "→").replace("\r", "␍")
+
+
+def token_spans_frame(report: Any, line_bytes: int = 48):
+    """Both tokenizations of one text as byte spans, long format: what the tokenizer-mismatch page
+    and :func:`~uld_explorer.plots.plot_token_spans` draw.
+
+    A byte offset is a *common boundary* when both tokenizations start (or end) a token there
+    (``report.common_boundaries``). A token *agrees* when the other side has a token with exactly
+    the same bytes (both its ends being common boundaries is not enough: the other side may cut
+    between them). The *segment* of a token is the
+    interval between two consecutive common boundaries that holds it: segments are the
+    byte-offset groups of the whole text (the alignment's groups skip tokens nothing predicts).
+    Lines wrap at common boundaries so a segment is never cut (one longer than ``line_bytes``
+    gets a line of its own).
+
+    Parameters
+    ----------
+    report : TokenizationReport
+        From :func:`~uld_explorer.text.tokenization_report`.
+    line_bytes : int
+        Width of a line in bytes (> 0).
+
+    Returns
+    -------
+    DataFrame
+        One row per (side, token): ``side`` ("teacher" | "student"), ``token`` (index j),
+        ``id``, ``text`` (the token's text), ``shown`` (whitespace made visible), ``start``,
+        ``end`` (half-open byte span in ``text.encode("utf-8")``), ``n_bytes``, ``agrees``,
+        ``segment``, ``line``, ``x0``, ``x1`` (the span's offsets within its line).
+
+    Examples
+    --------
+    >>> from uld_explorer.text import Tokenized, TokenizationReport
+    >>> t = Tokenized("abcd", (0, 1, 2), ("ab", "c", "d"), ((0, 2), (2, 3), (3, 4)), None)
+    >>> s = Tokenized("abcd", (0, 1, 2), ("a", "bc", "d"), ((0, 1), (1, 3), (3, 4)), None)
+    >>> f = token_spans_frame(TokenizationReport(t, s, (0, 3, 4), [], 1.0))
+    >>> f[["side", "text", "agrees", "segment"]].values.tolist()
+    [['teacher', 'ab', False, 0], ['teacher', 'c', False, 0], ['teacher', 'd', True, 1], \
+['student', 'a', False, 0], ['student', 'bc', False, 0], ['student', 'd', True, 1]]
+    """
+    import bisect
+
+    import pandas as pd
+
+    if int(line_bytes) <= 0:
+        raise ValueError(f"line_bytes must be a positive number of bytes (got {line_bytes!r})")
+    common = list(report.common_boundaries)
+    breaks = [0]  # line starts: common boundaries, greedy, a segment never cut
+    for prev, b in zip(common, common[1:]):
+        if b - breaks[-1] > line_bytes and prev > breaks[-1]:
+            breaks.append(prev)
+    rows = []
+    spans = {"teacher": set(report.student.byte_spans), "student": set(report.teacher.byte_spans)}  # the other side's
+    for side, tok in (("teacher", report.teacher), ("student", report.student)):
+        for j, ((a, b), i, s) in enumerate(zip(tok.byte_spans, tok.ids, tok.strings)):
+            line = bisect.bisect_right(breaks, a) - 1
+            segment = max(0, bisect.bisect_right(common, a) - 1)
+            rows.append({"side": side, "token": j, "id": int(i), "text": s, "shown": _shown(s), "start": a,
+                         "end": b, "n_bytes": b - a, "agrees": (a, b) in spans[side], "segment": segment, "line": line,
+                         "x0": a - breaks[line], "x1": b - breaks[line]})
+    return pd.DataFrame(rows, columns=["side", "token", "id", "text", "shown", "start", "end", "n_bytes", "agrees",
+                                       "segment", "line", "x0", "x1"])
+
+
+#: The three ways :func:`alignment_effects_frame` scores a teacher token, (alignment, merge).
+ALIGNMENT_VARIANTS = {"positional": ("positional", None), "observed": ("byte-offset", "observed"),
+                      "bayesian": ("byte-offset", "bayesian")}
+
+
+def alignment_effects_frame(positional: Any, observed: Any, bayesian: Any):
+    """What the choice of alignment (and merge) does to ULD, teacher token by teacher token.
+
+    Each predicted teacher token ``j`` is scored three ways: the positional row that holds it
+    (paired with the student's ``i``-th token, whatever text that token covers), and the
+    byte-offset group that holds it under each merge (the group's ULD, shared by its tokens).
+
+    Parameters
+    ----------
+    positional, observed, bayesian : ComparisonTable
+        :func:`~uld_explorer.compare.compare_distributions` of the same distributions with
+        ``alignment="positional"``, ``("byte-offset", merge="observed")`` and
+        ``("byte-offset", merge="bayesian")``.
+
+    Returns
+    -------
+    DataFrame
+        One row per teacher token with a distribution (the next-token rows are left out):
+        ``token`` (j), ``label`` (its text), ``start``, ``end`` (bytes);
+        ``student_positional`` (the student token paired positionally; None past the shorter
+        side), ``same_span`` (that pair covers the same bytes), ``uld_positional``;
+        ``group`` (the byte-offset row), ``group_label``, ``group_teacher_tokens``,
+        ``group_student_tokens`` (token counts), ``uld_observed``, ``uld_bayesian``;
+        ``teacher_shared_mass``, ``student_shared_mass`` (mass each side's distribution in the
+        positional pair puts on the strings both vocabularies share); ``shift`` =
+        ``uld_observed - uld_positional`` (NaN where either is missing).
+    """
+    import pandas as pd
+
+    for table, (alignment, merge) in zip((positional, observed, bayesian), ALIGNMENT_VARIANTS.values()):
+        if table.alignment != alignment or (merge is not None and table.merge != merge):
+            raise ValueError(
+                f"alignment_effects_frame needs the tables (positional, byte-offset observed, byte-offset "
+                f"bayesian) in that order; got a table with alignment={table.alignment!r}, merge={table.merge!r} "
+                f"where ({alignment!r}, {merge!r}) was expected"
+            )
+    if positional.teacher.ids != observed.teacher.ids or observed.teacher.ids != bayesian.teacher.ids:
+        raise ValueError("the three tables must compare the same tokenized text")
+    pos = {r.teacher_tokens[0]: r for r in positional if r.kind == "token"}
+    groups = {j: (r, b) for r, b in zip(observed, bayesian) if r.kind == "token" for j in r.teacher_tokens}
+    tok = positional.teacher
+    nan = float("nan")
+    rows = []
+    for j in range(tok.first_predicted, len(tok)):
+        p, (g, gb) = pos.get(j), groups.get(j, (None, None))
+        u_pos = p.uld if p is not None else nan
+        u_obs = g.uld if g is not None else nan
+        rows.append({
+            "token": j, "label": tok.strings[j], "start": tok.byte_spans[j][0], "end": tok.byte_spans[j][1],
+            "student_positional": p.student_strings[0] if p is not None else None,
+            "same_span": p.same_span if p is not None else None, "uld_positional": u_pos,
+            "group": g.index if g is not None else None, "group_label": g.label if g is not None else None,
+            "group_teacher_tokens": len(g.teacher_tokens) if g is not None else 0,
+            "group_student_tokens": len(g.student_tokens) if g is not None else 0,
+            "uld_observed": u_obs, "uld_bayesian": gb.uld if gb is not None else nan,
+            "teacher_shared_mass": p.kl_teacher_coverage if p is not None else nan,
+            "student_shared_mass": p.kl_student_coverage if p is not None else nan,
+            "shift": u_obs - u_pos,
+        })
+    return pd.DataFrame(rows)
+
+
+def alignment_effects_summary(frame: Any) -> dict[str, float]:
+    """The page's headline numbers from :func:`alignment_effects_frame`: mean ULD per way of
+    aligning (over the teacher tokens each scores), the share of positional pairs that cover
+    different bytes, and the mean ``|shift|`` on those pairs vs on the pairs that agree.
+
+    >>> import pandas as pd
+    >>> f = pd.DataFrame({"uld_positional": [0.2, 1.0], "uld_observed": [0.2, 0.4], "uld_bayesian": [0.2, 0.5],
+    ...                   "same_span": [True, False], "shift": [0.0, -0.6]})
+    >>> {k: round(v, 3) for k, v in alignment_effects_summary(f).items()}
+    {'uld_positional': 0.6, 'uld_observed': 0.3, 'uld_bayesian': 0.35, 'misaligned': 0.5, \
+'abs_shift_misaligned': 0.6, 'abs_shift_aligned': 0.0}
+    """
+    import numpy as np
+
+    out = {c: float(np.nanmean(frame[c])) if frame[c].notna().any() else float("nan")
+           for c in ("uld_positional", "uld_observed", "uld_bayesian")}
+    paired = frame[frame["same_span"].notna()]
+    same = paired["same_span"].astype(bool)
+    out["misaligned"] = float((~same).mean()) if len(paired) else float("nan")
+    for name, part in (("abs_shift_misaligned", paired[~same]), ("abs_shift_aligned", paired[same])):
+        s = part["shift"].abs().dropna()
+        out[name] = float(s.mean()) if len(s) else float("nan")
+    return out
+
+
+def groups_frame(report: Any):
+    """The byte-offset groups of a :class:`~uld_explorer.text.TokenizationReport`, one row each.
+
+    Returns
+    -------
+    DataFrame
+        ``group``, ``text`` (the bytes both sides' tokens cover), ``start``, ``end``,
+        ``teacher_tokens``, ``student_tokens`` (the token texts, ``" | "``-joined: only tokens
+        with a distribution take part), ``n_teacher``, ``n_student``, ``one_to_one`` (a single
+        token on each side: no merge needed).
+    """
+    import pandas as pd
+
+    t, s = report.teacher, report.student
+    rows = [{"group": g, "text": a.label, "start": a.byte_span[0], "end": a.byte_span[1],
+             "teacher_tokens": " | ".join(t.strings[j] for j in a.teacher_tokens),
+             "student_tokens": " | ".join(s.strings[j] for j in a.student_tokens),
+             "n_teacher": len(a.teacher_tokens), "n_student": len(a.student_tokens),
+             "one_to_one": len(a.teacher_tokens) == len(a.student_tokens) == 1}
+            for g, a in enumerate(report.groups)]
+    return pd.DataFrame(rows, columns=["group", "text", "start", "end", "teacher_tokens", "student_tokens",
+                                       "n_teacher", "n_student", "one_to_one"])

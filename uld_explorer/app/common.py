@@ -111,3 +111,36 @@ def show_error(err: BaseException, what: str) -> None:
         st.error(f"Out of memory while {what}: shorten the text (max tokens) or lower top-k.", icon=":material/memory:")
     else:
         st.error(f"Could not {what}: {err}", icon=":material/error:")
+
+
+def run_with_progress(what: str, work: Callable[[], Any]) -> bool:
+    """Run a zoo fetch (``work()``) under a status box with one progress bar per step (download,
+    verify, extract, convert: the zoo's own bars, :func:`uld_explorer.zoo.report_progress`); a
+    failure is shown as a message. Returns True when the work completed."""
+    from uld_explorer.zoo import report_progress
+
+    with st.status(f"{what} ...", expanded=True) as box:
+        bars: dict[str, Any] = {}
+        shown: dict[str, float] = {}
+
+        def listener(step: str, done: float, total: float | None) -> None:
+            frac = min(1.0, done / total) if total else 0.0
+            if step in bars and frac - shown[step] < 0.01 and frac < 1.0:
+                return  # a redraw per percent is plenty
+            shown[step] = frac
+            amount = f"{done / 2**20:,.1f} / {total / 2**20:,.1f} MiB" if total and total > 2**16 else (
+                f"{done:,.0f} / {total:,.0f}" if total else f"{done:,.0f}")
+            if step not in bars:
+                bars[step] = box.progress(frac, text=f"{step}: {amount}")
+            else:
+                bars[step].progress(frac, text=f"{step}: {amount}")
+
+        try:
+            with report_progress(listener):
+                work()
+        except Exception as err:  # noqa: BLE001 - shown, never a traceback
+            box.update(label=f"Could not finish: {what}", state="error")
+            show_error(err, what)
+            return False
+        box.update(label=f"{what}: done", state="complete", expanded=False)
+    return True

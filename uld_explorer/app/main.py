@@ -18,6 +18,8 @@ def pages() -> list:
         st.Page(PAGES_DIR / "playground.py", title="Playground", icon=":material/science:", default=True,
                 url_path="playground"),
         st.Page(PAGES_DIR / "real.py", title="Real distributions", icon=":material/compare:", url_path="real"),
+        st.Page(PAGES_DIR / "mismatch.py", title="Tokenizer mismatch", icon=":material/text_select_start:",
+                url_path="tokenizers"),
     ]
 
 

@@ -57,7 +57,7 @@ from .._lazy import lazy_exports
 
 _API = {
     ".cache": ("CACHE_ENV", "MARKER", "MARKER_FORMAT", "ZooEntry", "cache_dir", "is_cached", "list_models",
-               "model_dir", "verify"),
+               "model_dir", "read_marker", "report_progress", "verify"),
     ".convert": ("SELF_CHECK_ATOL", "SELF_CHECK_TEXT"),
     ".errors": ("RemoteCodeRefusedError", "UnknownModelError", "ZooError"),
     ".download": ("fetch",),

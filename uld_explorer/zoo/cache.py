@@ -20,6 +20,7 @@ re-hashes everything. A damaged folder is reported with the file and what to run
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import json
 import os
@@ -37,7 +38,7 @@ from .registry import MODELS, ModelSpec, as_spec
 
 __all__ = [
     "CACHE_ENV", "MARKER", "FolderCheck", "ZooEntry", "cache_dir", "check_files", "check_folder", "folder_status",
-    "is_cached", "list_models", "model_dir", "publish_folder", "verify",
+    "is_cached", "list_models", "model_dir", "publish_folder", "report_progress", "verify",
 ]
 
 #: Environment variable that overrides the cache directory.
@@ -354,7 +355,58 @@ def remove_path(path: Path) -> None:
             path.unlink()
 
 
+#: Who else hears the zoo's progress bars (:func:`report_progress`), per thread / context.
+_LISTENER: contextvars.ContextVar[Callable[[str, float, float | None], None] | None] = contextvars.ContextVar(
+    "uld_explorer_progress_listener", default=None)
+
+
+class _ReportingBar(tqdm):
+    """A tqdm bar that also tells a listener ``(desc, done, total)`` on every update (drawn on
+    stderr only when ``progress`` is on)."""
+
+    def __init__(self, listener: Callable[[str, float, float | None], None], progress: bool, **kwargs: Any):
+        self._listener = listener
+        super().__init__(file=sys.stderr if progress else open(os.devnull, "w"), dynamic_ncols=True, **kwargs)
+        listener(self.desc, 0, self.total)
+
+    def update(self, n: float | None = 1) -> bool | None:
+        out = super().update(n)
+        self._listener(self.desc, self.n, self.total)
+        return out
+
+    def close(self) -> None:
+        file = self.fp
+        super().close()
+        if file is not sys.stderr and not getattr(file, "closed", True):
+            file.close()
+
+
+@contextlib.contextmanager
+def report_progress(listener: Callable[[str, float, float | None], None]) -> Iterator[None]:
+    """Inside the block, every zoo progress bar (download, verify, extract, convert) also calls
+    ``listener(step, done, total)`` on each update (``total`` None when unknown): how the app
+    draws a fetch's steps as progress bars. Per context (thread), so concurrent users do not mix.
+
+    >>> seen = []
+    >>> with report_progress(lambda step, done, total: seen.append((step, done, total))):
+    ...     with progress_bar(False, total=2, desc="demo") as bar:
+    ...         bar.update(2)
+    >>> seen
+    [('demo', 0, 2), ('demo', 2, 2)]
+    """
+    token = _LISTENER.set(listener)
+    try:
+        yield
+    finally:
+        _LISTENER.reset(token)
+
+
 def progress_bar(progress: bool, **kwargs: Any) -> tqdm:
+    """A tqdm bar on stderr (hidden unless ``progress``), reporting to :func:`report_progress`'s
+    listener when one is set."""
+    listener = _LISTENER.get()
+    if listener is not None:
+        return _ReportingBar(listener, progress, **kwargs)
     return tqdm(disable=not progress, file=sys.stderr, dynamic_ncols=True, **kwargs)
 
 

@@ -14,26 +14,24 @@ import streamlit as st
 
 import uld_explorer as ux
 from uld_explorer import charts, plots, tidy
-from uld_explorer.app.common import export_figure, export_table, show_error, sync_url, view_state
+from uld_explorer.app.cached import EXAMPLES, comparison, distributions, model
+from uld_explorer.app.common import (
+    export_figure,
+    export_table,
+    run_with_progress,
+    show_error,
+    sync_url,
+    view_state,
+)
 from uld_explorer.checks import check_text
 from uld_explorer.compare import (
     ComparisonConfig,
     check_memory,
-    compare_distributions,
-    next_token_distributions,
     read_row,
 )
 from uld_explorer.compare.pipeline import shared_strings_of
 from uld_explorer.text import ALIGNMENTS, MERGES, base_token, merge_group
 
-#: One click away: (prompt, text) pairs that show what the page is for.
-EXAMPLES = {
-    "English fact": ("The capital of France is", " Paris. It is also the largest city of the country."),
-    "Accented": ("Words:", " naïve résumé, le café était très bon."),
-    "CJK": ("", "東京は日本の首都です。大阪は二番目に大きい都市です。"),
-    "Emoji / ZWJ": ("Reactions:", " I love 🍕 and 🚀! Family: 👩‍👩‍👧‍👦 and 🏳️‍🌈."),
-    "Code": ("def add(a, b):\n", "    return a + b\n\nprint(add(2, 3))\n"),
-}
 OTHER = "other: a Hugging Face id or a local folder"
 PLAN_K = 12  # tokens per side in the transport-plan picture (the table's OT uses top_k)
 SORTED_RANKS = 200  # ranks drawn in the sorted-curves picture
@@ -51,38 +49,14 @@ view_state(DEFAULTS, valid=lambda k, v: k not in CHOICES or v in CHOICES[k])
 ss = st.session_state
 
 
-# ---------------------------------------------------------------------------------- cached work
-@st.cache_resource(show_spinner="Loading the model (once per server) ...", max_entries=4)
-def model(name: str):
-    return ux.load_model(name, progress=False)
-
-
-@st.cache_resource(show_spinner="Running the model on the text ...", max_entries=8)
-def distributions(name: str, text: str, prompt: str, temperature: float, max_tokens: int):
-    return next_token_distributions(model(name), text, temperature, max_tokens, prompt=prompt)
-
-
-@st.cache_resource(show_spinner="Comparing every position ...", max_entries=16)
-def comparison(teacher: str, student: str, text: str, prompt: str, cfg: ComparisonConfig):
-    t_tok, t_dist = distributions(teacher, text, prompt, cfg.teacher_temperature, cfg.max_tokens)
-    s_tok, s_dist = distributions(student, text, prompt, cfg.student_temperature, cfg.max_tokens)
-    return compare_distributions(model(teacher), model(student), t_tok, t_dist, s_tok, s_dist, config=cfg, text=text)
-
-
 def use_example(name: str) -> None:
     ss.prompt, ss.text = EXAMPLES[name]
     ss.position = 0
 
 
 def fetch(name: str) -> None:
-    with st.status(f"Fetching {name}: download, verify sha256, convert (once per machine) ...", expanded=True) as box:
-        try:
-            ux.fetch_model(name, progress=False)
-        except Exception as err:  # noqa: BLE001 - shown, never a traceback
-            box.update(label=f"Could not fetch {name}", state="error")
-            show_error(err, f"fetch {name}")
-            return
-        box.update(label=f"{name} is ready", state="complete")
+    run_with_progress(f"Fetching {name} (download, verify sha256, convert: once per machine)",
+                      lambda: ux.fetch_model(name, progress=False))
 
 
 def model_name(side: str) -> str | None:

@@ -1,0 +1,53 @@
+"""What the pages load and compute once, shared between them (``st.cache_resource``).
+
+UI plumbing only: each function calls the library and keeps its result for the server's life
+(models, tokenizers, vocabulary overlaps) or for the last few inputs (distributions, tables), so
+that moving between the Real distributions and Tokenizer mismatch pages never runs a model twice
+on the same text.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+import uld_explorer as ux
+from uld_explorer.compare import ComparisonConfig, compare_distributions, next_token_distributions
+from uld_explorer.text import vocab_bytes, vocab_overlap
+
+#: One click away: (prompt, text) pairs that show what the pages are for.
+EXAMPLES = {
+    "English fact": ("The capital of France is", " Paris. It is also the largest city of the country."),
+    "Accented": ("Words:", " naïve résumé, le café était très bon."),
+    "CJK": ("", "東京は日本の首都です。大阪は二番目に大きい都市です。"),
+    "Emoji / ZWJ": ("Reactions:", " I love 🍕 and 🚀! Family: 👩‍👩‍👧‍👦 and 🏳️‍🌈."),
+    "Code": ("def add(a, b):\n", "    return a + b\n\nprint(add(2, 3))\n"),
+}
+
+
+@st.cache_resource(show_spinner="Loading the model (once per server) ...", max_entries=4)
+def model(name: str):
+    return ux.load_model(name, progress=False)
+
+
+@st.cache_resource(show_spinner="Running the model on the text ...", max_entries=8)
+def distributions(name: str, text: str, prompt: str, temperature: float, max_tokens: int):
+    return next_token_distributions(model(name), text, temperature, max_tokens, prompt=prompt)
+
+
+@st.cache_resource(show_spinner="Comparing every position ...", max_entries=16)
+def comparison(teacher: str, student: str, text: str, prompt: str, cfg: ComparisonConfig):
+    t_tok, t_dist = distributions(teacher, text, prompt, cfg.teacher_temperature, cfg.max_tokens)
+    s_tok, s_dist = distributions(student, text, prompt, cfg.student_temperature, cfg.max_tokens)
+    return compare_distributions(model(teacher), model(student), t_tok, t_dist, s_tok, s_dist, config=cfg, text=text)
+
+
+@st.cache_resource(show_spinner="Loading the tokenizer ...", max_entries=16)
+def tokenizer(name: str):
+    """A tokenizer alone (entry, zoo model or folder): :func:`uld_explorer.load_tokenizer`."""
+    return ux.load_tokenizer(name, progress=False)
+
+
+@st.cache_resource(show_spinner="Comparing the two vocabularies ...", max_entries=8)
+def overlap(teacher: str, student: str):
+    """:func:`~uld_explorer.text.vocab_overlap` of the two tokenizers' exact token bytes."""
+    return vocab_overlap(vocab_bytes(tokenizer(teacher)), vocab_bytes(tokenizer(student)))

