@@ -22,11 +22,11 @@ from matplotlib.axes import Axes
 from matplotlib.collections import PolyCollection
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch
+from matplotlib.patches import Patch, StepPatch
 
 from .distributions import as_float64, check_distribution, sorted_probs
 from .divergences import uld_distance
-from .tidy import token_plan_layout, value_plan_layout
+from .tidy import _rank_bins, token_plan_layout, value_plan_layout
 
 __all__ = [
     "DIFF_COLOR",
@@ -83,6 +83,20 @@ def _bars(ax: Axes, x: np.ndarray, heights: np.ndarray, width: float, color: str
     ax.update_datalim(verts.reshape(-1, 2))
     ax.autoscale_view()
     return coll
+
+
+def _stairs(ax: Axes, values: np.ndarray, edges: np.ndarray, baseline: Any = 0.0, *, color: str,
+            fill: bool = False, **kwargs) -> StepPatch:
+    """``ax.stairs`` without its autoscaling walk: ``add_patch`` visits every path segment in
+    Python (~30 us each: 150k steps took ~15 s); the data limits come from the arrays instead."""
+    colors = {"facecolor": color} if fill else {"edgecolor": color}
+    patch = StepPatch(values, edges, baseline=baseline, fill=fill, **colors, **kwargs)
+    ax.add_artist(patch)
+    low = float(np.min(baseline))
+    patch.sticky_edges.y.append(low)
+    ax.update_datalim([(edges[0], min(low, float(np.min(values)))), (edges[-1], float(np.max(values)))])
+    ax.autoscale_view()
+    return patch
 
 
 def plot_distributions(p: Any, q: Any, ax: Axes | Sequence[Axes] | None = None) -> Figure:
@@ -152,8 +166,12 @@ def plot_sorted_curves(
 ) -> Figure:
     """Both distributions sorted in descending order, zero-padded to n, as step curves.
 
-    The shaded area between the curves is :math:`|p_{(i)} - q_{(i)}|` over unit-wide rank bins,
-    so its area is the ULD value (from :func:`~uld_explorer.uld_distance`, shown in the title):
+    The shaded area between the curves is :math:`|p_{(i)} - q_{(i)}|` over the rank bins, so its
+    area is the ULD value (from :func:`~uld_explorer.uld_distance`, shown in the title). Every
+    rank up to :data:`~uld_explorer.tidy.RANK_HEAD` (256) is a unit-wide bin; beyond, neighbouring
+    ranks are drawn as one wider bin holding each curve's mean, never across a crossing of the
+    curves, so the area stays exact (151,936 ranks draw as ~1,900 bins: well under a second, a
+    small SVG). Runs of exactly equal ranks (ties, a tail where both are 0) are one bin anywhere.
 
     .. math:: \\mathrm{ULD}(p, q) = \\sum_{i=1}^{n} | p_{(i)} - q_{(i)} |, \\quad n = \\max(V_t, V_s)
 
@@ -191,17 +209,17 @@ def plot_sorted_curves(
     V_t, V_s = p.shape[0], q.shape[0]
     n = max(V_t, V_s)
     uld = float(uld_distance(p, q, subprobability=subprobability))
-    # display only: the two curves as the closed form sees them (descending, zero-padded)
+    # display only: the two curves as the closed form sees them (descending, zero-padded), in rank
+    # bins whose shaded area is still exactly the ULD (151,936 ranks: ~1,900 bins)
     ps, qs = sorted_probs(p, q, subprobability=subprobability)
-    edges = np.arange(n + 1) + 0.5  # rank i occupies [i - 1/2, i + 1/2]
+    starts, _, ps, qs = _rank_bins(ps, qs, breaks=(min(V_t, V_s),))
+    edges = np.append(starts, n) + 0.5  # rank i occupies [i - 1/2, i + 1/2]
     fig, a = _new_axes(ax, (3.6, 3.0))
-    a.stairs(
-        np.maximum(ps, qs), edges, baseline=np.minimum(ps, qs), fill=True, color=DIFF_COLOR,
-        alpha=0.28, linewidth=0, label=rf"$|p_{{(i)}} - q_{{(i)}}|$, area = ULD = {uld:.4f}", gid="uld-area",
-    )
-    a.stairs(ps, edges, color=TEACHER_COLOR, linewidth=2.2, label=f"teacher p, sorted (V_t = {V_t})")
-    a.stairs(qs, edges, color=STUDENT_COLOR, linewidth=2.2, linestyle="--",
-             label=f"student q, sorted (V_s = {V_s})")
+    _stairs(a, np.maximum(ps, qs), edges, baseline=np.minimum(ps, qs), fill=True, color=DIFF_COLOR, alpha=0.28,
+            linewidth=0, label=rf"$|p_{{(i)}} - q_{{(i)}}|$, area = ULD = {uld:.4f}", gid="uld-area")
+    _stairs(a, ps, edges, color=TEACHER_COLOR, linewidth=2.2, label=f"teacher p, sorted (V_t = {V_t})")
+    _stairs(a, qs, edges, color=STUDENT_COLOR, linewidth=2.2, linestyle="--",
+            label=f"student q, sorted (V_s = {V_s})")
     if V_t != V_s:
         m = min(V_t, V_s)
         who = "student" if V_s < V_t else "teacher"

@@ -1,0 +1,93 @@
+"""uld_explorer.plots, the tidy frames behind them and the Altair charts, at realistic sizes.
+
+(The small-figure checks live in test_app.py next to the page that shows them.)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from matplotlib.patches import StepPatch
+
+import uld_explorer as ux
+from uld_explorer import charts, tidy
+from uld_explorer.plots import plot_sorted_curves
+
+V_QWEN, V_SMOL = 151_936, 49_152  # real vocabulary sizes (Qwen2.5, SmolLM2)
+
+
+def dirichlet(V: int, seed: int, alpha: float = 0.01) -> np.ndarray:
+    return np.random.default_rng(seed).dirichlet(np.full(V, alpha))
+
+
+def uld_area(ax) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    (area,) = [a for a in ax.patches if isinstance(a, StepPatch) and a.get_gid() == "uld-area"]
+    values, edges, baseline = area.get_data()
+    return values, edges, baseline
+
+
+@pytest.mark.parametrize("V_t, V_s", [(V_QWEN, V_SMOL), (V_SMOL, V_QWEN), (V_QWEN, V_QWEN)])
+@pytest.mark.parametrize("xscale", ["linear", "log"])
+def test_sorted_curves_of_real_vocabulary_sizes_keep_the_area_exact(V_t, V_s, xscale):
+    """151,936 ranks are drawn as a few thousand bins (they took ~15 s as one bin per rank) and the
+    shaded area is still the ULD; the head keeps one bin per rank, exactly the sorted values."""
+    p, q = dirichlet(V_t, 0), dirichlet(V_s, 1)
+    ps, qs = ux.sorted_probs(p, q)
+    if V_t == V_s:  # two draws of the same law: the sorted curves cross many times in the tail
+        assert np.count_nonzero(np.diff(np.sign(ps - qs))) > 100
+    ax = plot_sorted_curves(p, q, xscale=xscale).axes[0]
+    values, edges, baseline = uld_area(ax)
+    area = float(np.sum((values - baseline) * np.diff(edges)))
+    assert area == pytest.approx(float(ux.uld_distance(p, q)), abs=1e-9)
+    assert values.size < 2_500
+    assert edges[0] == 0.5 and edges[-1] == max(V_t, V_s) + 0.5
+    head = tidy.RANK_HEAD
+    np.testing.assert_array_equal(edges[: head + 1], np.arange(head + 1) + 0.5)
+    np.testing.assert_array_equal(values[:head], np.maximum(ps, qs)[:head])
+    np.testing.assert_array_equal(baseline[:head], np.minimum(ps, qs)[:head])
+    # the padding starts a bin of its own (the dotted line is a bin edge)
+    assert min(V_t, V_s) + 0.5 in edges
+    # the data limits still come from the curves (the autoscaling walk is skipped)
+    assert ax.get_ylim()[1] >= max(ps[0], qs[0])
+    assert ax.get_xlim() == pytest.approx((0.5, max(V_t, V_s) + 0.5))
+
+
+def test_sorted_curves_merge_only_equal_neighbours_in_the_head():
+    """Ties are one bin of their run's width (lossless); the area is still the ULD."""
+    p = np.array([0.4] + [0.01] * 60)
+    q = np.array([0.1] * 10)
+    values, edges, baseline = uld_area(plot_sorted_curves(p, q).axes[0])
+    # ranks 1 | 2..10 (0.01 vs 0.1) | 11..61 (0.01 vs the padding)
+    np.testing.assert_array_equal(edges, [0.5, 1.5, 10.5, 61.5])
+    np.testing.assert_allclose(values, [0.4, 0.1, 0.01])
+    np.testing.assert_allclose(baseline, [0.1, 0.01, 0.0])
+    assert float(np.sum((values - baseline) * np.diff(edges))) == pytest.approx(float(ux.uld_distance(p, q)),
+                                                                               abs=1e-12)
+
+
+def test_binned_sorted_frame_keeps_the_area_and_fits_an_altair_chart():
+    p, q = dirichlet(V_QWEN, 2), dirichlet(V_SMOL, 3)
+    full = tidy.sorted_frame(p, q)
+    assert len(full) == V_QWEN and set(full["width"]) == {1.0}
+    binned = tidy.sorted_frame(p, q, binned=True)
+    assert len(binned) < 2_500 and binned["width"].sum() == V_QWEN
+    np.testing.assert_array_equal(binned["rank"].to_numpy(), 1 + np.cumsum([0, *binned["width"][:-1]]))
+    uld = float(ux.uld_distance(p, q))
+    assert float(((binned["high"] - binned["low"]) * binned["width"]).sum()) == pytest.approx(uld, abs=1e-9)
+    # the head is the per-rank frame, exactly
+    head = tidy.RANK_HEAD
+    np.testing.assert_array_equal(binned[:head].to_numpy(), full[:head].to_numpy())
+    spec = charts.chart_sorted(binned, log_x=True).to_dict()  # Altair refuses > 5,000 rows
+    (data,) = [d for d in spec["datasets"].values() if "low" in d[0]]
+    assert len(data) == len(binned) + 1  # the last step closed at rank + width
+    assert data[-1]["rank"] == V_QWEN + 1
+
+
+def test_sorted_frame_n_max_then_binned():
+    p, q = dirichlet(5_000, 4), dirichlet(700, 5)
+    f = tidy.sorted_frame(p, q, n_max=1_000, binned=True)
+    ps, qs = ux.sorted_probs(p, q)
+    assert f["width"].sum() == 1_000
+    assert float(((f["high"] - f["low"]) * f["width"]).sum()) == pytest.approx(
+        float(np.abs(ps - qs)[:1_000].sum()), abs=1e-12)
+    assert 701.0 in set(f["rank"])  # the student's padding starts a bin
