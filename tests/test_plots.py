@@ -91,3 +91,25 @@ def test_sorted_frame_n_max_then_binned():
     assert float(((f["high"] - f["low"]) * f["width"]).sum()) == pytest.approx(
         float(np.abs(ps - qs)[:1_000].sum()), abs=1e-12)
     assert 701.0 in set(f["rank"])  # the student's padding starts a bin
+
+
+def test_value_plan_in_rank_order_is_an_optimal_pairing_not_the_diagonal():
+    """What the rank-order picture may claim: ULD's own pairing is the diagonal and costs the ULD,
+    POT's plan costs the same but swaps matches off it; the title does not call it the diagonal."""
+    from uld_explorer.plots import plot_value_plan
+
+    p, q = ux.synthetic_pair(40, 40, noise=0.5, seed=1)
+    r = ux.value_space_ot(p, q)
+    t_tok, s_tok = ux.synthetic_tokens(40), ux.synthetic_tokens(40)
+    lay = tidy.value_plan_layout(r, p, q, t_tok, s_tok, order="rank")
+    P = r.plan[np.ix_(lay.rows, lay.cols)]  # scaled by n: a permutation matrix
+    np.testing.assert_allclose(P.sum(0), 1.0)
+    np.testing.assert_allclose(P.sum(1), 1.0)
+    ps, qs = ux.sorted_probs(p, q)
+    C = np.abs(ps[:, None] - qs[None, :])
+    uld = float(ux.uld_distance(p, q))
+    assert float(np.trace(C)) == pytest.approx(uld, abs=1e-12)  # the diagonal: the closed form
+    assert float((P * C).sum()) == pytest.approx(uld, abs=1e-9)  # POT's plan: the same cost ...
+    assert np.trace(P) < 20  # ... but most of its matches are off the diagonal
+    fig = plot_value_plan(r, p, q, t_tok, s_tok, order="rank")
+    assert fig.axes[0].get_title() == "value space (= ULD), rank order"

@@ -397,10 +397,14 @@ def plot_value_plan(
     """The plan of the value-space OT (:func:`~uld_explorer.value_space_ot`, scaled by n).
 
     ``order="rank"`` (default): rows by the teacher's probability, columns by the student's,
-    largest first: the diagonal the closed form walks. ``order="vocab"``: vocabulary order, the
-    zero padding labelled ``pad``: every token is matched to whichever token shares its RANK, so
-    the plan scatters. Outlined: the pairs with the same string, which the plan hits only by
-    chance (:func:`~uld_explorer.tidy.value_plan_layout`).
+    largest first. The closed form pairs the i-th largest with the i-th largest: in this order,
+    the diagonal. That monotone (sorted-to-sorted) pairing is optimal but, with the cost
+    :math:`|p_i - q_j|`, rarely the only optimal plan (two values moving the same way can swap
+    partners at the same total cost), and POT's solver returns whichever optimal pairing it
+    reaches: some matches on the diagonal, the others equal-cost swaps off it.
+    ``order="vocab"``: vocabulary order, the zero padding labelled ``pad``: tokens are matched by
+    VALUE, not identity, so the plan scatters. Outlined: the pairs with the same string, which the
+    plan hits only by chance (:func:`~uld_explorer.tidy.value_plan_layout`).
 
     Parameters
     ----------
@@ -422,6 +426,6 @@ def plot_value_plan(
     ['a', 'b', 'pad']
     """
     layout = value_plan_layout(result, p, q, teacher_tokens, student_tokens, order=order)
-    where = "rank order: the diagonal ULD walks" if order == "rank" else "vocabulary order"
+    where = "rank order" if order == "rank" else "vocabulary order"
     return _plot_layout(result.plan, layout, ax, title or f"value space (= ULD), {where}",
                         f"teacher token ({order} order)", f"student token ({order} order)", "matched (plan × n)")

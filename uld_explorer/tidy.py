@@ -227,11 +227,14 @@ def value_plan_layout(result: Any, p: Any, q: Any, teacher_tokens: Sequence[str]
                       order: str = "vocab") -> PlanLayout:
     """The layout of the value-space plan (:func:`~uld_explorer.value_space_ot`, ``n x n``).
 
-    ``order="vocab"``: rows and columns in vocabulary order (the zero padding last, ``pad``): a
-    token is matched to whichever token has the same RANK, so the plan looks scattered.
+    ``order="vocab"``: rows and columns in vocabulary order (the zero padding last, ``pad``):
+    tokens are matched by probability VALUE, not identity, so the plan looks scattered.
     ``order="rank"``: rows by the teacher's probability and columns by the student's, largest
-    first: the plan is the diagonal the closed form walks (the i-th largest with the i-th
-    largest). Marked cells: the same token string.
+    first. The closed form's own pairing (the i-th largest with the i-th largest, the monotone
+    sorted-to-sorted plan) is then the diagonal; POT's plan is AN optimal pairing of the same
+    cost, which keeps part of the diagonal and swaps the rest (with the cost ``|p_i - q_j|``, two
+    values moving the same way can exchange partners at no extra cost). Marked cells: the same
+    token string.
 
     Examples
     --------
