@@ -113,3 +113,26 @@ def test_value_plan_in_rank_order_is_an_optimal_pairing_not_the_diagonal():
     assert np.trace(P) < 20  # ... but most of its matches are off the diagonal
     fig = plot_value_plan(r, p, q, t_tok, s_tok, order="rank")
     assert fig.axes[0].get_title() == "value space (= ULD), rank order"
+
+
+def _legend_marker_area(legend) -> float:
+    """points^2 of the (only) legend handle's marker."""
+    (h,) = legend.legend_handles
+    return float(h.get_markersize()) ** 2 if hasattr(h, "get_markersize") else float(np.max(h.get_sizes()))
+
+
+@pytest.mark.parametrize("n", [2, 3, 12, 40])
+def test_plan_legend_marker_is_small_whatever_the_cell_size(n):
+    """The outlined cells of a 2 x 2 plan are ~70 pt squares; the legend's marker stays ~7 pt."""
+    from matplotlib.figure import Figure
+
+    from uld_explorer.plots import plot_transport_plan
+
+    plan, marked = np.eye(n) / n, np.eye(n, dtype=bool)
+    own = plot_transport_plan(plan, highlight=marked)
+    on_ax = plot_transport_plan(plan, Figure().subplots(), highlight=marked)
+    for legend in (own.legends[0], on_ax.axes[0].get_legend()):
+        assert _legend_marker_area(legend) <= 10.0 ** 2
+        assert legend.get_texts()[0].get_text() == "cost 0"
+    cells = own.axes[0].collections[0]  # the outlines themselves keep their cell size
+    assert float(cells.get_sizes()[0]) == pytest.approx((140.0 / n) ** 2)

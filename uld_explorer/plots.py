@@ -22,6 +22,7 @@ from matplotlib.axes import Axes
 from matplotlib.collections import PolyCollection
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, StepPatch
 
 from .distributions import as_float64, check_distribution, sorted_probs
@@ -47,6 +48,7 @@ STUDENT_COLOR = "#E69F00"
 DIFF_COLOR = "#D55E00"
 
 _MAX_TICK_LABELS = 14  # more token labels than this on one axis: show every k-th
+_LEGEND_MARKER = 7.0  # points: the legend's outlined-cell marker, the same for 2 cells or 40
 
 
 def _vector(x: Any, name: str, subprobability: bool = False) -> np.ndarray:
@@ -304,8 +306,12 @@ def plot_transport_plan(
             if max(n_t, n_s) <= 40:  # few cells: outline them, the plan's colour stays visible inside
                 rows, cols = np.nonzero(H)
                 size = (140.0 / max(n_t, n_s)) ** 2  # points^2, about one cell
-                handle = a.scatter(cols, rows, s=size, marker="s", facecolors="none", edgecolors=DIFF_COLOR,
-                                   linewidths=0.9, label=highlight_label)
+                a.scatter(cols, rows, s=size, marker="s", facecolors="none", edgecolors=DIFF_COLOR,
+                          linewidths=0.9, label=highlight_label)
+                # the legend's marker: one small outlined square, whatever the cells' size (2 cells: 70 pt)
+                handle = Line2D([], [], linestyle="none", marker="s", markersize=_LEGEND_MARKER,
+                                markerfacecolor="none", markeredgecolor=DIFF_COLOR, markeredgewidth=0.9,
+                                label=highlight_label)
             else:  # many cells: a translucent overlay, exact to the cell at any size
                 a.imshow(np.ma.masked_where(~H, np.ones(H.shape)), cmap=ListedColormap([DIFF_COLOR]),
                          vmin=0, vmax=1, alpha=0.3, aspect="auto", interpolation="nearest")
