@@ -136,3 +136,21 @@ def test_plan_legend_marker_is_small_whatever_the_cell_size(n):
         assert legend.get_texts()[0].get_text() == "cost 0"
     cells = own.axes[0].collections[0]  # the outlines themselves keep their cell size
     assert float(cells.get_sizes()[0]) == pytest.approx((140.0 / n) ** 2)
+
+
+@pytest.mark.parametrize("V_t, V_s", [(2, 2), (2, 3), (1, 2), (5, 4), (300, 200)])
+def test_distribution_bars_have_integer_token_ticks(V_t, V_s):
+    """Token ids are integers: a 2-token vocabulary shows ticks 0 and 1, not 0.5 steps."""
+    from matplotlib.figure import Figure
+
+    from uld_explorer.plots import plot_distributions
+
+    p, q = dirichlet(V_t, 6, alpha=1.0), dirichlet(V_s, 7, alpha=1.0)
+    grouped = Figure().subplots()
+    plot_distributions(p, q, ax=grouped)
+    for ax in [*plot_distributions(p, q).axes, grouped]:
+        lo, hi = ax.get_xlim()
+        ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+        if max(V_t, V_s) <= 3:
+            assert ticks == list(range(max(V_t, V_s)))

@@ -24,6 +24,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, StepPatch
+from matplotlib.ticker import MaxNLocator
 
 from .distributions import as_float64, check_distribution, sorted_probs
 from .divergences import uld_distance
@@ -139,6 +140,7 @@ def plot_distributions(p: Any, q: Any, ax: Axes | Sequence[Axes] | None = None) 
         _bars(a, np.arange(V_s) + w / 2, q, w, STUDENT_COLOR, s_label)
         a.set_ylim(bottom=0)
         a.set_xlim(-0.7, n - 0.3)
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))  # token ids: no 0.5 ticks when V = 2
         a.set_xlabel("token index in its own vocabulary")
         a.set_ylabel("probability")
         a.legend(loc="upper right", frameon=False)
@@ -158,6 +160,7 @@ def plot_distributions(p: Any, q: Any, ax: Axes | Sequence[Axes] | None = None) 
         a.set_title(label, loc="left", color=color, fontweight="bold", fontsize="medium")
         a.set_ylabel("probability")
         a.set_xlim(-0.7, n - 0.3)
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))  # token ids: no 0.5 ticks when V = 2
         a.grid(axis="y", alpha=0.3)
     axes[1].set_xlabel("token index in its own vocabulary")
     return fig
