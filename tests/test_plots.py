@@ -154,3 +154,31 @@ def test_distribution_bars_have_integer_token_ticks(V_t, V_s):
         assert ticks and all(float(t).is_integer() for t in ticks), ticks
         if max(V_t, V_s) <= 3:
             assert ticks == list(range(max(V_t, V_s)))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_matched_token_plan_puts_every_twin_pair_on_the_diagonal(seed):
+    """Two vocabularies sharing some strings, the most probable teacher tokens without a twin:
+    the matched pairs come first, at (i, i), then each side's unmatched tokens by probability."""
+    from uld_explorer.plots import plot_token_plan
+
+    rng = np.random.default_rng(seed)
+    t_tok = [f"t{i}" for i in range(30)] + [f"s{i}" for i in range(20)]  # 20 strings both sides have
+    s_tok = [f"s{i}" for i in range(20)] + [f"u{i}" for i in range(15)]
+    p, q = rng.dirichlet(np.full(50, 0.3)), rng.dirichlet(np.full(35, 0.3))
+    r = ux.token_space_ot_top_k(p, q, t_tok, s_tok, k=12)
+    lay = tidy.token_plan_layout(r, t_tok, s_tok, order="matched")
+    kept_t = {t_tok[i] for i in r.teacher_index}
+    twins = [t_tok[i] for i in r.teacher_index if t_tok[i] in {s_tok[j] for j in r.student_index}]
+    m = len(twins)
+    by_prob = [t_tok[i] for i in r.teacher_index]
+    assert 0 < m < 12 and by_prob.index(twins[-1]) >= m  # a twinless token ranks above a twin: no staircase
+    assert lay.row_labels[:m] == lay.col_labels[:m] == twins  # teacher probability order, on the diagonal
+    assert lay.highlight[np.arange(m), np.arange(m)].all()
+    assert lay.highlight[:m].sum() == lay.highlight[:, :m].sum() == m  # the twins' only cost-0 cells
+    # then the unmatched of each side, most probable first; the rest bucket last
+    t_rest = [t_tok[i] for i in r.teacher_index if t_tok[i] not in twins]
+    s_rest = [s_tok[j] for j in r.student_index if s_tok[j] not in kept_t]
+    assert lay.row_labels[m:] == t_rest + ["rest"] and lay.col_labels[m:] == s_rest + ["rest"]
+    shown = plot_token_plan(r, t_tok, s_tok, order="matched").axes[0].images[0].get_array()
+    np.testing.assert_allclose(shown, r.plan[np.ix_(lay.rows, lay.cols)])

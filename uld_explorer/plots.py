@@ -372,8 +372,10 @@ def plot_token_plan(
         The strings of every token id (labels of the rows / columns).
     ax : Axes, optional
     order : {"vocab", "matched"}
-        ``"matched"``: by probability, each teacher token's same-string student token in the
-        same position (two different vocabularies), see :func:`~uld_explorer.tidy.token_plan_layout`.
+        ``"matched"`` (two different vocabularies): the teacher tokens that have a same-string
+        twin among the student's kept tokens first, by probability, each twin in the same position
+        (the cost-0 pairs on the diagonal), then the unmatched tokens of each side by probability;
+        see :func:`~uld_explorer.tidy.token_plan_layout`.
     title : str
 
     Returns

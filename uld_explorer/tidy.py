@@ -182,10 +182,11 @@ def token_plan_layout(
     rest bucket last, shown only when it holds mass.
 
     ``order="vocab"``: the kept tokens in VOCABULARY order (with one shared vocabulary, as in the
-    playground, the cost-0 cells then lie on the diagonal). ``order="matched"``: rows by the
-    teacher's probability, and each row's same-string student token in the same column position
-    where it was kept (the cost-0 cells on the diagonal for two different vocabularies), the other
-    student tokens after them by probability.
+    playground, the cost-0 cells then lie on the diagonal). ``order="matched"``, for two different
+    vocabularies: first the teacher tokens whose same-string twin the student kept, by the
+    teacher's probability, each twin in the same position on the other axis (the matched pairs
+    on the diagonal, top left); then the teacher's other kept tokens and the student's other kept
+    tokens, each by probability.
 
     Examples
     --------
@@ -195,6 +196,10 @@ def token_plan_layout(
     ['b', 'c', 'rest']
     >>> token_plan_layout(r, ["a", "b", "c"], ["b", "a"], order="matched").col_labels
     ['b', 'a']
+    >>> r = token_space_ot_top_k([0.5, 0.3, 0.2], [0.2, 0.3, 0.5], ["a", "b", "c"], ["x", "b", "c"], k=3)
+    >>> lay = token_plan_layout(r, ["a", "b", "c"], ["x", "b", "c"], order="matched")
+    >>> lay.row_labels, lay.col_labels  # 'a' has no twin: after the matched pairs
+    (['b', 'c', 'a'], ['b', 'c', 'x'])
     """
     if order not in ("vocab", "matched"):
         raise ValueError(f"order must be 'vocab' or 'matched' (got {order!r})")
@@ -204,13 +209,15 @@ def token_plan_layout(
         rows = [int(i) for i in np.argsort(t_index, kind="stable")]
         cols = [int(j) for j in np.argsort(s_index, kind="stable")]
     else:  # the plan's kept tokens come most probable first already
-        rows = list(range(t_index.size))
-        cols, used = [], set()
-        for i in rows:
-            free = [j for j in np.flatnonzero(cost[i, : s_index.size] == 0) if j not in used]
+        rows, cols, used = [], [], set()
+        for i in range(t_index.size):  # each teacher token takes its most probable free twin
+            free = [int(j) for j in np.flatnonzero(cost[i, : s_index.size] == 0) if int(j) not in used]
             if free:
-                cols.append(int(free[0]))
-                used.add(int(free[0]))
+                rows.append(i)
+                cols.append(free[0])
+                used.add(free[0])
+        matched = set(rows)
+        rows += [i for i in range(t_index.size) if i not in matched]
         cols += [j for j in range(s_index.size) if j not in used]
     if result.teacher_truncated_mass > 0:
         rows.append(t_index.size)  # the rest bucket is the last row of the plan
