@@ -242,7 +242,7 @@ def test_plot_value_plan_labels_padding_and_outlines_same_strings():
     assert sorted(map(tuple, np.asarray(outlined).astype(int))) == [(0, 0), (1, 1), (2, 2)]
     with pytest.raises(ValueError, match="n = max"):
         plot_value_plan(r, p, q, ux.synthetic_tokens(4), ux.synthetic_tokens(3))
-    # rank order: the plan is the diagonal the closed form walks (sorting is the optimal coupling)
+    # rank order: here POT's plan matches the student's 3 values with the teacher's top 3 (see test_plots.py)
     ranked = plot_value_plan(r, p, q, ux.synthetic_tokens(5), ux.synthetic_tokens(3), order="rank")
     A = np.asarray(ranked.axes[0].images[0].get_array())
     assert np.trace(A[:3, :3]) == pytest.approx(3.0)  # the student's 3 values meet the teacher's top 3

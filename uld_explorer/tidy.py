@@ -8,6 +8,7 @@ from the library's math.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -18,6 +19,7 @@ from .distributions import as_float64, check_distribution, top_k_index
 __all__ = [
     "ALIGNMENT_VARIANTS",
     "PlanLayout",
+    "RANK_HEAD",
     "alignment_effects_frame",
     "alignment_effects_summary",
     "groups_frame",
@@ -75,31 +77,85 @@ def top_k_frame(
     return pd.DataFrame(rows, columns=["side", "rank", "id", "token", "prob", "shared"])
 
 
-def sorted_frame(p: Any, q: Any, n_max: int | None = None, *, subprobability: bool = False):
+#: Ranks the sorted curves keep one by one; beyond, a bin holds at most 1/RANK_HEAD of its rank
+#: (~1,900 bins for 151,936 ranks: finer than a pixel on a linear and on a log axis).
+RANK_HEAD = 256
+
+
+def _rank_bins(ps: np.ndarray, qs: np.ndarray, breaks: Sequence[int] = ()):
+    """Bins of ranks for drawing two sorted curves (n,) with the area between them EXACT.
+
+    Every rank up to :data:`RANK_HEAD` is its own bin; beyond, the bins grow geometrically (each at
+    most ``rank / RANK_HEAD`` wide). A bin never holds both signs of ``ps - qs`` (the curves'
+    crossings, and ``breaks``, start new bins), so with each curve's MEAN over the bin,
+    ``width * |mean(ps) - mean(qs)| = sum |ps - qs|`` over the bin: the shaded area between the
+    drawn curves is the ULD to rounding. Neighbouring bins with equal values are then one bin
+    (a zero-padded tail where both are 0, runs of ties: lossless).
+
+    Returns
+    -------
+    starts, widths : ndarray of int64, shape (B,)
+        First rank (0-based) and number of ranks of each bin.
+    teacher, student : ndarray of float64, shape (B,)
+        Each curve's mean over the bin.
+    """
+    n = ps.size
+    starts = np.arange(min(n, RANK_HEAD), dtype=np.int64)
+    if n > RANK_HEAD:
+        step = np.log1p(1.0 / RANK_HEAD)
+        geo = np.floor(RANK_HEAD * np.exp(step * np.arange(math.ceil(math.log(n / RANK_HEAD) / step) + 1)))
+        sign = np.sign(ps - qs)
+        crossings = np.flatnonzero(sign[1:] != sign[:-1]) + 1
+        extra = np.asarray([b for b in breaks if 0 < b < n], dtype=np.int64)
+        starts = np.unique(np.concatenate([starts, geo.astype(np.int64), crossings, extra]))
+        starts = starts[starts < n]
+    widths = np.diff(np.append(starts, n))
+    teacher = np.add.reduceat(ps, starts) / widths
+    student = np.add.reduceat(qs, starts) / widths
+    new = np.ones(starts.size, dtype=bool)
+    new[1:] = (teacher[1:] != teacher[:-1]) | (student[1:] != student[:-1])
+    starts, teacher, student = starts[new], teacher[new], student[new]
+    return starts, np.diff(np.append(starts, n)), teacher, student
+
+
+def sorted_frame(p: Any, q: Any, n_max: int | None = None, *, subprobability: bool = False, binned: bool = False):
     """Both distributions sorted descending and zero-padded to ``n = max(V_t, V_s)``: the two
     curves the ULD closed form compares rank by rank (``subprobability``: merged groups' vectors).
+
+    ``binned=True``: one row per BIN of ranks instead of per rank (every rank up to
+    :data:`RANK_HEAD`, then geometrically wider bins, each curve's mean over its bin; no bin holds
+    a crossing of the curves, so ``sum((high - low) * width)`` is still exactly the ULD over the
+    kept ranks). 151,936 ranks become ~1,900 rows, which an Altair chart can embed (it refuses
+    more than 5,000 rows).
 
     Returns
     -------
     DataFrame
-        Columns ``rank`` (1..n, or 1..n_max), ``teacher``, ``student``, ``low``, ``high``
-        (``min`` / ``max`` of the two: the shaded band whose area is ULD over the kept ranks).
+        Columns ``rank`` (1..n, or 1..n_max; binned: each bin's first rank), ``teacher``,
+        ``student``, ``low``, ``high`` (``min`` / ``max`` of the two: the shaded band whose area
+        ``sum((high - low) * width)`` is ULD over the kept ranks), ``width`` (ranks in the row: 1
+        unless binned).
 
     Examples
     --------
     >>> sorted_frame([0.2, 0.5, 0.3], [0.9, 0.1]).values.tolist()[0]
-    [1.0, 0.5, 0.9, 0.5, 0.9]
+    [1.0, 0.5, 0.9, 0.5, 0.9, 1.0]
     """
     import pandas as pd
 
     from .distributions import sorted_probs
 
-    ps, qs = sorted_probs(_vector(p, "p", subprobability), _vector(q, "q", subprobability),
-                          subprobability=subprobability)
+    p, q = _vector(p, "p", subprobability), _vector(q, "q", subprobability)
+    ps, qs = sorted_probs(p, q, subprobability=subprobability)
     n = ps.size if n_max is None else min(int(n_max), ps.size)
     ps, qs = ps[:n], qs[:n]
-    return pd.DataFrame({"rank": np.arange(1, n + 1, dtype=float), "teacher": ps, "student": qs,
-                         "low": np.minimum(ps, qs), "high": np.maximum(ps, qs)})
+    if binned:  # the zero padding starts a bin of its own
+        starts, widths, ps, qs = _rank_bins(ps, qs, breaks=(min(p.size, q.size),))
+        rank, width = starts + 1.0, widths.astype(float)
+    else:
+        rank, width = np.arange(1, n + 1, dtype=float), np.ones(n)
+    return pd.DataFrame({"rank": rank, "teacher": ps, "student": qs,
+                         "low": np.minimum(ps, qs), "high": np.maximum(ps, qs), "width": width})
 
 
 @dataclass(frozen=True)
@@ -131,10 +187,11 @@ def token_plan_layout(
     rest bucket last, shown only when it holds mass.
 
     ``order="vocab"``: the kept tokens in VOCABULARY order (with one shared vocabulary, as in the
-    playground, the cost-0 cells then lie on the diagonal). ``order="matched"``: rows by the
-    teacher's probability, and each row's same-string student token in the same column position
-    where it was kept (the cost-0 cells on the diagonal for two different vocabularies), the other
-    student tokens after them by probability.
+    playground, the cost-0 cells then lie on the diagonal). ``order="matched"``, for two different
+    vocabularies: first the teacher tokens whose same-string twin the student kept, by the
+    teacher's probability, each twin in the same position on the other axis (the matched pairs
+    on the diagonal, top left); then the teacher's other kept tokens and the student's other kept
+    tokens, each by probability.
 
     Examples
     --------
@@ -144,6 +201,10 @@ def token_plan_layout(
     ['b', 'c', 'rest']
     >>> token_plan_layout(r, ["a", "b", "c"], ["b", "a"], order="matched").col_labels
     ['b', 'a']
+    >>> r = token_space_ot_top_k([0.5, 0.3, 0.2], [0.2, 0.3, 0.5], ["a", "b", "c"], ["x", "b", "c"], k=3)
+    >>> lay = token_plan_layout(r, ["a", "b", "c"], ["x", "b", "c"], order="matched")
+    >>> lay.row_labels, lay.col_labels  # 'a' has no twin: after the matched pairs
+    (['b', 'c', 'a'], ['b', 'c', 'x'])
     """
     if order not in ("vocab", "matched"):
         raise ValueError(f"order must be 'vocab' or 'matched' (got {order!r})")
@@ -153,13 +214,15 @@ def token_plan_layout(
         rows = [int(i) for i in np.argsort(t_index, kind="stable")]
         cols = [int(j) for j in np.argsort(s_index, kind="stable")]
     else:  # the plan's kept tokens come most probable first already
-        rows = list(range(t_index.size))
-        cols, used = [], set()
-        for i in rows:
-            free = [j for j in np.flatnonzero(cost[i, : s_index.size] == 0) if j not in used]
+        rows, cols, used = [], [], set()
+        for i in range(t_index.size):  # each teacher token takes its most probable free twin
+            free = [int(j) for j in np.flatnonzero(cost[i, : s_index.size] == 0) if int(j) not in used]
             if free:
-                cols.append(int(free[0]))
-                used.add(int(free[0]))
+                rows.append(i)
+                cols.append(free[0])
+                used.add(free[0])
+        matched = set(rows)
+        rows += [i for i in range(t_index.size) if i not in matched]
         cols += [j for j in range(s_index.size) if j not in used]
     if result.teacher_truncated_mass > 0:
         rows.append(t_index.size)  # the rest bucket is the last row of the plan
@@ -176,11 +239,14 @@ def value_plan_layout(result: Any, p: Any, q: Any, teacher_tokens: Sequence[str]
                       order: str = "vocab") -> PlanLayout:
     """The layout of the value-space plan (:func:`~uld_explorer.value_space_ot`, ``n x n``).
 
-    ``order="vocab"``: rows and columns in vocabulary order (the zero padding last, ``pad``): a
-    token is matched to whichever token has the same RANK, so the plan looks scattered.
+    ``order="vocab"``: rows and columns in vocabulary order (the zero padding last, ``pad``):
+    tokens are matched by probability VALUE, not identity, so the plan looks scattered.
     ``order="rank"``: rows by the teacher's probability and columns by the student's, largest
-    first: the plan is the diagonal the closed form walks (the i-th largest with the i-th
-    largest). Marked cells: the same token string.
+    first. The closed form's own pairing (the i-th largest with the i-th largest, the monotone
+    sorted-to-sorted plan) is then the diagonal; POT's plan is AN optimal pairing of the same
+    cost, which keeps part of the diagonal and swaps the rest (with the cost ``|p_i - q_j|``, two
+    values moving the same way can exchange partners at no extra cost). Marked cells: the same
+    token string.
 
     Examples
     --------

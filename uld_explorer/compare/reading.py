@@ -41,13 +41,15 @@ def read_row(row: Any) -> str:
     >>> print(read_row(r))
     Both put most mass on ' Paris' (91% / 77%). The two distributions have a similar shape (ULD/2 = 0.13) and the same tokens carry it (token OT 0.18). KL on the shared strings is moderate (0.26 nats).
     """
-    where = "After the whole text, " if row.kind == "next" else ""
     t, s = row.teacher_top1, row.student_top1
     pt, ps = row.teacher_top1_prob, row.student_top1_prob
     if t == s:
-        out = [f"{where}Both put most mass on {t!r} ({_pct(pt)} / {_pct(ps)})."]
+        first = f"Both put most mass on {t!r} ({_pct(pt)} / {_pct(ps)})."
     else:
-        out = [f"{where}The teacher expects {t!r} ({_pct(pt)}), the student {s!r} ({_pct(ps)})."]
+        first = f"The teacher expects {t!r} ({_pct(pt)}), the student {s!r} ({_pct(ps)})."
+    if row.kind == "next":  # the next-token row: the same sentence, after a lower-case start
+        first = f"After the whole text, {first[0].lower()}{first[1:]}"
+    out = [first]
     half, ot = row.uld_half, row.token_ot_string
     if ot is not None and half < SAME_SHAPE and ot > half + IDENTITY_GAP:
         out.append(f"Same shape, different tokens: ULD/2 is small ({half:.2f}) but token OT is large ({ot:.2f}) "

@@ -211,8 +211,10 @@ with col_val:
         st.altair_chart(charts.chart_plan(tidy.plan_frame(s.value_ot.plan, vcrop), mass_title="matched",
                                           title=f"value space (= ULD {s.value_ot.value:.4f})"), width="content")
         st.radio("value-space plan order", ["rank", "vocab"], key="value_order", horizontal=True,
-                 help="rank: both sorted by probability, the diagonal ULD walks; vocab: vocabulary order, where "
-                      "the same plan looks scattered because tokens are matched by rank, not by identity.")
+                 help="rank: both sorted by probability; ULD's own pairing (i-th largest with i-th largest) "
+                      "is the diagonal, and POT's plan, equally optimal, keeps part of it and swaps the rest at "
+                      "the same cost. vocab: vocabulary order, where the same plan looks scattered because "
+                      "tokens are matched by value, not by identity.")
         vshown = f" Showing the first {len(vcrop.rows)} of {n}." if n > PLAN_MAX else ""
         st.caption(f"Each teacher value is matched to one student value (cell = 1): outlined where they are the "
                    f"same string.{vshown}")
