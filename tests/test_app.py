@@ -247,3 +247,33 @@ def test_plot_value_plan_labels_padding_and_outlines_same_strings():
     A = np.asarray(ranked.axes[0].images[0].get_array())
     assert np.trace(A[:3, :3]) == pytest.approx(3.0)  # the student's 3 values meet the teacher's top 3
     assert A.sum() == pytest.approx(5.0)  # the rest: teacher tail vs padding zeros (ties: any matching)
+
+
+def test_playground_view_lives_in_the_url():
+    """Reopening the URL a view wrote gives the same widgets and the same numbers; bad values fall
+    back to the defaults."""
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    for k, v in {"V_t": "40", "V_s": "25", "noise": "0.7", "seed": "3", "permute_student": "1"}.items():
+        at.query_params[k] = v
+    at.run()
+    assert_clean(at)
+    assert (at.session_state["V_t"], at.session_state["V_s"], at.session_state["noise"], at.session_state["seed"],
+            at.session_state["permute_student"]) == (40, 25, 0.7, 3, True)
+    first = assert_table_matches_library(at)
+    at.slider(key="shift").set_value(4).run()
+    assert_clean(at)
+    params = {k: v if isinstance(v, str) else v[0] for k, v in at.query_params.items()}
+    assert params["shift"] == "4" and params["V_t"] == "40"
+    again = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    for k, v in params.items():
+        again.query_params[k] = v
+    again.run()
+    assert_clean(again)
+    assert page_table(again) == page_table(at)
+    assert assert_table_matches_library(again).rows() != first.rows()  # the shift changed the view
+    bad = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    bad.query_params["V_t"], bad.query_params["seed"] = "999999", "-5"
+    bad.run()
+    assert_clean(bad)
+    defaults = ux.PlaygroundConfig()
+    assert (bad.session_state["V_t"], bad.session_state["seed"]) == (defaults.V_t, defaults.seed)
