@@ -182,3 +182,31 @@ def test_matched_token_plan_puts_every_twin_pair_on_the_diagonal(seed):
     assert lay.row_labels[m:] == t_rest + ["rest"] and lay.col_labels[m:] == s_rest + ["rest"]
     shown = plot_token_plan(r, t_tok, s_tok, order="matched").axes[0].images[0].get_array()
     np.testing.assert_allclose(shown, r.plan[np.ix_(lay.rows, lay.cols)])
+
+
+def test_cjk_token_strings_draw_without_missing_glyphs(monkeypatch):
+    """Token strings in Japanese draw with real glyphs (fonts-noto-cjk; CI installs it and sets
+    ULD_REQUIRE_FONTS=1), and without the fallback list matplotlib would draw empty boxes."""
+    import io
+    import os
+    import warnings
+
+    import uld_explorer as ux
+    from uld_explorer import plots
+
+    if len(plots.font_families()) == 1:
+        if os.environ.get("ULD_REQUIRE_FONTS") == "1":
+            pytest.fail("no CJK font installed (apt-get install -y fonts-noto-cjk)")
+        pytest.skip("no CJK font installed (apt-get install -y fonts-noto-cjk)")
+    teacher, student = ["東京", "は", "x"], ["東", "京"]
+    r = ux.token_space_ot_top_k(np.array([0.5, 0.3, 0.2]), np.array([0.6, 0.4]), teacher, student, k=3)
+
+    def draw() -> list[str]:
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            plots.plot_token_plan(r, teacher, student).savefig(io.BytesIO(), format="png")
+        return [str(w.message) for w in seen if "missing from font" in str(w.message)]
+
+    assert draw() == []
+    monkeypatch.setattr(plots, "font_families", lambda: ("DejaVu Sans",))
+    assert draw(), "without the CJK fallback the same figure misses glyphs (the check can fail)"

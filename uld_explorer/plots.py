@@ -14,8 +14,9 @@ interactive charts (:mod:`uld_explorer.charts`) use the same.
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -54,6 +55,46 @@ DIFF_COLOR = "#D55E00"
 
 _MAX_TICK_LABELS = 14  # more token labels than this on one axis: show every k-th
 _LEGEND_MARKER = 7.0  # points: the legend's outlined-cell marker, the same for 2 cells or 40
+
+
+#: Fonts tried, in order, for glyphs DejaVu Sans lacks (token strings in Chinese, Japanese,
+#: Korean): used when installed (Debian: ``fonts-noto-cjk``), else matplotlib draws empty boxes.
+CJK_FONTS = ("Noto Sans CJK JP", "Noto Sans CJK SC", "Noto Sans CJK KR", "Droid Sans Fallback", "WenQuanYi Zen Hei")
+
+
+@functools.cache
+def font_families() -> tuple[str, ...]:
+    """The font family list every figure's text uses: DejaVu Sans, then the installed
+    :data:`CJK_FONTS` (matplotlib falls back glyph by glyph along the list)."""
+    from matplotlib import font_manager
+
+    names = {f.name for f in font_manager.fontManager.ttflist}
+    if not names.intersection(CJK_FONTS):  # matplotlib's font cache may predate the fonts' install
+        for path in font_manager.findSystemFonts():
+            if any(key in path for key in ("CJK", "DroidSansFallback", "wqy")):
+                try:
+                    font_manager.fontManager.addfont(path)
+                except (OSError, RuntimeError, ValueError):  # pragma: no cover - unreadable font file
+                    continue
+        names = {f.name for f in font_manager.fontManager.ttflist}
+    return ("DejaVu Sans", *(n for n in CJK_FONTS if n in names))
+
+
+def _readable_text(draw: Callable[..., Figure]) -> Callable[..., Figure]:
+    """Give every text of the returned figure :func:`font_families` (token strings may be CJK)."""
+
+    @functools.wraps(draw)
+    def wrapper(*args: Any, **kwargs: Any) -> Figure:
+        fig = draw(*args, **kwargs)
+        families = list(font_families())
+        if len(families) > 1:
+            from matplotlib.text import Text
+
+            for text in fig.findobj(Text):
+                text.set_fontfamily(families)
+        return fig
+
+    return wrapper
 
 
 def _vector(x: Any, name: str, subprobability: bool = False) -> np.ndarray:
@@ -106,6 +147,7 @@ def _stairs(ax: Axes, values: np.ndarray, edges: np.ndarray, baseline: Any = 0.0
     return patch
 
 
+@_readable_text
 def plot_distributions(p: Any, q: Any, ax: Axes | Sequence[Axes] | None = None) -> Figure:
     """Teacher and student probabilities as bars over their own vocabulary index.
 
@@ -170,6 +212,7 @@ def plot_distributions(p: Any, q: Any, ax: Axes | Sequence[Axes] | None = None) 
     return fig
 
 
+@_readable_text
 def plot_sorted_curves(
     p: Any, q: Any, ax: Axes | None = None, *, xscale: str = "linear", subprobability: bool = False
 ) -> Figure:
@@ -248,6 +291,7 @@ def plot_sorted_curves(
     return fig
 
 
+@_readable_text
 def plot_transport_plan(
     plan: Any,
     ax: Axes | None = None,
@@ -350,6 +394,7 @@ def _plot_layout(plan: Any, layout: Any, ax: Axes | None, title: str, row_label:
     )
 
 
+@_readable_text
 def plot_token_plan(
     result: Any,
     teacher_tokens: Sequence[str],
@@ -398,6 +443,7 @@ def plot_token_plan(
     return _plot_layout(result.plan, layout, ax, title, "teacher token (top-k)", "student token (top-k)")
 
 
+@_readable_text
 def plot_value_plan(
     result: Any,
     p: Any,
@@ -450,6 +496,7 @@ def plot_value_plan(
 AGREE_COLOR, DIFFER_COLOR = "#009E73", "#CC79A7"  # Okabe-Ito bluish green, reddish purple
 
 
+@_readable_text
 def plot_token_spans(frame: Any, max_lines: int = 8) -> Figure:
     """Both tokenizations of a text as byte spans, teacher above student, one pair of rows per line.
 
@@ -499,6 +546,7 @@ def plot_token_spans(frame: Any, max_lines: int = 8) -> Figure:
     return fig
 
 
+@_readable_text
 def plot_alignment_effects(frame: Any) -> Figure:
     """ULD per teacher token under the three ways of aligning (positional; byte-offset with the
     observed and the bayesian merge), and each side's mass on the shared strings.
