@@ -160,4 +160,11 @@ def test_the_pictures_draw_what_the_frames_hold(tables, pair):
     assert [tuple(round(c, 4) for c in b.get_facecolor()[:3]) for b in boxes] == [
         tuple(round(c, 4) for c in rgb) for rgb in expect]
     spec = charts.chart_token_spans(spans).to_dict()
-    assert spec["facet"]["row"]["field"] == "line_label"
+    rows = spec["layer"][0]["encoding"]["y"]["sort"]
+    assert rows == [f"{line + 1} {side}" for line in sorted(set(spans["line"])) for side in ("teacher", "student")]
+    # a label is the token's text where it fits its box, else an ellipsis (the tooltip has the text)
+    assert ((spans["label"] == spans["shown"]) | (spans["label"] == "…")).all()
+    assert (spans["label"] == spans["shown"]).equals(spans["shown"].str.len() <= tidy.CHARS_PER_BYTE * spans["n_bytes"])
+    assert [t.get_text() for t in fig.axes[0].texts if t.get_text() not in ("teacher", "student")] == list(
+        spans[spans["line"] < 2].sort_values(["line", "side"], key=lambda c: c.map({"teacher": 0, "student": 1})
+                                             if c.name == "side" else c, kind="stable")["label"])

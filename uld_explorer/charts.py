@@ -210,34 +210,34 @@ def chart_scale(values: dict[str, float], domain: tuple[float, float] = (0.0, 1.
 
 def chart_token_spans(frame: Any, title: str = "the text under both tokenizers") -> Any:
     """Both tokenizations as byte spans (a :func:`~uld_explorer.tidy.token_spans_frame`), teacher
-    above student, one pair of rows per line: a box per token as wide as its bytes, green where
-    the other side has a token with the same bytes, purple where the sides cut the text
-    differently. Hover a box for the token, its id, its bytes and its segment (byte-offset group)."""
+    above student, one pair of rows per line, as wide as its container: a box per token as wide as
+    its bytes, green where the other side has a token with the same bytes, purple where the sides
+    cut the text differently. Hover a box for the token, its id, its bytes and its segment
+    (byte-offset group)."""
     from .plots import AGREE_COLOR, DIFFER_COLOR
 
     alt = _alt()
     data = frame.assign(cut=frame["agrees"].map({True: "same bytes on both sides", False: "cut differently"}),
-                        row=frame["side"], mid=(frame["x0"] + frame["x1"]) / 2,
-                        line_label=frame["line"].map(lambda i: f"line {i + 1}"))
+                        row=[f"{line + 1} {side}" for line, side in zip(frame["line"], frame["side"])],
+                        mid=(frame["x0"] + frame["x1"]) / 2)
+    rows = [f"{line + 1} {side}" for line in sorted(set(frame["line"])) for side in ("teacher", "student")]
     width = max(8, int(data["x1"].max()) if len(data) else 8)
     x = alt.X("x0:Q", title="byte offset within the line", scale=alt.Scale(domain=[0, width], nice=False))
-    y = alt.Y("row:N", sort=["teacher", "student"], title=None, axis=alt.Axis(labelFontSize=11))
+    y = alt.Y("row:N", sort=rows, title=None, axis=alt.Axis(labelFontSize=11, labelExpr="split(datum.value, ' ')[1]"))
     tooltip = [alt.Tooltip("side:N"), alt.Tooltip("token:Q", title="token j"), alt.Tooltip("id:Q"),
                alt.Tooltip("shown:N", title="text"), alt.Tooltip("start:Q", title="first byte"),
                alt.Tooltip("end:Q", title="end byte"), alt.Tooltip("segment:Q"), alt.Tooltip("cut:N")]
-    boxes = alt.Chart().mark_rect(stroke="#333", strokeWidth=0.8, opacity=0.55).encode(
+    boxes = alt.Chart(data).mark_rect(stroke="#333", strokeWidth=0.8, opacity=0.55).encode(
         x=x, x2="x1:Q", y=y,
         color=alt.Color("cut:N", title=None, legend=alt.Legend(orient="top"),
                         scale=alt.Scale(domain=["same bytes on both sides", "cut differently"],
                                         range=[AGREE_COLOR, DIFFER_COLOR])),
         tooltip=tooltip,
     )
-    labels = alt.Chart().mark_text(fontSize=11, clip=True).encode(x="mid:Q", y=y, text="shown:N", tooltip=tooltip)
-    return alt.layer(boxes, labels, data=data).properties(width=max(300, min(1000, 15 * width)), height=56).facet(
-        row=alt.Row("line_label:N", title=None, sort=alt.SortField("line"),
-                    header=alt.Header(labelAngle=0, labelAlign="left", labelOrient="left", labelFontSize=10)),
-        spacing=4,
-    ).properties(title=title)
+    labels = alt.Chart(data).mark_text(fontSize=11).encode(x="mid:Q", y=y, text="label:N", tooltip=tooltip)
+    lines = alt.Chart(data[data["side"] == "student"].drop_duplicates("line")).mark_rule(
+        color="#999", strokeDash=[2, 2]).encode(y=alt.Y("row:N", sort=rows, bandPosition=1))
+    return alt.layer(boxes, labels, lines).properties(width="container", height=alt.Step(24), title=title)
 
 
 #: The columns of :func:`~uld_explorer.tidy.alignment_effects_frame` the charts draw, with their names.

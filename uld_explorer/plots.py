@@ -528,7 +528,7 @@ def plot_token_spans(frame: Any, max_lines: int = 8) -> Figure:
             for r in part[part["side"] == side].itertuples():
                 ax.add_patch(Rectangle((r.x0, y), r.x1 - r.x0, 0.4, facecolor=AGREE_COLOR if r.agrees else DIFFER_COLOR,
                                        alpha=0.35, edgecolor="#333", linewidth=0.8))
-                ax.text((r.x0 + r.x1) / 2, y + 0.2, r.shown, ha="center", va="center", fontsize=7, clip_on=True)
+                ax.text((r.x0 + r.x1) / 2, y + 0.2, r.label, ha="center", va="center", fontsize=7, clip_on=True)
         ax.text(-0.5, k * 1.1 + 0.2, "teacher", ha="right", va="center", fontsize=7, color=TEACHER_COLOR)
         ax.text(-0.5, k * 1.1 + 0.65, "student", ha="right", va="center", fontsize=7, color=STUDENT_COLOR)
     ax.set_xlim(-7, width + 0.5)

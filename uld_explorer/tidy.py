@@ -341,6 +341,15 @@ def _shown(s: str) -> str:
     return s.replace(" ", "·").replace("\n", "↵").replace("\t", "→").replace("\r", "␍")
 
 
+#: Characters of a token's label that fit in the box of one byte (the pictures draw ~2.5).
+CHARS_PER_BYTE = 2.5
+
+
+def _fits(shown: str, n_bytes: int) -> str:
+    """The label drawn in a token's box: its text, or ``…`` when that is wider than the box."""
+    return shown if len(shown) <= CHARS_PER_BYTE * max(1, n_bytes) else "…"
+
+
 def token_spans_frame(report: Any, line_bytes: int = 48):
     """Both tokenizations of one text as byte spans, long format: what the tokenizer-mismatch page
     and :func:`~uld_explorer.plots.plot_token_spans` draw.
@@ -365,7 +374,8 @@ def token_spans_frame(report: Any, line_bytes: int = 48):
     -------
     DataFrame
         One row per (side, token): ``side`` ("teacher" | "student"), ``token`` (index j),
-        ``id``, ``text`` (the token's text), ``shown`` (whitespace made visible), ``start``,
+        ``id``, ``text`` (the token's text), ``shown`` (whitespace made visible), ``label``
+        (``shown``, or ``…`` where it is wider than the box: :data:`CHARS_PER_BYTE`), ``start``,
         ``end`` (half-open byte span in ``text.encode("utf-8")``), ``n_bytes``, ``agrees``,
         ``segment``, ``line``, ``x0``, ``x1`` (the span's offsets within its line).
 
@@ -396,11 +406,13 @@ def token_spans_frame(report: Any, line_bytes: int = 48):
         for j, ((a, b), i, s) in enumerate(zip(tok.byte_spans, tok.ids, tok.strings)):
             line = bisect.bisect_right(breaks, a) - 1
             segment = max(0, bisect.bisect_right(common, a) - 1)
-            rows.append({"side": side, "token": j, "id": int(i), "text": s, "shown": _shown(s), "start": a,
+            shown = _shown(s)
+            rows.append({"side": side, "token": j, "id": int(i), "text": s, "shown": shown,
+                         "label": _fits(shown, b - a), "start": a,
                          "end": b, "n_bytes": b - a, "agrees": (a, b) in spans[side], "segment": segment, "line": line,
                          "x0": a - breaks[line], "x1": b - breaks[line]})
-    return pd.DataFrame(rows, columns=["side", "token", "id", "text", "shown", "start", "end", "n_bytes", "agrees",
-                                       "segment", "line", "x0", "x1"])
+    return pd.DataFrame(rows, columns=["side", "token", "id", "text", "shown", "label", "start", "end", "n_bytes",
+                                       "agrees", "segment", "line", "x0", "x1"])
 
 
 #: The three ways :func:`alignment_effects_frame` scores a teacher token, (alignment, merge).

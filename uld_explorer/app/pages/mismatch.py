@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 import uld_explorer as ux
@@ -140,21 +141,31 @@ except Exception as err:  # noqa: BLE001 - never a traceback on the page
 
 # ---------------------------------------------------------------------------------- the spans
 n_bytes = len(report.teacher.text_bytes)
-m = st.columns(5)
-m[0].metric("teacher tokens", f"{len(report.teacher):,}")
-m[1].metric("student tokens", f"{len(report.student):,}")
-m[2].metric("common boundaries", f"{len(report.common_boundaries) - 1:,}",
-            help="Byte offsets (after the text's start) where both tokenizations start or end a token.")
 rate = report.misalignment_rate
-m[3].metric("misaligned pairs", "undefined" if not np.isfinite(rate) else f"{rate:.0%}",
+m = st.columns(4)
+m[0].metric("misaligned pairs", "undefined" if not np.isfinite(rate) else f"{rate:.0%}",
             help="Share of the positional pairs whose two tokens cover different bytes (the ULD paper compares "
                  "them anyway).")
-m[4].metric("byte-offset groups", f"{len(groups):,}",
+m[1].metric("byte-offset groups", f"{len(groups):,}",
             help=f"{int(groups['one_to_one'].sum()) if len(groups) else 0} of them one token on each side.")
+m[2].metric("common cuts", f"{len(report.common_boundaries) - 1:,}",
+            help="Common boundaries: byte offsets (after the text's start) where both tokenizations start or end "
+                 "a token.")
+m[3].metric("strings in both", f"{vocab.shared:,}",
+            help="Distinct token byte strings both vocabularies have: KL can only compare these; ULD ignores "
+                 "identities altogether.")
+sides = pd.DataFrame(
+    {"teacher": [f"{len(report.teacher):,}", f"{vocab.teacher_size:,}",
+                 f"{vocab.teacher_index.size:,} ({vocab.shared_fraction_teacher:.0%})"],
+     "student": [f"{len(report.student):,}", f"{vocab.student_size:,}",
+                 f"{vocab.student_index.size:,} ({vocab.shared_fraction_student:.0%})"]},
+    index=["tokens in this text", "vocabulary (ids)", "ids whose bytes the other side has"],
+)
+st.table(sides)
 
 st.subheader("The text under both tokenizers")
 shown_lines = spans[spans["line"] < MAX_LINES]
-st.altair_chart(charts.chart_token_spans(shown_lines, title=""), width="content")
+st.altair_chart(charts.chart_token_spans(shown_lines, title=""), width="stretch")
 more = spans["line"].max() + 1 - MAX_LINES if len(spans) else 0
 st.caption(f"{n_bytes:,} bytes. Green: the other tokenizer has a token with exactly these bytes; purple: the two "
            f"cut this stretch differently (· is a space, ↵ a newline; \\xNN a byte of a split character). "
@@ -171,16 +182,6 @@ with st.expander(f"The byte-offset groups ({len(groups):,}): where both sides re
     st.caption("Only tokens that get a distribution take part (without a prompt or BOS nothing predicts the first "
                "token, so the groups start at the first byte both sides start a token after it).")
     export_table(groups, settings, "byte_offset_groups", "groups_table")
-
-# ---------------------------------------------------------------------------------- vocabularies
-st.subheader("The two vocabularies")
-v = st.columns(4)
-v[0].metric("teacher vocabulary", f"{vocab.teacher_size:,}")
-v[1].metric("student vocabulary", f"{vocab.student_size:,}")
-v[2].metric("strings in both", f"{vocab.shared:,}", help="Distinct token byte strings both vocabularies have.")
-v[3].metric("share of ids with a twin", f"{vocab.shared_fraction_teacher:.0%} / {vocab.shared_fraction_student:.0%}",
-            help="Teacher / student: the share of that side's ids whose exact bytes the other side has too. "
-                 "KL can only compare these; ULD ignores identities altogether.")
 
 # ---------------------------------------------------------------------------------- per position
 st.subheader("Per position: what the alignment does to ULD")
@@ -207,15 +208,17 @@ for note in tables[0].notes:
     st.caption(f":material/info: {note}")
 MEAN = "Mean over the teacher tokens (each group's ULD counted once per teacher token in it)."
 fmt = lambda x: "undefined" if not np.isfinite(x) else f"{x:.3f}"  # noqa: E731
-e = st.columns(5)
+e = st.columns(3)
 e[0].metric("ULD, positional", fmt(summary["uld_positional"]), help=MEAN)
 e[1].metric("ULD, observed merge", fmt(summary["uld_observed"]), help=MEAN + " Byte-offset groups, observed merge.")
 e[2].metric("ULD, bayesian merge", fmt(summary["uld_bayesian"]), help=MEAN + " Byte-offset groups, bayesian merge.")
-e[3].metric("|shift|, misaligned", fmt(summary["abs_shift_misaligned"]),
+e = st.columns(3)
+e[0].metric("|shift|, misaligned", fmt(summary["abs_shift_misaligned"]),
             help="Mean |ULD byte-offset observed - ULD positional| over the teacher tokens whose positional partner "
                  "covers other bytes.")
-e[4].metric("|shift|, aligned", fmt(summary["abs_shift_aligned"]),
+e[1].metric("|shift|, aligned", fmt(summary["abs_shift_aligned"]),
             help="The same over the tokens whose positional partner covers the same bytes.")
+e[2].metric("teacher tokens scored", f"{len(effects):,}")
 st.altair_chart(charts.chart_alignment_effects(effects), width="content")
 st.caption(
     "Each teacher token scored three ways: paired with the student's token at the same index (positional), or "

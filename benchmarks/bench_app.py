@@ -1,0 +1,90 @@
+"""How fast the Real distributions page answers, on a 128-token text (default pair, 2 threads).
+
+Drives the page with Streamlit's AppTest (the script run on the server, which is what a click
+waits for; the browser then draws the Vega charts): a first run (models loaded, two forward
+passes, the table), selecting another position (median of 5), and changing what needs a new
+table but no forward pass: top-k, alignment, merge (median of 3 each, alternating values so
+every run is a cache miss, a new top-k set first for the alignment and the merge). Then the
+Tokenizer mismatch page: its first view (the models already loaded: two forward passes on its
+text and three tables), a tokenizer-only student (tokenize + vocabulary overlap) and a new text.
+
+    python benchmarks/bench_app.py
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = ROOT / "uld_explorer" / "app" / "pages" / "real.py"
+MISMATCH = ROOT / "uld_explorer" / "app" / "pages" / "mismatch.py"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_compare import PARAGRAPH  # noqa: E402
+
+
+def main() -> None:
+    import torch
+    from streamlit.testing.v1 import AppTest
+
+    import uld_explorer as ux
+    from uld_explorer.text import tokenize_with_offsets
+
+    torch.set_num_threads(2)
+    teacher = ux.load_model(ux.DEFAULT_TEACHER, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        text = tokenize_with_offsets(teacher.tokenizer, PARAGRAPH * 4, max_tokens=128).text
+    at = AppTest.from_file(str(PAGE), default_timeout=600)
+    at.query_params["text"] = text
+    at.query_params["prompt"] = ""
+    t0 = time.perf_counter()
+    at.run()
+    first = time.perf_counter() - t0
+    assert not at.exception, at.exception
+    rows = len(at.selectbox(key="position").options)
+
+    def timed(action) -> float:
+        t = time.perf_counter()
+        action()
+        assert not at.exception, at.exception
+        return time.perf_counter() - t
+
+    select = [timed(lambda i=i: at.selectbox(key="position").set_value(10 + 7 * i).run()) for i in range(5)]
+    top_k = [timed(lambda k=k: at.number_input(key="top_k").set_value(k).run()) for k in (200, 300, 400)]
+
+    def flip(key: str, values: tuple[str, str], k: int) -> float:
+        """A new top-k first (untimed), so the flipped table is not in the cache either."""
+        at.number_input(key="top_k").set_value(k).run()
+        now = at.radio(key=key).value
+        return timed(lambda: at.radio(key=key).set_value(values[values[0] == now]).run())
+
+    align = [flip("alignment", ("positional", "byte-offset"), k) for k in (210, 310, 410)]
+    merge = [flip("merge", ("bayesian", "observed"), k) for k in (220, 320, 420)]
+    print(f"# Real distributions page: {platform.processor() or platform.machine()}, torch threads 2, "
+          f"{rows} positions (128 teacher tokens)\n")
+    print("| action | seconds (server-side script run) | target |")
+    print("|---|---:|---:|")
+    print(f"| first view: load models, two forward passes, the table | {first:.2f} | - |")
+    print(f"| select another position (median of 5) | {statistics.median(select):.3f} | <= 0.3 |")
+    print(f"| change top-k: new table, no forward pass (median of 3) | {statistics.median(top_k):.2f} | <= 1.5 |")
+    print(f"| change the alignment (median of 3) | {statistics.median(align):.2f} | <= 1.5 |")
+    print(f"| change the merge (median of 3) | {statistics.median(merge):.2f} | <= 1.5 |")
+
+    mm = AppTest.from_file(str(MISMATCH), default_timeout=600)
+    first_mm = timed(lambda: mm.run())
+    assert not mm.exception, mm.exception
+    gpt2 = timed(lambda: mm.selectbox(key="tk_student").set_value("GPT-2").run())
+    texts = [timed(lambda i=i: mm.text_area(key="tk_text").set_value(f"{text[: 200 + i]}").run()) for i in range(3)]
+    assert not mm.exception, mm.exception
+    print(f"| Tokenizer mismatch, first view: 2 forward passes, 3 tables | {first_mm:.2f} | - |")
+    print(f"| Tokenizer mismatch, a tokenizer-only student (load, vocabulary overlap) | {gpt2:.2f} | - |")
+    print(f"| Tokenizer mismatch, a new text, tokenizers only (median of 3) | {statistics.median(texts):.3f} | - |")
+
+
+if __name__ == "__main__":
+    main()
