@@ -123,6 +123,10 @@ POSITION_PANELS = {"uld_half": "[0, 1]: ULD/2 and token OT", "token_ot_string": 
                    "kl_shared": "nats: KL and the hybrid", "hybrid": "nats: KL and the hybrid"}
 
 
+#: Okabe-Ito colours of the per-position measures (colour-blind safe; a shape per measure too).
+MEASURE_COLORS = {"uld_half": "#D55E00", "token_ot_string": "#0072B2", "kl_shared": "#009E73", "hybrid": "#CC79A7"}
+
+
 def chart_positions(frame: Any, selected: int | None = None, title: str | None = None) -> Any:
     """Every position's measures (a :func:`~uld_explorer.tidy.positions_frame`) over positions, in two
     panels sharing the x axis: ULD/2 and token OT on their common [0, 1] scale, KL and the hybrid in
@@ -132,6 +136,8 @@ def chart_positions(frame: Any, selected: int | None = None, title: str | None =
     pick = alt.selection_point(name=POSITION_SELECTION, fields=["index"], on="click", clear=False,
                                value=None if selected is None else [{"index": int(selected)}])
     data = frame.assign(panel=frame["measure"].map(POSITION_PANELS).fillna("other"))
+    measures = list(dict.fromkeys(frame["measure"]))
+    names = list(dict.fromkeys(frame["name"]))
     labels = list(dict.fromkeys(frame.sort_values("index")["position"]))
     step = max(8, min(44, 1000 // max(1, len(labels))))  # ~1,000 px wide; long texts: every label thinner
     x = alt.X("index:O", title="position (the text it predicts)",
@@ -139,8 +145,11 @@ def chart_positions(frame: Any, selected: int | None = None, title: str | None =
                             labelOverlap=len(labels) > 60))
     base = alt.Chart().encode(
         x=x, y=alt.Y("value:Q", title=None),
-        color=alt.Color("name:N", title=None, scale=alt.Scale(scheme="dark2"), legend=alt.Legend(orient="top")),
-        tooltip=[alt.Tooltip("position:N"), alt.Tooltip("name:N", title="measure"), alt.Tooltip("value:Q", format=".4f")],
+        color=alt.Color("name:N", title=None, legend=alt.Legend(orient="top"),
+                        scale=alt.Scale(domain=names, range=[MEASURE_COLORS.get(m, "#999999") for m in measures])),
+        shape=alt.Shape("name:N", title=None, scale=alt.Scale(domain=names), legend=None),
+        tooltip=[alt.Tooltip("position:N"), alt.Tooltip("name:N", title="measure"),
+                 alt.Tooltip("value:Q", format=".4f")],
     )
     lines = base.mark_line(strokeWidth=1.6, opacity=0.8)
     points = base.mark_point(filled=True).encode(
