@@ -216,3 +216,18 @@ def test_token_text_draws_every_glyph_or_escapes_it():
         assert "\\u200d" in shown and "\u200d" not in shown     # an invisible joiner is named
         assert "$a$" in shown and all(not x.get_parse_math() for x in texts(fig) if "$" in x.get_text())
         assert ("東" in shown) == cjk and ("\\u6771" in shown) == (not cjk)
+
+
+def test_token_spans_mark_the_common_boundaries_with_lines():
+    """The dotted lines of plot_token_spans stand where both tokenizations cut (the segments, i.e.
+    the byte-offset groups), line by line: ab|c|de|f against a|bc|d|ef cut together at 0, 3, 6."""
+    from uld_explorer.plots import plot_token_spans
+    from uld_explorer.text import TokenizationReport, Tokenized
+
+    t = Tokenized("abcdef", (0, 1, 2, 3), ("ab", "c", "de", "f"), ((0, 2), (2, 3), (3, 5), (5, 6)), None)
+    s = Tokenized("abcdef", (0, 1, 2, 3), ("a", "bc", "d", "ef"), ((0, 1), (1, 3), (3, 4), (4, 6)), None)
+    report = TokenizationReport(t, s, (0, 3, 6), [], 1.0)
+    for line_bytes, expected in ((48, [[0, 3, 6]]), (4, [[0, 3], [0, 3]])):   # one line, or two of 3 bytes
+        ax = plot_token_spans(tidy.token_spans_frame(report, line_bytes=line_bytes)).axes[0]
+        lines = [c for c in ax.collections if c.get_gid() == "segment-lines"]
+        assert [sorted({round(seg[0][0]) for seg in c.get_segments()}) for c in lines] == expected

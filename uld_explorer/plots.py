@@ -520,6 +520,9 @@ def plot_token_spans(frame: Any, max_lines: int = 8) -> Figure:
                                        alpha=0.35, edgecolor="#333", linewidth=0.8))
                 ax.text((r.x0 + r.x1) / 2, y + 0.2, _drawable(r.shown), ha="center", va="center", fontsize=7,
                         clip_on=True, **_token_text())
+        cuts = sorted(set(part.groupby("segment")["x0"].min()) | {int(part["x1"].max())})  # common boundaries
+        ax.vlines(cuts, k * 1.1 - 0.06, k * 1.1 + 0.91, colors="#333", linewidth=0.7, linestyles=":",
+                  gid="segment-lines")
         ax.text(-0.5, k * 1.1 + 0.2, "teacher", ha="right", va="center", fontsize=7, color=TEACHER_COLOR)
         ax.text(-0.5, k * 1.1 + 0.65, "student", ha="right", va="center", fontsize=7, color=STUDENT_COLOR)
     ax.set_xlim(-7, width + 0.5)
