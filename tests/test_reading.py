@@ -64,3 +64,10 @@ def test_a_single_token_row_is_read_as_before():
     r = group((3,), (4,), 1.0, 1.0, 0.26, token_ot=0.18)
     assert read_row(r).startswith("Both put most mass on ' \"' (14% / 22%). The two distributions have a similar "
                                   "shape (ULD/2 = 0.13) and the same tokens carry it (token OT 0.18).")
+
+
+def test_a_byte_token_is_quoted_with_one_backslash():
+    r"""A byte of a split character reads '\xe3\x83' (as the token tables write it), not '\\xe3\\x83'."""
+    r = row("token", "首都", r"\xe3\x83")
+    assert read_row(r).startswith(r"The teacher expects '首都' (91%), the student '\xe3\x83' (77%).")
+    assert read_row(row("token", "\n", " Paris")).startswith(r"The teacher expects '\n' (91%)")

@@ -32,6 +32,17 @@ def _pct(x: float) -> str:
     return f"{100 * x:.0f}%"
 
 
+def _quote(token: str) -> str:
+    r"""A token quoted as Python writes it (``' Paris'``, ``'\n'``), except that the ``\xNN`` a byte
+    of a split UTF-8 character is written as (:func:`~uld_explorer.text.vocab_strings`) keeps ONE
+    backslash, as the token tables show it: ``'\xe3\x83'``, not ``'\\xe3\\x83'``.
+
+    >>> print(_quote(" Paris"), _quote("\n"), _quote(r"\xe3\x83"))
+    ' Paris' '\n' '\xe3\x83'
+    """
+    return repr(token).replace("\\\\x", "\\x")
+
+
 def _weight(mass: float, n_tokens: int, who: str) -> str:
     if n_tokens <= 1:
         return f"{mass:.2g} ({who}: one token)"
@@ -75,9 +86,9 @@ def read_row(row: Any) -> str:
     t, s = row.teacher_top1, row.student_top1
     pt, ps = row.teacher_top1_prob, row.student_top1_prob
     if t == s:
-        first = f"Both put most mass on {t!r} ({_pct(pt)} / {_pct(ps)})."
+        first = f"Both put most mass on {_quote(t)} ({_pct(pt)} / {_pct(ps)})."
     else:
-        first = f"The teacher expects {t!r} ({_pct(pt)}), the student {s!r} ({_pct(ps)})."
+        first = f"The teacher expects {_quote(t)} ({_pct(pt)}), the student {_quote(s)} ({_pct(ps)})."
     if row.kind == "next":  # the next-token row: the same sentence, after a lower-case start
         first = f"After the whole text, {first[0].lower()}{first[1:]}"
     out = [first]
