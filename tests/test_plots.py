@@ -210,3 +210,52 @@ def test_cjk_token_strings_draw_without_missing_glyphs(monkeypatch):
     assert draw() == []
     monkeypatch.setattr(plots, "font_families", lambda: ("DejaVu Sans",))
     assert draw(), "without the CJK fallback the same figure misses glyphs (the check can fail)"
+
+
+def test_token_text_draws_every_glyph_or_escapes_it():
+    """CJK, emoji, a zero-width joiner and '$' in token text: no empty box (matplotlib warns
+    "Glyph ... missing from font(s)" per glyph it cannot draw) and no mathtext; a character
+    that no installed font has is written as its escape."""
+    import warnings
+
+    import pandas as pd
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from uld_explorer.plots import _text_fonts, plot_alignment_effects, plot_token_spans
+    from uld_explorer.text import TokenizationReport, Tokenized
+
+    text = "東京🍕\u200d$a$"  # bytes: 東 0-3, 京 3-6, 🍕 6-10, ZWJ 10-13, $a$ 13-16
+    t = Tokenized(text, (0, 1, 2, 3, 4), ("東", "京", "🍕", "\u200d", "$a$"),
+                  ((0, 3), (3, 6), (6, 10), (10, 13), (13, 16)), None)
+    s = Tokenized(text, (0, 1, 2, 3), ("東京", "🍕", "\u200d", "$a$"), ((0, 6), (6, 10), (10, 13), (13, 16)), None)
+    spans = tidy.token_spans_frame(TokenizationReport(t, s, (0, 6, 10, 13, 16), [], 1.0))
+    effects = pd.DataFrame({"label": list(t.strings), "same_span": [None, False, True, True, True],
+                            **{c: [0.5] * 5 for c in ("uld_positional", "uld_observed", "uld_bayesian",
+                                                      "teacher_shared_mass", "student_shared_mass")}})
+    cjk = 0x6771 in _text_fonts()[1]  # 東: drawn where a CJK font is installed, else escaped
+    for fig, texts in ((plot_token_spans(spans), lambda f: f.axes[0].texts),
+                       (plot_alignment_effects(effects), lambda f: f.axes[1].get_xticklabels())):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            FigureCanvasAgg(fig).draw()
+        assert not [w for w in caught if "missing from font" in str(w.message)]
+        shown = " ".join(x.get_text() for x in texts(fig))
+        assert "\\U0001f355" in shown and "🍕" not in shown      # no font draws the emoji here
+        assert "\\u200d" in shown and "\u200d" not in shown     # an invisible joiner is named
+        assert "$a$" in shown and all(not x.get_parse_math() for x in texts(fig) if "$" in x.get_text())
+        assert ("東" in shown) == cjk and ("\\u6771" in shown) == (not cjk)
+
+
+def test_token_spans_mark_the_common_boundaries_with_lines():
+    """The dotted lines of plot_token_spans stand where both tokenizations cut (the segments, i.e.
+    the byte-offset groups), line by line: ab|c|de|f against a|bc|d|ef cut together at 0, 3, 6."""
+    from uld_explorer.plots import plot_token_spans
+    from uld_explorer.text import TokenizationReport, Tokenized
+
+    t = Tokenized("abcdef", (0, 1, 2, 3), ("ab", "c", "de", "f"), ((0, 2), (2, 3), (3, 5), (5, 6)), None)
+    s = Tokenized("abcdef", (0, 1, 2, 3), ("a", "bc", "d", "ef"), ((0, 1), (1, 3), (3, 4), (4, 6)), None)
+    report = TokenizationReport(t, s, (0, 3, 6), [], 1.0)
+    for line_bytes, expected in ((48, [[0, 3, 6]]), (4, [[0, 3], [0, 3]])):   # one line, or two of 3 bytes
+        ax = plot_token_spans(tidy.token_spans_frame(report, line_bytes=line_bytes)).axes[0]
+        lines = [c for c in ax.collections if c.get_gid() == "segment-lines"]
+        assert [sorted({round(seg[0][0]) for seg in c.get_segments()}) for c in lines] == expected

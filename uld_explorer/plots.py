@@ -54,30 +54,34 @@ STUDENT_COLOR = "#E69F00"
 DIFF_COLOR = "#D55E00"
 
 _MAX_TICK_LABELS = 14  # more token labels than this on one axis: show every k-th
+#: Fonts that draw token text where matplotlib's default font has no glyph (CJK, mostly), tried in
+#: this order through matplotlib's per-glyph font fallback; only the installed ones are used.
+TEXT_FALLBACK_FONTS = ("Noto Sans CJK JP", "Noto Sans CJK SC", "Noto Sans CJK TC", "Noto Sans CJK KR",
+                       "Source Han Sans", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei", "Droid Sans Fallback",
+                       "Hiragino Sans", "Microsoft YaHei", "MS Gothic", "Arial Unicode MS")
 _LEGEND_MARKER = 7.0  # points: the legend's outlined-cell marker, the same for 2 cells or 40
-
-
-#: Fonts tried, in order, for glyphs DejaVu Sans lacks (token strings in Chinese, Japanese,
-#: Korean): used when installed (Debian: ``fonts-noto-cjk``), else matplotlib draws empty boxes.
-CJK_FONTS = ("Noto Sans CJK JP", "Noto Sans CJK SC", "Noto Sans CJK KR", "Droid Sans Fallback", "WenQuanYi Zen Hei")
 
 
 @functools.cache
 def font_families() -> tuple[str, ...]:
-    """The font family list every figure's text uses: DejaVu Sans, then the installed
-    :data:`CJK_FONTS` (matplotlib falls back glyph by glyph along the list)."""
+    """The font family list every figure's text uses: matplotlib's default sans-serif font, then
+    the installed :data:`TEXT_FALLBACK_FONTS` (matplotlib falls back glyph by glyph along the
+    list; Debian: ``apt-get install fonts-noto-cjk``), found even when matplotlib's font cache
+    predates their install."""
     from matplotlib import font_manager
 
-    names = {f.name for f in font_manager.fontManager.ttflist}
-    if not names.intersection(CJK_FONTS):  # matplotlib's font cache may predate the fonts' install
+    installed = {f.name for f in font_manager.fontManager.ttflist}
+    if not installed.intersection(TEXT_FALLBACK_FONTS):
         for path in font_manager.findSystemFonts():
-            if any(key in path for key in ("CJK", "DroidSansFallback", "wqy")):
+            if any(key in path for key in ("CJK", "DroidSansFallback", "wqy", "SourceHan")):
                 try:
                     font_manager.fontManager.addfont(path)
                 except (OSError, RuntimeError, ValueError):  # pragma: no cover - unreadable font file
                     continue
-        names = {f.name for f in font_manager.fontManager.ttflist}
-    return ("DejaVu Sans", *(n for n in CJK_FONTS if n in names))
+        installed = {f.name for f in font_manager.fontManager.ttflist}
+    default = font_manager.findfont(font_manager.FontProperties(family=["sans-serif"]))
+    families = [font_manager.get_font(default).family_name]
+    return tuple(families + [n for n in TEXT_FALLBACK_FONTS if n in installed and n not in families])
 
 
 def _readable_text(draw: Callable[..., Figure]) -> Callable[..., Figure]:
@@ -110,6 +114,33 @@ def _new_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Ax
         return ax.figure, ax
     fig = Figure(figsize=figsize, layout="constrained")
     return fig, fig.subplots()
+
+
+@functools.lru_cache(maxsize=1)
+def _text_fonts() -> tuple[tuple[str, ...], frozenset[int]]:
+    """:func:`font_families` and every code point one of them has a glyph for."""
+    from matplotlib import font_manager
+
+    families = font_families()
+    codes: set[int] = set()
+    for name in families:
+        path = font_manager.findfont(font_manager.FontProperties(family=[name]), fallback_to_default=False)
+        codes.update(font_manager.get_font(path).get_charmap())
+    return tuple(families), frozenset(codes)
+
+
+def _drawable(text: str) -> str:
+    """``text`` with every character that no font of :func:`_text_fonts` can draw (or that draws
+    nothing, e.g. a zero-width joiner) written as its escape (``\\u6771``, ``\\U0001f355``,
+    ``\\u200d``), instead of an empty box and a warning per glyph."""
+    codes = _text_fonts()[1]
+    escape = lambda c: f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}"  # noqa: E731
+    return "".join(c if c.isprintable() and ord(c) in codes else escape(c) for c in text)
+
+
+def _token_text() -> dict[str, Any]:
+    """Text properties for token text: the fallback fonts, and no mathtext (a ``$`` is a ``$``)."""
+    return {"fontfamily": list(_text_fonts()[0]), "parse_math": False}
 
 
 def _sparse_ticks(axis_set_ticks, axis_set_labels, labels: Sequence[str]) -> None:
@@ -528,7 +559,11 @@ def plot_token_spans(frame: Any, max_lines: int = 8) -> Figure:
             for r in part[part["side"] == side].itertuples():
                 ax.add_patch(Rectangle((r.x0, y), r.x1 - r.x0, 0.4, facecolor=AGREE_COLOR if r.agrees else DIFFER_COLOR,
                                        alpha=0.35, edgecolor="#333", linewidth=0.8))
-                ax.text((r.x0 + r.x1) / 2, y + 0.2, r.label, ha="center", va="center", fontsize=7, clip_on=True)
+                ax.text((r.x0 + r.x1) / 2, y + 0.2, _drawable(r.label), ha="center", va="center", fontsize=7,
+                        clip_on=True, **_token_text())
+        cuts = sorted(set(part.groupby("segment")["x0"].min()) | {int(part["x1"].max())})  # common boundaries
+        ax.vlines(cuts, k * 1.1 - 0.06, k * 1.1 + 0.91, colors="#333", linewidth=0.7, linestyles=":",
+                  gid="segment-lines")
         ax.text(-0.5, k * 1.1 + 0.2, "teacher", ha="right", va="center", fontsize=7, color=TEACHER_COLOR)
         ax.text(-0.5, k * 1.1 + 0.65, "student", ha="right", va="center", fontsize=7, color=STUDENT_COLOR)
     ax.set_xlim(-7, width + 0.5)
@@ -586,7 +621,8 @@ def plot_alignment_effects(frame: Any) -> Figure:
     bx.set_ylim(0, 1.02)
     bx.set_ylabel("mass on shared\nstrings")
     bx.legend(fontsize=7, ncols=2, loc="lower left")
-    _sparse_ticks(bx.set_xticks, lambda ls: bx.set_xticklabels(ls, rotation=50, ha="right", fontsize=7),
-                  [repr(s) for s in frame["label"]])
+    _sparse_ticks(bx.set_xticks, lambda ls: bx.set_xticklabels(ls, rotation=50, ha="right", fontsize=7,
+                                                                **_token_text()),
+                  [_drawable(repr(s)) for s in frame["label"]])
     bx.set_xlabel("teacher token (the text it predicts)")
     return fig

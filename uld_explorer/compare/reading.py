@@ -23,14 +23,56 @@ IDENTITY_GAP = 0.25
 KL_SMALL, KL_LARGE = 0.1, 1.0
 #: A side with less than this mass on the shared strings: KL sees only part of it.
 LOW_COVERAGE = 0.8
+#: A merged group whose mass gap |m_t - m_s| is at least this share of its ULD: ULD is read as
+#: the gap (one model much surer of the group's other pieces), not as a difference of shape.
+MASS_GAP_SHARE = 0.5
 
 
 def _pct(x: float) -> str:
     return f"{100 * x:.0f}%"
 
 
+def _quote(token: str) -> str:
+    r"""A token quoted as Python writes it (``' Paris'``, ``'\n'``), except that the ``\xNN`` a byte
+    of a split UTF-8 character is written as (:func:`~uld_explorer.text.vocab_strings`) keeps ONE
+    backslash, as the token tables show it: ``'\xe3\x83'``, not ``'\\xe3\\x83'``.
+
+    >>> print(_quote(" Paris"), _quote("\n"), _quote(r"\xe3\x83"))
+    ' Paris' '\n' '\xe3\x83'
+    """
+    return repr(token).replace("\\\\x", "\\x")
+
+
+def _weight(mass: float, n_tokens: int, who: str) -> str:
+    if n_tokens <= 1:
+        return f"{mass:.2g} ({who}: one token)"
+    other = "its other piece" if n_tokens == 2 else f"its {n_tokens - 1} other pieces"
+    return f"{mass:.2g} ({who}: the probability of {other})"
+
+
+def _merged_sentence(row: Any) -> str:
+    """What ULD says on a merged byte-offset group. Its chain-rule vectors are sub-probability
+    vectors of mass ``m_t``, ``m_s`` (the probability of the group's other actual pieces, 1 for a
+    single token), and ``|m_t - m_s| <= ULD <= m_t + m_s``: ULD may say more about the masses
+    than about the shapes."""
+    mt, ms, uld, half = row.teacher_mass, row.student_mass, row.uld, row.uld_half
+    weigh = (f"the vectors ULD compares weigh {_weight(mt, len(row.teacher_tokens), 'teacher')} and "
+             f"{_weight(ms, len(row.student_tokens), 'student')}")
+    if (mt + ms) / 2 < SAME_SHAPE:
+        return f"A merged group of tiny mass: {weigh}, so ULD/2 = {half:.2g} is small whatever the shapes."
+    gap = abs(mt - ms)
+    if half >= SAME_SHAPE and gap >= MASS_GAP_SHARE * uld:
+        return f"A merged group: {weigh}, so {gap / uld:.0%} of ULD ({uld:.2f}) is that mass gap alone, whatever the shapes."
+    shape = "differ" if half >= DIFFERENT_SHAPE else "are similar"
+    return f"A merged group: {weigh}; their shapes {shape} (ULD/2 = {half:.2f})."
+
+
 def read_row(row: Any) -> str:
     """Two to four sentences that say what a :class:`~uld_explorer.compare.PositionRow` shows.
+
+    On a merged byte-offset group (several tokens on a side) ULD compares sub-probability
+    vectors, so the second sentence reads it against their masses (:func:`_merged_sentence`)
+    instead of as a shape, and leaves token OT (computed on the base distributions) out of it.
 
     Examples
     --------
@@ -44,14 +86,16 @@ def read_row(row: Any) -> str:
     t, s = row.teacher_top1, row.student_top1
     pt, ps = row.teacher_top1_prob, row.student_top1_prob
     if t == s:
-        first = f"Both put most mass on {t!r} ({_pct(pt)} / {_pct(ps)})."
+        first = f"Both put most mass on {_quote(t)} ({_pct(pt)} / {_pct(ps)})."
     else:
-        first = f"The teacher expects {t!r} ({_pct(pt)}), the student {s!r} ({_pct(ps)})."
+        first = f"The teacher expects {_quote(t)} ({_pct(pt)}), the student {_quote(s)} ({_pct(ps)})."
     if row.kind == "next":  # the next-token row: the same sentence, after a lower-case start
         first = f"After the whole text, {first[0].lower()}{first[1:]}"
     out = [first]
     half, ot = row.uld_half, row.token_ot_string
-    if ot is not None and half < SAME_SHAPE and ot > half + IDENTITY_GAP:
+    if len(getattr(row, "teacher_tokens", ())) > 1 or len(getattr(row, "student_tokens", ())) > 1:
+        out.append(_merged_sentence(row))  # ULD on sub-probability vectors, token OT on the base ones
+    elif ot is not None and half < SAME_SHAPE and ot > half + IDENTITY_GAP:
         out.append(f"Same shape, different tokens: ULD/2 is small ({half:.2f}) but token OT is large ({ot:.2f}) "
                    f"— identity blindness: ULD cannot see that the mass sits on different tokens.")
     elif half >= DIFFERENT_SHAPE:
