@@ -22,6 +22,13 @@ TIMEOUT = 300
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture(scope="module", autouse=True)
+def tokenizer_entries():
+    """The tokenizer-only entries on this machine before any page asks (one download on a fresh
+    cache, then a check of the cached folders)."""
+    return ux.fetch_tokenizers(progress=False)
+
+
 def run(**query) -> AppTest:
     at = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT)
     for k, v in query.items():
