@@ -49,7 +49,7 @@ def assert_page_matches_library(at: AppTest) -> None:
     table = library_table(at)
     r = table[at.session_state["position"]]
     assert at.subheader[0].value.startswith(f"Position {r.index}: predicts")
-    assert metric(at, "KL, shared strings (nats)") == f"{r.kl_shared:.4f}"
+    assert metric(at, "KL, shared (nats)") == f"{r.kl_shared:.4f}"
     assert metric(at, "ULD / 2") == f"{r.uld_half:.4f}"
     assert metric(at, "token OT, 0/1 cost") == f"{r.token_ot_string:.4f}"
     assert metric(at, "hybrid ULD") == f"{r.hybrid:.4f}"

@@ -47,7 +47,7 @@ def chart_top_k(frame: Any, title: str = "the most probable next tokens") -> Any
         x=alt.X("prob:Q", title="probability", scale=alt.Scale(domain=[0, max(1e-9, float(data["prob"].max()))])),
         color=alt.Color("side:N", scale=alt.Scale(**_SIDE_SCALE), legend=None),
         opacity=alt.Opacity("in_both:N", scale=alt.Scale(domain=present, range=[opacity[v] for v in present]),
-                            title="token string"),
+                            title="token string", legend=alt.Legend(orient="bottom")),
         tooltip=[alt.Tooltip("side:N"), alt.Tooltip("rank:Q"), alt.Tooltip("token_shown:N", title="token"),
                  alt.Tooltip("prob:Q", format=".4f"), alt.Tooltip("in_both:N", title="string")],
     )

@@ -186,7 +186,7 @@ for note in r.notes:
     st.caption(note)
 m = st.columns(4)
 fmt = lambda x: "undefined" if x is None or not np.isfinite(x) else f"{x:.4f}"  # noqa: E731
-m[0].metric("KL, shared strings (nats)", fmt(r.kl_shared), help="KL(p‖q) on the strings both vocabularies have.")
+m[0].metric("KL, shared (nats)", fmt(r.kl_shared), help="KL(p‖q) on the strings both vocabularies have.")
 m[1].metric("ULD / 2", fmt(r.uld_half), help="Sorted L1 / 2: token OT if identities could be relabelled freely.")
 m[2].metric("token OT, 0/1 cost", fmt(r.token_ot_string), help=f"Exact OT on the top-{cfg.top_k} tokens + rest.")
 m[3].metric("hybrid ULD", fmt(r.hybrid), help="GOLD's hybrid: JSD on the shared strings + sorted L1 on the rest.")
@@ -198,24 +198,21 @@ shared_ids = (set(shared.match.teacher_matched.tolist()), set(shared.match.stude
 top = tidy.top_k_frame(p_base, q_base, shared.teacher_strings, shared.student_strings, k=10, shared=shared_ids)
 st.altair_chart(charts.chart_top_k(top), width="content")
 st.caption("The ten most probable tokens of each side; faded: strings the other vocabulary does not have.")
-left, right = st.columns(2)
-with right:
-    merged = r.teacher_mass < 1 or r.student_mass < 1
-    curves = tidy.sorted_frame(p_vec, q_vec, n_max=SORTED_RANKS, subprobability=merged)
-    shown_area = float((curves["high"] - curves["low"]).sum())
-    st.altair_chart(charts.chart_sorted(curves, log_x=True), width="stretch")
-    st.caption(f"Ranks 1-{len(curves)}: the shaded area is {shown_area:.4f} of ULD = {r.uld:.4f} "
-               f"(the other ranks hold {max(0.0, r.uld - shown_area):.4f}).")
-    export_figure(lambda: plots.plot_sorted_curves(p_vec, q_vec, xscale="log", subprobability=merged),
-                  f"sorted_curves_{r.index}", "sorted")
-with left:
-    plan = ux.token_space_ot_top_k(p_base, q_base, shared.teacher_keys, shared.student_keys, k=PLAN_K)
-    layout = tidy.token_plan_layout(plan, shared.teacher_strings, shared.student_strings, order="matched")
-    st.altair_chart(charts.chart_plan(tidy.plan_frame(plan.plan, layout),
-                                      title=f"token-space transport plan, top-{PLAN_K} + rest (value {plan.value:.4f})"),
-                    width="content")
-    st.caption(f"Outlined: the same string on both sides (cost 0); every other move costs 1. The table's token OT "
-               f"uses the top-{cfg.top_k}: {fmt(r.token_ot_string)}. The rest buckets move to each other for free.")
-    export_figure(lambda: plots.plot_token_plan(plan, shared.teacher_strings, shared.student_strings, order="matched"),
-                  f"token_plan_{r.index}", "plan")
+merged = r.teacher_mass < 1 or r.student_mass < 1
+curves = tidy.sorted_frame(p_vec, q_vec, n_max=SORTED_RANKS, subprobability=merged)
+shown_area = float((curves["high"] - curves["low"]).sum())
+st.altair_chart(charts.chart_sorted(curves, log_x=True), width="stretch")
+st.caption(f"Ranks 1-{len(curves)}: the shaded area is {shown_area:.4f} of ULD = {r.uld:.4f} "
+           f"(the other ranks hold {max(0.0, r.uld - shown_area):.4f}).")
+export_figure(lambda: plots.plot_sorted_curves(p_vec, q_vec, xscale="log", subprobability=merged),
+              f"sorted_curves_{r.index}", "sorted")
+plan = ux.token_space_ot_top_k(p_base, q_base, shared.teacher_keys, shared.student_keys, k=PLAN_K)
+layout = tidy.token_plan_layout(plan, shared.teacher_strings, shared.student_strings, order="matched")
+st.altair_chart(charts.chart_plan(tidy.plan_frame(plan.plan, layout),
+                                  title=f"token-space transport plan, top-{PLAN_K} + rest (value {plan.value:.4f})"),
+                width="content")
+st.caption(f"Outlined: the same string on both sides (cost 0); every other move costs 1. The table's token OT "
+           f"uses the top-{cfg.top_k}: {fmt(r.token_ot_string)}. The rest buckets move to each other for free.")
+export_figure(lambda: plots.plot_token_plan(plan, shared.teacher_strings, shared.student_strings, order="matched"),
+              f"token_plan_{r.index}", "plan")
 sync_url(DEFAULTS)
