@@ -62,6 +62,18 @@ def sync_url(defaults: dict[str, Any]) -> None:
             st.query_params[key] = _format(value)
 
 
+def stop_here(defaults: dict[str, Any]) -> None:
+    """End this run early (a message was shown): the view still goes to the URL first."""
+    sync_url(defaults)
+    st.stop()
+
+
+def example_buttons(examples: dict[str, tuple[str, str]], use: Callable[[str], None], prefix: str) -> None:
+    """One button per example in a row; ``use(name)`` fills the page's prompt and text."""
+    for col, name in zip(st.columns(len(examples)), examples):
+        col.button(name, on_click=use, args=(name,), key=f"{prefix}{name}", width="stretch")
+
+
 def figure_bytes(fig: Any, fmt: str) -> bytes:
     """A matplotlib figure as PNG (170 dpi) or SVG bytes; the figure is cleared afterwards."""
     buf = io.BytesIO()

@@ -18,10 +18,12 @@ import uld_explorer as ux
 from uld_explorer import charts, plots, tidy
 from uld_explorer.app.cached import EXAMPLES, comparison, model, overlap, tokenizer
 from uld_explorer.app.common import (
+    example_buttons,
     export_figure,
     export_table,
     run_with_progress,
     show_error,
+    stop_here,
     sync_url,
     view_state,
 )
@@ -114,9 +116,7 @@ st.markdown(
     "Below: where the two tokenizations agree, the groups, how much of each vocabulary the other has, "
     "and, with two models, what each choice does to ULD at every position."
 )
-cols = st.columns(len(EXAMPLES))
-for col, name in zip(cols, EXAMPLES):
-    col.button(name, on_click=use_example, args=(name,), key=f"tk_example_{name}", width="stretch")
+example_buttons(EXAMPLES, use_example, "tk_example_")
 st.text_input("prompt (read before the text; used by the per-position part)", key="tk_prompt")
 st.text_area("text", key="tk_text", height=80)
 
@@ -124,8 +124,7 @@ teacher, student = chosen("tk_teacher"), chosen("tk_student")
 if teacher is None or student is None:
     st.info("Choose two tokenizers that are on this machine (or fetch them in the sidebar).",
             icon=":material/arrow_back:")
-    sync_url(DEFAULTS)
-    st.stop()
+    stop_here(DEFAULTS)
 
 try:
     check_text(ss.tk_text, "text")
@@ -136,8 +135,7 @@ try:
     vocab = overlap(teacher, student)
 except Exception as err:  # noqa: BLE001 - never a traceback on the page
     show_error(err, "tokenize the text with both tokenizers")
-    sync_url(DEFAULTS)
-    st.stop()
+    stop_here(DEFAULTS)
 
 # ---------------------------------------------------------------------------------- the spans
 n_bytes = len(report.teacher.text_bytes)
@@ -189,8 +187,7 @@ if ss.tk_teacher not in ux.MODELS or ss.tk_student not in ux.MODELS:
     st.info("This part needs distributions, so two models with weights: pick zoo models on both sides (e.g. "
             f"{ux.DEFAULT_TEACHER} and {ux.DEFAULT_STUDENT}). The spans, groups and vocabularies above need only "
             "the tokenizers.", icon=":material/info:")
-    sync_url(DEFAULTS)
-    st.stop()
+    stop_here(DEFAULTS)
 
 try:
     check_memory(model(teacher), model(student), ss.tk_text, PER_POSITION, prompt=ss.tk_prompt)
@@ -201,8 +198,7 @@ try:
     summary = tidy.alignment_effects_summary(effects)
 except Exception as err:  # noqa: BLE001 - never a traceback on the page
     show_error(err, "compare the two models under each alignment")
-    sync_url(DEFAULTS)
-    st.stop()
+    stop_here(DEFAULTS)
 
 for note in tables[0].notes:
     st.caption(f":material/info: {note}")

@@ -16,10 +16,12 @@ import uld_explorer as ux
 from uld_explorer import charts, plots, tidy
 from uld_explorer.app.cached import EXAMPLES, comparison, distributions, model
 from uld_explorer.app.common import (
+    example_buttons,
     export_figure,
     export_table,
     run_with_progress,
     show_error,
+    stop_here,
     sync_url,
     view_state,
 )
@@ -105,9 +107,7 @@ st.markdown(
     "KL compares the strings both vocabularies share; ULD/2 and token-space OT share one scale, [0, 1]: "
     "ULD/2 is what OT would cost if token identities could be relabelled freely, so it can only be lower."
 )
-cols = st.columns(len(EXAMPLES))
-for col, name in zip(cols, EXAMPLES):
-    col.button(name, on_click=use_example, args=(name,), key=f"example_{name}", width="stretch")
+example_buttons(EXAMPLES, use_example, "example_")
 st.text_input("prompt (read, not scored)", key="prompt")
 st.text_area("text (scored, position by position)", key="text", height=80)
 
@@ -115,8 +115,7 @@ teacher, student = model_name("teacher"), model_name("student")
 if teacher is None or student is None:
     st.info("Choose a teacher and a student that are on this machine (or fetch them in the sidebar).",
             icon=":material/arrow_back:")
-    sync_url(DEFAULTS)
-    st.stop()
+    stop_here(DEFAULTS)
 
 try:
     cfg = ComparisonConfig(
@@ -129,15 +128,13 @@ try:
     table = comparison(teacher, student, ss.text, ss.prompt, cfg)
 except Exception as err:  # noqa: BLE001 - never a traceback on the page
     show_error(err, "compare the two models on this text")
-    sync_url(DEFAULTS)
-    st.stop()
+    stop_here(DEFAULTS)
 
 for note in table.notes:
     st.caption(f":material/info: {note}")
 if not len(table):
     st.warning("No position to compare: the text is too short.")
-    sync_url(DEFAULTS)
-    st.stop()
+    stop_here(DEFAULTS)
 
 # ---------------------------------------------------------------------------------- positions
 ss.position = min(max(int(ss.position), 0), len(table) - 1)
