@@ -40,8 +40,8 @@ REAL_CONFIG = dict(alignment="byte-offset", merge="observed", teacher_temperatur
 TEXT_LABEL = "text (scored, position by position)"
 PROMPT_LABEL = "prompt (read, not scored)"
 TYPED = " Paris is the capital of France."
-METRIC_FIELDS = {"KL, shared strings (nats)": "kl_shared", "ULD / 2": "uld_half", "token OT, 0/1 cost": "token_ot_string",
-                 "hybrid ULD": "hybrid"}
+#: The Real page's metrics, by how their labels start, and the PositionResult field each shows.
+METRIC_FIELDS = {"KL, shared": "kl_shared", "ULD / 2": "uld_half", "token OT": "token_ot_string", "hybrid": "hybrid"}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -274,11 +274,16 @@ def settle_on_position(pg, index: int, timeout_s: float = 60.0) -> None:
 def click_position(pg, index: int) -> None:
     """Click position ``index`` on the positions chart (the page's first Vega chart, drawn as SVG:
     each point carries an ARIA label starting with its x field, 'position (the text it
-    predicts): <index>;'), then wait for the page to show that position."""
-    chart = pg.locator('[data-testid="stVegaLiteChart"]').first
-    point = chart.locator(f'.mark-symbol path[aria-label^="position (the text it predicts): {index};"]').first
-    point.click()
+    predicts): <index>;'), then wait for the page to show that position. The last such point in
+    the document is drawn on top (a layer drawn under the clickable points may have symbols too)."""
+    position_points(pg, index).last.click()
     settle_on_position(pg, index)
+
+
+def position_points(pg, index: int):
+    """The points of position ``index`` on the positions chart (one per measure)."""
+    chart = pg.locator('[data-testid="stVegaLiteChart"]').first
+    return chart.locator(f'.mark-symbol path[aria-label^="position (the text it predicts): {index};"]')
 
 
 def real_view(pg) -> dict:
@@ -314,8 +319,9 @@ def assert_real_page_matches_library(pg, library) -> tuple:
         assert float(temperature) == REAL_CONFIG[f"{side}_temperature"]
     table, cfg = library(view["text"], view["prompt"], alignment=view["alignment"], merge=view["merge"])
     r = table[view["position"]]
-    assert view["metrics"] == {label: fmt(getattr(r, field)) for label, field in METRIC_FIELDS.items()}, (
-        view, r)
+    fields = {label: [f for start, f in METRIC_FIELDS.items() if label.startswith(start)] for label in view["metrics"]}
+    assert sorted(sum(fields.values(), [])) == sorted(METRIC_FIELDS.values()), fields  # each shown once
+    assert view["metrics"] == {label: fmt(getattr(r, f)) for label, (f,) in fields.items()}, (view, r)
     assert pg.get_by_role("heading", name=re.compile(rf"^Position {r.index}: predicts")).count() == 1
     return view, table, cfg
 
@@ -334,9 +340,7 @@ def test_real_page_typed_text_clicked_position_and_shared_url(server, new_tab, l
     web.settle(pg, REAL_TIMEOUT_S)
     view, table, _ = assert_real_page_matches_library(pg, library)
     assert view["text"] == TYPED and view["position"] == 0
-    options = len(table)
-    assert pg.locator('[data-testid="stVegaLiteChart"]').first.locator(
-        '.mark-symbol path[aria-label^="position (the text it predicts): "]').count() == 2 * 2 * options
+    assert [position_points(pg, i).count() > 0 for i in range(len(table) + 1)] == [True] * len(table) + [False]
 
     # a position clicked on the chart, then one chosen in the selectbox, then the first one clicked again
     click_position(pg, 3)
