@@ -8,6 +8,7 @@ page) or ``uld_explorer.plots`` (exports), both drawn from ``uld_explorer.tidy``
 from __future__ import annotations
 
 from dataclasses import asdict
+from functools import partial
 
 import numpy as np
 import streamlit as st
@@ -54,6 +55,25 @@ ss = st.session_state
 def use_example(name: str) -> None:
     ss.prompt, ss.text = EXAMPLES[name]
     ss.position = 0
+
+
+# A click on the positions chart or on a row of the table selects that position. Both are read in
+# on_select callbacks, which run before the next script run, while the "position" selectbox may
+# still be changed. Both widgets are keyed by the position they were drawn for: a position chosen
+# any other way draws them afresh with no selection left over, so that a click on the position
+# picked there before (which would not change their selection) selects it again.
+def chart_pick(key: str) -> None:
+    state = ss.get(key)
+    points = (state.selection.get(charts.POSITION_SELECTION) or []) if state else []
+    if points and points[0].get("index") is not None:
+        ss.position = int(points[0]["index"])
+
+
+def row_pick(key: str) -> None:
+    state = ss.get(key)
+    rows = state.selection.rows if state else []
+    if rows:
+        ss.position = int(rows[0])
 
 
 def fetch(name: str) -> None:
@@ -139,11 +159,9 @@ if not len(table):
 # ---------------------------------------------------------------------------------- positions
 ss.position = min(max(int(ss.position), 0), len(table) - 1)
 frame = tidy.positions_frame(table)
-event = st.altair_chart(charts.chart_positions(frame, selected=ss.position), on_select="rerun",
-                        key="positions_chart", width="stretch")
-picked = (event.selection.get(charts.POSITION_SELECTION) or []) if event else []
-if picked and picked[0].get("index") is not None and picked[0]["index"] != ss.get("_last_pick"):
-    ss._last_pick = ss.position = int(picked[0]["index"])
+chart_key = f"positions_chart_{ss.position}"
+st.altair_chart(charts.chart_positions(frame, selected=ss.position), on_select=partial(chart_pick, chart_key),
+                key=chart_key, width="stretch")
 labels = [f"{r.index}: {r.label!r}" if r.kind == "token" else f"{r.index}: {r.label}" for r in table]
 st.selectbox("position", range(len(table)), key="position", format_func=lambda i: labels[i])
 
@@ -151,12 +169,9 @@ with st.expander("The whole table (click a row to select it; download it)", expa
     df = table.to_dataframe()
     shown = df[["index", "label", "teacher_top1", "student_top1", "teacher_prob", "student_prob", "kl_shared",
                 "uld_half", "token_ot_string", "hybrid", "uld"]]
-    pick_row = st.dataframe(shown, hide_index=True, on_select="rerun", selection_mode="single-row", key="rows")
-    rows = pick_row.selection.rows if pick_row else []
-    if rows and rows[0] != ss.get("_last_row"):
-        ss._last_row = rows[0]
-        ss.position = int(rows[0])
-        st.rerun()
+    rows_key = f"rows_{ss.position}"
+    st.dataframe(shown, hide_index=True, on_select=partial(row_pick, rows_key), selection_mode="single-row",
+                 key=rows_key)
     settings = {**asdict(cfg), "teacher": teacher, "student": student, "prompt": ss.prompt, "text": ss.text}
     export_table(df.astype({"notes": str}), settings, "uld_explorer_table", "table", records=table.to_records())
 

@@ -1,0 +1,86 @@
+"""Take the README's screenshots of the app: every page of the router, as a visitor first sees it.
+
+Usage (from the repository root, in the environment the tests use: ``pip install -e ".[dev]"``,
+with Debian's Chromium, ``apt-get install -y chromium``; the Real page needs the zoo's default
+models on this machine, ``uld-explorer models fetch``)::
+
+    python tools/screenshots.py                      # every page -> docs/screenshots/<url_path>.png
+    python tools/screenshots.py real                 # just these pages (by url_path)
+    python tools/screenshots.py --out /tmp/shots     # somewhere else
+
+It starts ``streamlit run app.py`` on a free local port (stopped at the end, whatever happens),
+opens each page of :func:`uld_explorer.app.main.pages` in a fresh 1400x1000 Chromium window, in
+its default view (the Playground's defaults, the Real page's first example), waits for the run to
+finish and the page to stop changing, and writes the window as a PNG, compressed (optimised, then
+palette-quantised if needed) below 300 KB. It exits 1, writing nothing for that page, when a page
+shows an error or a file stays too large. The server and browser helpers are the end-to-end
+test's (``tests/browser.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # this checkout's package, and the test helpers
+
+import browser as web  # noqa: E402 - tests/ is not a package: put on the path just above
+
+OUT = ROOT / "docs" / "screenshots"
+WIDTH, HEIGHT = 1400, 1000
+LIMIT_BYTES = 300_000
+PAGE_TIMEOUT_S = 300  # the Real page's first run loads two models
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("pages", nargs="*", help="url_paths of the pages to take (default: every page)")
+    parser.add_argument("--out", type=Path, default=OUT, help=f"folder for <url_path>.png (default: {OUT.relative_to(ROOT)})")
+    args = parser.parse_args(argv)
+
+    pages = web.router_pages()
+    known = [p["url_path"] for p in pages]
+    unknown = sorted(set(args.pages) - set(known))
+    if unknown:
+        parser.error(f"no such page {unknown}; the router has {known}")
+    chosen = [p for p in pages if not args.pages or p["url_path"] in args.pages]
+    if not web.CHROMIUM.exists():
+        print(f"no Chromium at {web.CHROMIUM}: apt-get install -y chromium", file=sys.stderr)
+        return 1
+    from playwright import sync_api
+
+    failed = []
+    with tempfile.TemporaryDirectory() as tmp:
+        with web.serve(Path(tmp) / "server.log") as url, web.chromium(sync_api) as browser:
+            for spec in chosen:
+                start = time.monotonic()
+                pg = web.new_page(browser, WIDTH, HEIGHT)
+                try:
+                    pg.set_default_timeout(PAGE_TIMEOUT_S * 1000)
+                    web.open_page(pg, url + ("/" if spec["default"] else f"/{spec['url_path']}"), PAGE_TIMEOUT_S)
+                    web.assert_no_error(pg, spec["url_path"])
+                    shot = web.screenshot(pg, Path(tmp) / f"{spec['url_path']}.png")
+                except (AssertionError, web.BrowserError) as err:
+                    failed.append(spec["url_path"])
+                    print(f"{spec['url_path']}: {err}", file=sys.stderr)
+                    continue
+                finally:
+                    pg.context.close()
+                size = web.shrink_png(shot, LIMIT_BYTES)
+                if size >= LIMIT_BYTES:
+                    failed.append(spec["url_path"])
+                    print(f"{spec['url_path']}: {size:,} bytes even quantised (limit {LIMIT_BYTES:,})", file=sys.stderr)
+                    continue
+                args.out.mkdir(parents=True, exist_ok=True)
+                target = args.out / shot.name
+                target.write_bytes(shot.read_bytes())
+                print(f"{target}: {size:,} bytes ({time.monotonic() - start:.1f} s)")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
