@@ -9,7 +9,7 @@ models on this machine, ``uld-explorer models fetch``)::
     python tools/screenshots.py --out /tmp/shots     # somewhere else
 
 It starts ``streamlit run app.py`` on a free local port (stopped at the end, whatever happens),
-opens each page of :func:`uld_explorer.app.main.pages` in a fresh 1400x1000 Chromium window, in
+opens each page of :func:`uld_explorer.app.main.pages` in a fresh 1400x2100 Chromium window, in
 its default view (the Playground's defaults, the Real page's first example), waits for the run to
 finish and the page to stop changing, and writes the window as a PNG, compressed (optimised, then
 palette-quantised if needed) below 300 KB. It exits 1, writing nothing for that page, when a page
@@ -31,7 +31,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # this checkout's package, and 
 import browser as web  # noqa: E402 - tests/ is not a package: put on the path just above
 
 OUT = ROOT / "docs" / "screenshots"
-WIDTH, HEIGHT = 1400, 1000
+WIDTH, HEIGHT = 1400, 2100
 LIMIT_BYTES = 300_000
 PAGE_TIMEOUT_S = 300  # the Real page's first run loads two models
 
