@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -53,12 +54,21 @@ def test_an_installed_copy_runs_its_own_app(installed, tmp_path):
 
 
 @pytest.mark.slow
+def _refused(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            return False
+    except OSError:
+        return True
+
+
 def test_uld_explorer_app_serves_from_an_installed_copy(installed, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen([sys.executable, "-m", "uld_explorer.cli", "app", "--port", str(port)], cwd=tmp_path,
-                            env=_env(installed), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            env=_env(installed), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
     try:
         deadline = time.monotonic() + 90
         while True:
@@ -73,9 +83,11 @@ def test_uld_explorer_app_serves_from_an_installed_copy(installed, tmp_path):
             time.sleep(0.25)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
             assert r.status == 200 and b"<html" in r.read().lower()
-    finally:
+        # `uld-explorer app` IS the server (exec): stopping it stops the server, nothing is left behind
         proc.terminate()
-        try:
+        proc.wait(timeout=10)
+        assert _refused(port), "the server still answers after `uld-explorer app` was stopped"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # the whole session, whatever it started
             proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()

@@ -86,7 +86,11 @@ def _cmd_app(args: argparse.Namespace) -> int:
     ]
     if args.address not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: serving on {args.address}: the app is reachable from other machines", file=sys.stderr)
-    return subprocess.call(cmd)
+    if os.name == "posix":  # become the server: a signal to `uld-explorer app` (Ctrl-C, kill) stops it
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(sys.executable, cmd)
+    return subprocess.call(cmd)  # pragma: no cover - no exec on Windows: a child the console stops too
 
 
 # --------------------------------------------------------------------------------------------
