@@ -10,6 +10,7 @@ student), each model loaded once per session.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -1013,3 +1014,33 @@ def test_real_pair_multilingual_tables_are_finite(real_teacher, real_student, ki
             assert b"".join(tb[slice(*r.byte_span)] for r in rows) == tb[rows[0].byte_span[0]:]
             assert all(r.same_span for r in table)
         json.dumps(table.as_dict(), allow_nan=False)
+
+
+@pytest.mark.parametrize("alignment", ["positional", "byte-offset"])
+def test_reuse_takes_over_only_what_top_k_does_not_change(teacher, student, dists, alignment):
+    """compare_distributions(reuse=previous) equals a fresh table, number for number, when only
+    top_k / edit_top_k / costs changed; a table that differs in anything else is ignored."""
+    (t_tok, t_dist), (s_tok, s_dist) = dists
+    cfg = ComparisonConfig(alignment=alignment, merge="bayesian", top_k=40, costs=("string",), value_ot=True)
+    first = compare_distributions(teacher, student, t_tok, t_dist, s_tok, s_dist, config=cfg)
+    for change in ({"top_k": 7}, {"top_k": 7, "costs": ("string", "edit"), "edit_top_k": 5}, {"costs": ()}):
+        fresh = compare_distributions(teacher, student, t_tok, t_dist, s_tok, s_dist, config=cfg.replace(**change))
+        reused = compare_distributions(teacher, student, t_tok, t_dist, s_tok, s_dist, config=cfg.replace(**change),
+                                       reuse=first)
+        assert reused.to_records() == fresh.to_records(), change
+        assert reused.config == fresh.config
+    # what the kept values depend on: another merge, temperature or alignment makes reuse a no-op
+    other = {"merge": "observed"}, {"teacher_temperature": 2.0}, {
+        "alignment": "byte-offset" if alignment == "positional" else "positional"}
+    for change in other:
+        fresh = compare_distributions(teacher, student, t_tok, t_dist, s_tok, s_dist, config=cfg.replace(**change))
+        reused = compare_distributions(teacher, student, t_tok, t_dist, s_tok, s_dist, config=cfg.replace(**change),
+                                       reuse=first)
+        assert reused.to_records() == fresh.to_records(), change
+    # and reuse really is used: a doctored previous table shows through (only where it may)
+    doctored = dataclasses.replace(first, rows=tuple(dataclasses.replace(r, uld=r.uld + 1.0) for r in first.rows))
+    reused = compare_distributions(teacher, student, t_tok, t_dist, s_tok, s_dist, config=cfg.replace(top_k=7),
+                                   reuse=doctored)
+    assert [r.uld for r in reused] == [r.uld + 1.0 for r in first]
+    assert [r.token_ot_string for r in reused] == [r.token_ot_string for r in compare_distributions(
+        teacher, student, t_tok, t_dist, s_tok, s_dist, config=cfg.replace(top_k=7))]

@@ -259,3 +259,19 @@ def test_token_spans_mark_the_common_boundaries_with_lines():
         ax = plot_token_spans(tidy.token_spans_frame(report, line_bytes=line_bytes)).axes[0]
         lines = [c for c in ax.collections if c.get_gid() == "segment-lines"]
         assert [sorted({round(seg[0][0]) for seg in c.get_segments()}) for c in lines] == expected
+
+
+def test_select_position_patches_exactly_what_the_selection_changes():
+    """The page builds the positions chart once per table and marks the position per click: the
+    patched spec equals the chart built with that position selected."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"index": [0, 0, 1, 1, 2, 2], "position": ["0 'a'"] * 2 + ["1 'b'"] * 2 + ["2 'c'"] * 2,
+                          "label": list("aabbcc"), "kind": ["token"] * 6, "measure": ["uld_half", "kl_shared"] * 3,
+                          "name": ["ULD / 2", "KL on shared strings (nats)"] * 3, "value": [0.1, 0.2, 0.3, None, 0.5, 0.6]})
+    base = charts.chart_positions(frame, selected=None).to_dict()
+    for index in (0, 2):
+        assert charts.select_position(base, index) == charts.chart_positions(frame, selected=index).to_dict()
+    assert base == charts.chart_positions(frame, selected=None).to_dict()  # the cached spec is not changed
+    with pytest.raises(ValueError, match="not a chart_positions spec"):
+        charts.select_position({"params": []}, 1)

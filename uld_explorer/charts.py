@@ -18,7 +18,7 @@ from .plots import DIFF_COLOR, STUDENT_COLOR, TEACHER_COLOR
 
 __all__ = [
     "chart_alignment_effects", "chart_distributions", "chart_plan", "chart_positions", "chart_scale", "chart_sorted",
-    "chart_token_spans", "chart_top_k",
+    "chart_token_spans", "chart_top_k", "select_position",
 ]
 
 #: Name of the selection parameter of :func:`chart_positions` (the page reads ``selection[...]``).
@@ -170,6 +170,17 @@ def _by_index(index: Any, labels: list) -> list:
     for i, label in zip(index, labels):
         out[int(i)] = label
     return out
+
+
+def select_position(spec: dict, index: int | None) -> dict:
+    """A :func:`chart_positions` spec (``chart.to_dict()``, built once per table) with position
+    ``index`` selected: the selection's value is the only part of the spec that depends on it, so
+    a page caches the spec and patches it instead of rebuilding the chart (~70 ms) per click."""
+    params = [dict(p, value=None if index is None else [{"index": int(index)}]) if p.get("name") == POSITION_SELECTION
+              else p for p in spec.get("params", [])]
+    if not any(p.get("name") == POSITION_SELECTION for p in params):
+        raise ValueError(f"not a chart_positions spec: no top-level selection parameter {POSITION_SELECTION!r}")
+    return {**spec, "params": params}
 
 
 def _label_expr_raw(labels: list) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import streamlit as st
 
 import uld_explorer as ux
+from uld_explorer import charts, tidy
 from uld_explorer.compare import ComparisonConfig, compare_distributions, next_token_distributions
 from uld_explorer.text import vocab_bytes, vocab_overlap
 
@@ -35,10 +36,20 @@ def distributions(name: str, text: str, prompt: str, temperature: float, max_tok
 
 
 @st.cache_resource(show_spinner="Comparing every position ...", max_entries=16)
-def comparison(teacher: str, student: str, text: str, prompt: str, cfg: ComparisonConfig):
+def comparison(teacher: str, student: str, text: str, prompt: str, cfg: ComparisonConfig, _reuse=None):
+    """The table; ``_reuse`` (not part of the cache key): the page's previous table, whose ULD,
+    hybrid and KL the library takes over when only top-k changed (``compare_distributions(reuse=)``)."""
     t_tok, t_dist = distributions(teacher, text, prompt, cfg.teacher_temperature, cfg.max_tokens)
     s_tok, s_dist = distributions(student, text, prompt, cfg.student_temperature, cfg.max_tokens)
-    return compare_distributions(model(teacher), model(student), t_tok, t_dist, s_tok, s_dist, config=cfg, text=text)
+    return compare_distributions(model(teacher), model(student), t_tok, t_dist, s_tok, s_dist, config=cfg, text=text,
+                                 reuse=_reuse)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def positions_spec(teacher: str, student: str, text: str, prompt: str, cfg: ComparisonConfig, _table=None) -> dict:
+    """The per-position chart's Vega-Lite spec for the table of these inputs (``_table``), no
+    position selected: :func:`uld_explorer.charts.select_position` marks one per run."""
+    return charts.chart_positions(tidy.positions_frame(_table), selected=None).to_dict()
 
 
 @st.cache_resource(show_spinner="Loading the tokenizer ...", max_entries=16)

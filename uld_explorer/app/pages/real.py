@@ -15,7 +15,7 @@ import streamlit as st
 
 import uld_explorer as ux
 from uld_explorer import charts, plots, tidy
-from uld_explorer.app.cached import EXAMPLES, comparison, distributions, model
+from uld_explorer.app.cached import EXAMPLES, comparison, distributions, model, positions_spec
 from uld_explorer.app.common import (
     example_buttons,
     export_figure,
@@ -145,7 +145,7 @@ try:
     )
     check_text(ss.text, "text")
     check_memory(model(teacher), model(student), ss.text, cfg, prompt=ss.prompt)
-    table = comparison(teacher, student, ss.text, ss.prompt, cfg)
+    table = ss._last_table = comparison(teacher, student, ss.text, ss.prompt, cfg, _reuse=ss.get("_last_table"))
 except Exception as err:  # noqa: BLE001 - never a traceback on the page
     show_error(err, "compare the two models on this text")
     stop_here(DEFAULTS)
@@ -158,10 +158,10 @@ if not len(table):
 
 # ---------------------------------------------------------------------------------- positions
 ss.position = min(max(int(ss.position), 0), len(table) - 1)
-frame = tidy.positions_frame(table)
 chart_key = f"positions_chart_{ss.position}"
-st.altair_chart(charts.chart_positions(frame, selected=ss.position), on_select=partial(chart_pick, chart_key),
-                key=chart_key, width="stretch")
+spec = positions_spec(teacher, student, ss.text, ss.prompt, cfg, _table=table)  # built once per table
+st.vega_lite_chart(charts.select_position(spec, ss.position), on_select=partial(chart_pick, chart_key),
+                   key=chart_key, width="stretch")
 labels = [f"{r.index}: {r.label!r}" if r.kind == "token" else f"{r.index}: {r.label}" for r in table]
 st.selectbox("position", range(len(table)), key="position", format_func=lambda i: labels[i])
 
