@@ -23,9 +23,10 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module", autouse=True)
-def tokenizer_entries():
-    """The tokenizer-only entries on this machine before any page asks (one download on a fresh
-    cache, then a check of the cached folders)."""
+def on_this_machine(default_models):
+    """The default models and the tokenizer-only entries on this machine before any page asks
+    (downloads on a fresh cache, then a check of the cached folders): the page itself only offers
+    a Fetch button for what is missing."""
     return ux.fetch_tokenizers(progress=False)
 
 

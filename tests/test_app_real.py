@@ -15,7 +15,7 @@ from uld_explorer.compare import ComparisonConfig
 PAGE = Path(__file__).resolve().parents[1] / "uld_explorer" / "app" / "pages" / "real.py"
 TIMEOUT = 300
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("default_models")]
 
 
 def run(**query) -> AppTest:

@@ -63,7 +63,7 @@ def sync_api():
 
 
 @pytest.fixture(scope="module")
-def server(sync_api, tmp_path_factory):
+def server(sync_api, tmp_path_factory, default_models):
     """``streamlit run app.py`` on a free local port; yields its URL; always terminated."""
     with web.serve(tmp_path_factory.mktemp("streamlit") / "server.log") as url:
         yield url
