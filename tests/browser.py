@@ -80,6 +80,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_healthy(proc: subprocess.Popen, url: str, timeout_s: float, output: Callable[[], str]) -> None:
+    """Poll ``url/_stcore/health`` until it answers 200; :class:`BrowserError` with the server's
+    ``output()`` when the process exits first or ``timeout_s`` passes."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc.poll() is not None:
+            raise BrowserError(f"streamlit exited with code {proc.returncode}:\n{output()}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise BrowserError(f"streamlit not healthy after {timeout_s} s:\n{output()}")
+        time.sleep(0.25)
+
+
 @contextlib.contextmanager
 def serve(log_path: Path, timeout_s: float = SERVER_START_TIMEOUT) -> Iterator[str]:
     """``streamlit run app.py`` on a free local port; yields its URL once ``/_stcore/health``
@@ -96,19 +114,7 @@ def serve(log_path: Path, timeout_s: float = SERVER_START_TIMEOUT) -> Iterator[s
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
         try:
             url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + timeout_s
-            while True:
-                if proc.poll() is not None:
-                    raise BrowserError(f"streamlit exited with code {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-                try:
-                    with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                        if r.status == 200:
-                            break
-                except OSError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise BrowserError(f"streamlit not healthy after {timeout_s} s:\n{log_path.read_text()[-3000:]}")
-                time.sleep(0.25)
+            wait_healthy(proc, url, timeout_s, lambda: log_path.read_text()[-3000:])
             yield url
         finally:
             proc.terminate()

@@ -7,11 +7,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 import zipfile
 from pathlib import Path
 
+import browser as web  # tests/browser.py: the server helpers the browser test uses
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,24 +63,13 @@ def _refused(port: int) -> bool:
 
 
 def test_uld_explorer_app_serves_from_an_installed_copy(installed, tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = web.free_port()
     proc = subprocess.Popen([sys.executable, "-m", "uld_explorer.cli", "app", "--port", str(port)], cwd=tmp_path,
                             env=_env(installed), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, proc.stdout.read().decode(errors="replace")[-3000:]
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "the installed app did not come up in 90 s"
-            time.sleep(0.25)
+        web.wait_healthy(proc, f"http://127.0.0.1:{port}", 90,
+                         lambda: proc.stdout.read().decode(errors="replace")[-3000:] if proc.poll() is not None else "")
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
             assert r.status == 200 and b"<html" in r.read().lower()
         # `uld-explorer app` IS the server (exec): stopping it stops the server, nothing is left behind
