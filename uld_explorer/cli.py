@@ -22,6 +22,7 @@ from typing import Any
 from .checks import check_text
 from .compare.config import ComparisonConfig
 from .costs import COSTS
+from .distill.config import PRESETS, DistillConfig
 from .hybrid import HYBRID_DIVERGENCES, HYBRID_WEIGHTINGS, HybridConfig
 from .synthetic import PlaygroundConfig
 from .text.align import ALIGNMENTS, MERGES
@@ -554,7 +555,139 @@ def build_parser() -> argparse.ArgumentParser:
                            "GOLD's numbers); default: exact")
     cmp_.add_argument("--json", action="store_true", help="print strict JSON (settings, tokenizations, rows)")
     cmp_.set_defaults(func=_cmd_compare)
+    _add_distill_parsers(sub)
     return parser
+
+
+# --------------------------------------------------------------------------------------------
+# distillation: distill, runs list, answers
+# --------------------------------------------------------------------------------------------
+
+#: DistillConfig fields the ``distill`` command takes as flags (``--uld-weight``, ``--lam`` alias).
+_DISTILL_FLAGS = [f.name for f in fields(DistillConfig) if f.name not in ("max_steps", "seed", "loss")]
+
+
+def _cmd_distill(args: argparse.Namespace) -> int:
+    from .distill.loop import DistillError, train
+    from .distill.runs import default_runs_dir, new_run_name
+
+    overrides = {name: getattr(args, name) for name in ["loss", "max_steps", "seed", *_DISTILL_FLAGS]
+                 if getattr(args, name, None) is not None}
+    try:
+        from .distill.config import preset
+
+        config = preset(args.preset, **overrides)
+        if args.run_dir:
+            run_dir = args.run_dir
+        elif args.resume:
+            raise ValueError("--resume needs --run-dir DIR (the run to continue; `uld-explorer runs list` shows them)")
+        else:
+            runs = args.runs_dir or default_runs_dir()
+            run_dir = os.path.join(runs, new_run_name(config.loss, runs))
+        if args.resume and args.max_steps is None:  # continue to the run's own length
+            saved = json.loads(open(os.path.join(run_dir, "config.json"), encoding="utf-8").read()) \
+                if os.path.isfile(os.path.join(run_dir, "config.json")) else None
+            if saved:
+                config = config.replace(max_steps=int(saved["config"]["max_steps"]))
+        print(f"run directory: {run_dir}", file=sys.stderr)
+        last = train(config, run_dir, resume=args.resume, preset=args.preset, progress=not args.no_progress)
+    except DistillError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # a second Ctrl-C: the checkpoint before it stands
+        print("interrupted; resume from the last checkpoint with --resume", file=sys.stderr)
+        return 130
+    if args.json:
+        _print_json(last)
+    else:
+        ev = "" if last.get("eval_top1") is None else (
+            f", held-out CE {last['eval_ce']:.3f}, ULD {last['eval_uld']:.3f}, top-1 {last['eval_top1']:.1%}")
+        print(f"{last['state']} at step {last['step']}: loss {last['loss']:.4f}{ev}; checkpoint {last['checkpoint']}")
+    return 130 if last["state"] == "stopped" else 0
+
+
+def _cmd_runs_list(args: argparse.Namespace) -> int:
+    from .distill.runs import default_runs_dir, list_runs
+
+    runs = list_runs(args.runs_dir)
+    if args.json:
+        _print_json([r.to_dict() for r in runs])
+        return 0
+    if not runs:
+        print(f"no runs in {args.runs_dir or default_runs_dir()} (start one: uld-explorer distill --preset cpu-demo)")
+        return 0
+    print(f"{'run':34} {'loss':7} {'state':9} {'step':>11} {'loss':>8} {'eval CE':>8} {'eval ULD':>8} {'top-1':>6}")
+    for r in runs:
+        d = r.to_dict()
+        print(f"{r.name[:34]:34} {r.loss:7} {r.state:9} {f'{r.step}/{r.max_steps}':>11} {_fmt(d['loss_value'], 8)} "
+              f"{_fmt(d['eval_ce'], 8)} {_fmt(d['eval_uld'], 8)} "
+              f"{'' if d['eval_top1'] is None else format(d['eval_top1'], '.1%'):>6}")
+    return 0
+
+
+def _cmd_answers(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from .distill.data import _answers_filename, generate_answers, load_prompts, write_answers
+    from .zoo.cache import cache_dir
+    from .zoo.loader import load
+
+    loaded = load(args.teacher)
+    prompts = load_prompts()
+    with tqdm(total=len(prompts), desc=f"teacher answers ({loaded.name})", unit="prompt") as bar:
+        answers = generate_answers(loaded, prompts, args.max_new_tokens, batch_size=args.batch_size,
+                                   progress=lambda d, n: bar.update(d - bar.n))
+    out = args.out or os.path.join(cache_dir(), "distill", "answers")
+    path = write_answers(__import__("pathlib").Path(out) / _answers_filename(args.teacher, args.max_new_tokens),
+                         answers, args.teacher, args.max_new_tokens)
+    print(f"{len(answers)} answers of {len(prompts)} prompts -> {path}")
+    return 0
+
+
+def _add_distill_parsers(sub: Any) -> None:
+    dd = DistillConfig()
+    ds = sub.add_parser(
+        "distill", formatter_class=_Formatter,
+        help="train a student on the teacher's answers (CE, ULD, CE + ULD, KL, hybrid); writes a run directory",
+        description="Distill a teacher into a student and write a run directory (config.json, metrics.jsonl, "
+                    "probe.jsonl, safetensors checkpoints) that the app's Distillation page shows live.\n\n"
+                    + "\n".join(f"preset {k}: {', '.join(f'{a}={b}' for a, b in v.items())}" for k, v in PRESETS.items()),
+    )
+    ds.add_argument("--preset", choices=list(PRESETS), default="cpu-demo", help="starting point; flags override it")
+    ds.add_argument("--loss", choices=list(__import__("uld_explorer.distill.config", fromlist=["LOSSES"]).LOSSES),
+                    default=None, help=f"{_field_help(DistillConfig, 'loss')} (default: {dd.loss})")
+    ds.add_argument("--max-steps", type=int, default=None, help="optimizer steps (default: the preset's)")
+    ds.add_argument("--run-dir", default=None, help="the run directory (default: <runs dir>/<loss>-<date>-<time>)")
+    ds.add_argument("--runs-dir", default=None, help="where new runs go when --run-dir is not given "
+                                                     "(default: $ULD_EXPLORER_RUNS or ./runs)")
+    ds.add_argument("--seed", type=int, default=None, help="seed: the student's initialisation and the batch order")
+    ds.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
+    ds.add_argument("--lam", dest="uld_weight", type=float, default=None, help="alias of --uld-weight")
+    for name in _DISTILL_FLAGS:
+        f = next(x for x in fields(DistillConfig) if x.name == name)
+        flag = "--" + name.replace("_", "-")
+        kind = type(f.default)
+        ds.add_argument(flag, dest=name, type=kind, default=None,
+                        help=f"{f.metadata.get('help', '')} (default: the preset's, else {f.default!r})")
+    ds.add_argument("--json", action="store_true", help="print the last metrics line as JSON")
+    ds.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ds.set_defaults(func=_cmd_distill)
+
+    runs = sub.add_parser("runs", help="distillation runs: list them", formatter_class=_Formatter)
+    rsub = runs.add_subparsers(dest="runs_command", required=True)
+    rl = rsub.add_parser("list", help="every run directory: state, step, loss, held-out metrics", formatter_class=_Formatter)
+    rl.add_argument("--runs-dir", default=None, help="default: $ULD_EXPLORER_RUNS or ./runs")
+    rl.add_argument("--json", action="store_true", help="one JSON array")
+    rl.set_defaults(func=_cmd_runs_list)
+
+    an = sub.add_parser("answers", formatter_class=_Formatter,
+                        help="generate the teacher's greedy answers to the project's prompts (the distillation data)")
+    an.add_argument("--teacher", default=DEFAULT_TEACHER, help="zoo name, model folder or hub id")
+    an.add_argument("--max-new-tokens", type=int, default=dd.max_new_tokens, help="new tokens per answer at most")
+    an.add_argument("--batch-size", type=int, default=16, help="prompts generated together")
+    an.add_argument("--out", default=None, help="directory for the answers file (default: the cache; the shipped "
+                                                "default-teacher file lives in uld_explorer/distill/data/answers)")
+    an.set_defaults(func=_cmd_answers)
 
 
 #: What to turn down when a command runs out of memory, by command.
@@ -562,6 +695,7 @@ _MEMORY_KNOBS = {
     "compare": "--max-tokens (text tokens per side), --chunk-rows (rows computed at once), --top-k / "
                "--edit-top-k, or a smaller model",
     "playground": "--vt / --vs (vocabulary sizes) or --top-k",
+    "distill": "--batch-size or the student's size (--student-hidden, --student-layers)",
 }
 
 

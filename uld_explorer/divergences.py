@@ -34,6 +34,8 @@ __all__ = [
     "total_variation",
     "uld_distance",
     "uld_from_logits",
+    "ULDTopK",
+    "uld_top_k",
     "restrict_to_shared_vocab",
     "HybridULD",
     "hybrid_uld",
@@ -410,6 +412,113 @@ def uld_from_logits(
             f"{tuple(p.shape)} and {tuple(q.shape)}"
         )
     return uld_distance(p, q, validate=False)
+
+
+@dataclass(frozen=True)
+class ULDTopK:
+    """ULD against a teacher known only by its sorted top-k and its tail mass (:func:`uld_top_k`).
+
+    Attributes
+    ----------
+    value : tensor or array, shape (...)
+        The estimate :math:`\\hat L` (differentiable w.r.t. the student in torch).
+    bound : tensor or array, shape (...)
+        :math:`|L - \\hat L| \\le \\min(Q, r)`: the exact ULD lies within ``value +- bound``.
+    grad_bound : tensor or array, shape (...)
+        :math:`\\|\\nabla_z L - \\nabla_z \\hat L\\|_1 \\le 4 \\min(Q, r) / T_s` for the student's
+        logits z of that row (``q = softmax(z / T_s)``).
+    student_tail : tensor or array, shape (...)
+        Q, the student's mass outside its own k largest entries.
+    """
+
+    value: Array
+    bound: Array
+    grad_bound: Array
+    student_tail: Array
+
+
+def uld_top_k(
+    p_top: Any, p_tail: Any, q: Any, *, student_temperature: float = 1.0, subprobability: bool = False
+) -> ULDTopK:
+    """ULD when only the teacher's k largest probabilities and its tail mass are kept.
+
+    A teacher cache keeps, per position, the sorted top-k teacher probabilities
+    :math:`p_{(1)} \\ge \\dots \\ge p_{(k)}` and the tail mass :math:`r = \\sum_{i > k} p_{(i)}`.
+    With :math:`Q = \\sum_{i > k} q_{(i)}` the student's mass outside its own k largest entries,
+    the exact ULD splits into a known head and an unknown tail,
+
+    .. math::
+
+        L = \\underbrace{\\sum_{i \\le k} |p_{(i)} - q_{(i)}|}_{H}
+            + \\underbrace{\\sum_{i > k} |p_{(i)} - q_{(i)}|}_{\\in [\\,|Q - r|,\\ Q + r\\,]}
+
+    (the tail term is at least :math:`|\\sum p - \\sum q|` and at most :math:`\\sum p + \\sum q`).
+    The estimate is the interval's midpoint, :math:`\\hat L = H + \\max(Q, r)`, so
+
+    .. math:: |L - \\hat L| \\le \\min(Q, r) \\le r.
+
+    It is computed as ``uld_distance(p_top, q) + relu(r - Q)`` (the first term zero-pads the
+    teacher: it equals :math:`H + Q`). Gradient: on the head ranks :math:`\\hat L` and L agree
+    (:math:`\\mathrm{sign}(q_{(i)} - p_{(i)})`); on a tail rank :math:`\\hat L` gives 1 (if
+    :math:`Q > r`) or 0, L gives :math:`\\mathrm{sign}(q_{(i)} - p_{(i)})`, which differs only where
+    :math:`q_{(i)} \\le p_{(i)}` (by at most 2, total student mass there :math:`\\le \\min(Q, r)`) or,
+    when :math:`Q \\le r`, by at most 1 on mass Q. Through :math:`q = \\mathrm{softmax}(z / T_s)`,
+    :math:`\\|J^\\top \\delta\\|_1 \\le \\frac{2}{T_s} \\sum_i q_i |\\delta_i|`, hence
+    :math:`\\|\\nabla_z L - \\nabla_z \\hat L\\|_1 \\le 4 \\min(Q, r) / T_s` per row.
+
+    Parameters
+    ----------
+    p_top : tensor or array, shape (..., k)
+        The teacher's k largest probabilities (any order: they are sorted here).
+    p_tail : tensor or array, shape (...)
+        The teacher's remaining mass r (>= 0).
+    q : tensor or array, shape (..., V_s)
+        Student distribution(s); differentiable in torch. With ``k >= V_s`` the result is exact
+        (the student's ranks beyond k are padding: Q = 0).
+    student_temperature : float
+        :math:`T_s` of ``q = softmax(z / T_s)``, only for ``grad_bound``.
+    subprobability : bool
+        Rows of total mass at most 1 (chain-rule merged groups): the same bounds hold.
+
+    Returns
+    -------
+    ULDTopK
+
+    References
+    ----------
+    .. [1] Boizard et al. 2024, TMLR, arXiv:2402.12030 (the full-vocabulary loss).
+
+    Examples
+    --------
+    >>> p = np.array([0.5, 0.3, 0.1, 0.06, 0.04])   # teacher, k = 2 kept: r = 0.2
+    >>> q = np.array([0.6, 0.1, 0.1, 0.1, 0.1])
+    >>> r = uld_top_k(np.array([0.5, 0.3]), 0.2, q)
+    >>> round(float(uld_distance(p, q)), 6), round(float(r.value), 6), round(float(r.bound), 6)  # |0.4 - 0.6| <= 0.2
+    (0.4, 0.6, 0.2)
+    """
+    k = p_top.shape[-1]
+    short = k >= q.shape[-1]  # the student has no entries beyond rank k (padding only): Q = 0, exact
+    head_plus_q = uld_distance(p_top, q, validate=False, subprobability=subprobability)  # H + Q
+    if is_torch(q):
+        p_tail = torch.as_tensor(p_tail, dtype=head_plus_q.dtype, device=q.device)
+        if short:
+            q_tail = torch.zeros_like(head_plus_q)
+        else:
+            q_tail = q.sum(-1) - torch.topk(q, k, dim=-1, sorted=False).values.sum(-1)
+            q_tail = q_tail.clamp_min(0).to(head_plus_q.dtype)
+        value = head_plus_q + torch.relu(p_tail - q_tail)
+        bound = torch.minimum(q_tail, p_tail).detach()
+    else:
+        q = as_float64(q)
+        p_tail = np.asarray(p_tail, dtype=np.float64)
+        if short:
+            q_tail = np.zeros(q.shape[:-1])
+        else:
+            q_tail = np.maximum(q.sum(-1) - np.sort(q, axis=-1)[..., q.shape[-1] - k :].sum(-1), 0.0)
+        value = head_plus_q + np.maximum(p_tail - q_tail, 0.0)
+        bound = np.minimum(q_tail, p_tail)
+    return ULDTopK(value=value, bound=bound, grad_bound=4.0 * bound / float(student_temperature),
+                   student_tail=q_tail)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,223 @@
+"""The distillation losses against hand-worked cases and the library's full-vocabulary formulas.
+
+Oracles: the paper's formula restated (sort, pad, L1), the library's ``uld_distance`` /
+``kl_divergence`` / ``hybrid_uld`` / ``group_distributions`` on FULL teacher rows, autograd of the
+full-vocabulary loss (for the top-k cache's gradient bound), hand-computed CE.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from uld_explorer import hybrid_uld, kl_divergence, uld_distance, uld_top_k
+from uld_explorer.distill.config import DistillConfig
+from uld_explorer.distill.data import Example, Prompt
+from uld_explorer.distill.losses import combine, dense_teacher, loss_sums, make_batch
+from uld_explorer.distill.teacher_cache import TeacherCache
+from uld_explorer.text.align import byte_offset_alignment, group_distributions
+from uld_explorer.text.tokenize import Tokenized
+from uld_explorer.text.vocab import match_strings
+
+
+def paper_uld(p: np.ndarray, q: np.ndarray) -> float:
+    """Boizard et al.: sort both descending, zero-pad the shorter, sum |differences|."""
+    n = max(p.size, q.size)
+    ps = np.pad(np.sort(p)[::-1], (0, n - p.size))
+    qs = np.pad(np.sort(q)[::-1], (0, n - q.size))
+    return float(np.abs(ps - qs).sum())
+
+
+def _peaked(rng: np.random.Generator, V: int, alpha: float) -> np.ndarray:
+    x = rng.dirichlet(np.full(V, alpha))
+    return x / x.sum()
+
+
+# ------------------------------------------------------------------ the top-k cache and its bounds
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_uld_top_k_within_its_bound(seed):
+    rng = np.random.default_rng(seed)
+    V_t, V_s = int(rng.integers(5, 400)), int(rng.integers(5, 300))
+    k = int(rng.integers(1, min(V_t, V_s) + 1))
+    p, q = _peaked(rng, V_t, rng.choice([0.05, 0.3, 2.0])), _peaked(rng, V_s, rng.choice([0.05, 0.3, 2.0]))
+    top = np.sort(p)[::-1][:k]
+    tail = np.sort(p)[::-1][k:].sum()
+    r = uld_top_k(top, tail, q)
+    exact = paper_uld(p, q)
+    assert abs(exact - float(r.value)) <= float(r.bound) + 1e-12
+    assert float(r.bound) <= tail + 1e-15
+    # the head is exact: at k = V_t nothing is missing
+    full = uld_top_k(np.sort(p)[::-1], 0.0, q) if V_t <= V_s else None
+    if full is not None:
+        assert float(full.value) == pytest.approx(exact, abs=1e-12) and float(full.bound) == 0.0
+
+
+def test_uld_top_k_bound_is_attained():
+    # equal tails (the tail term is |Q - r| = 0, the interval's low end): off by exactly min(Q, r) = r
+    p = np.array([0.5, 0.3, 0.1, 0.06, 0.04])
+    q = p.copy()
+    r = uld_top_k(p[:2], 0.2, q)
+    assert paper_uld(p, q) == 0.0 and float(r.bound) == pytest.approx(0.2)
+    assert abs(paper_uld(p, q) - float(r.value)) == pytest.approx(float(r.bound))
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("T_s", [1.0, 2.0])
+def test_uld_top_k_gradient_within_its_bound(seed, T_s):
+    rng = np.random.default_rng(100 + seed)
+    R, V_t, V_s, k = 6, 300, 200, int(rng.integers(2, 60))
+    p = np.stack([_peaked(rng, V_t, 0.1) for _ in range(R)])
+    z0 = torch.tensor(rng.normal(0, 3, (R, V_s)))
+    ps = np.sort(p, -1)[:, ::-1].copy()
+    top, tail = torch.tensor(ps[:, :k]), torch.tensor(ps[:, k:].sum(-1))
+
+    def grad(f):
+        z = z0.clone().requires_grad_(True)
+        f(torch.softmax(z / T_s, -1)).sum().backward()
+        return z.grad
+
+    g_full = grad(lambda q: uld_distance(torch.tensor(p), q, validate=False))
+    g_est = grad(lambda q: uld_top_k(top, tail, q, student_temperature=T_s).value)
+    bound = uld_top_k(top, tail, torch.softmax(z0 / T_s, -1), student_temperature=T_s).grad_bound
+    diff = (g_full - g_est).abs().sum(-1)
+    assert torch.all(diff <= bound + 1e-9), (diff, bound)
+
+
+# ------------------------------------------------------------------ a hand-built batch
+
+
+def _tok(text: str, ids, spans, prompt_ids) -> Tokenized:
+    strings = tuple(text.encode()[a:b].decode() for a, b in spans)
+    return Tokenized(text, tuple(ids), strings, tuple(spans), None, "P", tuple(prompt_ids))
+
+
+def _example(text, t_ids, t_spans, s_ids, s_spans, t_ctx=(1,), s_ctx=(1, 2)) -> Example:
+    return Example(Prompt("p", "question", "en", "P"), text, _tok(text, t_ids, t_spans, t_ctx),
+                   _tok(text, s_ids, s_spans, s_ctx))
+
+
+def _cache_from_full(p_rows: np.ndarray, answers_t: list, k: int) -> TeacherCache:
+    """A cache from full teacher rows (``k = V_t``: exact)."""
+    P = torch.tensor(p_rows, dtype=torch.float32)
+    top = torch.topk(P, k, -1)
+    ids = torch.cat([torch.tensor(a) for a in answers_t])
+    offsets = torch.tensor(np.cumsum([0] + [len(a) for a in answers_t]))
+    return TeacherCache(values=top.values, ids=top.indices, tail=(P.double().sum(-1) - top.values.double().sum(-1)).clamp_min(0),
+                        actual=P.gather(1, ids.unsqueeze(1)).squeeze(1), offsets=offsets,
+                        probe_values=top.values[0], probe_ids=top.indices[0], vocab_size=P.shape[1])
+
+
+def test_make_batch_shift_hand_worked():
+    # student context 2 tokens (1, 2), answer "abc" as 3 tokens: answer token j is predicted at c + j - 1
+    ex = _example("abc", [10, 11, 12], [(0, 1), (1, 2), (2, 3)], [20, 21, 22], [(0, 1), (1, 2), (2, 3)])
+    ex2 = _example("ab", [10, 11], [(0, 1), (1, 2)], [23], [(0, 2)], s_ctx=(1, 2, 3))
+    b = make_batch([ex, ex2], [slice(0, 3), slice(3, 5)], "positional", "observed", pad_id=0)
+    L = 5  # max(2 + 3, 3 + 1)
+    assert b.input_ids.tolist() == [[1, 2, 20, 21, 22], [1, 2, 3, 23, 0]]
+    assert b.attention_mask.tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]]
+    # input positions 1, 2, 3 predict 20, 21, 22; example 2: position 2 (its last context token) predicts 23
+    assert b.positions.tolist() == [1, 2, 3, L + 2] and b.labels.tolist() == [20, 21, 22, 23]
+    # positional pairs: i-th teacher with i-th student answer token, truncated to the shorter answer
+    assert b.pair_s.tolist() == [0, 1, 2, 3] and b.pair_t.tolist() == [0, 1, 2, 3]
+    assert not b.merged
+
+
+def test_ce_uld_lambda_and_temperatures_hand_computed():
+    rng = np.random.default_rng(0)
+    V_t, V_s = 9, 7
+    ex = _example("abc", [1, 2, 3], [(0, 1), (1, 2), (2, 3)], [4, 5], [(0, 2), (2, 3)])
+    p = np.stack([_peaked(rng, V_t, 0.5) for _ in range(3)])
+    cache = _cache_from_full(p, [[1, 2, 3]], V_t - 2)  # two entries in the tail
+    logits = torch.tensor(rng.normal(0, 2, (2, V_s)), dtype=torch.float32)
+    cfg = DistillConfig(loss="ce+uld", uld_weight=1.5, student_temperature=2.0, top_k=8)
+    b = make_batch([ex], [slice(0, 3)], "positional", "observed", 0)
+    sums = loss_sums(logits, b, cache, cfg)
+    ce = -sum(math.log(torch.softmax(logits[j].double(), -1)[t]) for j, t in enumerate([4, 5]))
+    assert float(sums["ce"]) == pytest.approx(ce, rel=1e-5)  # CE at T = 1 on the answer tokens
+    q = torch.softmax(logits / 2.0, -1).numpy()  # ULD at T_s = 2
+    est = sum(float(uld_top_k(np.sort(p[i])[::-1][: V_t - 2], np.sort(p[i])[: 2].sum(), q[i]).value) for i in range(2))
+    assert float(sums["uld"]) == pytest.approx(est, rel=1e-5)
+    exact = sum(paper_uld(p[i], q[i]) for i in range(2))
+    assert abs(float(sums["uld"]) - exact) <= float(sums["uld_bound"]) + 1e-6
+    loss, parts = combine(sums, b.n_tokens, b.n_pairs, cfg)
+    assert float(loss) == pytest.approx(ce / 2 + 1.5 * float(sums["uld"]) / 2, rel=1e-5)
+    assert set(parts) == {"ce", "uld", "uld_bound"}
+
+
+def test_only_answer_rows_count_prompt_is_masked():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from uld_explorer.distill.student import AnswerLogits
+
+    torch.manual_seed(0)
+    m = LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                     num_attention_heads=1, num_key_value_heads=1, tie_word_embeddings=True))
+    ex = _example("abc", [1, 2, 3], [(0, 1), (1, 2), (2, 3)], [20, 21, 22], [(0, 1), (1, 2), (2, 3)])
+    b = make_batch([ex, ex], [slice(0, 3), slice(0, 3)], "positional", "observed", 0)
+    rows = AnswerLogits(m)(b.input_ids, b.attention_mask, b.positions)
+    full = m(input_ids=b.input_ids, attention_mask=b.attention_mask).logits  # (B, L, V)
+    assert torch.allclose(rows, full.reshape(-1, 50)[b.positions], atol=1e-5)
+    # the CE is the one of the answer tokens only: transformers' shifted loss with the prompt labelled -100
+    labels = b.input_ids.clone()
+    labels[:, :2] = -100
+    ref = m(input_ids=b.input_ids, attention_mask=b.attention_mask, labels=labels).loss
+    assert float(F.cross_entropy(rows, b.labels).detach()) == pytest.approx(float(ref), rel=1e-5)
+
+
+def test_exact_cache_gives_the_library_losses():
+    """k = V_t (no tail): ULD, KL (shared vocabulary) and the hybrid equal the library on full rows."""
+    rng = np.random.default_rng(3)
+    V = 11
+    ex = _example("abcd", [1, 2, 3, 4], [(0, 1), (1, 2), (2, 3), (3, 4)], [5, 6, 7, 8], [(0, 1), (1, 2), (2, 3), (3, 4)])
+    p = np.stack([_peaked(rng, V, 0.4) for _ in range(4)])
+    cache = _cache_from_full(p, [[1, 2, 3, 4]], V)
+    logits = torch.tensor(rng.normal(0, 2, (4, V)), dtype=torch.float32)
+    q = torch.softmax(logits, -1)
+    b = make_batch([ex], [slice(0, 4)], "positional", "observed", 0)
+    P = torch.tensor(p, dtype=torch.float32)
+    cfg = DistillConfig(top_k=V, loss="uld")
+    assert float(loss_sums(logits, b, cache, cfg)["uld"]) == pytest.approx(float(uld_distance(P, q).sum()), rel=1e-5)
+    cfg = DistillConfig(top_k=V, loss="kl")
+    assert float(loss_sums(logits, b, cache, cfg)["kl"]) == pytest.approx(float(kl_divergence(P, q).sum()), rel=1e-4)
+    toks_t = [f"t{i}" for i in range(V)]
+    toks_s = [f"t{i}" if i % 2 else f"s{i}" for i in range(V)]
+    m = match_strings(toks_t, toks_s)
+    cfg = DistillConfig(top_k=V, loss="hybrid")
+    ref = float(hybrid_uld(P, q, match=m, config=cfg.hybrid).value.sum())
+    assert float(loss_sums(logits, b, cache, cfg, m)["hybrid"]) == pytest.approx(ref, rel=1e-4)
+
+
+def test_dense_teacher_spreads_the_tail():
+    v, i = torch.tensor([[0.5, 0.3]]), torch.tensor([[4, 1]])
+    d = dense_teacher(v, i, torch.tensor([0.2], dtype=torch.float64), 6)
+    assert d.tolist()[0] == pytest.approx([0.05, 0.3, 0.05, 0.05, 0.5, 0.05])
+
+
+@pytest.mark.parametrize("merge", ["observed", "bayesian"])
+def test_byte_offset_merged_groups_equal_the_library_merge(merge):
+    """Teacher 'ab|c|d', student 'a|bc|d': groups {ab, c} x {a, bc}? no: cuts at common boundaries 0, 3, 4."""
+    rng = np.random.default_rng(7)
+    V_t, V_s = 10, 8
+    text = "abcd"
+    t_ids, t_spans = [1, 2, 3], [(0, 2), (2, 3), (3, 4)]
+    s_ids, s_spans = [4, 5, 6], [(0, 1), (1, 3), (3, 4)]
+    ex = _example(text, t_ids, t_spans, s_ids, s_spans)
+    groups = byte_offset_alignment(ex.teacher, ex.student)
+    assert [(g.teacher_tokens, g.student_tokens) for g in groups] == [((0, 1), (0, 1)), ((2,), (2,))]
+    p = np.stack([_peaked(rng, V_t, 0.5) for _ in range(3)])
+    cache = _cache_from_full(p, [t_ids], V_t)
+    logits = torch.tensor(rng.normal(0, 2, (3, V_s)), dtype=torch.float32)
+    b = make_batch([ex], [slice(0, 3)], "byte-offset", merge, 0)
+    assert b.merged
+    cfg = DistillConfig(top_k=V_t, loss="uld", alignment="byte-offset", merge=merge)
+    got = float(loss_sums(logits, b, cache, cfg)["uld"])
+    pt, _ = group_distributions(torch.tensor(p, dtype=torch.float32), ex.teacher, groups, "teacher", merge)
+    qs, _ = group_distributions(torch.softmax(logits, -1), ex.student, groups, "student", merge)
+    ref = float(uld_distance(pt, qs, subprobability=True).sum())
+    assert got == pytest.approx(ref, rel=1e-5)
