@@ -205,9 +205,11 @@ def load_checkpoint_model(ckpt: Path, model: Any) -> None:
 
 
 @torch.no_grad()
-def evaluate(net: Any, prep: Prepared, device: torch.device, autocast: Any) -> dict[str, float]:
-    """Held-out metrics: the loss and its parts, CE, ULD (from the cache, with its bound), KL on
-    the shared strings, top-1 agreement with the teacher by token string (over aligned pairs)."""
+def evaluate(net: Any, prep: Prepared, device: torch.device, autocast: Any, *, seen: bool = False) -> dict[str, float]:
+    """Metrics on held-out answers (``eval_*``): the loss and its parts, CE, ULD (from the cache,
+    with its bound), KL on the shared strings, top-1 agreement with the teacher by token string
+    (over aligned pairs). ``seen=True``: the same (without KL) on the first ``eval_prompts``
+    TRAINING answers (``seen_*``), to see what the student fits apart from what generalises."""
     from ..distributions import softmax
     from .losses import combine, loss_sums, make_batch, shared_kl_sum
 
@@ -217,9 +219,11 @@ def evaluate(net: Any, prep: Prepared, device: torch.device, autocast: Any) -> d
     n_tok = n_pair = agree = 0
     kl_shared = 0.0
     pad = prep.student_tokenizer.pad_token_id or 0
-    for a in range(0, len(prep.eval), cfg.batch_size):
-        batch = make_batch(prep.eval[a : a + cfg.batch_size], prep.eval_rows[a : a + cfg.batch_size], cfg.alignment,
-                           cfg.merge, pad)
+    examples, rows_of = (prep.train, prep.train_rows) if seen else (prep.eval, prep.eval_rows)
+    n = min(len(examples), cfg.eval_prompts)
+    for a in range(0, n, cfg.batch_size):
+        b = min(a + cfg.batch_size, n)
+        batch = make_batch(examples[a:b], rows_of[a:b], cfg.alignment, cfg.merge, pad)
         with autocast():
             logits = net(batch.input_ids.to(device), batch.attention_mask.to(device), batch.positions.to(device))
         sums = loss_sums(logits, batch, prep.cache, cfg, prep.match, parts=parts)
@@ -232,16 +236,20 @@ def evaluate(net: Any, prep: Prepared, device: torch.device, autocast: Any) -> d
         s_top = q.argmax(-1).tolist()
         t_top = prep.cache.ids[batch.pair_t, 0].tolist()
         agree += sum(prep.student_bytes[s] == prep.teacher_bytes[t] for s, t in zip(s_top, t_top))
-        rows = batch.pair_t
-        kl_shared += float(shared_kl_sum(q.cpu(), prep.cache.values[rows], prep.cache.ids[rows], prep.cache.tail[rows],
-                                         prep.cache.vocab_size, prep.match))
+        if not seen:
+            rows = batch.pair_t
+            kl_shared += float(shared_kl_sum(q.cpu(), prep.cache.values[rows], prep.cache.ids[rows],
+                                             prep.cache.tail[rows], prep.cache.vocab_size, prep.match))
     means = {k: v / (n_tok if k == "ce" else n_pair) for k, v in tot.items()}
     loss, _ = combine({k: torch.tensor(v) for k, v in tot.items()}, n_tok, n_pair, cfg)
-    out = {"eval_loss": float(loss), "eval_ce": means["ce"], "eval_uld": means["uld"],
-           "eval_uld_bound": means["uld_bound"], "eval_kl_shared": kl_shared / n_pair, "eval_top1": agree / n_pair}
+    pre = "seen_" if seen else "eval_"
+    out = {f"{pre}loss": float(loss), f"{pre}ce": means["ce"], f"{pre}uld": means["uld"],
+           f"{pre}uld_bound": means["uld_bound"], f"{pre}top1": agree / n_pair}
+    if not seen:
+        out["eval_kl_shared"] = kl_shared / n_pair
     for p in ("kl", "hybrid"):
         if p in means:
-            out[f"eval_{p}"] = means[p]
+            out[f"{pre}{p}"] = means[p]
     return out
 
 
@@ -438,6 +446,7 @@ def train(config: DistillConfig, run_dir: str | os.PathLike, *, resume: bool = F
                     t0 = time.perf_counter()
                     net.eval()
                     line.update(evaluate(unwrapped, prep, device, autocast))
+                    line.update(evaluate(unwrapped, prep, device, autocast, seen=True))
                     pr = probe(unwrapped, prep, probe_ctx, device, autocast)
                     net.train()
                     line["eval_s"] = time.perf_counter() - t0
@@ -458,6 +467,10 @@ def train(config: DistillConfig, run_dir: str | os.PathLike, *, resume: bool = F
                     logits = net(batch.input_ids.to(device), batch.attention_mask.to(device), batch.positions.to(device))
                 sums = loss_sums(logits, batch, prep.cache, config, prep.match)
                 loss, _ = combine(sums, n_tok, n_pair, config)
+                if not torch.isfinite(loss.detach()):
+                    raise DistillError(f"the loss is {float(loss)} at step {step}: training diverged; lower --lr "
+                                       f"(now {config.lr:g}) and resume from the last checkpoint with --resume, or "
+                                       f"start again")
                 grad_norm = None
                 if training:
                     accelerator.backward(loss * world)  # DDP averages over processes: undo it

@@ -29,7 +29,6 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..distributions import softmax
 from ..divergences import hybrid_uld, kl_divergence, restrict_to_shared_vocab, uld_top_k
 from ..text.align import ALIGNMENTS, base_token
 
@@ -159,7 +158,8 @@ def loss_sums(logits: torch.Tensor, batch: Batch, cache: Any, config: Any, match
     rows_t = batch.pair_t
     values = cache.values.index_select(0, rows_t).to(dev)  # (P, k)
     tail = cache.tail.index_select(0, rows_t).to(dev)  # (P,)
-    q = softmax(z.index_select(0, batch.pair_s.to(dev)), T_s)  # (P, V_s)
+    # softmax(z / T_s) of the pairs' rows (float32 logits; the loop checks the loss is finite)
+    q = torch.softmax(z.index_select(0, batch.pair_s.to(dev)) / T_s, -1)  # (P, V_s)
     P = batch.n_pairs
     if batch.merged:  # chain-rule merged groups: base row times the later (or earlier) actual tokens
         logq = torch.log_softmax(z / T_s, -1).gather(1, batch.labels.to(dev).unsqueeze(1)).squeeze(1)  # (R,)

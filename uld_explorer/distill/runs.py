@@ -7,7 +7,9 @@
         metrics.jsonl      one JSON object per line, appended and flushed every step:
                            step, loss, its parts (ce, uld, kl, hybrid), uld_bound, grad_norm, lr,
                            tokens_per_s, elapsed_s; on eval steps also eval_loss, eval_ce,
-                           eval_uld, eval_uld_bound, eval_kl_shared, eval_top1
+                           eval_uld, eval_uld_bound, eval_kl_shared, eval_top1 (held-out
+                           answers) and seen_loss, seen_ce, seen_uld, seen_top1 (the first
+                           eval_prompts training answers)
         probe.jsonl        per eval step: the probe prompt's top-k next tokens, student and teacher
         status.json        state (running | finished | stopped | failed), pid, step, message
         checkpoints/step-000040/   model.safetensors + config.json (transformers), tokenizer files,
@@ -31,6 +33,7 @@ from typing import Any, Iterator
 __all__ = [
     "RUNS_ENV", "default_runs_dir", "RunInfo", "list_runs", "read_metrics", "read_probe", "read_status",
     "write_status", "append_jsonl", "checkpoints", "latest_checkpoint", "pid_alive", "new_run_name",
+    "METRICS", "metrics_frame", "probe_frame",
 ]
 
 RUNS_ENV = "ULD_EXPLORER_RUNS"
@@ -203,3 +206,62 @@ def list_runs(runs_dir: str | os.PathLike | None = None) -> list[RunInfo]:
         return []
     infos = [i for i in (run_info(p) for p in root.iterdir() if p.is_dir()) if i is not None]
     return sorted(infos, key=lambda i: i.updated, reverse=True)
+
+
+#: The curves a run records: metrics.jsonl key -> (label, unit). Train keys come every step,
+#: ``eval_*`` keys on eval steps (held-out answers).
+METRICS: dict[str, tuple[str, str]] = {
+    "loss": ("training loss (the run's own)", "nats or ULD units"),
+    "ce": ("CE on the batch", "nats / token"),
+    "uld": ("ULD on the batch", "[0, 2]"),
+    "kl": ("KL on the batch", "nats"),
+    "hybrid": ("hybrid ULD on the batch", "mixed"),
+    "grad_norm": ("gradient norm (before clipping)", ""),
+    "tokens_per_s": ("answer tokens / s", "tokens/s"),
+    "eval_loss": ("held-out loss (the run's own)", ""),
+    "eval_ce": ("held-out CE", "nats / token"),
+    "eval_uld": ("held-out ULD", "[0, 2]"),
+    "eval_kl_shared": ("held-out KL on shared strings", "nats"),
+    "eval_top1": ("held-out top-1 agreement with the teacher", "fraction"),
+    "seen_ce": ("CE on answers it trains on", "nats / token"),
+    "seen_uld": ("ULD on answers it trains on", "[0, 2]"),
+    "seen_top1": ("top-1 agreement on answers it trains on", "fraction"),
+}
+
+
+def metrics_frame(run_dirs: Any, metrics: Any = None) -> Any:
+    """The runs' curves as one long (tidy) pandas frame: columns ``run``, ``loss_name`` (the run's
+    training loss), ``step``, ``metric``, ``value`` (missing values left out).
+
+    ``run_dirs``: one path or several; ``metrics``: keys of :data:`METRICS` (default all).
+    """
+    import pandas as pd
+
+    if isinstance(run_dirs, (str, os.PathLike)):
+        run_dirs = [run_dirs]
+    keys = list(metrics) if metrics is not None else list(METRICS)
+    rows = []
+    for d in run_dirs:
+        d = Path(d)
+        info = run_info(d)
+        loss = info.loss if info else "?"
+        for m in read_metrics(d):
+            for k in keys:
+                v = m.get(k)
+                if isinstance(v, (int, float)) and math.isfinite(v):
+                    rows.append((d.name, loss, int(m["step"]), k, float(v)))
+    return pd.DataFrame(rows, columns=["run", "loss_name", "step", "metric", "value"])
+
+
+def probe_frame(run_dir: str | os.PathLike, step: int | None = None) -> Any:
+    """One probe record as a tidy frame: ``side`` (teacher | student), ``rank``, ``token``, ``prob``,
+    plus ``step`` (the recorded eval step nearest to ``step``; default the last one)."""
+    import pandas as pd
+
+    probes = read_probe(run_dir)
+    if not probes:
+        return pd.DataFrame(columns=["step", "side", "rank", "token", "prob"])
+    rec = probes[-1] if step is None else min(probes, key=lambda p: (abs(int(p["step"]) - step), p["step"]))
+    rows = [(int(rec["step"]), side, i + 1, t["token"], float(t["prob"]))
+            for side in ("teacher", "student") for i, t in enumerate(rec[side])]
+    return pd.DataFrame(rows, columns=["step", "side", "rank", "token", "prob"])
