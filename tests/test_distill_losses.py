@@ -126,6 +126,8 @@ def test_make_batch_shift_hand_worked():
     # positional pairs: i-th teacher with i-th student answer token, truncated to the shorter answer
     assert b.pair_s.tolist() == [0, 1, 2, 3] and b.pair_t.tolist() == [0, 1, 2, 3]
     assert not b.merged
+    # tokens both sides cut alike: all of example 1; example 2's 'ab' is two teacher tokens, one student token
+    assert b.same_s.tolist() == [0, 1, 2] and b.same_t.tolist() == [0, 1, 2]
 
 
 def test_ce_uld_lambda_and_temperatures_hand_computed():

@@ -207,8 +207,9 @@ def load_checkpoint_model(ckpt: Path, model: Any) -> None:
 @torch.no_grad()
 def evaluate(net: Any, prep: Prepared, device: torch.device, autocast: Any, *, seen: bool = False) -> dict[str, float]:
     """Metrics on held-out answers (``eval_*``): the loss and its parts, CE, ULD (from the cache,
-    with its bound), KL on the shared strings, top-1 agreement with the teacher by token string
-    (over aligned pairs). ``seen=True``: the same (without KL) on the first ``eval_prompts``
+    with its bound) over the training alignment's pairs; KL on the shared strings and top-1
+    agreement with the teacher by token string over the answer tokens both tokenizers cut alike
+    (the same bytes as one token each side: there the student can match the teacher's token). ``seen=True``: the same (without KL) on the first ``eval_prompts``
     TRAINING answers (``seen_*``), to see what the student fits apart from what generalises."""
     from ..distributions import softmax
     from .losses import combine, loss_sums, make_batch, shared_kl_sum
@@ -216,7 +217,7 @@ def evaluate(net: Any, prep: Prepared, device: torch.device, autocast: Any, *, s
     cfg = prep.config
     parts = ["ce", "uld"] + [p for p in ("kl", "hybrid") if cfg.loss == p]
     tot: dict[str, float] = {}
-    n_tok = n_pair = agree = 0
+    n_tok = n_pair = n_same = agree = 0
     kl_shared = 0.0
     pad = prep.student_tokenizer.pad_token_id or 0
     examples, rows_of = (prep.train, prep.train_rows) if seen else (prep.eval, prep.eval_rows)
@@ -231,22 +232,24 @@ def evaluate(net: Any, prep: Prepared, device: torch.device, autocast: Any, *, s
             tot[k] = tot.get(k, 0.0) + float(v)
         n_tok += batch.n_tokens
         n_pair += batch.n_pairs
-        z = logits.float().index_select(0, batch.pair_s.to(device))
+        # token identities are compared where both tokenizers cut alike (batch.same_*)
+        z = logits.float().index_select(0, batch.same_s.to(device))
         q = softmax(z, cfg.student_temperature)
         s_top = q.argmax(-1).tolist()
-        t_top = prep.cache.ids[batch.pair_t, 0].tolist()
+        t_top = prep.cache.ids[batch.same_t, 0].tolist()
         agree += sum(prep.student_bytes[s] == prep.teacher_bytes[t] for s, t in zip(s_top, t_top))
+        n_same += len(s_top)
         if not seen:
-            rows = batch.pair_t
+            rows = batch.same_t
             kl_shared += float(shared_kl_sum(q.cpu(), prep.cache.values[rows], prep.cache.ids[rows],
                                              prep.cache.tail[rows], prep.cache.vocab_size, prep.match))
     means = {k: v / (n_tok if k == "ce" else n_pair) for k, v in tot.items()}
     loss, _ = combine({k: torch.tensor(v) for k, v in tot.items()}, n_tok, n_pair, cfg)
     pre = "seen_" if seen else "eval_"
     out = {f"{pre}loss": float(loss), f"{pre}ce": means["ce"], f"{pre}uld": means["uld"],
-           f"{pre}uld_bound": means["uld_bound"], f"{pre}top1": agree / n_pair}
+           f"{pre}uld_bound": means["uld_bound"], f"{pre}top1": agree / max(n_same, 1)}
     if not seen:
-        out["eval_kl_shared"] = kl_shared / n_pair
+        out["eval_kl_shared"] = kl_shared / max(n_same, 1)
     for p in ("kl", "hybrid"):
         if p in means:
             out[f"{pre}{p}"] = means[p]

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from ..divergences import hybrid_uld, kl_divergence, restrict_to_shared_vocab, uld_top_k
-from ..text.align import ALIGNMENTS, base_token
+from ..text.align import ALIGNMENTS, base_token, byte_offset_alignment
 
 __all__ = ["Batch", "make_batch", "loss_sums", "combine", "dense_teacher", "HYBRID_CHUNK"]
 
@@ -49,6 +49,10 @@ class Batch:
     merged : bool, some group has several tokens (byte-offset alignment)
     others_s, others_t : (M,) rows of the non-base tokens of multi-token groups, and
     others_pair_s, others_pair_t : (M,) the pair each belongs to
+    same_s, same_t : (A,) student and teacher rows of the answer tokens both tokenizers cut alike
+        (one token each side over the same bytes: byte-offset groups of one token each); the
+        eval metrics that compare token identities (top-1 agreement, KL on shared strings) use
+        these, whatever the training alignment
     """
 
     input_ids: torch.Tensor
@@ -62,6 +66,8 @@ class Batch:
     others_pair_s: torch.Tensor
     others_t: torch.Tensor
     others_pair_t: torch.Tensor
+    same_s: torch.Tensor
+    same_t: torch.Tensor
 
     @property
     def n_tokens(self) -> int:
@@ -84,7 +90,7 @@ def make_batch(examples: Sequence[Any], cache_rows: Sequence[slice], alignment: 
     input_ids = torch.full((B, L), pad_id, dtype=torch.long)
     mask = torch.zeros((B, L), dtype=torch.long)
     positions, labels = [], []
-    pair_s, pair_t, o_s, o_ps, o_t, o_pt = [], [], [], [], [], []
+    pair_s, pair_t, o_s, o_ps, o_t, o_pt, same_s, same_t = [], [], [], [], [], [], [], []
     align = ALIGNMENTS[alignment].align
     merged = False
     for b, (ex, rows) in enumerate(zip(examples, cache_rows)):
@@ -114,8 +120,13 @@ def make_batch(examples: Sequence[Any], cache_rows: Sequence[slice], alignment: 
                     o_s.append(r0 + j)
                     o_ps.append(p)
             merged |= len(g.teacher_tokens) > 1 or len(g.student_tokens) > 1
+        for g in byte_offset_alignment(ex.teacher, ex.student):
+            if len(g.teacher_tokens) == len(g.student_tokens) == 1:
+                same_t.append(rows.start + g.teacher_tokens[0])
+                same_s.append(r0 + g.student_tokens[0])
     t = lambda x: torch.tensor(x, dtype=torch.long)  # noqa: E731
-    return Batch(input_ids, mask, t(positions), t(labels), t(pair_s), t(pair_t), merged, t(o_s), t(o_ps), t(o_t), t(o_pt))
+    return Batch(input_ids, mask, t(positions), t(labels), t(pair_s), t(pair_t), merged, t(o_s), t(o_ps), t(o_t), t(o_pt),
+                 t(same_s), t(same_t))
 
 
 def dense_teacher(values: torch.Tensor, ids: torch.Tensor, tail: torch.Tensor, V_t: int) -> torch.Tensor:
