@@ -223,3 +223,24 @@ def test_byte_offset_merged_groups_equal_the_library_merge(merge):
     qs, _ = group_distributions(torch.softmax(logits, -1), ex.student, groups, "student", merge)
     ref = float(uld_distance(pt, qs, subprobability=True).sum())
     assert got == pytest.approx(ref, rel=1e-5)
+
+
+def test_shared_kl_without_dense_rows_equals_the_dense_completion():
+    from uld_explorer import restrict_to_shared_vocab
+    from uld_explorer.distill.losses import shared_kl_sum
+
+    rng = np.random.default_rng(11)
+    V_t, V_s, k, R = 40, 30, 6, 5
+    # pooled strings on both sides ("a" twice in the teacher, "b" twice in the student), unshared ids
+    toks_t = ["a", "a", "b", "c"] + [f"t{i}" for i in range(4, V_t)]
+    toks_s = ["b", "b", "a", "c", "t5", "t6"] + [f"s{i}" for i in range(6, V_s)]
+    m = match_strings(toks_t, toks_s)
+    p = np.stack([_peaked(rng, V_t, 0.3) for _ in range(R)])
+    P = torch.tensor(p, dtype=torch.float32)
+    top = torch.topk(P, k, -1)
+    tail = P.double().sum(-1) - top.values.double().sum(-1)
+    q = torch.softmax(torch.tensor(rng.normal(0, 2, (R, V_s))), -1).float()
+    dense = dense_teacher(top.values, top.indices, tail, V_t)
+    sv = restrict_to_shared_vocab(dense, q, match=m, on_empty="nan", validate=False)
+    ref = float(torch.nan_to_num(kl_divergence(sv.p, sv.q, validate=False).double(), nan=0.0).sum())
+    assert float(shared_kl_sum(q, top.values, top.indices, tail, V_t, m)) == pytest.approx(ref, rel=1e-5)

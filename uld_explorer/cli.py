@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 from dataclasses import asdict, fields
+from pathlib import Path
 from typing import Any
 
 from .checks import check_text
@@ -582,7 +583,7 @@ def _cmd_distill(args: argparse.Namespace) -> int:
         elif args.resume:
             raise ValueError("--resume needs --run-dir DIR (the run to continue; `uld-explorer runs list` shows them)")
         else:
-            runs = args.runs_dir or default_runs_dir()
+            runs = Path(args.runs_dir) if args.runs_dir else default_runs_dir()
             run_dir = os.path.join(runs, new_run_name(config.loss, runs))
         if args.resume and args.max_steps is None:  # continue to the run's own length
             saved = json.loads(open(os.path.join(run_dir, "config.json"), encoding="utf-8").read()) \

@@ -211,7 +211,6 @@ def evaluate(net: Any, prep: Prepared, device: torch.device, autocast: Any, *, s
     agreement with the teacher by token string over the answer tokens both tokenizers cut alike
     (the same bytes as one token each side: there the student can match the teacher's token). ``seen=True``: the same (without KL) on the first ``eval_prompts``
     TRAINING answers (``seen_*``), to see what the student fits apart from what generalises."""
-    from ..distributions import softmax
     from .losses import combine, loss_sums, make_batch, shared_kl_sum
 
     cfg = prep.config
@@ -233,8 +232,8 @@ def evaluate(net: Any, prep: Prepared, device: torch.device, autocast: Any, *, s
         n_tok += batch.n_tokens
         n_pair += batch.n_pairs
         # token identities are compared where both tokenizers cut alike (batch.same_*)
-        z = logits.float().index_select(0, batch.same_s.to(device))
-        q = softmax(z, cfg.student_temperature)
+        z = logits.float()[batch.same_s.to(device)]
+        q = torch.softmax(z / cfg.student_temperature, -1)
         s_top = q.argmax(-1).tolist()
         t_top = prep.cache.ids[batch.same_t, 0].tolist()
         agree += sum(prep.student_bytes[s] == prep.teacher_bytes[t] for s, t in zip(s_top, t_top))

@@ -1,0 +1,137 @@
+"""The distillation runner on this machine: cpu-demo steps/s and tokens/s, the ULD loss's share of a
+training step, and the teacher cache against running the teacher every step. Side by side, in
+one run (interleaved repeats, medians):
+
+    python benchmarks/bench_distill.py [--steps 30] [--repeats 5]
+
+1. a cpu-demo training step (batch of the preset) under ``ce`` and under ``ce+uld``, interleaved:
+   seconds/step, answer tokens/s; the ULD part's share = its own forward + backward time within
+   a ``ce+uld`` step (timed separately on the same rows) over the step;
+2. the teacher's part of a step: reading the cached rows (sorted top-k + tail) vs running the
+   teacher (Qwen2.5-Coder-0.5B) forward on the same batch's answers and taking its top-k;
+3. a whole cpu-demo run (``--steps`` steps, evals included) through ``train``: steps/s, tokens/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=30, help="steps of the whole-run measurement")
+    ap.add_argument("--repeats", type=int, default=5, help="interleaved repeats of the step measurements")
+    args = ap.parse_args()
+
+    from uld_explorer import uld_top_k
+    from uld_explorer.distill.config import preset
+    from uld_explorer.distill.loop import batch_indices, prepare, train
+    from uld_explorer.distill.losses import combine, loss_sums, make_batch
+    from uld_explorer.distill.student import AnswerLogits, small_student
+    from uld_explorer.zoo import load
+
+    cfg = preset("cpu-demo")
+    print(f"machine: {_cpu()}, {torch.get_num_threads()} torch threads; torch {torch.__version__}")
+    t0 = time.perf_counter()
+    prep = prepare(cfg, progress=False)
+    print(f"prepare (tokenizers, answers, examples, teacher cache read): {time.perf_counter() - t0:.2f} s; "
+          f"{len(prep.train)} training answers, batch {cfg.batch_size}")
+
+    # 1. one training step under ce and ce+uld, interleaved
+    model = small_student(prep.student_tokenizer, prep.V_s, cfg.student_layers, cfg.student_hidden, 0)
+    net = AnswerLogits(model)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr)
+    batches = [make_batch([prep.train[i] for i in idx], [prep.train_rows[i] for i in idx], cfg.alignment, cfg.merge, 0)
+               for idx in (batch_indices(len(prep.train), cfg.batch_size, 0, s) for s in range(args.repeats))]
+
+    def step(loss: str, b) -> float:
+        c = cfg.replace(loss=loss)
+        t = time.perf_counter()
+        logits = net(b.input_ids, b.attention_mask, b.positions)
+        total, _ = combine(loss_sums(logits, b, prep.cache, c, prep.match), b.n_tokens, b.n_pairs, c)
+        total.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return time.perf_counter() - t
+
+    def uld_part(b) -> float:
+        with torch.no_grad():
+            z = net(b.input_ids, b.attention_mask, b.positions).float()
+        z.requires_grad_(True)
+        t = time.perf_counter()
+        q = torch.softmax(z.index_select(0, b.pair_s), -1)
+        r = uld_top_k(prep.cache.values[b.pair_t], prep.cache.tail[b.pair_t], q)
+        r.value.sum().backward()
+        return time.perf_counter() - t
+
+    step("ce+uld", batches[0])  # warm-up
+    times: dict[str, list[float]] = {"ce": [], "ce+uld": [], "uld part": []}
+    for b in batches:
+        times["ce"].append(step("ce", b))
+        times["ce+uld"].append(step("ce+uld", b))
+        times["uld part"].append(uld_part(b))
+    tokens = statistics.median(b.n_tokens for b in batches)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f"\n1. one step, batch {cfg.batch_size} (~{tokens:.0f} answer tokens), median of {args.repeats}:")
+    print(f"   ce      {med['ce']:.3f} s/step  {tokens / med['ce']:7.0f} tokens/s")
+    print(f"   ce+uld  {med['ce+uld']:.3f} s/step  {tokens / med['ce+uld']:7.0f} tokens/s  ({med['ce+uld'] / med['ce']:.2f}x ce)")
+    print(f"   the ULD part (softmax of the pairs, uld_top_k forward + backward): {med['uld part']:.3f} s = "
+          f"{med['uld part'] / med['ce+uld']:.0%} of a ce+uld step")
+
+    # 2. the teacher: cache rows vs a forward per step
+    teacher = load(cfg.teacher, progress=False)
+    b, idx = batches[0], batch_indices(len(prep.train), cfg.batch_size, 0, 0)
+    t = time.perf_counter()
+    for _ in range(100):
+        prep.cache.values.index_select(0, b.pair_t), prep.cache.tail.index_select(0, b.pair_t)
+    cached = (time.perf_counter() - t) / 100
+    fw = []
+    for _ in range(max(2, args.repeats // 2)):
+        t = time.perf_counter()
+        with torch.inference_mode():
+            for i in idx:  # what the cache replaces: the teacher on each answer, softmax, top-k
+                ex = prep.train[i]
+                z = teacher.model(input_ids=torch.tensor([ex.teacher.model_input_ids])).logits[0]
+                torch.topk(torch.softmax(z.float(), -1), cfg.top_k)
+        fw.append(time.perf_counter() - t)
+    live = statistics.median(fw)
+    print(f"\n2. the teacher's part of one step ({len(idx)} answers): cache rows {cached * 1e3:.2f} ms vs teacher "
+          f"forward {live:.2f} s ({live / cached:,.0f}x); with the live teacher a ce+uld step would take "
+          f"{med['ce+uld'] + live:.2f} s ({(med['ce+uld'] + live) / med['ce+uld']:.1f}x)")
+    del teacher
+
+    # 3. a whole cpu-demo run, evals included
+    with tempfile.TemporaryDirectory() as d:
+        c = cfg.replace(max_steps=args.steps, eval_every=max(args.steps // 3, 1), checkpoint_every=args.steps)
+        t = time.perf_counter()
+        train(c, Path(d) / "run", prepared=prep, progress=False)
+        wall = time.perf_counter() - t
+        from uld_explorer.distill.runs import read_metrics
+
+        m = read_metrics(Path(d) / "run")
+    tps = statistics.median(x["tokens_per_s"] for x in m if x.get("tokens_per_s"))
+    evals = sum(x.get("eval_s", 0.0) for x in m)
+    print(f"\n3. cpu-demo, {args.steps} steps through train(): {wall:.1f} s wall = {args.steps / wall:.2f} steps/s, "
+          f"median {tps:.0f} answer tokens/s per step; {evals:.1f} s of it in {sum('eval_s' in x for x in m)} evals; "
+          f"the preset's {cfg.max_steps} steps: ~{wall / args.steps * cfg.max_steps:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
