@@ -55,6 +55,7 @@ def test_runs_frame_is_the_table_of_list_runs(tmp_path):
     write_run(tmp_path, "c", "ce+uld", [(0, 0.01, 0.02, 1.9, 1.9)], steps=3, state="stopped", max_steps=40)
     info = runs.list_runs(tmp_path)
     assert [r.name for r in info] == ["c", "u"]  # newest first
+    assert info[0].created > info[1].created > 0
     assert info[1].state == "running"  # status.json names this (live) process
     frame = runs.runs_frame(info)
     assert list(frame["run"]) == ["c", "u"]

@@ -201,6 +201,7 @@ class RunInfo:
     last_eval: dict[str, Any]  # the last line with eval metrics
     updated: float
     message: str = ""
+    created: float = 0.0  # when the run was started (config.json's "created", else its launch)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "path": str(self.path), "loss": self.loss, "preset": self.preset,
@@ -208,7 +209,8 @@ class RunInfo:
                 "loss_value": self.last.get("loss"), "eval_ce": self.last_eval.get("eval_ce"),
                 "eval_uld": self.last_eval.get("eval_uld"), "eval_top1": self.last_eval.get("eval_top1"),
                 "eval_step": self.last_eval.get("step"), "seen_uld": self.last_eval.get("seen_uld"),
-                "seen_top1": self.last_eval.get("seen_top1"), "updated": self.updated, "message": self.message}
+                "seen_top1": self.last_eval.get("seen_top1"), "updated": self.updated, "created": self.created,
+                "message": self.message}
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -292,8 +294,9 @@ def run_info(run_dir: str | os.PathLike) -> RunInfo | None:
         updated = max(f.stat().st_mtime for f in path.iterdir())
     except ValueError:
         updated = 0.0
+    created = float(cfg.get("created") or launch.get("started") or updated)
     return RunInfo(path.name, path, c.get("loss", "?"), cfg.get("preset") or "", state,
-                   int(last.get("step", 0)), int(c.get("max_steps", 0)), last, last_eval, updated, message)
+                   int(last.get("step", 0)), int(c.get("max_steps", 0)), last, last_eval, updated, message, created)
 
 
 def list_runs(runs_dir: str | os.PathLike | None = None) -> list[RunInfo]:
