@@ -37,11 +37,13 @@ view_state(DEFAULTS, valid=lambda k, v: k != "probe_step" or v >= -1)
 ss = st.session_state
 
 
-def form_from_preset(name: str) -> None:
-    """Fill the form with preset ``name``'s values."""
+def form_from_preset(name: str, keep: tuple[str, ...] = ("new_loss",)) -> None:
+    """Fill the form with preset ``name``'s values (but the fields in ``keep``: a preset does
+    not choose the loss)."""
     cfg = preset(name)
     for key, field in FORM_FIELDS.items():
-        ss[key] = getattr(cfg, field)
+        if key not in keep or key not in ss:
+            ss[key] = getattr(cfg, field)
 
 
 if "new_preset" not in ss:
@@ -240,6 +242,13 @@ overlaid = [by_name[n] for n in ss.overlay_pick]  # in the overlay's order: colo
 
 # ---------------------------------------------------------------------------------- curves, lesson, probe (live)
 @st.fragment(run_every=polling)
+def live() -> None:
+    try:
+        curves()
+    except Exception as err:  # noqa: BLE001 - never a traceback on the page, at every poll too
+        show_error(err, "read the runs' curves")
+
+
 def curves() -> None:
     if not overlaid:
         st.info("Pick runs to overlay above.", icon=":material/arrow_upward:")
@@ -306,8 +315,5 @@ def probe(run: runs.RunInfo) -> None:
                      f"probe_{run.name}_{step}", "probe_table")
 
 
-try:
-    curves()
-except Exception as err:  # noqa: BLE001 - never a traceback on the page
-    show_error(err, "read the runs' curves")
+live()
 sync_url(DEFAULTS)
