@@ -99,16 +99,18 @@ def wait_healthy(proc: subprocess.Popen, url: str, timeout_s: float, output: Cal
 
 
 @contextlib.contextmanager
-def serve(log_path: Path, timeout_s: float = SERVER_START_TIMEOUT) -> Iterator[str]:
+def serve(log_path: Path, timeout_s: float = SERVER_START_TIMEOUT, env: dict[str, str] | None = None) -> Iterator[str]:
     """``streamlit run app.py`` on a free local port; yields its URL once ``/_stcore/health``
-    answers; the server is terminated (then killed) when the block ends, whatever happens."""
+    answers; the server is terminated (then killed) when the block ends, whatever happens.
+    ``env``: variables set for the server on top of this process's (e.g. ``ULD_EXPLORER_RUNS``)."""
     port = free_port()
     cmd = [
         sys.executable, "-m", "streamlit", "run", "app.py",
         "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
     ]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {**os.environ, **(env or {}),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)

@@ -17,3 +17,29 @@ def default_models():
     import uld_explorer as ux
 
     return {name: ux.fetch_model(name, progress=False) for name in (ux.DEFAULT_TEACHER, ux.DEFAULT_STUDENT)}
+
+
+@pytest.fixture
+def runs_dir(monkeypatch, tmp_path):
+    """An empty distillation runs directory for this test (``$ULD_EXPLORER_RUNS`` points at it).
+    Afterwards every run process launched into it that is still alive is interrupted (SIGINT: it
+    checkpoints and exits), then killed after a minute: only those processes, by their pid."""
+    import os
+    import signal
+    import time
+
+    from uld_explorer.distill import runs
+
+    monkeypatch.setenv(runs.RUNS_ENV, str(tmp_path))
+    yield tmp_path
+    for d in tmp_path.iterdir():
+        launch = runs.read_launch(d) if d.is_dir() else {}
+        if not launch.get("alive"):
+            continue
+        pid = int(launch["pid"])
+        os.kill(pid, signal.SIGINT)
+        deadline = time.monotonic() + 60
+        while runs.pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        if runs.pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)

@@ -64,8 +64,10 @@ def sync_api():
 
 @pytest.fixture(scope="module")
 def server(sync_api, tmp_path_factory, default_models):
-    """``streamlit run app.py`` on a free local port; yields its URL; always terminated."""
-    with web.serve(tmp_path_factory.mktemp("streamlit") / "server.log") as url:
+    """``streamlit run app.py`` on a free local port; yields its URL; always terminated. Its
+    distillation runs directory is an empty temporary one (not the checkout's ./runs)."""
+    env = {"ULD_EXPLORER_RUNS": str(tmp_path_factory.mktemp("runs"))}
+    with web.serve(tmp_path_factory.mktemp("streamlit") / "server.log", env=env) as url:
         yield url
 
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .plots import DIFF_COLOR, STUDENT_COLOR, TEACHER_COLOR
+from .plots import DIFF_COLOR, STUDENT_COLOR, TEACHER_COLOR, metric_title, run_colors, run_labels
 
 __all__ = [
-    "chart_alignment_effects", "chart_distributions", "chart_plan", "chart_positions", "chart_scale", "chart_sorted",
-    "chart_token_spans", "chart_top_k", "select_position",
+    "chart_alignment_effects", "chart_distributions", "chart_plan", "chart_positions", "chart_probe",
+    "chart_run_curves", "chart_scale", "chart_sorted", "chart_token_spans", "chart_top_k", "select_position",
 ]
 
 #: Name of the selection parameter of :func:`chart_positions` (the page reads ``selection[...]``).
@@ -306,3 +306,67 @@ def chart_alignment_effects(frame: Any, title: str | None = None) -> Any:
     bottom = alt.layer(shade, shared).properties(height=120, width=alt.Step(step))
     return alt.vconcat(top, bottom).resolve_scale(color="independent").properties(
         title=title or "ULD per teacher token under each alignment (grey: the positional pair covers other bytes)")
+
+
+def chart_run_curves(frame: Any, metrics: Any = None, title: str | None = None, width: int = 400,
+                     height: int = 170, columns: int = 2) -> Any:
+    """Distillation curves (a :func:`~uld_explorer.distill.runs.metrics_frame`), one panel per
+    metric (its own y axis, titled with its label and unit), one colour per run
+    (:data:`~uld_explorer.plots.RUN_COLORS` in the order the runs come, legend
+    ``"<run> (<loss>)"``), a point per recorded step; hover a point for the run, its loss, the step
+    and the value. Top-1 agreements are drawn in percent. The matplotlib twin is
+    :func:`~uld_explorer.plots.plot_run_curves`."""
+    alt = _alt()
+    from .distill.runs import METRICS
+
+    if metrics is None:
+        present = set(frame["metric"])
+        metrics = [m for m in METRICS if m in present]
+    labels = run_labels(frame)
+    colors = run_colors(list(labels))
+    data = frame[frame["metric"].isin(list(metrics))].assign(label=frame["run"].map(labels))
+    color = alt.Color("label:N", title=None, legend=alt.Legend(orient="top", labelLimit=400),
+                      scale=alt.Scale(domain=list(labels.values()) or [""], range=list(colors.values()) or ["#999"]))
+    panels = []
+    for metric in metrics:
+        name, unit = metric_title(metric)
+        top1 = metric.endswith("top1")
+        sparse = metric.startswith(("eval_", "seen_"))
+        y = alt.Y("value:Q", title="agreement" if top1 else (unit or None),
+                  axis=alt.Axis(format=".0%") if top1 else alt.Axis(),
+                  scale=alt.Scale(zero=top1))
+        base = alt.Chart(data[data["metric"] == metric]).encode(
+            x=alt.X("step:Q", title="step", axis=alt.Axis(tickMinStep=1, format="d"),
+                    scale=alt.Scale(domainMin=0)), y=y, color=color,
+            tooltip=[alt.Tooltip("run:N"), alt.Tooltip("loss_name:N", title="loss"), alt.Tooltip("step:Q"),
+                     alt.Tooltip("value:Q", title=name, format=".1%" if top1 else ".4f")],
+        )
+        line = base.mark_line(strokeWidth=1.8, opacity=0.9)
+        points = base.mark_point(filled=True, size=40 if sparse else 14, opacity=1.0)
+        panels.append((line + points).properties(title=name, width=width, height=height))
+    return alt.concat(*panels, columns=columns).resolve_scale(color="shared").properties(
+        title=title or "")
+
+
+def chart_probe(frame: Any, title: str | None = None, width: int = 230) -> Any:
+    """The probe prompt's most probable next tokens (a
+    :func:`~uld_explorer.distill.runs.probe_frame`): teacher and student bars side by side, rank 1
+    on top, on ONE probability axis (a student that has not learnt yet shows near-empty bars);
+    hover for the token and its probability. The matplotlib twin is
+    :func:`~uld_explorer.plots.plot_probe`."""
+    alt = _alt()
+    data = frame.assign(token_shown=frame["token"].map(lambda t: repr(str(t))))
+    top = max(1e-9, float(data["prob"].max()) if len(data) else 1.0)
+    step = int(data["step"].iloc[0]) if len(data) else 0
+    base = alt.Chart().encode(
+        y=alt.Y("token_shown:N", sort=alt.EncodingSortField("rank", op="min", order="ascending"), title=None,
+                axis=alt.Axis(labelOverlap=False, labelLimit=160)),
+        x=alt.X("prob:Q", title="probability", scale=alt.Scale(domain=[0, top * 1.25])),
+        color=alt.Color("side:N", scale=alt.Scale(**_SIDE_SCALE), legend=None),
+        tooltip=[alt.Tooltip("side:N"), alt.Tooltip("rank:Q"), alt.Tooltip("token_shown:N", title="token"),
+                 alt.Tooltip("prob:Q", format=".4g")],
+    )
+    labels = base.mark_text(align="left", dx=3, fontSize=10, color="#444").encode(text=alt.Text("prob:Q", format=".3g"))
+    return alt.layer(base.mark_bar(), labels, data=data).properties(height=alt.Step(20), width=width).facet(
+        column=alt.Column("side:N", sort=["teacher", "student"], title=None, header=alt.Header(labelFontSize=13))
+    ).resolve_scale(y="independent").properties(title=title or f"the probe's next token, step {step}")

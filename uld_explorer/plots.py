@@ -1,4 +1,5 @@
-"""Matplotlib pictures of one teacher/student pair: the distributions, the sorted curves, OT plans.
+"""Matplotlib pictures of one teacher/student pair (the distributions, the sorted curves, OT plans)
+and of distillation runs (their curves, the probe's next tokens).
 
 Every function takes an optional ``ax`` and returns the :class:`matplotlib.figure.Figure` it drew
 on. Without ``ax`` a new figure is built from :class:`matplotlib.figure.Figure` directly (not
@@ -35,10 +36,13 @@ __all__ = [
     "AGREE_COLOR",
     "DIFFER_COLOR",
     "DIFF_COLOR",
+    "RUN_COLORS",
     "STUDENT_COLOR",
     "TEACHER_COLOR",
     "plot_alignment_effects",
     "plot_distributions",
+    "plot_probe",
+    "plot_run_curves",
     "plot_sorted_curves",
     "plot_token_plan",
     "plot_token_spans",
@@ -625,4 +629,188 @@ def plot_alignment_effects(frame: Any) -> Figure:
                                                                 **_token_text()),
                   [_drawable(repr(s)) for s in frame["label"]])
     bx.set_xlabel("teacher token (the text it predicts)")
+    return fig
+
+
+# ---------------------------------------------------------------------------- distillation runs
+
+#: Colours of overlaid runs, in the order the runs come (Okabe-Ito; cycled after eight). The
+#: interactive charts (:func:`uld_explorer.charts.chart_run_curves`) use the same order.
+RUN_COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
+
+
+def run_colors(runs: Sequence[str]) -> dict[str, str]:
+    """Each run name its colour, in the given order (:data:`RUN_COLORS`, cycled)."""
+    return {r: RUN_COLORS[i % len(RUN_COLORS)] for i, r in enumerate(runs)}
+
+
+def run_labels(frame: Any) -> dict[str, str]:
+    """Each run of a :func:`~uld_explorer.distill.runs.metrics_frame` its legend label,
+    ``"<run> (<loss>)"``, in the order the runs first appear."""
+    pairs = dict.fromkeys(zip(frame["run"], frame["loss_name"]))
+    return {run: f"{run} ({loss})" for run, loss in pairs}
+
+
+def metric_title(metric: str) -> tuple[str, str]:
+    """(label, unit) of a metrics.jsonl key (:data:`~uld_explorer.distill.runs.METRICS`)."""
+    from .distill.runs import METRICS
+
+    return METRICS.get(metric, (metric, ""))
+
+
+@_readable_text
+def plot_run_curves(frame: Any, metrics: Sequence[str] | None = None, ax: Axes | Sequence[Axes] | None = None, *,
+                    columns: int = 2) -> Figure:
+    """Distillation curves of one or several runs, one panel per metric, one colour per run.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        :func:`uld_explorer.distill.runs.metrics_frame` of the runs (columns ``run``,
+        ``loss_name``, ``step``, ``metric``, ``value``): e.g.
+        ``metrics_frame(["runs/uld-a", "runs/ce-uld-b"], ["eval_top1", "seen_top1"])``.
+    metrics : list of str, optional
+        Keys of :data:`~uld_explorer.distill.runs.METRICS`, one panel each, in this order;
+        default the metrics present in ``frame``, in METRICS' order. Per-step metrics (``ce``,
+        ``uld``, ``loss``, ...) draw as lines, eval-step metrics (``eval_*``, ``seen_*``) as
+        lines with a marker per evaluation. Top-1 agreements are drawn in percent.
+    ax : None, one Axes, or a sequence of Axes
+        None: a new figure with ``columns`` panels per row. One Axes: draw the one metric on it
+        (``metrics`` must have one). A sequence: one Axes per metric.
+    columns : int
+        Panels per row of a new figure.
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+        Each panel titled with the metric's label, its y axis with its unit; one legend
+        ("<run> (<loss>)") for the figure. A metric without values yet says so in its panel.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> f = pd.DataFrame({"run": ["a", "a", "b", "b"], "loss_name": ["uld", "uld", "ce+uld", "ce+uld"],
+    ...                   "step": [0, 1, 0, 1], "metric": ["uld"] * 4, "value": [1.9, 1.5, 1.9, 1.2]})
+    >>> fig = plot_run_curves(f)
+    >>> [a.get_title() for a in fig.axes], [t.get_text() for t in fig.legends[0].get_texts()]
+    (['ULD on the batch'], ['a (uld)', 'b (ce+uld)'])
+    """
+    from matplotlib.ticker import PercentFormatter
+
+    from .distill.runs import METRICS
+
+    if metrics is None:
+        present = set(frame["metric"])
+        metrics = [m for m in METRICS if m in present] + sorted(present - set(METRICS))
+    metrics = list(metrics)
+    if not metrics:
+        raise ValueError("no metric to plot: pass metrics=[...] (keys of METRICS) or a frame with values")
+    own = ax is None
+    if own:
+        ncols = max(1, min(columns, len(metrics)))
+        nrows = math.ceil(len(metrics) / ncols)
+        fig = Figure(figsize=(3.8 * ncols, 2.6 * nrows + 0.6), layout="constrained")
+        grid = np.atleast_1d(fig.subplots(nrows, ncols, sharex=True, squeeze=False).ravel())
+        for extra in grid[len(metrics):]:
+            extra.set_visible(False)
+        axes = list(grid[: len(metrics)])
+    else:
+        axes = [ax] if isinstance(ax, Axes) else list(ax)
+        if len(axes) != len(metrics):
+            raise ValueError(f"{len(axes)} Axes for {len(metrics)} metrics: pass one Axes per metric")
+        fig = axes[0].figure
+    labels = run_labels(frame)
+    colors = run_colors(list(labels))
+    handles: dict[str, Any] = {}
+    for a, metric in zip(axes, metrics):
+        part = frame[frame["metric"] == metric]
+        eval_metric = metric.startswith(("eval_", "seen_"))
+        for run, label in labels.items():
+            sub = part[part["run"] == run].sort_values("step")
+            if not len(sub):
+                continue
+            (line,) = a.plot(sub["step"], sub["value"], color=colors[run], linewidth=1.6,
+                             marker="o" if eval_metric or len(sub) == 1 else None, markersize=3.5, label=label)
+            handles.setdefault(label, line)
+        name, unit = metric_title(metric)
+        a.set_title(name, fontsize="medium")
+        a.set_ylabel("agreement" if metric.endswith("top1") else unit)
+        if metric.endswith("top1"):
+            top = float(part["value"].max()) if len(part) else 0.0
+            a.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0 if top > 0.1 else 1))
+            a.set_ylim(bottom=0)
+        if not len(part):
+            a.text(0.5, 0.5, "no values yet", transform=a.transAxes, ha="center", va="center", color="0.5")
+        a.grid(alpha=0.3)
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
+    bottom = axes[-min(len(axes), columns):] if own else axes  # no panel below these
+    for a in bottom:
+        a.set_xlabel("step (optimizer updates)")
+        a.xaxis.set_tick_params(labelbottom=True)
+    shown = [label for label in labels.values() if label in handles]  # the runs' order, not the panels'
+    if shown:
+        if own:
+            fig.legend([handles[x] for x in shown], shown, loc="outside upper center", ncols=min(3, len(shown)),
+                       fontsize="small", frameon=False)
+        else:
+            axes[0].legend([handles[x] for x in shown], shown, fontsize="small", frameon=False)
+    return fig
+
+
+@_readable_text
+def plot_probe(frame: Any, ax: Sequence[Axes] | None = None, *, title: str | None = None) -> Figure:
+    """The probe prompt's most probable next tokens, teacher and student side by side.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        :func:`uld_explorer.distill.runs.probe_frame` of one run at one recorded step (columns
+        ``step``, ``side`` (teacher | student), ``rank``, ``token``, ``prob``).
+    ax : pair of Axes, optional
+        ``(ax_teacher, ax_student)``; default a new figure with the two side by side.
+    title : str, optional
+        Default: ``"the probe's next token, step <step>"``.
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+        Horizontal bars, rank 1 on top, each labelled with its token (quoted as Python writes it,
+        whitespace visible) and its probability. Both panels share one probability axis, so a
+        student that has not learnt yet shows as near-empty bars next to the teacher's.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> f = pd.DataFrame({"step": 3, "side": ["teacher", "teacher", "student", "student"], "rank": [1, 2, 1, 2],
+    ...                   "token": ["The", " Paris", ".", "The"], "prob": [0.9, 0.05, 0.2, 0.1]})
+    >>> [a.get_title(loc="left") for a in plot_probe(f).axes]
+    ['teacher', 'student']
+    """
+    if not len(frame):
+        raise ValueError("an empty probe frame: the run has not recorded a probe yet (one per eval step)")
+    if ax is None:
+        k = int(frame["rank"].max())
+        fig = Figure(figsize=(7.2, 0.9 + 0.3 * k), layout="constrained")
+        axes = fig.subplots(1, 2, sharex=True)
+    else:
+        axes = list(ax)
+        if len(axes) != 2:
+            raise ValueError(f"ax must be a pair of Axes (teacher, student); got {len(axes)}")
+        fig = axes[0].figure
+    top = float(frame["prob"].max())
+    for a, side, color in ((axes[0], "teacher", TEACHER_COLOR), (axes[1], "student", STUDENT_COLOR)):
+        part = frame[frame["side"] == side].sort_values("rank")
+        y = np.arange(len(part))
+        a.barh(y, part["prob"], color=color, height=0.7)
+        a.set_yticks(y)
+        a.set_yticklabels([_drawable(repr(str(t))) for t in part["token"]], **_token_text())
+        a.set_ylim(len(part) - 0.5, -0.5)
+        for yi, p in zip(y, part["prob"]):
+            a.text(p, yi, f" {p:.3g}", va="center", ha="left", fontsize="x-small", color="0.25")
+        a.set_xlim(0, max(top * 1.25, 1e-9))
+        a.set_title(side, loc="left", color=color, fontweight="bold", fontsize="medium")
+        a.set_xlabel("probability")
+        a.grid(axis="x", alpha=0.3)
+    step = int(frame["step"].iloc[0])
+    fig.suptitle(title or f"the probe's next token, step {step}", fontsize="medium")
     return fig

@@ -20,6 +20,7 @@ def pages() -> list:
         st.Page(PAGES_DIR / "real.py", title="Real distributions", icon=":material/compare:", url_path="real"),
         st.Page(PAGES_DIR / "mismatch.py", title="Tokenizer mismatch", icon=":material/text_select_start:",
                 url_path="tokenizers"),
+        st.Page(PAGES_DIR / "distill.py", title="Distillation", icon=":material/model_training:", url_path="distill"),
     ]
 
 

@@ -12,6 +12,10 @@
                            eval_prompts training answers)
         probe.jsonl        per eval step: the probe prompt's top-k next tokens, student and teacher
         status.json        state (running | finished | stopped | failed), pid, step, message
+        launch.json        runs started by :mod:`.launch` (the app): the last process launched for
+                           the run (pid, command, started, its validated config), so that a run is
+                           listed ("starting") before its process has written config.json
+        log.txt            runs started by :mod:`.launch`: the process's output
         checkpoints/step-000040/   model.safetensors + config.json (transformers), tokenizer files,
                                    optimizer.safetensors, trainer.json
 
@@ -33,16 +37,42 @@ from typing import Any, Iterator
 __all__ = [
     "RUNS_ENV", "default_runs_dir", "RunInfo", "list_runs", "read_metrics", "read_probe", "read_status",
     "write_status", "append_jsonl", "checkpoints", "latest_checkpoint", "pid_alive", "new_run_name",
-    "METRICS", "metrics_frame", "probe_frame",
+    "METRICS", "metrics_frame", "probe_frame", "LAUNCH_FILE", "read_launch", "check_run_name", "log_tail",
+    "runs_frame", "read_runs",
 ]
 
 RUNS_ENV = "ULD_EXPLORER_RUNS"
 STATES = ("running", "finished", "stopped", "failed")
+#: Written by :mod:`.launch` next to the run's own files (see the module's docstring).
+LAUNCH_FILE = "launch.json"
+#: What a run name may hold: one folder name, no path (letters, digits, ``.``, ``_``, ``+``, ``-``).
+RUN_NAME_CHARS = "letters, digits, '.', '_', '+' and '-'"
 
 
 def default_runs_dir() -> Path:
     env = os.environ.get(RUNS_ENV, "").strip()
     return Path(env).expanduser() if env else Path("runs")
+
+
+def check_run_name(name: str) -> str:
+    """``name`` stripped, if it can name a run directory: one folder name (no ``/``), of
+    :data:`RUN_NAME_CHARS`, not starting with ``.`` or ``-``, at most 100 characters; else
+    ``ValueError`` saying what to change.
+
+    >>> check_run_name(" uld-long ")
+    'uld-long'
+    """
+    import re
+
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError("the run name is empty: type one, or leave the field empty for an automatic one")
+    name = name.strip()
+    if len(name) > 100:
+        raise ValueError(f"the run name has {len(name)} characters: use at most 100")
+    if not re.fullmatch(r"[A-Za-z0-9_+][A-Za-z0-9._+-]*", name):
+        raise ValueError(f"the run name {name!r} is not one folder name: use {RUN_NAME_CHARS} only "
+                         f"(no '/' or spaces), not starting with '.' or '-'")
+    return name
 
 
 def new_run_name(loss: str, runs_dir: Path | None = None) -> str:
@@ -157,7 +187,8 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
 
 @dataclass(frozen=True)
 class RunInfo:
-    """One run directory, summarised (what ``uld-explorer runs list`` prints)."""
+    """One run directory, summarised (what ``uld-explorer runs list`` prints). ``state`` is one of
+    :data:`STATES`, or ``starting`` (launched, loading, no step yet) or ``unknown`` (no status)."""
 
     name: str
     path: Path
@@ -170,23 +201,92 @@ class RunInfo:
     last_eval: dict[str, Any]  # the last line with eval metrics
     updated: float
     message: str = ""
+    created: float = 0.0  # when the run was started (config.json's "created", else its launch)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "path": str(self.path), "loss": self.loss, "preset": self.preset,
                 "state": self.state, "step": self.step, "max_steps": self.max_steps,
                 "loss_value": self.last.get("loss"), "eval_ce": self.last_eval.get("eval_ce"),
                 "eval_uld": self.last_eval.get("eval_uld"), "eval_top1": self.last_eval.get("eval_top1"),
-                "updated": self.updated, "message": self.message}
+                "eval_step": self.last_eval.get("step"), "seen_uld": self.last_eval.get("seen_uld"),
+                "seen_top1": self.last_eval.get("seen_top1"), "updated": self.updated, "created": self.created,
+                "message": self.message}
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def read_launch(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """``launch.json`` (``{}`` for a run started from the command line), plus ``alive``: whether
+    the process it names is still running this run."""
+    launch = _read_json(Path(run_dir) / LAUNCH_FILE) or {}
+    pid = launch.get("pid")
+    alive = pid_alive(pid)
+    if alive:  # a pid reused by another program after a reboot is not this run
+        try:
+            with open(f"/proc/{int(pid)}/cmdline", "rb") as f:
+                cmdline = f.read()
+            alive = not cmdline or b"uld_explorer" in cmdline  # empty: still exec'ing
+        except OSError:
+            pass
+    return {**launch, "alive": alive} if launch else {}
+
+
+def log_tail(run_dir: str | os.PathLike, lines: int = 20) -> str:
+    """The last ``lines`` lines of the run's ``log.txt`` (progress-bar redraws dropped); ``""``
+    without one."""
+    try:
+        with open(Path(run_dir) / "log.txt", "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 65536))
+            text = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    kept = [ln.rsplit("\r", 1)[-1].rstrip() for ln in text.split("\n")]
+    return "\n".join([ln for ln in kept if ln][-lines:])
+
+
+def _last_error(run_dir: Path) -> str:
+    tail = log_tail(run_dir, 40).splitlines()
+    errors = [ln for ln in tail if ln.startswith("error:") or "Error" in ln.split(":")[0]]
+    return (errors or tail or ["no log"])[-1].removeprefix("error: ")
+
+
+def _launch_state(path: Path, launch: dict[str, Any], st: dict[str, Any]) -> tuple[str, str] | None:
+    """The state of a run whose last launch (:mod:`.launch`) has not written a status yet:
+    ``starting`` while its process loads, then ``stopped`` (asked to) or ``failed`` (its log's
+    last error); None when the status is newer than the launch."""
+    if not launch or float(st.get("updated", 0.0)) >= float(launch.get("started", 0.0)):
+        return None
+    what = "resuming" if launch.get("resume") else "starting"
+    if launch["alive"]:
+        if launch.get("stop_requested"):
+            return "starting", f"{what}: asked to stop; it exits before its next step"
+        return "starting", f"{what}: loading the tokenizers, the teacher's answers and its cache"
+    if launch.get("stop_requested"):
+        return "stopped", f"stopped while {what}, before its first step"
+    return "failed", f"exited while {what}: {_last_error(path)}"
 
 
 def run_info(run_dir: str | os.PathLike) -> RunInfo | None:
+    """One run directory summarised; None when it holds no run (no ``config.json`` and no
+    ``launch.json``)."""
     path = Path(run_dir)
-    try:
-        cfg = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    cfg = _read_json(path / "config.json")
+    launch = read_launch(path)
+    if cfg is None:
+        if not launch:
+            return None
+        cfg = {"config": launch.get("config", {}), "preset": launch.get("preset")}
     metrics = read_metrics(path)
     st = read_status(path)
+    state, message = st.get("state", "unknown"), st.get("message", "")
+    state, message = _launch_state(path, launch, st) or (state, message)
     last = metrics[-1] if metrics else {}
     last_eval = next((m for m in reversed(metrics) if "eval_ce" in m), {})
     c = cfg.get("config", {})
@@ -194,9 +294,9 @@ def run_info(run_dir: str | os.PathLike) -> RunInfo | None:
         updated = max(f.stat().st_mtime for f in path.iterdir())
     except ValueError:
         updated = 0.0
-    return RunInfo(path.name, path, c.get("loss", "?"), cfg.get("preset") or "", st.get("state", "unknown"),
-                   int(last.get("step", 0)), int(c.get("max_steps", 0)), last, last_eval, updated,
-                   st.get("message", ""))
+    created = float(cfg.get("created") or launch.get("started") or updated)
+    return RunInfo(path.name, path, c.get("loss", "?"), cfg.get("preset") or "", state,
+                   int(last.get("step", 0)), int(c.get("max_steps", 0)), last, last_eval, updated, message, created)
 
 
 def list_runs(runs_dir: str | os.PathLike | None = None) -> list[RunInfo]:
@@ -265,3 +365,123 @@ def probe_frame(run_dir: str | os.PathLike, step: int | None = None) -> Any:
     rows = [(int(rec["step"]), side, i + 1, t["token"], float(t["prob"]))
             for side in ("teacher", "student") for i, t in enumerate(rec[side])]
     return pd.DataFrame(rows, columns=["step", "side", "rank", "token", "prob"])
+
+
+def runs_frame(runs: Any) -> Any:
+    """Runs (:class:`RunInfo`, e.g. :func:`list_runs`) as a pandas frame, one row each, in the
+    given order: ``run``, ``loss``, ``state``, ``step``, ``max_steps``, ``loss_value`` (the last
+    training loss), and from the last evaluation ``eval_step``, ``eval_ce``, ``eval_uld``,
+    ``eval_top1``, ``seen_top1``; then ``message``, ``preset``. Missing values are None."""
+    import pandas as pd
+
+    cols = ["run", "loss", "state", "step", "max_steps", "loss_value", "eval_step", "eval_ce", "eval_uld",
+            "eval_top1", "seen_top1", "message", "preset"]
+    rows = []
+    for r in runs:
+        d = r.to_dict()
+        rows.append([r.name, r.loss, r.state, r.step, r.max_steps, d["loss_value"], d["eval_step"], d["eval_ce"],
+                     d["eval_uld"], d["eval_top1"], d["seen_top1"], r.message, r.preset])
+    return pd.DataFrame(rows, columns=cols).astype({"loss_value": float, "eval_ce": float, "eval_uld": float,
+                                                      "eval_top1": float, "seen_top1": float})
+
+
+#: Top-1 agreement of CE + ULD (or CE) above ULD alone's by at least this (absolute): "higher".
+TOP1_GAP = 0.02
+#: ULD alone's held-out ULD at most this factor of the other run's: "about as close in shape".
+SAME_SHAPE_FACTOR = 1.15
+#: ULD alone's held-out ULD must have fallen by at least this share of its first evaluation's
+#: before the runs are read as having learnt anything (a few steps leave both near the start).
+LEARNT_SHARE = 0.1
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def _eval_of(r: Any) -> dict[str, Any] | None:
+    e = r.last_eval
+    keys = ("eval_top1", "seen_top1", "eval_uld", "seen_uld")
+    return e if all(isinstance(e.get(k), (int, float)) for k in keys) else None
+
+
+def _first_eval(r: Any) -> dict[str, Any]:
+    return next((m for m in read_metrics(r.path) if isinstance(m.get("eval_uld"), (int, float))), r.last_eval)
+
+
+def read_runs(runs: Any) -> list[str]:
+    """What the runs' measured curves say about the paper's design, in plain words (Markdown
+    paragraphs), from their evaluations only.
+
+    The comparison that teaches: ULD alone vs CE + ULD (or CE alone). ULD compares the two
+    distributions SORTED, so it can match the teacher's shape without putting the mass on the
+    teacher's tokens: its top-1 agreement with the teacher stays low, while CE + ULD learns
+    both. The paragraphs state the latest such pair's final seen / held-out top-1 agreement and
+    ULD side by side, then read them: too early while ULD alone's held-out ULD has fallen by less
+    than :data:`LEARNT_SHARE` of its first value; else whether the other run's top-1 is higher by
+    :data:`TOP1_GAP` and whether ULD alone's ULD is within :data:`SAME_SHAPE_FACTOR` of it.
+    Without such a pair they say which runs to start.
+
+    ``runs``: :class:`RunInfo` (e.g. :func:`list_runs`, newest first: the first run of each
+    loss is the one compared).
+    """
+    latest: dict[str, Any] = {}
+    for r in runs:
+        latest.setdefault(r.loss, r)
+    uld = latest.get("uld")
+    other = latest.get("ce+uld") or latest.get("ce")
+    if uld is None or other is None:
+        missing = ["a ULD-only run (loss `uld`)" if uld is None else None,
+                   "a CE + ULD run (loss `ce+uld`, the paper's loss)" if other is None else None]
+        have = ", ".join(f"`{k}`" for k in sorted(latest)) or "none"
+        return [
+            f"To see why the paper keeps the cross-entropy term, overlay {' and '.join(m for m in missing if m)} "
+            f"(losses overlaid now: {have}). Start them with the same preset, seed and steps (e.g. cpu-demo's "
+            f"120 steps) and compare their top-1 agreement with the teacher: ULD alone matches the SHAPE of the "
+            f"teacher's distribution (its sorted probabilities), not which token carries each probability."
+        ]
+    name = "CE + ULD" if other.loss == "ce+uld" else "CE alone"
+    eu, eo = _eval_of(uld), _eval_of(other)
+    if eu is None or eo is None:
+        waiting = [r.name for r, e in ((uld, eu), (other, eo)) if e is None]
+        return [f"Comparing ULD alone (`{uld.name}`) with {name} (`{other.name}`): waiting for the first "
+                f"evaluation of {' and '.join(f'`{w}`' for w in waiting)} (at step 0, then every eval_every steps)."]
+    paras = [
+        f"At their last evaluations, **ULD alone** (`{uld.name}`, step {eu['step']}) agrees with the teacher's "
+        f"top-1 token on {_pct(eu['seen_top1'])} of the answer tokens it trains on and {_pct(eu['eval_top1'])} of "
+        f"held-out ones, with ULD {eu['seen_uld']:.3f} (seen) and {eu['eval_uld']:.3f} (held-out); **{name}** "
+        f"(`{other.name}`, step {eo['step']}): top-1 {_pct(eo['seen_top1'])} seen, {_pct(eo['eval_top1'])} "
+        f"held-out, ULD {eo['seen_uld']:.3f} and {eo['eval_uld']:.3f}."
+    ]
+    first = _first_eval(uld)
+    gap_seen, gap_eval = eo["seen_top1"] - eu["seen_top1"], eo["eval_top1"] - eu["eval_top1"]
+    if eu["eval_uld"] > (1 - LEARNT_SHARE) * first["eval_uld"]:
+        paras.append(
+            f"Too early to read: ULD alone's held-out ULD has hardly moved ({first['eval_uld']:.3f} at step "
+            f"{first['step']}, {eu['eval_uld']:.3f} at step {eu['step']}; ULD lies in [0, 2]). Run both longer "
+            f"(cpu-demo: 120 steps) and watch the two top-1 curves: the paper's design predicts that ULD alone "
+            f"matches the SHAPE of the teacher's distribution (its sorted probabilities) but not which token is on "
+            f"top, so its top-1 agreement stays low; the CE term names that token.")
+    elif max(gap_seen, gap_eval) >= TOP1_GAP:
+        shape = (f"Yet ULD alone brought its held-out ULD from {first['eval_uld']:.3f} to {eu['eval_uld']:.3f}, "
+                 f"about as low as {name}'s {eo['eval_uld']:.3f}: it learnt the shape of the teacher's "
+                 f"distributions, not their tokens. "
+                 if eu["eval_uld"] <= SAME_SHAPE_FACTOR * eo["eval_uld"] else
+                 f"{name}'s ULD is lower too ({eo['eval_uld']:.3f} vs {eu['eval_uld']:.3f}, which fell from "
+                 f"{first['eval_uld']:.3f}): putting the mass on the right tokens also fixes much of the shape. ")
+        paras.append(
+            f"{name}'s top-1 agreement is higher by {100 * gap_seen:.1f} points on seen answers and "
+            f"{100 * gap_eval:.1f} held-out. That is the paper's design at work: ULD compares the two distributions "
+            f"sorted, so it rewards the right SHAPE whichever tokens carry the mass, and nothing in it says which "
+            f"token the teacher picks. {shape}The paper therefore keeps the cross-entropy on the teacher's text "
+            f"(CE + λ·ULD): CE names the token, ULD shapes the rest of the distribution.")
+    else:
+        paras.append(
+            f"Here {name}'s top-1 agreement is not clearly higher than ULD alone's ({100 * gap_seen:+.1f} points "
+            f"seen, {100 * gap_eval:+.1f} held-out), although ULD alone's held-out ULD fell from "
+            f"{first['eval_uld']:.3f} to {eu['eval_uld']:.3f}. The paper's design predicts a gap: ULD compares "
+            f"sorted probabilities, so it can be satisfied by the right shape on the wrong tokens, while CE names the "
+            f"teacher's token. Longer runs, or another seed, show whether the gap opens here.")
+    if eu["step"] != eo["step"]:
+        paras.append(f"The two runs were last evaluated at different steps ({eu['step']} vs {eo['step']}): the "
+                     f"curves compare them step by step.")
+    return paras
