@@ -604,6 +604,8 @@ def _cmd_distill(args: argparse.Namespace) -> int:
         ev = "" if last.get("eval_top1") is None else (
             f", held-out CE {last['eval_ce']:.3f}, ULD {last['eval_uld']:.3f}, top-1 {last['eval_top1']:.1%}")
         print(f"{last['state']} at step {last['step']}: loss {last['loss']:.4f}{ev}; checkpoint {last['checkpoint']}")
+        if last["state"] == "stopped":
+            print(f"continue it with: uld-explorer distill --resume --run-dir {run_dir}")
     return 130 if last["state"] == "stopped" else 0
 
 

@@ -169,7 +169,10 @@ def _save_checkpoint(run_dir: Path, step: int, model: Any, opt: torch.optim.Opti
     try:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        model.save_pretrained(tmp, safe_serialization=True)
+        from ..zoo.hf import transformers_progress
+
+        with transformers_progress(False):  # no "Writing model shards" bar at every checkpoint
+            model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         _save_optimizer(opt, tmp / "optimizer.safetensors")
         (tmp / "trainer.json").write_text(json.dumps(trainer), encoding="utf-8")

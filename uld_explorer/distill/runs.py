@@ -394,6 +394,12 @@ SAME_SHAPE_FACTOR = 1.15
 LEARNT_SHARE = 0.1
 
 
+def _demo_steps() -> int:
+    from .config import PRESETS
+
+    return int(PRESETS["cpu-demo"]["max_steps"])
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
@@ -436,7 +442,7 @@ def read_runs(runs: Any) -> list[str]:
         return [
             f"To see why the paper keeps the cross-entropy term, overlay {' and '.join(m for m in missing if m)} "
             f"(losses overlaid now: {have}). Start them with the same preset, seed and steps (e.g. cpu-demo's "
-            f"120 steps) and compare their top-1 agreement with the teacher: ULD alone matches the SHAPE of the "
+            f"{_demo_steps()} steps) and compare their top-1 agreement with the teacher: ULD alone matches the SHAPE of the "
             f"teacher's distribution (its sorted probabilities), not which token carries each probability."
         ]
     name = "CE + ULD" if other.loss == "ce+uld" else "CE alone"
@@ -458,7 +464,7 @@ def read_runs(runs: Any) -> list[str]:
         paras.append(
             f"Too early to read: ULD alone's held-out ULD has hardly moved ({first['eval_uld']:.3f} at step "
             f"{first['step']}, {eu['eval_uld']:.3f} at step {eu['step']}; ULD lies in [0, 2]). Run both longer "
-            f"(cpu-demo: 120 steps) and watch the two top-1 curves: the paper's design predicts that ULD alone "
+            f"(cpu-demo: {_demo_steps()} steps) and watch the two top-1 curves: the paper's design predicts that ULD alone "
             f"matches the SHAPE of the teacher's distribution (its sorted probabilities) but not which token is on "
             f"top, so its top-1 agreement stays low; the CE term names that token.")
     elif max(gap_seen, gap_eval) >= TOP1_GAP:

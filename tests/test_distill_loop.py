@@ -1,0 +1,335 @@
+"""The distillation runner end to end on the real teacher data: convergence, determinism, resume,
+Ctrl-C, two processes (gloo) against one, the CLI contract, clear errors.
+
+The data are the cpu-demo preset's: the shipped Qwen2.5-Coder answers and the teacher cache
+(built once per machine from the real teacher, ~1-2 min, then read from the cache).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from uld_explorer.distill import runs
+from uld_explorer.distill.config import preset
+from uld_explorer.distill.loop import DistillError, prepare, train
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMING_KEYS = {"tokens_per_s", "step_s", "elapsed_s", "eval_s"}
+
+
+@pytest.fixture(scope="session")
+def demo_prep(default_models):
+    return prepare(preset("cpu-demo"), progress=False)
+
+
+def short(**kw):
+    return preset("cpu-demo", **{"max_steps": 8, "eval_every": 4, "checkpoint_every": 4, **kw})
+
+
+def numbers(run_dir: Path) -> list[dict]:
+    """The metrics lines without the wall-clock fields."""
+    return [{k: v for k, v in d.items() if k not in TIMING_KEYS} for d in runs.read_metrics(run_dir)]
+
+
+def cli(*args: str, env: dict | None = None, timeout: float = 600, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "uld_explorer.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})}, **kw)
+
+
+# ------------------------------------------------------------------ convergence and determinism
+
+
+def test_shortened_cpu_demo_converges(demo_prep, tmp_path):
+    """CE + ULD for a third of the preset's steps: on the answers it trains on, CE and ULD fall
+    to at most 60% of their start and top-1 agreement with the teacher rises."""
+    cfg = preset("cpu-demo", loss="ce+uld", max_steps=preset("cpu-demo").max_steps // 3, eval_every=1000)
+    train(cfg, tmp_path / "run", prepared=demo_prep, progress=False)
+    m = runs.read_metrics(tmp_path / "run")
+    first, last = m[0], m[-1]
+    assert len(m) == cfg.max_steps + 1 and [d["step"] for d in m] == list(range(cfg.max_steps + 1))
+    assert first["seen_ce"] > 10.0  # uniform over 49,152 tokens: ln 49152 = 10.8
+    assert last["seen_ce"] <= 0.6 * first["seen_ce"], (first["seen_ce"], last["seen_ce"])
+    assert last["seen_uld"] <= 0.6 * first["seen_uld"], (first["seen_uld"], last["seen_uld"])
+    assert last["seen_top1"] > first["seen_top1"] + 0.1
+    assert all(d["uld_bound"] <= 0.05 for d in m)  # the teacher cache's bound stays small
+
+
+def test_same_seed_same_run_other_seed_other_run(demo_prep, tmp_path):
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        train(short(max_steps=5, seed=seed), tmp_path / name, prepared=demo_prep, progress=False)
+    assert numbers(tmp_path / "a") == numbers(tmp_path / "b")
+    assert numbers(tmp_path / "a")[1]["loss"] != numbers(tmp_path / "c")[1]["loss"]
+
+
+# ------------------------------------------------------------------ resume and Ctrl-C
+
+
+def test_resume_continues_exactly(demo_prep, tmp_path):
+    cfg = short(max_steps=10, eval_every=3, checkpoint_every=100)
+    train(cfg, tmp_path / "whole", prepared=demo_prep, progress=False)
+
+    def interrupt(line):  # Ctrl-C while step 4 runs: the loop saves a checkpoint and stops
+        if line["step"] == 4:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    first = train(cfg, tmp_path / "split", prepared=demo_prep, progress=False, on_step=interrupt)
+    assert first["state"] == "stopped" and runs.read_status(tmp_path / "split")["state"] == "stopped"
+    assert runs.latest_checkpoint(tmp_path / "split").name == "step-000005"
+    assert [d["step"] for d in runs.read_metrics(tmp_path / "split")] == [0, 1, 2, 3, 4]
+    again = train(cfg, tmp_path / "split", resume=True, prepared=demo_prep, progress=False)
+    assert again["state"] == "finished"
+    assert numbers(tmp_path / "split") == numbers(tmp_path / "whole")
+    assert [p["step"] for p in runs.read_probe(tmp_path / "split")] == [p["step"] for p in runs.read_probe(tmp_path / "whole")]
+
+
+def test_ctrl_c_on_the_cli_leaves_a_loadable_checkpoint(demo_prep, tmp_path):
+    from uld_explorer.zoo import load
+
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "uld_explorer.cli", "distill", "--preset", "cpu-demo",
+                             "--max-steps", "500", "--eval-every", "1000", "--checkpoint-every", "1000",
+                             "--run-dir", str(run), "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        deadline = time.time() + 300
+        while len(runs.read_metrics(run)) < 3:
+            assert proc.poll() is None, proc.communicate()
+            assert time.time() < deadline, "the run did not start"
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "--resume" in out + err
+    st = runs.read_status(run)
+    assert st["state"] == "stopped"
+    ckpt = runs.latest_checkpoint(run)
+    steps = json.loads((ckpt / "trainer.json").read_text())["step"]
+    assert steps == runs.read_metrics(run)[-1]["step"] + 1  # the student after the last logged step
+    loaded = load(ckpt)  # safetensors + config + tokenizer: a model folder transformers loads
+    ids = torch.tensor([loaded.tokenizer("The capital of France is")["input_ids"]])
+    assert torch.isfinite(loaded.model(input_ids=ids).logits).all()
+    assert not list(run.glob("checkpoints/.*.tmp"))
+
+
+# ------------------------------------------------------------------ several processes
+
+
+def test_two_processes_equal_one(demo_prep, tmp_path):
+    """DDP over 2 CPU processes (gloo) on the same global batch: the same loss, parts and gradient
+    norm every step, and the same weights after the steps."""
+    args = ["--preset", "cpu-demo", "--max-steps", "3", "--eval-every", "1000", "--checkpoint-every", "1000",
+            "--batch-size", "8", "--no-progress"]
+    env = {"OMP_NUM_THREADS": "1"}
+    one = cli("distill", *args, "--run-dir", str(tmp_path / "one"), env=env)
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                          str(29500 + os.getpid() % 1000), "-m", "uld_explorer.cli", "distill", *args, "--run-dir",
+                          str(tmp_path / "two")], capture_output=True, text=True, timeout=600,
+                         env={**os.environ, **env})
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert json.loads((tmp_path / "two" / "status.json").read_text())["world"] == 2
+    a, b = runs.read_metrics(tmp_path / "one"), runs.read_metrics(tmp_path / "two")
+    assert [d["step"] for d in a] == [d["step"] for d in b] == [0, 1, 2, 3]
+    for x, y in zip(a, b):
+        assert x["tokens"] == y["tokens"]
+        for k in ("loss", "ce", "uld", "grad_norm"):
+            if x.get(k) is not None:
+                assert y[k] == pytest.approx(x[k], rel=1e-5, abs=1e-7), (k, x["step"])
+    from safetensors.torch import load_file
+
+    wa = load_file(str(runs.latest_checkpoint(tmp_path / "one") / "model.safetensors"))
+    wb = load_file(str(runs.latest_checkpoint(tmp_path / "two") / "model.safetensors"))
+    assert wa.keys() == wb.keys()
+    for k in wa:  # float32 sums in another order; Adam scales an entry's update by 1/sqrt(v): tiny
+        # gradients differing in their last bits move by ~1e-6 (an update is lr = 5e-3 per step)
+        torch.testing.assert_close(wb[k], wa[k], rtol=1e-3, atol=1e-5)
+
+
+# ------------------------------------------------------------------ the CLI contract and errors
+
+
+def test_cli_distill_and_runs_list(demo_prep, tmp_path):
+    r = cli("distill", "--preset", "cpu-demo", "--loss", "uld", "--max-steps", "2", "--seed", "3", "--run-dir",
+            str(tmp_path / "runs" / "u"), "--eval-every", "1", "--json", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    last = json.loads(r.stdout)
+    assert last["state"] == "finished" and last["step"] == 2 and "eval_top1" in last
+    cfg = json.loads((tmp_path / "runs" / "u" / "config.json").read_text())
+    assert cfg["preset"] == "cpu-demo" and cfg["config"]["loss"] == "uld" and cfg["config"]["seed"] == 3
+    assert (tmp_path / "runs" / "u" / "checkpoints" / "step-000002" / "model.safetensors").is_file()
+    lines = (tmp_path / "runs" / "u" / "metrics.jsonl").read_text().splitlines()
+    for line in lines:
+        d = json.loads(line)
+        assert {"step", "loss", "uld", "tokens_per_s"} <= set(d)
+    listed = cli("runs", "list", "--runs-dir", str(tmp_path / "runs"))
+    assert listed.returncode == 0 and "u " in listed.stdout and "finished" in listed.stdout
+    as_json = json.loads(cli("runs", "list", "--runs-dir", str(tmp_path / "runs"), "--json").stdout)
+    assert as_json[0]["name"] == "u" and as_json[0]["step"] == 2 and as_json[0]["loss"] == "uld"
+    # the run directory is taken now
+    again = cli("distill", "--max-steps", "2", "--run-dir", str(tmp_path / "runs" / "u"))
+    assert again.returncode == 2 and "--resume" in again.stderr and "Traceback" not in again.stderr
+    # resuming a finished run to a larger max_steps continues from its last checkpoint
+    more = cli("distill", "--resume", "--max-steps", "3", "--run-dir", str(tmp_path / "runs" / "u"), "--no-progress")
+    assert more.returncode == 0, more.stderr
+    assert [d["step"] for d in runs.read_metrics(tmp_path / "runs" / "u")] == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--loss", "kl"], "needs one shared tokenizer"),
+    (["--lr", "0"], "lr must be in (0, 1]"),
+    (["--student-hidden", "100"], "multiple of 32"),
+    (["--alignment", "diagonal"], "alignment must be one of"),
+    (["--resume"], "--resume needs --run-dir"),
+])
+def test_cli_errors_name_the_fix(demo_prep, tmp_path, args, message):
+    r = cli("distill", "--max-steps", "1", *args, "--runs-dir", str(tmp_path), "--no-progress")
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_resume_without_a_run(tmp_path):
+    r = cli("distill", "--resume", "--run-dir", str(tmp_path / "nothing"))
+    assert r.returncode == 2 and "nothing to resume" in r.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")
+def test_cuda_preset_without_a_gpu_says_so(tmp_path):
+    r = cli("distill", "--preset", "gpu", "--max-steps", "1", "--run-dir", str(tmp_path / "g"))
+    assert r.returncode == 2 and "no CUDA GPU" in r.stderr
+
+
+def test_out_of_memory_is_one_clear_line(demo_prep, tmp_path):
+    """A batch far too large for the address space: a clear message, exit 2, status failed."""
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30)); "
+            "from uld_explorer.cli import main; sys.exit(main(sys.argv[1:]))")
+    r = subprocess.run([sys.executable, "-c", code, "distill", "--max-steps", "2", "--batch-size", "4000",
+                        "--eval-every", "1000", "--run-dir", str(tmp_path / "big"), "--no-progress"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "out of memory" in r.stderr and "--batch-size" in r.stderr and "Traceback" not in r.stderr
+    assert runs.read_status(tmp_path / "big")["state"] == "failed"
+
+
+def test_full_disk_keeps_the_last_good_checkpoint(demo_prep, tmp_path, monkeypatch):
+    """The second checkpoint's write fails with ENOSPC: a DistillError naming the last good one,
+    which stays complete and loadable; no half-written checkpoint is left."""
+    import errno
+
+    from uld_explorer.distill import loop
+
+    real = loop._save_optimizer
+    calls = []
+
+    def full_disk(opt, path):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(opt, path)
+
+    monkeypatch.setattr(loop, "_save_optimizer", full_disk)
+    with pytest.raises(DistillError, match="step-000002.*resume"):
+        train(short(max_steps=6, checkpoint_every=2, eval_every=100), tmp_path / "run", prepared=demo_prep,
+              progress=False)
+    assert [p.name for p in runs.checkpoints(tmp_path / "run")] == ["step-000002"]
+    assert not list((tmp_path / "run" / "checkpoints").glob(".*"))
+    assert runs.read_status(tmp_path / "run")["state"] == "failed"
+    monkeypatch.undo()
+    done = train(short(max_steps=6, checkpoint_every=2, eval_every=100), tmp_path / "run", resume=True,
+                 prepared=demo_prep, progress=False)
+    assert done["state"] == "finished"
+
+
+# ------------------------------------------------------------------ the teacher cache on real rows
+
+
+def test_teacher_cache_is_the_real_teacher_and_its_bound_holds(demo_prep):
+    """Rows of the cache equal the real teacher's full distribution (top-k, tail), and on those
+    rows the cached ULD is within its bound of the full-vocabulary ULD, gradient included."""
+    from uld_explorer import uld_distance, uld_top_k
+    from uld_explorer.compare.forward import next_token_distributions
+    from uld_explorer.zoo import load
+
+    teacher = load(demo_prep.config.teacher)
+    cache = demo_prep.cache
+    for e in (0, 5):
+        ex = demo_prep.train[e]
+        tok, dist = next_token_distributions(teacher, ex.answer, 1.0, prompt=ex.teacher.prompt)
+        p = torch.from_numpy(dist[: len(tok)])  # (T_t, V_t)
+        rows = demo_prep.train_rows[e]
+        k = cache.k
+        top = torch.sort(p, -1, descending=True).values[:, :k]
+        torch.testing.assert_close(cache.values[rows], top, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(cache.tail[rows].numpy(), (p.double().sum(-1) - top.double().sum(-1)).numpy(),
+                                   atol=1e-6)
+        assert torch.equal(p.gather(1, cache.ids[rows]), cache.values[rows])
+        # a student row: random logits with the student's vocabulary size
+        g = torch.Generator().manual_seed(e)
+        z0 = torch.randn(len(tok), demo_prep.V_s, generator=g, dtype=torch.float64) * 3
+        zf = z0.clone().requires_grad_(True)
+        full = uld_distance(p.double(), torch.softmax(zf, -1), validate=False)
+        full.sum().backward()
+        zc = z0.clone().requires_grad_(True)
+        est = uld_top_k(cache.values[rows].double(), cache.tail[rows], torch.softmax(zc, -1))
+        est.value.sum().backward()
+        assert torch.all((full - est.value).abs() <= est.bound + 1e-9)
+        assert torch.all((zf.grad - zc.grad).abs().sum(-1) <= est.grad_bound + 1e-9)
+        assert float(est.bound.max()) < 0.05  # k = 256 keeps nearly all of a peaked teacher
+
+
+def test_cache_fingerprint_follows_the_settings(demo_prep):
+    from uld_explorer.distill.teacher_cache import cache_fingerprint
+
+    ex = demo_prep.train[:3]
+    base = cache_fingerprint("a", "Qwen2.5-Coder-0.5B-Instruct", 1.0, 256, ex, "p")
+    assert base == cache_fingerprint("a", "Qwen2.5-Coder-0.5B-Instruct", 1.0, 256, ex, "p")
+    for changed in (("b", "Qwen2.5-Coder-0.5B-Instruct", 1.0, 256, ex, "p"), ("a", "Qwen2.5-Coder-0.5B-Instruct", 2.0, 256, ex, "p"),
+                    ("a", "Qwen2.5-Coder-0.5B-Instruct", 1.0, 128, ex, "p"), ("a", "Qwen2.5-Coder-0.5B-Instruct", 1.0, 256, ex[:2], "p"),
+                    ("a", "Qwen2.5-Coder-0.5B-Instruct", 1.0, 256, ex, "q")):
+        assert cache_fingerprint(*changed) != base
+
+
+def test_answers_are_the_shipped_ones_and_fingerprinted():
+    from uld_explorer.distill.data import answers_fingerprint, load_answers, load_prompts, shipped_answers_dir
+
+    files = list(shipped_answers_dir().glob("*.jsonl"))
+    assert [f.name for f in files] == ["Qwen2.5-Coder-0.5B-Instruct-64.jsonl"]
+    header = json.loads(files[0].read_text(encoding="utf-8").splitlines()[0])
+    assert header["fingerprint"] == answers_fingerprint("Qwen2.5-Coder-0.5B-Instruct", 64)
+    assert header["regenerate"].startswith("uld-explorer answers")
+    answers = load_answers("Qwen2.5-Coder-0.5B-Instruct", 64, progress=False)
+    assert len(answers) >= 300 and answers["p0001"] == "The capital of France is Paris."
+    assert set(answers) <= {p.id for p in load_prompts()}
+
+
+def test_batches_are_a_pure_function_of_seed_and_step():
+    from uld_explorer.distill.loop import batch_indices
+
+    n, B = 10, 4
+    stream = [i for s in range(5) for i in batch_indices(n, B, 7, s)]
+    assert sorted(stream[:10]) == list(range(10)) and sorted(stream[10:20]) == list(range(10))  # epochs
+    assert batch_indices(n, B, 7, 3) == batch_indices(n, B, 7, 3) != batch_indices(n, B, 8, 3)
+
+
+def test_lr_schedule():
+    from uld_explorer.distill.loop import lr_at
+
+    cfg = preset("cpu-demo", lr=1e-2, warmup_steps=10, max_steps=110, min_lr_ratio=0.1)
+    assert lr_at(cfg, 0) == pytest.approx(1e-3) and lr_at(cfg, 9) == pytest.approx(1e-2)
+    assert lr_at(cfg, 60) == pytest.approx(1e-3 + 0.5 * 9e-3)  # halfway down the cosine
+    assert lr_at(cfg, 110) == pytest.approx(1e-3) and math.isclose(lr_at(cfg, 500), 1e-3)
