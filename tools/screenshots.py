@@ -7,6 +7,7 @@ models on this machine, ``uld-explorer models fetch``)::
     python tools/screenshots.py                      # every page -> docs/screenshots/<url_path>.png
     python tools/screenshots.py real                 # just these pages (by url_path)
     python tools/screenshots.py --out /tmp/shots     # somewhere else
+    python tools/screenshots.py distill --runs-dir runs   # the Distillation page over these runs
 
 It starts ``streamlit run app.py`` on a free local port (stopped at the end, whatever happens),
 opens each page of :func:`uld_explorer.app.main.pages` in a fresh 1400x2100 Chromium window, in
@@ -40,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("pages", nargs="*", help="url_paths of the pages to take (default: every page)")
     parser.add_argument("--out", type=Path, default=OUT, help=f"folder for <url_path>.png (default: {OUT.relative_to(ROOT)})")
+    parser.add_argument("--runs-dir", type=Path, default=None,
+                        help="the Distillation page's runs directory (default: $ULD_EXPLORER_RUNS, else ./runs)")
     args = parser.parse_args(argv)
 
     pages = web.router_pages()
@@ -55,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
 
     failed = []
     with tempfile.TemporaryDirectory() as tmp:
-        with web.serve(Path(tmp) / "server.log") as url, web.chromium(sync_api) as browser:
+        env = {"ULD_EXPLORER_RUNS": str(args.runs_dir.resolve())} if args.runs_dir else None
+        with web.serve(Path(tmp) / "server.log", env=env) as url, web.chromium(sync_api) as browser:
             for spec in chosen:
                 start = time.monotonic()
                 pg = web.new_page(browser, WIDTH, HEIGHT)

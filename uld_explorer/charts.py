@@ -308,7 +308,7 @@ def chart_alignment_effects(frame: Any, title: str | None = None) -> Any:
         title=title or "ULD per teacher token under each alignment (grey: the positional pair covers other bytes)")
 
 
-def chart_run_curves(frame: Any, metrics: Any = None, title: str | None = None, width: int = 400,
+def chart_run_curves(frame: Any, metrics: Any = None, title: str | None = None, width: int = 380,
                      height: int = 170, columns: int = 2) -> Any:
     """Distillation curves (a :func:`~uld_explorer.distill.runs.metrics_frame`), one panel per
     metric (its own y axis, titled with its label and unit), one colour per run
