@@ -52,19 +52,20 @@ def cli(*args: str, env: dict | None = None, timeout: float = 600, **kw) -> subp
 # ------------------------------------------------------------------ convergence and determinism
 
 
-def test_shortened_cpu_demo_converges(demo_prep, tmp_path):
-    """CE + ULD for a third of the preset's steps: on the answers it trains on, CE and ULD fall
-    to at most 60% of their start and top-1 agreement with the teacher rises."""
-    cfg = preset("cpu-demo", loss="ce+uld", max_steps=preset("cpu-demo").max_steps // 3, eval_every=1000)
+def test_cpu_demo_converges(demo_prep, tmp_path):
+    """The preset as shipped (CE + ULD, ~1 min here): on the answers it trains on, CE and ULD fall
+    to at most half of their start (the preset's promise), the held-out ULD falls too, and the
+    teacher cache's bound stays small at every step."""
+    cfg = preset("cpu-demo", loss="ce+uld")
     train(cfg, tmp_path / "run", prepared=demo_prep, progress=False)
     m = runs.read_metrics(tmp_path / "run")
     first, last = m[0], m[-1]
-    assert len(m) == cfg.max_steps + 1 and [d["step"] for d in m] == list(range(cfg.max_steps + 1))
+    assert [d["step"] for d in m] == list(range(cfg.max_steps + 1))
     assert first["seen_ce"] > 10.0  # uniform over 49,152 tokens: ln 49152 = 10.8
-    assert last["seen_ce"] <= 0.6 * first["seen_ce"], (first["seen_ce"], last["seen_ce"])
-    assert last["seen_uld"] <= 0.6 * first["seen_uld"], (first["seen_uld"], last["seen_uld"])
-    assert last["seen_top1"] > first["seen_top1"] + 0.1
-    assert all(d["uld_bound"] <= 0.05 for d in m)  # the teacher cache's bound stays small
+    assert last["seen_ce"] <= 0.5 * first["seen_ce"], (first["seen_ce"], last["seen_ce"])
+    assert last["seen_uld"] <= 0.5 * first["seen_uld"], (first["seen_uld"], last["seen_uld"])
+    assert last["eval_uld"] <= 0.75 * first["eval_uld"]
+    assert all(d["uld_bound"] <= 0.05 for d in m)  # mean over a batch's pairs
 
 
 def test_same_seed_same_run_other_seed_other_run(demo_prep, tmp_path):
@@ -72,6 +73,19 @@ def test_same_seed_same_run_other_seed_other_run(demo_prep, tmp_path):
         train(short(max_steps=5, seed=seed), tmp_path / name, prepared=demo_prep, progress=False)
     assert numbers(tmp_path / "a") == numbers(tmp_path / "b")
     assert numbers(tmp_path / "a")[1]["loss"] != numbers(tmp_path / "c")[1]["loss"]
+
+
+@pytest.mark.parametrize("changes", [dict(loss="hybrid"), dict(loss="ce+uld", alignment="byte-offset", merge="bayesian"),
+                                     dict(loss="uld", student_temperature=2.0)])
+def test_other_losses_and_alignments_train(demo_prep, tmp_path, changes):
+    """The hybrid, byte-offset groups (merged rows) and temperatures run end to end: finite losses,
+    a lower training loss after a step on the same batch's data, the run's own eval loss logged."""
+    cfg = short(max_steps=2, eval_every=100, **changes)
+    last = train(cfg, tmp_path / "run", prepared=demo_prep, progress=False)
+    m = runs.read_metrics(tmp_path / "run")
+    assert last["state"] == "finished" and all(math.isfinite(d["loss"]) for d in m)
+    assert math.isfinite(m[0]["eval_loss"]) and math.isfinite(m[-1]["eval_loss"])
+    assert m[-1]["eval_loss"] < m[0]["eval_loss"]
 
 
 # ------------------------------------------------------------------ resume and Ctrl-C
@@ -289,7 +303,9 @@ def test_teacher_cache_is_the_real_teacher_and_its_bound_holds(demo_prep):
         est.value.sum().backward()
         assert torch.all((full - est.value).abs() <= est.bound + 1e-9)
         assert torch.all((zf.grad - zc.grad).abs().sum(-1) <= est.grad_bound + 1e-9)
-        assert float(est.bound.max()) < 0.05  # k = 256 keeps nearly all of a peaked teacher
+    # k = 256 keeps nearly all of the teacher: the tail mass r is ~0.006 on average over the
+    # dataset (up to ~0.3 where the teacher hesitates), so the bound min(Q, r) is too
+    assert float(cache.tail.mean()) < 0.02 and float(cache.tail.max()) < 0.6
 
 
 def test_cache_fingerprint_follows_the_settings(demo_prep):

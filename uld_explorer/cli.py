@@ -572,6 +572,7 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     from .distill.loop import DistillError, train
     from .distill.runs import default_runs_dir, new_run_name
 
+    run_dir = None
     overrides = {name: getattr(args, name) for name in ["loss", "max_steps", "seed", *_DISTILL_FLAGS]
                  if getattr(args, name, None) is not None}
     try:
@@ -585,7 +586,7 @@ def _cmd_distill(args: argparse.Namespace) -> int:
         else:
             runs = Path(args.runs_dir) if args.runs_dir else default_runs_dir()
             run_dir = os.path.join(runs, new_run_name(config.loss, runs))
-        if args.resume and args.max_steps is None:  # continue to the run's own length
+        if args.resume and getattr(args, "max_steps", None) is None:  # continue to the run's own length
             saved = json.loads(open(os.path.join(run_dir, "config.json"), encoding="utf-8").read()) \
                 if os.path.isfile(os.path.join(run_dir, "config.json")) else None
             if saved:
@@ -595,8 +596,12 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     except DistillError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # a second Ctrl-C: the checkpoint before it stands
-        print("interrupted; resume from the last checkpoint with --resume", file=sys.stderr)
+    except KeyboardInterrupt:  # a Ctrl-C while loading, or a second one: the checkpoint before it stands
+        from .distill.runs import latest_checkpoint
+
+        ckpt = latest_checkpoint(run_dir) if run_dir and os.path.isfile(os.path.join(run_dir, "config.json")) else None
+        print("interrupted; " + (f"continue from {ckpt.name} with: uld-explorer distill --resume --run-dir {run_dir}"
+                                 if ckpt else "no checkpoint was written yet: start the run again"), file=sys.stderr)
         return 130
     if args.json:
         _print_json(last)
@@ -658,19 +663,20 @@ def _add_distill_parsers(sub: Any) -> None:
     )
     ds.add_argument("--preset", choices=list(PRESETS), default="cpu-demo", help="starting point; flags override it")
     ds.add_argument("--loss", choices=list(__import__("uld_explorer.distill.config", fromlist=["LOSSES"]).LOSSES),
-                    default=None, help=f"{_field_help(DistillConfig, 'loss')} (default: {dd.loss})")
-    ds.add_argument("--max-steps", type=int, default=None, help="optimizer steps (default: the preset's)")
-    ds.add_argument("--run-dir", default=None, help="the run directory (default: <runs dir>/<loss>-<date>-<time>)")
+                    default=argparse.SUPPRESS, help=f"{_field_help(DistillConfig, 'loss')} (default: {dd.loss})")
+    ds.add_argument("--max-steps", type=int, default=argparse.SUPPRESS, help="optimizer steps (default: the preset's)")
+    ds.add_argument("--run-dir", default=None, help="the run directory (None: <runs dir>/<loss>-<date>-<time>)")
     ds.add_argument("--runs-dir", default=None, help="where new runs go when --run-dir is not given "
-                                                     "(default: $ULD_EXPLORER_RUNS or ./runs)")
-    ds.add_argument("--seed", type=int, default=None, help="seed: the student's initialisation and the batch order")
+                                                     "(None: $ULD_EXPLORER_RUNS or ./runs)")
+    ds.add_argument("--seed", type=int, default=argparse.SUPPRESS,
+                    help="seed: the student's initialisation and the batch order (default: the preset's, else 0)")
     ds.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
-    ds.add_argument("--lam", dest="uld_weight", type=float, default=None, help="alias of --uld-weight")
+    ds.add_argument("--lam", dest="uld_weight", type=float, default=argparse.SUPPRESS, help="alias of --uld-weight")
     for name in _DISTILL_FLAGS:
         f = next(x for x in fields(DistillConfig) if x.name == name)
         flag = "--" + name.replace("_", "-")
         kind = type(f.default)
-        ds.add_argument(flag, dest=name, type=kind, default=None,
+        ds.add_argument(flag, dest=name, type=kind, default=argparse.SUPPRESS,
                         help=f"{f.metadata.get('help', '')} (default: the preset's, else {f.default!r})")
     ds.add_argument("--json", action="store_true", help="print the last metrics line as JSON")
     ds.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -442,7 +442,7 @@ def train(config: DistillConfig, run_dir: str | os.PathLike, *, resume: bool = F
     try:
         with _StopFlag() as stop:
             for step in range(start, config.max_steps + 1):
-                if stop.requested and step > start:
+                if stop.requested:  # (a Ctrl-C before the first step stops before it: nothing new to save)
                     state = "stopped"
                     break
                 line = {"step": step}
@@ -538,8 +538,10 @@ def train(config: DistillConfig, run_dir: str | os.PathLike, *, resume: bool = F
     finally:
         bar.close()
     if main:
-        msg = "" if state == "finished" else f"stopped at step {line.get('step')}: continue with --resume"
-        write_status(run_dir, state, step=line.get("step", start), max_steps=config.max_steps, world=world,
+        # a stopped run's step is the checkpoint's: the updates done (the last line logged is one before)
+        done = int(last_ckpt.name.split("-")[1]) if state == "stopped" and last_ckpt else line.get("step", start)
+        msg = "" if state == "finished" else f"stopped at step {done}: continue with --resume"
+        write_status(run_dir, state, step=done, max_steps=config.max_steps, world=world,
                      device=str(device), message=msg)
     accelerator.wait_for_everyone()
     return {**line, "state": state, "checkpoint": str(last_ckpt) if last_ckpt else None}
