@@ -127,6 +127,26 @@ def serve(log_path: Path, timeout_s: float = SERVER_START_TIMEOUT, env: dict[str
                 proc.wait(timeout=10)
 
 
+def playwright_api() -> Any:
+    """Playwright's sync API for a test, or skip it when Chromium or the package is missing (fail
+    instead under ``ULD_REQUIRE_BROWSER=1``, as CI sets)."""
+    import pytest
+
+    def missing(reason: str) -> None:
+        if os.environ.get("ULD_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"{reason} (ULD_REQUIRE_BROWSER=1 requires the browser test to run)")
+        pytest.skip(f"{reason}; install it with `apt-get install -y chromium` (set ULD_REQUIRE_BROWSER=1 to fail "
+                    "instead)")
+
+    if not CHROMIUM.exists():
+        missing(f"no Chromium at {CHROMIUM}")
+    try:
+        from playwright import sync_api
+    except ImportError:
+        missing("the playwright Python package is not installed (pip install playwright)")
+    return sync_api
+
+
 @contextlib.contextmanager
 def chromium(sync_api: Any) -> Iterator[Any]:
     """A headless Chromium (Playwright ``Browser``), closed when the block ends."""

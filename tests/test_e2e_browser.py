@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
 import re
 from dataclasses import asdict
 from pathlib import Path
@@ -45,21 +44,9 @@ METRIC_FIELDS = {"KL, shared": "kl_shared", "ULD / 2": "uld_half", "token OT": "
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def _missing(reason: str) -> None:
-    if os.environ.get("ULD_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"{reason} (ULD_REQUIRE_BROWSER=1 requires the browser test to run)")
-    pytest.skip(f"{reason}; install it with `apt-get install -y chromium` (set ULD_REQUIRE_BROWSER=1 to fail instead)")
-
-
 @pytest.fixture(scope="module")
 def sync_api():
-    if not web.CHROMIUM.exists():
-        _missing(f"no Chromium at {web.CHROMIUM}")
-    try:
-        from playwright import sync_api
-    except ImportError:
-        _missing("the playwright Python package is not installed (pip install playwright)")
-    return sync_api
+    return web.playwright_api()
 
 
 @pytest.fixture(scope="module")

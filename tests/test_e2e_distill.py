@@ -10,7 +10,6 @@ skips, unless ULD_REQUIRE_BROWSER=1 (CI), where it fails. Screenshots go to ``ar
 
 from __future__ import annotations
 
-import os
 import re
 
 import browser as web
@@ -26,21 +25,9 @@ RUN_TIMEOUT_S = 300  # the run's process: imports and data (~10 s), step 0's eva
 NAME = "e2e-run"
 
 
-def _missing(reason: str) -> None:
-    if os.environ.get("ULD_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"{reason} (ULD_REQUIRE_BROWSER=1 requires the browser test to run)")
-    pytest.skip(f"{reason}; install it with `apt-get install -y chromium` (set ULD_REQUIRE_BROWSER=1 to fail instead)")
-
-
 @pytest.fixture(scope="module")
 def sync_api():
-    if not web.CHROMIUM.exists():
-        _missing(f"no Chromium at {web.CHROMIUM}")
-    try:
-        from playwright import sync_api
-    except ImportError:
-        _missing("the playwright Python package is not installed (pip install playwright)")
-    return sync_api
+    return web.playwright_api()
 
 
 @pytest.fixture
