@@ -4,7 +4,8 @@ Read it top to bottom (nanoGPT style): :func:`prepare` (tokenizers, the teacher'
 examples, the teacher cache, the string match), :func:`train` (resume, then per step: eval and
 probe on eval steps, lr, student forward on the answer rows, loss, backward, clip, step,
 ``zero_grad(set_to_none=True)``, log, checkpoint). The same code runs under
-``accelerate launch --num_processes N`` (or ``torchrun``): each process takes its share of the
+``accelerate launch --multi_gpu --num_processes N`` on GPUs, ``torchrun --nproc_per_node N`` on CPU
+processes (DDP): each process takes its share of the
 global batch and the loss is divided by the GLOBAL token / pair counts, so the gradients equal the
 one-process gradients on the same global batch.
 """
