@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from apptest import assert_clean, open_page
 from streamlit.testing.v1 import AppTest
 
 from uld_explorer.distill import runs
@@ -41,16 +42,7 @@ def real_runs(tmp_path_factory) -> Path:
 
 
 def run(**query) -> AppTest:
-    at = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT)
-    for k, v in query.items():
-        at.query_params[k] = v
-    at.run()
-    assert_clean(at)
-    return at
-
-
-def assert_clean(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
+    return open_page(PAGE, TIMEOUT, **query)
 
 
 def charts(at: AppTest) -> list:

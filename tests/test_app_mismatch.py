@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from apptest import open_page
 from streamlit.testing.v1 import AppTest
 
 import uld_explorer as ux
@@ -31,12 +32,7 @@ def on_this_machine(default_models):
 
 
 def run(**query) -> AppTest:
-    at = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT)
-    for k, v in query.items():
-        at.query_params[k] = v
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_page(PAGE, TIMEOUT, **query)
 
 
 def metrics(at: AppTest) -> dict[str, str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from apptest import assert_clean, open_page
 from streamlit.testing.v1 import AppTest
 
 import uld_explorer as ux
@@ -19,16 +20,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("default_models")]
 
 
 def run(**query) -> AppTest:
-    at = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT)
-    for k, v in query.items():
-        at.query_params[k] = v
-    at.run()
-    assert_clean(at)
-    return at
-
-
-def assert_clean(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
+    return open_page(PAGE, TIMEOUT, **query)
 
 
 def library_table(at: AppTest):
