@@ -1,6 +1,6 @@
 """The one prepared GPU check (<= 5 min on an H100/H200): run it where a GPU is lent.
 
-1. ULD's GPU kernel (``_sorted_l1_torch``) against the CPU kernel on training-sized rows
+1. ULD's GPU kernel (``sorted_l1_torch``) against the CPU kernel on training-sized rows
    (values and gradient signs), and its speed on both;
 2. the ``gpu`` preset (SmolLM2-135M-Instruct from Qwen2.5-Coder-0.5B-Instruct, bf16 autocast, one
    GPU) for a fixed number of steps: tokens/s and peak GPU memory.
@@ -25,19 +25,19 @@ import torch
 
 
 def kernel_check() -> dict:
-    from uld_explorer.divergences import _sorted_l1_np, _sorted_l1_torch
+    from uld_explorer.divergences import sorted_l1_numpy, sorted_l1_torch
 
     rng = np.random.default_rng(0)
     a = rng.dirichlet(np.full(49_152, 0.05), size=512).astype(np.float32)  # student rows
     b = rng.dirichlet(np.full(256, 0.5), size=512).astype(np.float32)  # teacher top-k rows
     t0 = time.perf_counter()
-    v_cpu, sa_cpu, _ = _sorted_l1_np(a, b, True, False)
+    v_cpu, sa_cpu, _ = sorted_l1_numpy(a, b, True, False)
     cpu_s = time.perf_counter() - t0
     ag, bg = torch.from_numpy(a).cuda(), torch.from_numpy(b).cuda()
-    _sorted_l1_torch(ag, bg, True, False)
+    sorted_l1_torch(ag, bg, True, False)
     torch.cuda.synchronize()
     t0 = time.perf_counter()
-    v_gpu, sa_gpu, _ = _sorted_l1_torch(ag, bg, True, False)
+    v_gpu, sa_gpu, _ = sorted_l1_torch(ag, bg, True, False)
     torch.cuda.synchronize()
     gpu_s = time.perf_counter() - t0
     return {"rows": 512, "V_long": 49_152, "V_short": 256,

@@ -14,13 +14,13 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA d
 
 
 def test_sorted_l1_torch_on_cuda_equals_the_cpu_kernel():
-    from uld_explorer.divergences import _sorted_l1_np, _sorted_l1_torch
+    from uld_explorer.divergences import sorted_l1_numpy, sorted_l1_torch
 
     rng = np.random.default_rng(0)
     a = rng.dirichlet(np.full(49_152, 0.05), size=64).astype(np.float32)
     b = rng.dirichlet(np.full(512, 0.5), size=64).astype(np.float32)
-    v_cpu, sa_cpu, sb_cpu = _sorted_l1_np(a, b, True, True)
-    v_gpu, sa_gpu, sb_gpu = _sorted_l1_torch(torch.from_numpy(a).cuda(), torch.from_numpy(b).cuda(), True, True)
+    v_cpu, sa_cpu, sb_cpu = sorted_l1_numpy(a, b, True, True)
+    v_gpu, sa_gpu, sb_gpu = sorted_l1_torch(torch.from_numpy(a).cuda(), torch.from_numpy(b).cuda(), True, True)
     np.testing.assert_allclose(v_gpu.cpu().numpy(), v_cpu, rtol=1e-5, atol=1e-6)
     assert (sa_gpu.cpu().numpy() != sa_cpu).mean() < 1e-4  # ties among float32 values may order differently
     assert (sb_gpu.cpu().numpy() != sb_cpu).mean() < 1e-4

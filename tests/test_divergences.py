@@ -27,7 +27,7 @@ from uld_explorer import (
     uld_distance,
     uld_from_logits,
 )
-from uld_explorer.divergences import _sorted_l1_np, _sorted_l1_torch
+from uld_explorer.divergences import sorted_l1_numpy, sorted_l1_torch
 
 PROPS = settings(max_examples=50, deadline=None)
 
@@ -240,7 +240,7 @@ def test_uld_matches_paper_formula(rng, V_t, V_s, alpha):
     assert float(uld_distance(torch.from_numpy(p), torch.from_numpy(q))) == pytest.approx(expected, abs=1e-12)
     # the GPU kernel, run on CPU tensors
     a, b = (p, q) if V_t >= V_s else (q, p)
-    v, _, _ = _sorted_l1_torch(torch.from_numpy(a)[None], torch.from_numpy(b)[None], False, False)
+    v, _, _ = sorted_l1_torch(torch.from_numpy(a)[None], torch.from_numpy(b)[None], False, False)
     assert float(v[0]) == pytest.approx(expected, abs=1e-12)
 
 
@@ -465,8 +465,8 @@ def test_uld_gradient_student_only_and_teacher_only(rng):
 def test_np_and_torch_kernels_agree_values_and_signs(rng, dtype, n, m):
     a = _tie_free(rng, (20, n)).astype(dtype)  # 20 rows > one chunk of 16
     b = _tie_free(rng, (20, m)).astype(dtype)
-    v_np, sa_np, sb_np = _sorted_l1_np(a, b, True, True)
-    v_t, sa_t, sb_t = _sorted_l1_torch(torch.from_numpy(a), torch.from_numpy(b), True, True)
+    v_np, sa_np, sb_np = sorted_l1_numpy(a, b, True, True)
+    v_t, sa_t, sb_t = sorted_l1_torch(torch.from_numpy(a), torch.from_numpy(b), True, True)
     np.testing.assert_allclose(v_np, v_t.numpy(), rtol=0, atol=1e-12 if dtype == np.float64 else 1e-6)
     exp = np.array([paper_uld(a[r], b[r]) for r in range(a.shape[0])])
     np.testing.assert_allclose(v_np, exp, rtol=0, atol=1e-12 if dtype == np.float64 else 1e-6)
@@ -477,7 +477,7 @@ def test_np_and_torch_kernels_agree_values_and_signs(rng, dtype, n, m):
     np.testing.assert_array_equal(sb_t.numpy(), gb)
     assert sa_np.dtype == np.int8 and sa_t.dtype == torch.int8
     # value-only path (no permutation) gives the same value
-    v_only, none_a, none_b = _sorted_l1_np(a, b, False, False)
+    v_only, none_a, none_b = sorted_l1_numpy(a, b, False, False)
     assert none_a is None and none_b is None
     np.testing.assert_array_equal(v_only, v_np)
 
@@ -499,8 +499,8 @@ def test_kernels_agree_on_ties_zeros_and_negative_zero_float32(grads):
     )
     exp = np.array([paper_uld(a[r], b[r]) for r in range(4)])
     np.testing.assert_allclose(exp[[1, 3]], 0.0)  # sanity of the hand-made rows
-    v_np, _, _ = _sorted_l1_np(a, b, *grads)
-    v_t, _, _ = _sorted_l1_torch(torch.from_numpy(a), torch.from_numpy(b), *grads)
+    v_np, _, _ = sorted_l1_numpy(a, b, *grads)
+    v_t, _, _ = sorted_l1_torch(torch.from_numpy(a), torch.from_numpy(b), *grads)
     np.testing.assert_allclose(v_np, exp, rtol=0, atol=1e-6)
     np.testing.assert_allclose(v_t.numpy(), exp, rtol=0, atol=1e-6)
     # end to end through autograd (float32 CPU with grad -> packed uint64 sort)

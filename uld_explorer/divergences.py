@@ -37,6 +37,9 @@ __all__ = [
     "ULDTopK",
     "uld_top_k",
     "restrict_to_shared_vocab",
+    "string_mass",
+    "sorted_l1_numpy",
+    "sorted_l1_torch",
     "HybridULD",
     "hybrid_uld",
 ]
@@ -243,10 +246,14 @@ def _sort_rows_np(x: np.ndarray, with_index: bool) -> tuple[np.ndarray, np.ndarr
     return np.take_along_axis(x, index, -1), index
 
 
-def _sorted_l1_np(a: np.ndarray, b: np.ndarray, grad_a: bool, grad_b: bool):
-    """Chunked over rows and spread over torch's intra-op thread count; ``a`` is the long side.
+def sorted_l1_numpy(a: np.ndarray, b: np.ndarray, grad_a: bool, grad_b: bool):
+    """ULD's CPU kernel: the sorted L1 of 2-D rows, ``a`` (R, n) the long side, ``b`` (R, m), m <= n.
 
-    Outputs are allocated once and filled in place by the workers (no concatenated copies).
+    Returns ``(value, sign_a, sign_b)``: the values (R,) float64 and, when asked for, the
+    gradient signs (int8, the shapes of ``a`` and ``b``). Chunked over rows and spread over
+    torch's intra-op thread count; outputs are allocated once and filled in place by the workers
+    (no concatenated copies). Public so that the CPU and GPU kernels can be checked against each
+    other; :func:`uld_distance` is the API.
     """
     R = a.shape[0]
     value = np.empty(R, dtype=np.float64)
@@ -271,8 +278,9 @@ def _sorted_l1_np(a: np.ndarray, b: np.ndarray, grad_a: bool, grad_b: bool):
     return value, sign_a, sign_b
 
 
-def _sorted_l1_torch(a: torch.Tensor, b: torch.Tensor, grad_a: bool, grad_b: bool):
-    """The same on any torch device (used on GPU, where torch.sort is a fast segmented sort)."""
+def sorted_l1_torch(a: torch.Tensor, b: torch.Tensor, grad_a: bool, grad_b: bool):
+    """ULD's torch kernel, the same contract as :func:`sorted_l1_numpy` on any torch device (used on
+    GPU, where torch.sort is a fast segmented sort)."""
     n, m = a.shape[-1], b.shape[-1]
     if grad_a:
         sa, ia = torch.sort(a, dim=-1)
@@ -295,12 +303,12 @@ def _sorted_l1_torch(a: torch.Tensor, b: torch.Tensor, grad_a: bool, grad_b: boo
 def _sorted_l1(a: Array, b: Array, grad_a: bool = False, grad_b: bool = False):
     """ULD of 2-D rows with ``a.shape[-1] >= b.shape[-1]``: value (R,) float64 and int8 signs."""
     if is_torch(a) and (a.device.type != "cpu" or torch.bfloat16 in (a.dtype, b.dtype)):  # NumPy has no bfloat16
-        return _sorted_l1_torch(a, b, grad_a, grad_b)
+        return sorted_l1_torch(a, b, grad_a, grad_b)
     if is_torch(a):
-        v, sa, sb = _sorted_l1_np(a.numpy(), b.numpy(), grad_a, grad_b)
+        v, sa, sb = sorted_l1_numpy(a.numpy(), b.numpy(), grad_a, grad_b)
         wrap = lambda s: None if s is None else torch.from_numpy(s)  # noqa: E731
         return torch.from_numpy(v), wrap(sa), wrap(sb)
-    return _sorted_l1_np(a, b, grad_a, grad_b)
+    return sorted_l1_numpy(a, b, grad_a, grad_b)
 
 
 class _ULDFunction(torch.autograd.Function):
@@ -393,7 +401,7 @@ def uld_distance(p: Any, q: Any, *, validate: bool = True, subprobability: bool 
     a, b = (p, q) if V_t >= V_s else (q, p)
     a = np.ascontiguousarray(a.reshape(-1, a.shape[-1]), dtype=dtype)
     b = np.ascontiguousarray(b.reshape(-1, b.shape[-1]), dtype=dtype)
-    value, _, _ = _sorted_l1_np(a, b, False, False)
+    value, _, _ = sorted_l1_numpy(a, b, False, False)
     return value.reshape(batch)
 
 
@@ -582,15 +590,24 @@ class SharedVocab:
     student_mass: Array
 
 
-def _group_mass(x: Array, group: np.ndarray, S: int) -> Array:
-    """Sum the entries of ``x`` (..., V) into S groups; ``group[v] = -1`` drops token v."""
+def string_mass(x: Array, group: np.ndarray, S: int) -> Array:
+    """The mass ``x`` puts on each of ``S`` strings: ``out[..., s] = sum_{v: group[v] = s} x[..., v]``.
+
+    ``x`` : array, shape (..., V); ``group`` : int array, shape (V,), the string of each id
+    (:attr:`~uld_explorer.text.StringMatch.teacher_group` / ``student_group``), ``-1`` for ids
+    whose string the other vocabulary lacks (dropped). Returns shape (..., S), x's type.
+
+    >>> import numpy as np
+    >>> string_mass(np.array([0.5, 0.2, 0.3]), np.array([0, -1, 0]), 1)
+    array([0.8])
+    """
     keep = np.flatnonzero(group >= 0)
     if is_torch(x):
         idx = torch.as_tensor(keep, device=x.device)
         out = torch.zeros(*x.shape[:-1], S, dtype=x.dtype, device=x.device)
         return out.index_add(-1, torch.as_tensor(group[keep], device=x.device), x.index_select(-1, idx))
     # NumPy: through torch's index_add (np.add.at is ~100x slower on (128, 151936) batches)
-    return _group_mass(torch.from_numpy(np.ascontiguousarray(x)), group, S).numpy()
+    return string_mass(torch.from_numpy(np.ascontiguousarray(x)), group, S).numpy()
 
 
 def restrict_to_shared_vocab(
@@ -644,7 +661,7 @@ def restrict_to_shared_vocab(
     m = _resolve_match(match, teacher_tokens, student_tokens, p.shape[-1], q.shape[-1])
     if not m.S:
         raise ValueError("teacher_tokens and student_tokens share no string: KL on the shared vocabulary is undefined")
-    pm, qm = _group_mass(p, m.teacher_group, m.S), _group_mass(q, m.student_group, m.S)
+    pm, qm = string_mass(p, m.teacher_group, m.S), string_mass(q, m.student_group, m.S)
     mass_t, mass_s = pm.sum(-1), qm.sum(-1)
     empty = (mass_t <= 0) | (mass_s <= 0)
     if bool(empty.any()):
@@ -775,7 +792,7 @@ def hybrid_uld(
     V_t, V_s = p.shape[-1], q.shape[-1]
     m = _resolve_match(match, teacher_tokens, student_tokens, V_t, V_s)
     w_m, w_u = config.weights(m.teacher_matched.size, V_t)
-    P, Q = _group_mass(p, m.teacher_group, m.S), _group_mass(q, m.student_group, m.S)  # (..., S)
+    P, Q = string_mass(p, m.teacher_group, m.S), string_mass(q, m.student_group, m.S)  # (..., S)
     Pd, Qd = P, Q
     if config.clamp is not None:  # GOLD's clamp_min inside its logs, to reproduce its numbers
         Pd = P.clamp_min(config.clamp) if is_torch(P) else np.maximum(P, config.clamp)

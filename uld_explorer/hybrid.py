@@ -15,7 +15,7 @@ References
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .checks import check_real
 
@@ -64,12 +64,19 @@ class HybridConfig:
     (1.0, 2.0)
     """
 
-    divergence: str = "jsd"
-    beta: float = 0.5
-    weighting: str = "matched-share"
-    matched_weight: float | None = None
-    unmatched_weight: float | None = None
-    clamp: float | None = None
+    divergence: str = field(default="jsd", metadata={
+        "help": "hybrid: the matched strings' divergence; " + "; ".join(f"{k}: {v}" for k, v in HYBRID_DIVERGENCES.items()),
+        "choices": HYBRID_DIVERGENCES})
+    beta: float = field(default=0.5, metadata={"help": "hybrid: the JSD's beta, in [0, 1]"})
+    weighting: str = field(default="matched-share", metadata={
+        "help": "hybrid: " + "; ".join(f"{k}: {v}" for k, v in HYBRID_WEIGHTINGS.items()), "choices": HYBRID_WEIGHTINGS})
+    matched_weight: float | None = field(default=None, metadata={
+        "help": "hybrid: the matched part's fixed weight (with --hybrid-weighting fixed)", "metavar": "W"})
+    unmatched_weight: float | None = field(default=None, metadata={
+        "help": "hybrid: the unmatched part's fixed weight (with --hybrid-weighting fixed)", "metavar": "W"})
+    clamp: float | None = field(default=None, metadata={
+        "help": "hybrid: clamp the matched masses at C inside the logs, as GOLD does (1e-8 reproduces GOLD's "
+                "numbers); none: exact", "metavar": "C"})
 
     def __post_init__(self) -> None:
         if self.divergence not in HYBRID_DIVERGENCES:

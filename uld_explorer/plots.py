@@ -30,7 +30,7 @@ from matplotlib.ticker import MaxNLocator
 
 from .distributions import as_float64, check_distribution, sorted_probs
 from .divergences import uld_distance
-from .tidy import _rank_bins, token_plan_layout, value_plan_layout
+from .tidy import rank_bins, token_plan_layout, value_plan_layout
 
 __all__ = [
     "AGREE_COLOR",
@@ -299,7 +299,7 @@ def plot_sorted_curves(
     # display only: the two curves as the closed form sees them (descending, zero-padded), in rank
     # bins whose shaded area is still exactly the ULD (151,936 ranks: ~1,900 bins)
     ps, qs = sorted_probs(p, q, subprobability=subprobability)
-    starts, _, ps, qs = _rank_bins(ps, qs, breaks=(min(V_t, V_s),))
+    starts, _, ps, qs = rank_bins(ps, qs, breaks=(min(V_t, V_s),))
     edges = np.append(starts, n) + 0.5  # rank i occupies [i - 1/2, i + 1/2]
     fig, a = _new_axes(ax, (3.6, 3.0))
     _stairs(a, np.maximum(ps, qs), edges, baseline=np.minimum(ps, qs), fill=True, color=DIFF_COLOR, alpha=0.28,

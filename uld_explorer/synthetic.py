@@ -7,7 +7,7 @@ show the same pair. Importing this module needs NumPy only.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -139,15 +139,16 @@ class PlaygroundConfig:
     ((20,), (14,))
     """
 
-    V_t: int = 20
-    V_s: int = 14
-    teacher_temperature: float = 1.0
-    student_temperature: float = 1.0
-    shift: int = 1
-    noise: float = 0.5
-    permute_student: bool = False
-    seed: int = 0
-    top_k: int = 50
+    V_t: int = field(default=20, metadata={"help": "teacher vocabulary size V_t", "flag": "--vt"})
+    V_s: int = field(default=14, metadata={"help": "student vocabulary size V_s", "flag": "--vs"})
+    teacher_temperature: float = field(default=1.0, metadata={"help": "teacher T > 0 (low = peaked)"})
+    student_temperature: float = field(default=1.0, metadata={"help": "student T > 0 (low = peaked)"})
+    shift: int = field(default=1, metadata={"help": "move the student's preferences by this many tokens"})
+    noise: float = field(default=0.5, metadata={"help": "Gaussian noise (std >= 0) on the student's scores"})
+    permute_student: bool = field(default=False, metadata={
+        "help": "shuffle the student's probabilities (identity blindness)", "flag": "--permute"})
+    seed: int = field(default=0, metadata={"help": "random seed (>= 0)"})
+    top_k: int = field(default=50, metadata={"help": "tokens per side for token-space OT (the rest pooled)"})
 
     def __post_init__(self) -> None:
         self.pair()  # validates every pair setting, naming the field

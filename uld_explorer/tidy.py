@@ -20,6 +20,7 @@ __all__ = [
     "ALIGNMENT_VARIANTS",
     "PlanLayout",
     "RANK_HEAD",
+    "rank_bins",
     "alignment_effects_frame",
     "alignment_effects_summary",
     "groups_frame",
@@ -82,7 +83,7 @@ def top_k_frame(
 RANK_HEAD = 256
 
 
-def _rank_bins(ps: np.ndarray, qs: np.ndarray, breaks: Sequence[int] = ()):
+def rank_bins(ps: np.ndarray, qs: np.ndarray, breaks: Sequence[int] = ()):
     """Bins of ranks for drawing two sorted curves (n,) with the area between them EXACT.
 
     Every rank up to :data:`RANK_HEAD` is its own bin; beyond, the bins grow geometrically (each at
@@ -150,7 +151,7 @@ def sorted_frame(p: Any, q: Any, n_max: int | None = None, *, subprobability: bo
     n = ps.size if n_max is None else min(int(n_max), ps.size)
     ps, qs = ps[:n], qs[:n]
     if binned:  # the zero padding starts a bin of its own
-        starts, widths, ps, qs = _rank_bins(ps, qs, breaks=(min(p.size, q.size),))
+        starts, widths, ps, qs = rank_bins(ps, qs, breaks=(min(p.size, q.size),))
         rank, width = starts + 1.0, widths.astype(float)
     else:
         rank, width = np.arange(1, n + 1, dtype=float), np.ones(n)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import asdict, is_dataclass
 from typing import Any, Callable
 
 import streamlit as st
+
+from uld_explorer.jsonsafe import dumps, json_safe
 
 
 def _parse(raw: str, default: Any) -> Any:
@@ -82,12 +83,6 @@ def figure_bytes(fig: Any, fmt: str) -> bytes:
     return buf.getvalue()
 
 
-def _jsonable(settings: Any) -> Any:
-    if is_dataclass(settings):
-        return asdict(settings)
-    return settings
-
-
 def export_figure(make_figure: Callable[[], Any], name: str, key: str) -> None:
     """An "Export" popover with two download buttons: the figure as PNG and as SVG (drawn by
     matplotlib from the same data as the chart on the page, only when a button is pressed)."""
@@ -102,7 +97,7 @@ def export_figure(make_figure: Callable[[], Any], name: str, key: str) -> None:
 def export_table(frame: Any, settings: Any, name: str, key: str, records: list | None = None) -> None:
     """An "Export" popover with two download buttons: the table as CSV (settings in ``#`` comment
     lines on top) and as strict JSON (``{"settings": ..., "rows": ...}``)."""
-    meta = _jsonable(settings)
+    meta = json_safe(settings)
     header = "".join(f"# {k}: {json.dumps(v, ensure_ascii=False)}\n" for k, v in meta.items())
     rows = records if records is not None else json.loads(frame.to_json(orient="records"))
     box = st.popover("Export table", icon=":material/download:")
@@ -110,8 +105,7 @@ def export_table(frame: Any, settings: Any, name: str, key: str, records: list |
     left.download_button("CSV", data=lambda: header + frame.to_csv(index=False), file_name=f"{name}.csv",
                          mime="text/csv", key=f"{key}-csv", icon=":material/table:", width="stretch", on_click="ignore")
     right.download_button(
-        "JSON", data=lambda: json.dumps({"settings": meta, "rows": rows}, indent=2, ensure_ascii=False,
-                                        allow_nan=False),
+        "JSON", data=lambda: dumps({"settings": meta, "rows": rows}, indent=2),
         file_name=f"{name}.json", mime="application/json", key=f"{key}-json", icon=":material/data_object:",
         width="stretch", on_click="ignore",
     )

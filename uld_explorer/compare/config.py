@@ -35,8 +35,9 @@ def _check_top_k(value: Any, name: str) -> int:
         ) from None
 
 
-def _help(text: str) -> dict[str, str]:
-    return {"help": text}
+def _help(text: str, **more: Any) -> dict[str, Any]:
+    """A field's metadata: its help text, and what the CLI's flag needs (``choices``: a registry)."""
+    return {"help": text, **more}
 
 
 @dataclass(frozen=True)
@@ -60,12 +61,12 @@ class ComparisonConfig:
     alignment: str = field(
         default="positional",
         metadata=_help("how teacher and student tokens are paired: "
-                       + "; ".join(f"{k}: {v.description}" for k, v in ALIGNMENTS.items())),
+                       + "; ".join(f"{k}: {v.description}" for k, v in ALIGNMENTS.items()), choices=ALIGNMENTS),
     )
     merge: str = field(
         default="observed",
         metadata=_help("how a byte-offset group of several tokens becomes one vector: "
-                       + "; ".join(f"{k}: {v}" for k, v in MERGES.items())),
+                       + "; ".join(f"{k}: {v}" for k, v in MERGES.items()), choices=MERGES),
     )
     teacher_temperature: float = field(default=1.0, metadata=_help("teacher softmax(z / T), T > 0"))
     student_temperature: float = field(default=1.0, metadata=_help("student softmax(z / T), T > 0"))
@@ -82,7 +83,7 @@ class ComparisonConfig:
     costs: tuple[str, ...] = field(
         default=tuple(COSTS),
         metadata=_help("token-space OT ground costs to compute: "
-                       + "; ".join(f"{k}: {v.description}" for k, v in COSTS.items())),
+                       + "; ".join(f"{k}: {v.description}" for k, v in COSTS.items()), choices=COSTS),
     )
     hybrid: HybridConfig = field(
         default_factory=HybridConfig,
@@ -90,12 +91,12 @@ class ComparisonConfig:
     )
     max_tokens: int | None = field(
         default=DEFAULT_MAX_TOKENS,
-        metadata=_help("text tokens per side at most; a longer text is cut (the table says so). None: up to "
+        metadata=_help("text tokens per side at most; a longer text is cut (the table says so). none: up to "
                        "the model's context. Memory grows ~0.8 MB per token for the default pair"),
     )
     value_ot: bool = field(
         default=True,
-        metadata=_help("compute the value_ot column: exact n*W1 by POT's 1-D solver, equal to ULD (an "
+        metadata=_help("the value_ot column: exact n*W1 by POT's 1-D solver, equal to ULD (an "
                        "independent check of the closed form; off saves ~40% of the table's time)"),
     )
     chunk_rows: int = field(

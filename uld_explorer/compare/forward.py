@@ -25,6 +25,7 @@ import torch
 
 from ..checks import check_int, check_temperature
 from ..distributions import softmax
+from ..memory import available_memory_bytes
 from ..text import Tokenized, tokenize_with_offsets
 
 __all__ = ["as_model", "available_memory_bytes", "model_name", "next_token_distributions", "vocab_size_of"]
@@ -66,19 +67,6 @@ def vocab_size_of(loaded: Any) -> int | None:
         pass
     n = getattr(getattr(model, "config", None), "vocab_size", None)
     return int(n) if isinstance(n, (int, np.integer)) else None
-
-
-def available_memory_bytes() -> int | None:
-    """Memory the kernel says is available now (``MemAvailable`` in ``/proc/meminfo``), or None
-    where that cannot be read (then no pre-flight check is made)."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
 
 
 def _context_length(model: Any) -> int | None:

@@ -16,12 +16,12 @@ Scales, so that numbers that look alike are read alike
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
+from ..jsonsafe import json_safe
 from ..text import Tokenized
 from .config import ComparisonConfig
 
@@ -132,18 +132,6 @@ class PositionRow:
     notes: tuple[str, ...] = ()
 
 
-def _json_safe(v: Any) -> Any:
-    if isinstance(v, (tuple, list)):
-        return [_json_safe(x) for x in v]
-    if isinstance(v, dict):
-        return {k: _json_safe(x) for k, x in v.items()}
-    if isinstance(v, (float, np.floating)):
-        return float(v) if math.isfinite(v) else None
-    if isinstance(v, np.integer):
-        return int(v)
-    return v
-
-
 def _side(t: Tokenized) -> dict[str, Any]:
     return {
         "ids": list(t.ids), "strings": list(t.strings), "byte_spans": [list(s) for s in t.byte_spans],
@@ -241,12 +229,12 @@ class ComparisonTable:
     def to_records(self) -> list[dict[str, Any]]:
         """JSON-safe dicts: tuples -> lists, non-finite floats (NaN, inf) -> None (the row's
         ``notes`` say why)."""
-        return [{k: _json_safe(v) for k, v in asdict(r).items()} for r in self.rows]
+        return [{k: json_safe(v) for k, v in asdict(r).items()} for r in self.rows]
 
     def as_dict(self) -> dict[str, Any]:
         """Settings, tokenizations and records, JSON-safe (what ``uld-explorer compare --json`` prints)."""
         cfg = asdict(self.config)
-        return _json_safe({
+        return json_safe({
             "teacher": self.teacher_name, "student": self.student_name,
             "prompt": self.prompt, "text": self.text,
             **cfg,

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..checks import check_int, check_real, check_temperature
 from ..hybrid import HybridConfig
+from ..text.align import ALIGNMENTS, MERGES
 
 __all__ = ["LOSSES", "STUDENT_INITS", "DEVICES", "PRECISIONS", "PRESETS", "DistillConfig", "preset"]
 
@@ -39,8 +40,9 @@ PRECISIONS: dict[str, str] = {
 }
 
 
-def _f(default: Any, help: str) -> Any:  # noqa: A002 - the metadata key the CLI reads
-    return field(default=default, metadata={"help": help})
+def _f(default: Any, help: str, **more: Any) -> Any:  # noqa: A002 - the metadata key the CLI reads
+    """A field with its help text (and what the CLI's flag needs: ``choices``, a registry)."""
+    return field(default=default, metadata={"help": help, **more})
 
 
 @dataclass(frozen=True)
@@ -57,16 +59,18 @@ class DistillConfig:
     teacher: str = _f("Qwen2.5-Coder-0.5B-Instruct", "teacher: zoo name, model folder or hub id")
     student: str = _f("SmolLM2-135M-Instruct", "student: its tokenizer always; its weights when student_init is "
                       "'pretrained'")
-    student_init: str = _f("small", "how the student starts: " + "; ".join(f"{k}: {v}" for k, v in STUDENT_INITS.items()))
+    student_init: str = _f("small", "how the student starts: " + "; ".join(f"{k}: {v}" for k, v in STUDENT_INITS.items()),
+                           choices=STUDENT_INITS)
     student_layers: int = _f(2, "layers of the 'small' student")
     student_hidden: int = _f(128, "hidden size of the 'small' student (heads of 32 dims)")
     # --- loss
-    loss: str = _f("ce+uld", "training loss: " + "; ".join(f"{k}: {v}" for k, v in LOSSES.items()))
+    loss: str = _f("ce+uld", "training loss: " + "; ".join(f"{k}: {v}" for k, v in LOSSES.items()), choices=LOSSES)
     uld_weight: float = _f(1.5, "lambda in CE + lambda * ULD (the paper's distil_factor, 1.5)")
     teacher_temperature: float = _f(1.0, "T_t: teacher softmax(z / T_t) (no T^2 factor, as in the paper)")
     student_temperature: float = _f(1.0, "T_s: student softmax(z / T_s)")
-    alignment: str = _f("positional", "positional (the paper: i-th answer token with i-th) or byte-offset (GOLD)")
-    merge: str = _f("observed", "byte-offset groups only: observed | bayesian chain-rule merge")
+    alignment: str = _f("positional", "positional (the paper: i-th answer token with i-th) or byte-offset (GOLD)",
+                        choices=ALIGNMENTS)
+    merge: str = _f("observed", "byte-offset groups only: observed | bayesian chain-rule merge", choices=MERGES)
     hybrid_beta: float = _f(0.5, "hybrid loss: beta of the generalized JSD on matched strings (GOLD's 0.5)")
     top_k: int = _f(256, "teacher probabilities kept per position in the teacher cache (plus the tail mass)")
     # --- data
@@ -89,8 +93,8 @@ class DistillConfig:
     probe_prompt: str = _f("What is the capital of France?", "the prompt whose next-token distribution is recorded")
     probe_top_k: int = _f(10, "tokens of the probe distribution recorded per side")
     # --- hardware
-    device: str = _f("auto", "auto | cpu | cuda")
-    precision: str = _f("auto", "auto | fp32 | bf16")
+    device: str = _f("auto", "; ".join(f"{k}: {v}" for k, v in DEVICES.items()), choices=DEVICES)
+    precision: str = _f("auto", "; ".join(f"{k}: {v}" for k, v in PRECISIONS.items()), choices=PRECISIONS)
 
     def __post_init__(self) -> None:
         def choice(name: str, options: dict[str, str]) -> None:
@@ -102,8 +106,6 @@ class DistillConfig:
         choice("student_init", STUDENT_INITS)
         choice("device", DEVICES)
         choice("precision", PRECISIONS)
-        from ..text.align import ALIGNMENTS, MERGES
-
         choice("alignment", ALIGNMENTS)
         choice("merge", MERGES)
         for name in ("teacher", "student"):

@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence
 __all__ = [
     "ANSWERS_FORMAT", "Prompt", "Example", "prompts_path", "load_prompts", "render_prompt",
     "answers_fingerprint", "shipped_answers_dir", "load_answers", "generate_answers", "write_answers",
-    "build_examples",
+    "build_examples", "answers_filename", "teacher_identity",
 ]
 
 ANSWERS_FORMAT = 1
@@ -89,7 +89,7 @@ def _sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _teacher_identity(teacher: str) -> dict[str, Any]:
+def teacher_identity(teacher: str) -> dict[str, Any]:
     """What pins a teacher's weights: a zoo model's pinned GGUF sha256, else its name or folder."""
     from ..zoo.errors import UnknownModelError
     from ..zoo.registry import as_spec
@@ -104,7 +104,7 @@ def _teacher_identity(teacher: str) -> dict[str, Any]:
 def answers_fingerprint(teacher: str, max_new_tokens: int) -> str:
     """sha256 (16 hex digits) of (teacher weights, the prompts file, the generation settings)."""
     key = {
-        **_teacher_identity(teacher),
+        **teacher_identity(teacher),
         "prompts_sha256": _sha256_bytes(prompts_path().read_bytes()),
         "generation": {"greedy": True, "max_new_tokens": int(max_new_tokens), "template": "chat"},
         "format": ANSWERS_FORMAT,
@@ -112,8 +112,9 @@ def answers_fingerprint(teacher: str, max_new_tokens: int) -> str:
     return _sha256_bytes(json.dumps(key, sort_keys=True).encode())[:16]
 
 
-def _answers_filename(teacher: str, max_new_tokens: int) -> str:
-    name = _teacher_identity(teacher)["teacher"]
+def answers_filename(teacher: str, max_new_tokens: int) -> str:
+    """The answers file's name for a teacher and a generation length: ``<teacher>-<max_new_tokens>.jsonl``."""
+    name = teacher_identity(teacher)["teacher"]
     safe = "".join(c if c.isalnum() or c in "-._" else "_" for c in Path(name).name)
     return f"{safe}-{max_new_tokens}.jsonl"
 
@@ -134,7 +135,7 @@ def write_answers(path: Path, answers: dict[str, str], teacher: str, max_new_tok
     the command that regenerates them; atomic (a temporary file renamed)."""
     header = {
         "fingerprint": answers_fingerprint(teacher, max_new_tokens),
-        **_teacher_identity(teacher),
+        **teacher_identity(teacher),
         "max_new_tokens": max_new_tokens,
         "regenerate": f"uld-explorer answers --teacher {teacher} --max-new-tokens {max_new_tokens}",
     }
@@ -189,7 +190,7 @@ def load_answers(teacher: str, max_new_tokens: int, *, progress: bool = True) ->
     from ..zoo.cache import cache_dir
 
     fp = answers_fingerprint(teacher, max_new_tokens)
-    name = _answers_filename(teacher, max_new_tokens)
+    name = answers_filename(teacher, max_new_tokens)
     for path in (shipped_answers_dir() / name, cache_dir() / "distill" / "answers" / name):
         found = _read_answers(path, fp)
         if found is not None:

@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 import torch
 
+from ..memory import is_out_of_memory
 from .config import DistillConfig
 from .runs import append_jsonl, checkpoints, latest_checkpoint, truncate_jsonl, write_status
 
@@ -322,11 +323,6 @@ def _device_and_precision(config: DistillConfig) -> tuple[bool, str]:
     return (not use_cuda), ("bf16" if precision == "bf16" else "no")
 
 
-def _is_oom(err: BaseException) -> bool:
-    return isinstance(err, MemoryError) or "out of memory" in str(err).lower() or \
-        type(err).__name__ == "OutOfMemoryError" or "DefaultCPUAllocator: can't allocate" in str(err)
-
-
 def train(config: DistillConfig, run_dir: str | os.PathLike, *, resume: bool = False, preset: str | None = None,
           progress: bool = True, prepared: Prepared | None = None,
           on_step: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
@@ -516,7 +512,7 @@ def train(config: DistillConfig, run_dir: str | os.PathLike, *, resume: bool = F
             write_status(run_dir, "failed", step=line.get("step", start), max_steps=config.max_steps, message=str(err))
         raise
     except (RuntimeError, MemoryError) as err:
-        if not _is_oom(err):
+        if not is_out_of_memory(err):
             if main:
                 write_status(run_dir, "failed", step=line.get("step", start), max_steps=config.max_steps,
                              message=f"{type(err).__name__}: {err}")

@@ -222,7 +222,7 @@ def shared_kl_sum(q: torch.Tensor, values: torch.Tensor, ids: torch.Tensor, tail
     :math:`P_s = f\,n_s + \sum_{i \in \mathrm{top}k,\ t_i = s} (p_i - f)` with f the tail fill and
     n_s the number of teacher ids spelling s; O(R (S + V_s)) instead of O(R V_t).
     """
-    from ..divergences import _group_mass
+    from ..divergences import string_mass
 
     S = match.S
     k = values.shape[1]
@@ -235,7 +235,7 @@ def shared_kl_sum(q: torch.Tensor, values: torch.Tensor, ids: torch.Tensor, tail
         g = tg[ids[a:b]]  # (r, k) string of each kept teacher id, -1 if unshared
         P = fill[:, None] * count[None, :]  # (r, S)
         P.scatter_add_(1, g.clamp_min(0), torch.where(g >= 0, values[a:b].to(torch.float64) - fill[:, None], 0.0))
-        Q = _group_mass(q[a:b].to(torch.float64), match.student_group, S)  # (r, S)
+        Q = string_mass(q[a:b].to(torch.float64), match.student_group, S)  # (r, S)
         pm, qm = P.sum(-1), Q.sum(-1)
         ok = (pm > 0) & (qm > 0)
         if ok.any():

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from ..jsonsafe import dumps
+
 __all__ = [
     "RUNS_ENV", "default_runs_dir", "RunInfo", "list_runs", "read_metrics", "read_probe", "read_status",
     "write_status", "append_jsonl", "checkpoints", "latest_checkpoint", "pid_alive", "new_run_name",
@@ -86,15 +88,9 @@ def new_run_name(loss: str, runs_dir: Path | None = None) -> str:
     return name
 
 
-def _json_safe(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
-
-
 def append_jsonl(path: Path, obj: dict[str, Any]) -> None:
     """Append one strict-JSON line (NaN/inf -> null), flushed and fsynced."""
-    line = json.dumps({k: _json_safe(v) for k, v in obj.items()}, ensure_ascii=False, allow_nan=False)
+    line = dumps(obj)
     with open(path, "a", encoding="utf-8") as f:
         f.write(line + "\n")
         f.flush()

@@ -79,10 +79,10 @@ def probe_context(tokenizer: Any, prompt: str) -> list[int]:
 
 def cache_fingerprint(answers_fp: str, teacher: str, teacher_temperature: float, top_k: int,
                       examples: Sequence[Any], probe_prompt: str) -> str:
-    from .data import _teacher_identity
+    from .data import teacher_identity
 
     h = hashlib.sha256()
-    h.update(json.dumps({**_teacher_identity(teacher), "answers": answers_fp, "T_t": float(teacher_temperature),
+    h.update(json.dumps({**teacher_identity(teacher), "answers": answers_fp, "T_t": float(teacher_temperature),
                          "k": int(top_k), "probe": probe_prompt, "format": FORMAT}, sort_keys=True).encode())
     for ex in examples:  # what the teacher read: its context ids and the answer's ids
         h.update(json.dumps([ex.teacher.context_ids, ex.teacher.ids]).encode())
