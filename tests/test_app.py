@@ -16,6 +16,7 @@ from matplotlib.patches import StepPatch
 from streamlit.testing.v1 import AppTest
 
 import uld_explorer as ux
+from uld_explorer.measures import MEASURES
 from uld_explorer.plots import plot_distributions, plot_sorted_curves, plot_transport_plan
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
@@ -38,12 +39,12 @@ def assert_clean(at: AppTest) -> None:
 
 
 def page_table(at: AppTest) -> dict[str, float | None]:
-    """The page's one values table as {divergence: value} (None where undefined)."""
+    """The page's one values table as {measure key: value} (None where undefined)."""
     assert len(at.dataframe) == 1
     df = at.dataframe[0].value
-    assert list(df.columns) == ["divergence", "value", "scale", "note"]
+    assert list(df.columns) == ["key", "divergence", "value", "scale", "note"]
     return {
-        row.divergence: (None if row.value is None or (isinstance(row.value, float) and math.isnan(row.value))
+        row.key: (None if row.value is None or (isinstance(row.value, float) and math.isnan(row.value))
                          else float(row.value))
         for row in df.itertuples()
     }
@@ -63,7 +64,7 @@ def library_summary(at: AppTest) -> ux.DivergenceSummary:
 def assert_table_matches_library(at: AppTest) -> ux.DivergenceSummary:
     s = library_summary(at)
     table = page_table(at)
-    expected = {r["divergence"]: r["value"] for r in s.rows()}
+    expected = {r["key"]: r["value"] for r in s.rows()}
     assert table.keys() == expected.keys()
     for name, value in expected.items():
         if value is None:
@@ -86,11 +87,11 @@ def test_default_page_shows_table_and_kl_reason():
     assert not at.warning
     assert [e.label for e in at.expander] == ["Why plain KL needs one vocabulary"]
     assert reason in [m.value for m in at.expander[0].markdown]
-    assert any(m.label == "KL (shared)" and m.value == f"{s.kl_shared:.4f}" for m in at.metric)
+    assert any(m.label == MEASURES["kl_shared"].title and m.value == f"{s.kl_shared:.4f}" for m in at.metric)
     assert s.shared_strings == 14 and s.shared_coverage[1] == pytest.approx(1.0)
     assert any(c.value.startswith("Plain KL(p‖q) is undefined") and "14 strings both have" in c.value for c in at.caption)
-    assert any(m.label == "ULD / 2" and m.value == f"{s.uld / 2:.4f}" for m in at.metric)
-    assert any(m.label == "ULD" and m.value == f"{s.uld:.4f}" for m in at.metric)
+    assert any(m.label == MEASURES["uld_half"].title and m.value == f"{s.uld / 2:.4f}" for m in at.metric)
+    assert any(m.label == MEASURES["uld"].title and m.value == f"{s.uld:.4f}" for m in at.metric)
     assert not at.info  # the identity-blindness note only shows in the demo state
 
 
@@ -99,10 +100,10 @@ def test_equal_vocab_gives_numeric_kl_then_mismatch_gives_reason():
     at.slider(key="V_s").set_value(at.session_state["V_t"]).run()
     assert_clean(at)
     s = assert_table_matches_library(at)
-    assert s.kl is not None and math.isfinite(page_table(at)["KL(p||q)"])
+    assert s.kl is not None and math.isfinite(page_table(at)["kl"])
     assert not at.warning and not at.expander  # one vocabulary: nothing to explain
     assert s.kl_shared == pytest.approx(s.kl, rel=1e-12)  # every string shared: the same KL
-    assert any(m.label == "KL (shared)" and m.value == f"{s.kl:.4f}" for m in at.metric)
+    assert any(m.label == MEASURES["kl_shared"].title and m.value == f"{s.kl:.4f}" for m in at.metric)
     assert any(c.value.startswith("One vocabulary: KL = ") for c in at.caption)
 
     at.slider(key="V_t").set_value(37)
@@ -110,7 +111,7 @@ def test_equal_vocab_gives_numeric_kl_then_mismatch_gives_reason():
     at.run()
     assert_clean(at)
     s = assert_table_matches_library(at)
-    assert page_table(at)["KL(p||q)"] is None
+    assert page_table(at)["kl"] is None
     assert str(ux.VocabularyMismatchError(37, 9)) in [m.value for m in at.expander[0].markdown]
 
 
@@ -124,15 +125,15 @@ def test_identity_blindness_button():
     assert ss["V_s"] == ss["V_t"] and ss["permute_student"] and ss["shift"] == 0 and ss["noise"] == 0
     assert ss["student_temperature"] == ss["teacher_temperature"] == 0.5
     table = page_table(at)
-    assert abs(table["ULD (closed form)"]) <= 1e-9
-    assert abs(table["n * W1 value-space OT (POT)"]) <= 1e-9
-    assert table["KL(p||q)"] > 0.1
-    assert table["token-space OT, string cost (POT)"] > 0.1  # token-space OT sees the shuffle
+    assert abs(table["uld"]) <= 1e-9
+    assert abs(table["value_ot"]) <= 1e-9
+    assert table["kl"] > 0.1
+    assert table["token_ot_string"] > 0.1  # token-space OT sees the shuffle
     assert_table_matches_library(at)
     # the same pair built by hand, not from the page's session state
     p, q = ux.synthetic_pair(ss["V_t"], ss["V_t"], teacher_temperature=0.5, student_temperature=0.5,
                              permute_student=True, seed=ss["seed"])
-    assert table["KL(p||q)"] == pytest.approx(float(ux.kl_divergence(p, q)), abs=1e-12)
+    assert table["kl"] == pytest.approx(float(ux.kl_divergence(p, q)), abs=1e-12)
     assert len(at.info) == 1 and "Identity blindness" in at.info[0].value
 
     at.button(key="reset").click().run()

@@ -38,13 +38,13 @@ def _cli(*args: str) -> list[str]:
 def test_playground_json_matches_library(capsys):
     assert main(["playground", "--vt", "9", "--vs", "6", "--shift", "1", "--seed", "4", "--noise", "0", "--json"]) == 0
     doc = _strict(capsys.readouterr().out)
-    rows = {r["divergence"]: r["value"] for r in doc["rows"]}
+    rows = {r["key"]: r["value"] for r in doc["rows"]}
     expected = divergence_summary(*synthetic_pair(9, 6, shift=1, seed=4), top_k=PlaygroundConfig().top_k)
-    assert rows["ULD (closed form)"] == pytest.approx(expected.uld, abs=1e-12)
-    assert rows["ULD / 2 = rank-space OT (POT)"] == pytest.approx(expected.uld / 2, abs=1e-9)
-    assert rows["KL(p||q)"] is None  # different vocabularies
-    assert rows["token-space OT, string cost (POT)"] == pytest.approx(expected.token_ot.value, abs=1e-12)
-    assert rows["hybrid ULD (GOLD)"] == pytest.approx(float(expected.hybrid.value), abs=1e-12)
+    assert rows["uld"] == pytest.approx(expected.uld, abs=1e-12)
+    assert rows["uld_half"] == pytest.approx(expected.uld / 2, abs=1e-9)
+    assert rows["kl"] is None  # different vocabularies
+    assert rows["token_ot_string"] == pytest.approx(expected.token_ot.value, abs=1e-12)
+    assert rows["hybrid"] == pytest.approx(float(expected.hybrid.value), abs=1e-12)
     assert {r["scale"] for r in doc["rows"]} >= {"[0, 2]", "[0, 1]"}
 
 
@@ -55,9 +55,9 @@ def test_playground_defaults_are_the_apps(capsys):
     assert {k: v for k, v in doc["settings"].items() if k != "cost"} == asdict(PlaygroundConfig())
     cfg = PlaygroundConfig()
     expected = divergence_summary(*cfg.pair(), top_k=cfg.top_k)
-    rows = {r["divergence"]: r["value"] for r in doc["rows"]}
-    assert rows["ULD (closed form)"] == pytest.approx(expected.uld, abs=1e-12)
-    assert rows["KL(p||q) on shared strings"] == pytest.approx(expected.kl_shared, abs=1e-12)
+    rows = {r["key"]: r["value"] for r in doc["rows"]}
+    assert rows["uld"] == pytest.approx(expected.uld, abs=1e-12)
+    assert rows["kl_shared"] == pytest.approx(expected.kl_shared, abs=1e-12)
 
 
 def test_playground_table_has_a_settings_header_and_scales(capsys):
@@ -74,7 +74,7 @@ def test_playground_json_is_strict_at_a_tiny_temperature(capsys):
     """A near-one-hot student makes KL infinite: strict JSON says null, never Infinity."""
     assert main(["playground", "--vt", "8", "--vs", "8", "--student-temperature", "0.001", "--shift", "3", "--json"]) == 0
     doc = _strict(capsys.readouterr().out)
-    kl = next(r for r in doc["rows"] if r["divergence"] == "KL(p||q)")
+    kl = next(r for r in doc["rows"] if r["key"] == "kl")
     assert kl["value"] is None
 
 

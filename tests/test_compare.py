@@ -669,7 +669,7 @@ def test_dataframe_and_json_records(table):
 def test_kl_undefined_or_infinite_never_breaks_json(teacher, student):
     t = compare_text(teacher, student, TEXT, top_k=10, edit_top_k=5)
     r = t.rows[0]
-    bad = PositionRow(**{**r.__dict__, "kl_shared": float("inf"), "uld": float("nan")})
+    bad = dataclasses.replace(r, values={**r.values, "kl_shared": float("inf"), "uld": float("nan")})
     t2 = ComparisonTable(**{**t.__dict__, "rows": (bad,)})
     rec = t2.to_records()[0]
     assert rec["kl_shared"] is None and rec["uld"] is None
@@ -1038,7 +1038,8 @@ def test_reuse_takes_over_only_what_top_k_does_not_change(teacher, student, dist
                                        reuse=first)
         assert reused.to_records() == fresh.to_records(), change
     # and reuse really is used: a doctored previous table shows through (only where it may)
-    doctored = dataclasses.replace(first, rows=tuple(dataclasses.replace(r, uld=r.uld + 1.0) for r in first.rows))
+    doctored = dataclasses.replace(first, rows=tuple(dataclasses.replace(r, values={**r.values, "uld": r.uld + 1.0})
+                                                     for r in first.rows))
     reused = compare_distributions(teacher, student, t_tok, t_dist, s_tok, s_dist, config=cfg.replace(top_k=7),
                                    reuse=doctored)
     assert [r.uld for r in reused] == [r.uld + 1.0 for r in first]

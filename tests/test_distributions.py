@@ -302,7 +302,7 @@ def test_synthetic_pair_bad_temperature():
 
 
 def _rows(s):
-    return {r["divergence"]: r for r in s.rows()}
+    return {r["key"]: r for r in s.rows()}
 
 
 def test_summary_same_vocab_equals_direct_calls():
@@ -310,28 +310,28 @@ def test_summary_same_vocab_equals_direct_calls():
     s = divergence_summary(p, q)
     rows = _rows(s)
     assert s.kl_undefined_reason is None
-    assert rows["KL(p||q)"]["value"] == pytest.approx(entropy(p, q), rel=1e-9)
-    assert rows["KL(q||p)"]["value"] == pytest.approx(entropy(q, p), rel=1e-9)
-    assert rows["JS(p, q)"]["value"] == float(js_divergence(p, q))
-    assert rows["TV(p, q)"]["value"] == pytest.approx(0.5 * np.abs(p - q).sum(), abs=1e-12)
-    assert rows["ULD (closed form)"]["value"] == float(uld_distance(p, q))
-    assert rows["n * W1 value-space OT (POT)"]["value"] == pytest.approx(value_space_ot(p, q).value, abs=1e-12)
-    assert rows["ULD / 2 = rank-space OT (POT)"]["value"] == pytest.approx(rank_space_ot(p, q).value, abs=1e-12)
-    assert rows["ULD / 2 = rank-space OT (POT)"]["value"] == pytest.approx(float(uld_distance(p, q)) / 2, abs=1e-12)
+    assert rows["kl"]["value"] == pytest.approx(entropy(p, q), rel=1e-9)
+    assert rows["reverse_kl"]["value"] == pytest.approx(entropy(q, p), rel=1e-9)
+    assert rows["js"]["value"] == float(js_divergence(p, q))
+    assert rows["tv"]["value"] == pytest.approx(0.5 * np.abs(p - q).sum(), abs=1e-12)
+    assert rows["uld"]["value"] == float(uld_distance(p, q))
+    assert rows["value_ot"]["value"] == pytest.approx(value_space_ot(p, q).value, abs=1e-12)
+    assert rows["uld_half"]["value"] == pytest.approx(rank_space_ot(p, q).value, abs=1e-12)
+    assert rows["uld_half"]["value"] == pytest.approx(float(uld_distance(p, q)) / 2, abs=1e-12)
     # the two [0, 1] numbers side by side: ULD/2 <= token-space OT (strings unique, no truncation)
-    assert rows["ULD / 2 = rank-space OT (POT)"]["scale"] == rows["token-space OT, string cost (POT)"]["scale"] == "[0, 1]"
-    assert rows["ULD / 2 = rank-space OT (POT)"]["value"] <= rows["token-space OT, string cost (POT)"]["value"] + 1e-12
+    assert rows["uld_half"]["scale"] == rows["token_ot_string"]["scale"] == "[0, 1]"
+    assert rows["uld_half"]["value"] <= rows["token_ot_string"]["value"] + 1e-12
     assert not s.token_ot_below_uld_half
     # one vocabulary: KL on the shared strings IS the KL (every string shared, full coverage)
-    assert rows["KL(p||q) on shared strings"]["value"] == pytest.approx(rows["KL(p||q)"]["value"], rel=1e-12)
+    assert rows["kl_shared"]["value"] == pytest.approx(rows["kl"]["value"], rel=1e-12)
     assert s.shared_coverage == pytest.approx((1.0, 1.0)) and s.shared_strings == 9
     tok = [f"tok{i}" for i in range(9)]
     # synthetic tokens are shared by index: string cost OT = TV here
-    assert rows["token-space OT, string cost (POT)"]["value"] == pytest.approx(
+    assert rows["token_ot_string"]["value"] == pytest.approx(
         token_space_ot_top_k(p, q, tok, tok, k=500).value, abs=1e-12
     )
-    assert rows["token-space OT, string cost (POT)"]["value"] == pytest.approx(0.5 * np.abs(p - q).sum(), abs=1e-9)
-    assert rows["ULD (closed form)"]["value"] == pytest.approx(rows["n * W1 value-space OT (POT)"]["value"], abs=1e-9)
+    assert rows["token_ot_string"]["value"] == pytest.approx(0.5 * np.abs(p - q).sum(), abs=1e-9)
+    assert rows["uld"]["value"] == pytest.approx(rows["value_ot"]["value"], abs=1e-9)
 
 
 def test_summary_different_vocab_kl_is_none_with_reason():
@@ -341,13 +341,13 @@ def test_summary_different_vocab_kl_is_none_with_reason():
     assert s.kl is None and s.reverse_kl is None and s.js is None and s.tv is None
     assert "shared vocabulary" in s.kl_undefined_reason and "V_t=12" in s.kl_undefined_reason
     rows = _rows(s)
-    for name in ("KL(p||q)", "KL(q||p)", "JS(p, q)", "TV(p, q)"):
+    for name in ("kl", "reverse_kl", "js", "tv"):
         assert rows[name]["value"] is None
         assert "undefined" in rows[name]["note"]
-    assert rows["ULD (closed form)"]["value"] == pytest.approx(
+    assert rows["uld"]["value"] == pytest.approx(
         float(np.abs(np.sort(np.pad(q, (0, 5)))[::-1] - np.sort(p)[::-1]).sum()), abs=1e-12
     )
-    t = rows["token-space OT, string cost (POT)"]
+    t = rows["token_ot_string"]
     assert t["value"] == pytest.approx(
         token_space_ot_top_k(p, q, [f"tok{i}" for i in range(12)], [f"tok{i}" for i in range(7)], k=4).value
     )

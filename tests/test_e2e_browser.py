@@ -25,6 +25,7 @@ import browser as web
 import pytest
 
 import uld_explorer as ux
+from uld_explorer.measures import MEASURES
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -39,8 +40,8 @@ REAL_CONFIG = dict(alignment="byte-offset", merge="observed", teacher_temperatur
 TEXT_LABEL = "text (scored, position by position)"
 PROMPT_LABEL = "prompt (read, not scored)"
 TYPED = " Paris is the capital of France."
-#: The Real page's metrics, by how their labels start, and the PositionResult field each shows.
-METRIC_FIELDS = {"KL, shared": "kl_shared", "ULD / 2": "uld_half", "token OT": "token_ot_string", "hybrid": "hybrid"}
+#: The Real page's metric cards: the registry's title of each measure it shows -> the measure's key.
+METRIC_FIELDS = {m.title: m.key for m in MEASURES.values() if m.shown_in("card") and "position" in m.where}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -308,7 +309,7 @@ def assert_real_page_matches_library(pg, library) -> tuple:
         assert float(temperature) == REAL_CONFIG[f"{side}_temperature"]
     table, cfg = library(view["text"], view["prompt"], alignment=view["alignment"], merge=view["merge"])
     r = table[view["position"]]
-    fields = {label: [f for start, f in METRIC_FIELDS.items() if label.startswith(start)] for label in view["metrics"]}
+    fields = {label: [f for title, f in METRIC_FIELDS.items() if label == title] for label in view["metrics"]}
     assert sorted(sum(fields.values(), [])) == sorted(METRIC_FIELDS.values()), fields  # each shown once
     assert view["metrics"] == {label: fmt(getattr(r, f)) for label, (f,) in fields.items()}, (view, r)
     assert pg.get_by_role("heading", name=re.compile(rf"^Position {r.index}: predicts")).count() == 1

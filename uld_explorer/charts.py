@@ -118,24 +118,19 @@ def _label_expr(labels: list) -> str:
     return f"{json.dumps([repr(str(x)) for x in labels])}[datum.value]"
 
 
-#: Which panel of :func:`chart_positions` a measure goes to: the [0, 1] scale or nats.
-POSITION_PANELS = {"uld_half": "[0, 1]: ULD/2 and token OT", "token_ot_string": "[0, 1]: ULD/2 and token OT",
-                   "kl_shared": "nats: KL and the hybrid", "hybrid": "nats: KL and the hybrid"}
-
-
-#: Okabe-Ito colours of the per-position measures (colour-blind safe; a shape per measure too).
-MEASURE_COLORS = {"uld_half": "#D55E00", "token_ot_string": "#0072B2", "kl_shared": "#009E73", "hybrid": "#CC79A7"}
-
-
 def chart_positions(frame: Any, selected: int | None = None, title: str | None = None) -> Any:
-    """Every position's measures (a :func:`~uld_explorer.tidy.positions_frame`) over positions, in two
-    panels sharing the x axis: ULD/2 and token OT on their common [0, 1] scale, KL and the hybrid in
-    nats. x is the position, labelled with the text it predicts. Click a position to select it
-    (selection parameter :data:`POSITION_SELECTION`, field ``index``)."""
+    """Every position's measures (a :func:`~uld_explorer.tidy.positions_frame`) over positions, one
+    panel per scale group sharing the x axis (the registry's ``panel``: ULD/2 and token OT on
+    their common [0, 1] scale, KL and the hybrid in nats, a new measure in a panel of its own),
+    each measure in its registry colour. x is the position, labelled with the text it predicts.
+    Click a position to select it (selection parameter :data:`POSITION_SELECTION`, field ``index``)."""
+    from .measures import MEASURES, PANELS
+
     alt = _alt()
     pick = alt.selection_point(name=POSITION_SELECTION, fields=["index"], on="click", clear=False,
                                value=None if selected is None else [{"index": int(selected)}])
-    data = frame.assign(panel=frame["measure"].map(POSITION_PANELS).fillna("other"))
+    data = frame if "panel" in frame else frame.assign(  # a frame from elsewhere: the registry's panels
+        panel=[PANELS.get(MEASURES[m].panel, "other") if m in MEASURES else "other" for m in frame["measure"]])
     measures = list(dict.fromkeys(frame["measure"]))
     names = list(dict.fromkeys(frame["name"]))
     labels = list(dict.fromkeys(frame.sort_values("index")["position"]))
@@ -146,7 +141,8 @@ def chart_positions(frame: Any, selected: int | None = None, title: str | None =
     base = alt.Chart().encode(
         x=x, y=alt.Y("value:Q", title=None),
         color=alt.Color("name:N", title=None, legend=alt.Legend(orient="top"),
-                        scale=alt.Scale(domain=names, range=[MEASURE_COLORS.get(m, "#999999") for m in measures])),
+                        scale=alt.Scale(domain=names, range=[MEASURES[m].color if m in MEASURES else "#999999"
+                                                             for m in measures])),
         shape=alt.Shape("name:N", title=None, scale=alt.Scale(domain=names), legend=None),
         tooltip=[alt.Tooltip("position:N"), alt.Tooltip("name:N", title="measure"),
                  alt.Tooltip("value:Q", format=".4f")],
@@ -158,7 +154,7 @@ def chart_positions(frame: Any, selected: int | None = None, title: str | None =
     ).add_params(pick)
     rule = alt.Chart().mark_rule(color="#444", strokeDash=[4, 3]).encode(x=x).transform_filter(pick)
     return alt.layer(lines, points, rule, data=data).properties(height=150, width=alt.Step(step)).facet(
-        row=alt.Row("panel:N", title=None, sort=["[0, 1]: ULD/2 and token OT", "nats: KL and the hybrid"],
+        row=alt.Row("panel:N", title=None, sort=[*PANELS.values(), *sorted(set(data["panel"]) - set(PANELS.values()))],
                     header=alt.Header(labelAngle=0, labelAlign="left", labelAnchor="start", labelFontSize=12,
                                       labelOrient="top")),
     ).resolve_scale(y="independent").properties(title=title or "per position: click one to look inside")

@@ -1,9 +1,11 @@
-"""One pair (p, q) -> every divergence side by side: the single source for the app, CLI, notebooks.
+"""One pair (p, q) -> every measure side by side: the single source for the app, CLI, notebooks.
 
-Each row of :meth:`DivergenceSummary.rows` carries its SCALE, so that numbers that look alike
-are read alike: ULD lies in ``[0, 2]``; ULD / 2 (= exact rank-space OT) and token-space OT with
-the 0/1 string cost lie in ``[0, 1]`` and are shown next to each other. ULD / 2 is the
-token-space OT one would get if token identities could be relabelled freely, so
+The measures are the registry's (:data:`~uld_explorer.measures.MEASURES`, those computed for
+one pair): each row of :meth:`DivergenceSummary.rows` carries the measure's ``key``, ``label``
+and SCALE, so that numbers that look alike are read alike: ULD lies in ``[0, 2]``; ULD / 2
+(= exact rank-space OT) and token-space OT with the 0/1 string cost lie in ``[0, 1]`` and are
+shown next to each other. ULD / 2 is the token-space OT one would get if token identities could
+be relabelled freely, so
 
 .. math:: \\tfrac12 \\mathrm{ULD}(p, q) \\;\\le\\; \\mathrm{OT}\\big(p, q;\\ C_{ij} = [t_i \\ne s_j]\\big)
 
@@ -14,44 +16,46 @@ shared by several ids of one side (their mass pools); the token-OT row's note sa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 import numpy as np
 
+from . import measures as registry
 from .checks import check_int
-from .costs import MAX_TOKEN_OT_TOP_K
+from .costs import COSTS, MAX_TOKEN_OT_TOP_K
 from .distributions import as_float64, check_pair
-from .divergences import (
-    HybridULD,
-    VocabularyMismatchError,
-    hybrid_uld,
-    js_divergence,
-    kl_divergence,
-    restrict_to_shared_vocab,
-    reverse_kl_divergence,
-    total_variation,
-    uld_distance,
-)
+from .divergences import HybridULD, VocabularyMismatchError
 from .hybrid import HybridConfig
-from .ot import MAX_SUPPORT, OTResult, TokenOTResult, rank_space_ot, token_space_ot_top_k, value_space_ot
+from .ot import OTResult, TokenOTResult
 from .synthetic import synthetic_tokens
-from .text.vocab import match_strings
+from .text.vocab import SharedStrings
 
 __all__ = ["DivergenceSummary", "divergence_summary"]
 
 
+def _value(x: Any) -> float | None:
+    """A summary value: None where undefined (NaN) or not computed."""
+    if x is None:
+        return None
+    x = float(x)
+    return None if np.isnan(x) else x
+
+
 @dataclass(frozen=True)
 class DivergenceSummary:
-    """Every divergence of one teacher/student pair.
+    """Every measure of one teacher/student pair.
 
+    ``values`` maps each computed measure's key (:data:`~uld_explorer.measures.MEASURES`) to its
+    value (None: undefined, e.g. plain KL across two vocabularies, or not computed); ``notes`` to
+    what to know about it. The attributes below are the same numbers and POT's solutions, named:
     ``kl``, ``reverse_kl``, ``js`` and ``tv`` are None when the vocabularies differ, with the
     reason in ``kl_undefined_reason``. ``kl_shared`` is KL on the strings both vocabularies have
     (:func:`~uld_explorer.restrict_to_shared_vocab`), with the mass each side puts there
-    (``shared_coverage``) and their number (``shared_strings``); None when they share none or a side
-    has no mass there. ``value_ot`` / ``rank_ot`` are None when the padded size exceeds
-    :data:`~uld_explorer.ot.MAX_SUPPORT`. ``token_ot`` is the top-k token-space OT with the chosen
-    cost; ``hybrid`` TRL GOLD's hybrid ULD on the same token strings.
+    (``shared_coverage``) and their number (``shared_strings``); None when they share none or a
+    side has no mass there. ``value_ot`` / ``rank_ot`` (with their plans) are None when the padded
+    size exceeds :data:`~uld_explorer.ot.MAX_SUPPORT`. ``token_ot`` is the top-k token-space OT
+    with the chosen cost (with its plan); ``hybrid`` TRL GOLD's hybrid ULD on the same token strings.
     """
 
     V_t: int
@@ -70,6 +74,8 @@ class DivergenceSummary:
     kl_shared: float | None = None
     shared_coverage: tuple[float, float] | None = None
     shared_strings: int = 0
+    values: dict[str, float | None] = field(default_factory=dict, repr=False)
+    notes: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def token_ot_below_uld_half(self) -> bool:
@@ -78,64 +84,16 @@ class DivergenceSummary:
         return self.token_cost == "string" and self.token_ot.value < self.uld / 2 - 1e-9
 
     def rows(self) -> list[dict[str, Any]]:
-        """The values as table rows ``{"divergence", "value", "scale", "note"}`` (None = undefined)."""
-        na = "undefined: different vocabularies" if self.kl_undefined_reason else ""
-        t, h = self.token_ot, self.hybrid
-        truncated = (
-            f"; top-{t.teacher_index.size} + rest, truncated mass {t.teacher_truncated_mass:.3g} / "
-            f"{t.student_truncated_mass:.3g}"
-            if t.teacher_truncated_mass or t.student_truncated_mass
-            else ""
-        )
-        if self.token_cost == "string":
-            token_note = "exact, sees token identity; >= ULD/2 (without truncation or repeated strings)"
-            if self.token_ot_below_uld_half:
-                token_note = (
-                    f"exact, sees token identity; BELOW ULD/2 = {self.uld / 2:.4f} here: the rest buckets "
-                    f"move to each other for free, or ids share a string"
-                )
-        else:
-            token_note = "exact, sees token identity (edit-distance cost: no bound by ULD/2)"
-        cov = self.shared_coverage
-        shared_note = (f"{self.shared_strings:,} shared strings, covering {cov[0]:.0%} of p and {cov[1]:.0%} of q"
-                       if cov else "no shared string with mass on both sides")
-        rows = [
-            {"divergence": "KL(p||q) on shared strings", "value": self.kl_shared, "scale": "[0, inf) nats",
-             "note": shared_note},
-            {"divergence": "KL(p||q)", "value": self.kl, "scale": "[0, inf) nats", "note": na or "forward KL"},
-            {"divergence": "KL(q||p)", "value": self.reverse_kl, "scale": "[0, inf) nats", "note": na or "reverse KL"},
-            {"divergence": "JS(p, q)", "value": self.js, "scale": "[0, log 2] nats", "note": na or "Jensen-Shannon"},
-            {"divergence": "TV(p, q)", "value": self.tv, "scale": "[0, 1]", "note": na or "total variation, same tokens"},
-            {"divergence": "ULD (closed form)", "value": self.uld, "scale": "[0, 2]",
-             "note": "sorted L1, identity blind"},
-            {
-                "divergence": "n * W1 value-space OT (POT)",
-                "value": None if self.value_ot is None else self.value_ot.value,
-                "scale": "[0, 2]",
-                "note": "exact, equals ULD" if self.value_ot else f"n > {MAX_SUPPORT}: use the closed form",
-            },
-            {
-                "divergence": "ULD / 2 = rank-space OT (POT)",
-                "value": self.uld / 2 if self.rank_ot is None else self.rank_ot.value,
-                "scale": "[0, 1]",
-                "note": "exact OT if token identities could be relabelled freely: a lower bound of the 0/1 token OT"
-                + ("" if self.rank_ot else f" (n > {MAX_SUPPORT}: ULD / 2 from the closed form)"),
-            },
-            {
-                "divergence": f"token-space OT, {self.token_cost} cost (POT)",
-                "value": t.value,
-                "scale": "[0, 1]",
-                "note": token_note + truncated,
-            },
-            {
-                "divergence": "hybrid ULD (GOLD)",
-                "value": float(h.value),
-                "scale": "nats + L1",
-                "note": f"{h.matched_weight:.3g} x matched-string divergence {float(h.matched):.4f} + "
-                        f"{h.unmatched_weight:.3g} x unmatched sorted L1 {float(h.unmatched):.4f}",
-            },
-        ]
-        return rows
+        """One row per measure shown in the summary, in registry order: ``{"key", "divergence"
+        (the label), "value" (None = undefined), "scale", "note"}``."""
+        out = []
+        for key, value in self.values.items():
+            m = registry.MEASURES.get(key)
+            if m is None or not m.shown_in("summary"):
+                continue
+            out.append({"key": key, "divergence": m.label, "value": value, "scale": m.scale_unit,
+                        "note": self.notes.get(key, m.description)})
+        return out
 
 
 def divergence_summary(
@@ -147,8 +105,11 @@ def divergence_summary(
     top_k: int = 500,
     cost: str = "string",
     hybrid: HybridConfig | None = None,
+    measures: Sequence[str] | None = None,
 ) -> DivergenceSummary:
-    """KL / JS / TV (if one vocabulary), ULD, value- and rank-space OT, token-space OT, hybrid.
+    """Every measure of one pair: KL / JS / TV (if one vocabulary), KL on shared strings, ULD,
+    value- and rank-space OT (POT, with plans), token-space OT, the hybrid, and any other
+    measure registered for one pair (:func:`uld_explorer.measures.for_pair`).
 
     Parameters
     ----------
@@ -163,56 +124,69 @@ def divergence_summary(
         Tokens per side kept for token-space OT (rest pooled, see
         :func:`~uld_explorer.ot.token_space_ot_top_k`).
     cost : "string" | "edit"
+        The token-space OT's ground cost (:data:`~uld_explorer.costs.COSTS`).
     hybrid : HybridConfig, optional
         Settings of the hybrid row (default: GOLD's).
+    measures : sequence of str, optional
+        Keys of the measures to compute (default: every one registered for a pair).
 
     Examples
     --------
     >>> s = divergence_summary([0.7, 0.2, 0.1], [0.1, 0.7, 0.2])
     >>> round(s.uld, 9), round(s.value_ot.value, 9), round(s.token_ot.value, 9), round(s.tv, 9)
     (0.0, 0.0, 0.6, 0.6)
+    >>> s.values["uld"] == s.uld, [r["key"] for r in s.rows()][:2]
+    (True, ['kl_shared', 'kl'])
     """
     p, q = check_pair(p, q)
     if p.ndim != 1:
         raise ValueError(f"p and q must be single distributions of shape (V,) here (got {tuple(p.shape)})")
     check_int(top_k, "top_k", 1, MAX_TOKEN_OT_TOP_K, "a positive integer")
+    if cost not in COSTS:
+        raise ValueError(f"cost must be one of {', '.join(COSTS)} (got {cost!r})")
     p, q = as_float64(p), as_float64(q)
     V_t, V_s = p.shape[0], q.shape[0]
     teacher_tokens = synthetic_tokens(V_t) if teacher_tokens is None else teacher_tokens
     student_tokens = synthetic_tokens(V_s) if student_tokens is None else student_tokens
-    try:
-        kl = float(kl_divergence(p, q, validate=False))
-        rkl = float(reverse_kl_divergence(p, q))
-        js, tv = float(js_divergence(p, q)), float(total_variation(p, q))
-        reason = None
-    except VocabularyMismatchError as err:
-        kl = rkl = js = tv = None
-        reason = str(err)
-    small = max(V_t, V_s) <= MAX_SUPPORT
-    kl_shared, coverage, n_shared = None, None, 0
-    match = match_strings(teacher_tokens, student_tokens)
-    if match.S:
-        sv = restrict_to_shared_vocab(p, q, match=match, on_empty="nan", validate=False)
-        if np.isfinite(sv.p).all() and np.isfinite(sv.q).all():
-            kl_shared = float(kl_divergence(sv.p, sv.q, validate=False))
-            coverage = (float(sv.teacher_mass), float(sv.student_mass))
-        n_shared = match.S
+    settings = registry.MeasureSettings(top_k=top_k, edit_top_k=top_k, costs=(cost,),
+                                        hybrid=hybrid or HybridConfig(), value_ot=True)
+    rows = registry.PairRows(p[None], q[None], SharedStrings.of_tokens(teacher_tokens, student_tokens), settings,
+                             exact_plans=True)
+    chosen = registry.for_pair() if measures is None else [registry.measure(k) for k in measures]
+    raw = registry.compute_measures(rows, chosen)
+    values = {k: _value(v[0]) for k, v in raw.items()}
+    row_values = {k: float(v[0]) for k, v in raw.items()}
+    notes = {}
+    for m in chosen:
+        if m.key in raw:
+            caveat = m.caveat(rows, 0, row_values) if m.caveat else None
+            notes[m.key] = caveat or (m.explain(rows, 0) if m.explain else m.description)
+    reason = None if rows.one_vocabulary else str(VocabularyMismatchError(V_t, V_s))
+    sv = rows.shared
+    coverage = None
+    if sv is not None and np.isfinite(sv.p[0]).all() and np.isfinite(sv.q[0]).all():
+        coverage = (float(np.asarray(sv.teacher_mass).reshape(1)[0]), float(np.asarray(sv.student_mass).reshape(1)[0]))
+    h = rows.hybrid
+    squeeze = lambda x: np.asarray(x).reshape(())  # noqa: E731 - one pair: 0-d arrays, as hybrid_uld(p, q) gives
     return DivergenceSummary(
         V_t=V_t,
         V_s=V_s,
-        uld=float(uld_distance(p, q, validate=False)),
-        kl=kl,
-        reverse_kl=rkl,
-        js=js,
-        tv=tv,
+        uld=float(rows.uld[0]),
+        kl=values.get("kl"),
+        reverse_kl=values.get("reverse_kl"),
+        js=values.get("js"),
+        tv=values.get("tv"),
         kl_undefined_reason=reason,
-        value_ot=value_space_ot(p, q) if small else None,
-        rank_ot=rank_space_ot(p, q) if small else None,
-        token_ot=token_space_ot_top_k(p, q, teacher_tokens, student_tokens, k=top_k, cost=cost, validate=False),
-        token_cost=cost if isinstance(cost, str) else getattr(cost, "__name__", "custom"),
-        hybrid=hybrid_uld(p, q, match=match, config=hybrid, validate=False),
-        kl_shared=kl_shared,
+        value_ot=rows.value_ot_result[0],
+        rank_ot=rows.rank_ot_result[0],
+        token_ot=rows.token_ot(cost)[0],
+        token_cost=cost,
+        hybrid=replace(h, value=squeeze(h.value), matched=squeeze(h.matched), unmatched=squeeze(h.unmatched),
+                       teacher_matched_mass=squeeze(h.teacher_matched_mass),
+                       student_matched_mass=squeeze(h.student_matched_mass)),
+        kl_shared=values.get("kl_shared"),
         shared_coverage=coverage,
-        shared_strings=n_shared,
+        shared_strings=rows.vocab.match.S,
+        values=values,
+        notes=notes,
     )
-

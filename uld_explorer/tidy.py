@@ -304,37 +304,40 @@ def plan_frame(plan: Any, layout: PlanLayout):
     })
 
 
-#: The per-position measures shown on one [0, 1] scale (and the hybrid, in its own units).
-POSITION_MEASURES = {
-    "uld_half": "ULD / 2",
-    "token_ot_string": "token OT (0/1 string cost)",
-    "kl_shared": "KL on shared strings (nats)",
-    "hybrid": "hybrid ULD (GOLD)",
-}
-
-
-def positions_frame(table: Any, measures: dict[str, str] | None = None):
+def positions_frame(table: Any, measures: Sequence[str] | None = None):
     """A comparison table's per-position measures in long format, for a chart over positions.
+
+    Parameters
+    ----------
+    table : ComparisonTable
+    measures : sequence of str, optional
+        Measure keys (:data:`~uld_explorer.measures.MEASURES`); default: those the table computed
+        that the registry charts (``"chart"`` in their ``views``), in the registry's order.
 
     Returns
     -------
     DataFrame
         Columns ``index`` (row), ``position`` (``"12 ' Paris'"``: the row and the text it
-        predicts), ``label``, ``kind``, ``measure`` (the column), ``name`` (readable), ``value``
-        (None where undefined).
+        predicts), ``label``, ``kind``, ``measure`` (the key), ``name`` (its title), ``panel``
+        (its scale group's title, :data:`~uld_explorer.measures.PANELS`), ``value`` (None where
+        undefined).
     """
     import pandas as pd
 
-    measures = POSITION_MEASURES if measures is None else measures
+    from .measures import MEASURES, PANELS
+
+    keys = ([k for k in table.measures if MEASURES[k].shown_in("chart")] if measures is None else list(measures))
+    ms = [MEASURES[k] for k in keys]
     rows = []
     for r in table:
         position = f"{r.index} {r.label!r}" if r.kind == "token" else f"{r.index} {r.label}"
-        for col, name in measures.items():
-            v = getattr(r, col)
+        for m in ms:
+            v = r.values.get(m.key)
             rows.append({"index": r.index, "position": position, "label": r.label, "kind": r.kind,
-                         "measure": col, "name": name,
+                         "measure": m.key, "name": m.title,
+                         "panel": PANELS.get(m.panel, f"{m.scale_unit}: {m.short}"),
                          "value": None if v is None or not np.isfinite(v) else float(v)})
-    return pd.DataFrame(rows, columns=["index", "position", "label", "kind", "measure", "name", "value"])
+    return pd.DataFrame(rows, columns=["index", "position", "label", "kind", "measure", "name", "panel", "value"])
 
 
 def _shown(s: str) -> str:

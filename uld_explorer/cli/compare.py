@@ -12,6 +12,7 @@ from typing import Any
 
 from ..checks import check_text
 from ..compare.config import ComparisonConfig
+from ..measures import MEASURES
 from ..zoo.registry import DEFAULT_STUDENT, DEFAULT_TEACHER
 from .common import Formatter, UsageError, fmt, print_json
 from .flags import add_config_flags, config_from_args
@@ -48,9 +49,13 @@ def print_comparison(table) -> None:
     if not len(table):
         print("no aligned position: the text is too short (without BOS or a prompt nothing predicts the first token)")
         return
+    # the measures' columns (the registry's "cli" view), the [0, 1] group (ULD/2, token OT) after a '|'
+    shown = [MEASURES[k] for k in table.measures if MEASURES[k].shown_in("cli")]
+    groups = [[m for m in shown if m.panel != "unit"], [m for m in shown if m.panel == "unit"]]
+    width = {m.key: max(7, len(m.short)) for m in shown}
+    cells = lambda row_cells: " | ".join(" ".join(c) for c in row_cells if c)  # noqa: E731
     head = (f"{'#':>3}  {'predicts':<16} {'span':<4} {'teacher top-1':<16} {'student top-1':<16} "
-            f"{'p_t(x)':>7} {'q_s(x)':>7} {'KL_shared':>9} {'cov_t':>5} {'cov_s':>5} {'ULD':>7} {'n*W1':>7} "
-            f"{'hybrid':>7} | {'ULD/2':>7} {'OT_str':>7} {'OT_edit':>7}")
+            f"{'p_t(x)':>7} {'q_s(x)':>7} " + cells([[m.short.rjust(width[m.key]) for m in g] for g in groups]))
     print(head)
     print("-" * len(head))
     marks: list[str] = []
@@ -61,13 +66,11 @@ def print_comparison(table) -> None:
             marks.append(f"[{len(marks) + 1}] row {r.index}: " + " | ".join(r.notes))
             mark = f" [{len(marks)}]"
         print(f"{r.index:>3}  {label(r.label, 16)} {span:<4} {label(r.teacher_top1, 16)} {label(r.student_top1, 16)} "
-              f"{fmt(r.teacher_prob)} {fmt(r.student_prob)} {fmt(r.kl_shared, 9)} "
-              f"{fmt(r.kl_teacher_coverage, 5, 2)} {fmt(r.kl_student_coverage, 5, 2)} {fmt(r.uld)} "
-              f"{fmt(r.value_ot)} {fmt(r.hybrid)} | {fmt(r.uld_half)} {fmt(r.token_ot_string)} "
-              f"{fmt(r.token_ot_edit)}{mark}")
+              f"{fmt(r.teacher_prob)} {fmt(r.student_prob)} "
+              + cells([[fmt(r.values.get(m.key), width[m.key]) for m in g] for g in groups]) + mark)
     print("-" * len(head))
     token_rows = [r for r in table if r.kind == "token"]
-    if token_rows:
+    if token_rows and "uld" in table.measures:
         print(f"mean ULD over the text's {len(token_rows)} rows: {sum(r.uld for r in token_rows) / len(token_rows):.4f}"
               f"   same-span rows {sum(r.same_span for r in token_rows)}/{len(token_rows)}")
     for m in marks:
@@ -75,14 +78,14 @@ def print_comparison(table) -> None:
     print("predicts: the text whose probability the row compares (row j uses the logits BEFORE it); "
           "'(next token)': both models' prediction after the whole text; span '!=': the two predicted "
           "tokens cover different bytes (positional misalignment)")
-    print("p_t(x), q_s(x): probability of the actual token(s) (chain rule for a group); KL_shared: KL(p||q) "
-          "in nats on the shared token strings, cov_t/cov_s = mass covered; ULD: sorted-L1 closed form, in "
-          "[0, 2]; n*W1: exact value-space OT (POT), equals ULD; hybrid: GOLD's hybrid ULD")
-    print(f"right of '|', all in [0, 1]: ULD/2 (relabelling-free token OT, a lower bound of OT_str without "
-          f"truncation); OT_str / OT_edit: exact token-space OT on top-{cfg.top_k} / top-{cfg.edit_top_k} "
-          f"+ rest bucket, string-identity / edit-distance cost")
-
-
+    print("p_t(x), q_s(x): probability of the actual token(s) (chain rule for a group); '-': not computed")
+    k = {"token_ot_string": cfg.top_k, "token_ot_edit": cfg.edit_top_k}
+    for m in shown:
+        extra = f", top-{k[m.key]} + rest" if m.key in k else ""
+        print(f"{m.short}: {m.label}, {m.scale_unit}{extra}: {m.description}")
+    if groups[1]:
+        print("right of '|', all in [0, 1]: ULD/2 is the token OT with identities relabelled freely, a lower bound "
+              "of OT_str without truncation")
 
 
 def comparison_config(args: argparse.Namespace) -> ComparisonConfig:

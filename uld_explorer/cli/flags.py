@@ -7,7 +7,8 @@ its validation message into one that names the flag. Each field's ``metadata`` s
 
 - ``help``: the text (``--help`` appends the default);
 - ``choices``: the registry the value comes from (name -> description or object: its keys are
-  the choices, e.g. :data:`~uld_explorer.text.ALIGNMENTS`);
+  the choices, e.g. :data:`~uld_explorer.text.ALIGNMENTS`), or a callable returning it (read
+  when the parser is built: a registry that grows at run time);
 - ``flag``: the flag's name when it is not ``--field-name`` (``--vt`` for ``V_t``);
 - ``metavar``.
 
@@ -99,10 +100,11 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, *, prefix: str 
             kw["nargs"] = "*"
             default = list(default)
         if "choices" in f.metadata:
-            kw["choices"] = list(f.metadata["choices"])
+            choices = f.metadata["choices"]
+            kw["choices"] = list(choices() if callable(choices) else choices)
             if "nargs" in kw:
                 kw["metavar"] = f.name.rstrip("s").upper()
-        kw["type"] = _or_none(tp) if optional else tp
+        kw["type"] = _or_none(tp) if optional and "nargs" not in kw else tp
         if optional and tp is int:
             kw["metavar"] = "N|none"
         if "metavar" in f.metadata:

@@ -14,7 +14,8 @@ from .._lazy import lazy_exports
 _API = {
     ".config": ("DEFAULT_MAX_TOKENS", "ComparisonConfig"),
     ".forward": ("next_token_distributions",),
-    ".pipeline": ("check_memory", "compare_distributions", "compare_text", "memory_needed", "shared_strings_of"),
+    ".pipeline": ("PositionVectors", "RowVectors", "check_memory", "compare_distributions", "compare_text",
+                  "memory_needed", "position_vectors", "row_vectors", "shared_strings_of"),
     ".reading": ("read_row",),
     ".table": ("ComparisonTable", "NEXT_TOKEN_LABEL", "PositionRow"),
 }

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from .. import measures as registry
 from ..checks import check_int, check_temperature
 from ..costs import COSTS, MAX_TOKEN_OT_TOP_K
 from ..hybrid import HybridConfig
@@ -99,6 +100,12 @@ class ComparisonConfig:
         metadata=_help("the value_ot column: exact n*W1 by POT's 1-D solver, equal to ULD (an "
                        "independent check of the closed form; off saves ~40% of the table's time)"),
     )
+    measures: tuple[str, ...] | None = field(
+        default=None,
+        metadata=_help("the measures to compute, by key (uld_explorer.measures; the table's columns); none: every "
+                       "measure registered for positions", choices=lambda: {m.key: m for m in registry.for_positions()},
+                       metavar="KEY"),
+    )
     chunk_rows: int = field(
         default=32,
         metadata=_help("rows whose full-vocabulary vectors are computed at once: bounds the table's "
@@ -139,6 +146,16 @@ class ComparisonConfig:
         if not isinstance(self.value_ot, bool):
             raise ValueError(f"value_ot must be True or False (got {self.value_ot!r})")
         set_("chunk_rows", check_int(self.chunk_rows, "chunk_rows", 1, 4096, "an integer (rows computed at once)"))
+        known = [m.key for m in registry.for_positions()]
+        if self.measures is None:
+            set_("measures", tuple(known))  # every measure registered now: part of the config, so of cache keys
+        else:
+            chosen = (self.measures,) if isinstance(self.measures, str) else tuple(self.measures)
+            bad = [k for k in chosen if k not in known]
+            if bad or len(set(chosen)) != len(chosen):
+                raise ValueError(f"measures must be keys of uld_explorer.measures.MEASURES computed per position, "
+                                 f"without repeats (got {list(chosen)}); known: {', '.join(known)}")
+            set_("measures", tuple(k for k in known if k in chosen))  # the registry's order
 
     def replace(self, **changes: Any) -> "ComparisonConfig":
         """A copy with ``changes`` applied (validated again); unknown names are an error."""

@@ -38,88 +38,23 @@ References
 from __future__ import annotations
 
 import time
-import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
+from .. import measures as registry
 from ..checks import check_text
 from ..distributions import check_distribution
-from ..divergences import hybrid_uld, kl_divergence, restrict_to_shared_vocab, uld_distance
-from ..ot import token_space_ot_top_k, value_space_w1
-from ..text import (
-    ALIGNMENTS,
-    StringMatch,
-    Tokenized,
-    base_token,
-    match_strings,
-    merge_group,
-    vocab_bytes,
-)
-from ..text.spelling import readable
+from ..text import ALIGNMENTS, SharedStrings, Tokenized, base_token, merge_group, shared_strings_of
 from .config import ComparisonConfig
 from .forward import as_model, available_memory_bytes, model_name, next_token_distributions, vocab_size_of
 from .table import NEXT_TOKEN_LABEL, ComparisonTable, PositionRow
 
-__all__ = ["check_memory", "compare_distributions", "compare_text", "memory_needed", "shared_strings_of"]
-
-
-# --------------------------------------------------------------------------------------------
-# vocabulary strings and their matching, built once per tokenizer / model pair
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SharedStrings:
-    """Both vocabularies as exact keys and as readable strings (object arrays, one per id), and
-    their matching. Keys (:func:`~uld_explorer.vocab_bytes`) decide what is the same token on both
-    sides (the shared strings of KL and the hybrid, cost 0 of the string-cost token OT); strings
-    are shown (top-1s) and compared by the edit-distance cost."""
-
-    teacher_keys: np.ndarray  # object (V_t,) of bytes
-    student_keys: np.ndarray  # object (V_s,) of bytes
-    teacher_strings: np.ndarray  # object (V_t,) of str
-    student_strings: np.ndarray  # object (V_s,) of str
-    match: StringMatch
-
-
-_KEYS: "weakref.WeakKeyDictionary[Any, dict[int, tuple[np.ndarray, np.ndarray]]]" = weakref.WeakKeyDictionary()
-_SHARED: "weakref.WeakKeyDictionary[Any, dict[tuple, tuple[Any, SharedStrings]]]" = weakref.WeakKeyDictionary()
-
-
-def _vocab_cached(tokenizer: Any, V: int) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        per_tok = _KEYS.setdefault(tokenizer, {})
-    except TypeError:  # not weak-referenceable: no cache
-        per_tok = {}
-    if V not in per_tok:
-        keys = vocab_bytes(tokenizer, V)
-        per_tok[V] = (np.array(keys, dtype=object), np.array([readable(k) for k in keys], dtype=object))
-    return per_tok[V]
-
-
-def shared_strings_of(teacher_tokenizer: Any, student_tokenizer: Any, V_t: int, V_s: int) -> SharedStrings:
-    """The vocab keys and strings of a tokenizer pair and their :class:`~uld_explorer.StringMatch`,
-    cached for as long as both tokenizers live (building them takes ~1 s for 152k ids)."""
-    key = (id(student_tokenizer), int(V_t), int(V_s))
-    try:
-        per_teacher = _SHARED.setdefault(teacher_tokenizer, {})
-    except TypeError:
-        per_teacher = {}
-    hit = per_teacher.get(key)
-    if hit is not None and hit[0]() is student_tokenizer:
-        return hit[1]
-    tk, ts = _vocab_cached(teacher_tokenizer, V_t)
-    sk, ss = _vocab_cached(student_tokenizer, V_s)
-    shared = SharedStrings(tk, sk, ts, ss, match_strings(tk.tolist(), sk.tolist()))
-    try:
-        per_teacher[key] = (weakref.ref(student_tokenizer), shared)
-    except TypeError:
-        pass
-    return shared
+__all__ = ["PositionVectors", "RowVectors", "check_memory", "compare_distributions", "compare_text", "memory_needed",
+           "position_vectors", "row_vectors", "shared_strings_of"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -158,16 +93,6 @@ def _config(config: ComparisonConfig | None, settings: dict[str, Any]) -> Compar
     return config.replace(**settings) if settings else config
 
 
-def _ot_note(uld_half: float, ot: float, t_cut: float, s_cut: float, duplicates: bool, k: int) -> str:
-    why = []
-    if t_cut > 0 and s_cut > 0:
-        why.append(f"the top-{k} rest buckets (mass {t_cut:.3g} / {s_cut:.3g}) move to each other for free")
-    if duplicates:
-        why.append("several kept ids of one side share a string and pool their mass")
-    reason = "; ".join(why) if why else "float rounding"
-    return f"token_ot_string {ot:.4g} < ULD/2 {uld_half:.4g}: {reason} (ULD/2 bounds the full 0/1 token OT only without either)"
-
-
 def _table_notes(teacher_tok: Tokenized, student_tok: Tokenized, with_next: bool, text: str | None,
                  cfg: ComparisonConfig) -> list[str]:
     notes = []
@@ -193,135 +118,158 @@ def _table_notes(teacher_tok: Tokenized, student_tok: Tokenized, with_next: bool
     return notes
 
 
-class _Done:
-    """A finished job with a future's ``result()`` (no pool: run in place)."""
+@dataclass(frozen=True)
+class RowVectors:
+    """The vectors some table rows compare (see the module docstring), both sides.
 
-    def __init__(self, value: Any) -> None:
-        self.value = value
+    Attributes
+    ----------
+    p, q : ndarray, shapes (R, V_t), (R, V_s)
+        The merged vectors (the base rows themselves, the same arrays, without a multi-token group).
+    p_base, q_base : ndarray, shapes (R, V_t), (R, V_s)
+        The base distributions: each row's group's first (``merge="observed"``) or last
+        (``"bayesian"``) token's distribution.
+    teacher_mass, student_mass : ndarray, shape (R,)
+        The merged vectors' masses (1 for a single token).
+    teacher_base, student_base : list of int
+        Each row's base token index (``len(tok)`` for the next-token row).
+    """
 
-    def result(self) -> Any:
-        return self.value
+    p: np.ndarray
+    q: np.ndarray
+    p_base: np.ndarray
+    q_base: np.ndarray
+    teacher_mass: np.ndarray
+    student_mass: np.ndarray
+    teacher_base: list[int]
+    student_base: list[int]
 
-
-def _chunk_values(
-    cfg: ComparisonConfig,
-    shared: SharedStrings,
-    sides: tuple[tuple[np.ndarray, Tokenized, list], tuple[np.ndarray, Tokenized, list]],
-    pool: ThreadPoolExecutor | None,
-    kept: Sequence[PositionRow] | None = None,
-) -> list[dict[str, Any]]:
-    """Every number of one chunk of rows: validated once, then batched (ULD, hybrid, KL) and per
-    row (value-space OT, token-space OT, top-1s) in threads. ``sides`` holds (dist, tok, groups)
-    of the teacher and the student; a group ``None`` is the next-token row. ``kept``: the same
-    rows of a reusable table (:func:`_reusable`), whose ULD, hybrid, KL and value OT are taken."""
-    (t_dist, t_tok, t_groups), (s_dist, s_tok, s_groups) = sides
-    P, mass_t, Bt, base_t = _side_rows(t_dist, t_tok, t_groups, cfg.merge)
-    Q, mass_s, Bs, base_s = _side_rows(s_dist, s_tok, s_groups, cfg.merge)
-    merged = P is not Bt or Q is not Bs
-    # validate every row ONCE; the divergences below take the checked rows as they are
-    check_distribution(P, "teacher rows", subprobability=merged)
-    check_distribution(Q, "student rows", subprobability=merged)
-    if merged:
-        check_distribution(Bt, "teacher base rows")
-        check_distribution(Bs, "student base rows")
-    # the two full-vocabulary sorts (ULD, the hybrid's unmatched part) dominate: run them on row
-    # halves in the pool's threads (NumPy's sort releases the GIL) while KL is computed here
-    n = P.shape[0]
-    if kept is not None:  # the same distributions: only the token-space OT depends on what changed
-        return _rows(cfg, shared, (P, Q, Bt, Bs), (mass_t, mass_s, base_t, base_s), (t_tok, t_groups, s_tok, s_groups),
-                     pool, lambda i: _kept_values(kept[i]))
-    halves = [slice(0, (n + 1) // 2), slice((n + 1) // 2, n)] if pool is not None and n > 1 else [slice(0, n)]
-
-    def uld_part(h: slice) -> np.ndarray:
-        return np.asarray(uld_distance(P[h], Q[h], validate=False), dtype=np.float64)
-
-    def hybrid_part(h: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        r = hybrid_uld(P[h], Q[h], match=shared.match, config=cfg.hybrid, validate=False)
-        return tuple(np.asarray(x, dtype=np.float64).reshape(-1) for x in (r.value, r.matched, r.unmatched))
-
-    run = (lambda f, h: pool.submit(f, h)) if len(halves) > 1 else (lambda f, h: _Done(f(h)))
-    uld_jobs = [run(uld_part, h) for h in halves]
-    hybrid_jobs = [run(hybrid_part, h) for h in halves]
-    sv = restrict_to_shared_vocab(Bt, Bs, match=shared.match, on_empty="nan", validate=False)
-    kl = np.asarray(kl_divergence(sv.p, sv.q, validate=False), dtype=np.float64)  # (C,), NaN if no mass
-    uld = np.concatenate([j.result() for j in uld_jobs])  # (C,)
-    parts = [j.result() for j in hybrid_jobs]
-    hyb_value, hyb_matched, hyb_unmatched = (np.concatenate([p[k] for p in parts]) for k in range(3))
-
-    def heavy(i: int) -> dict[str, Any]:
-        return {
-            "value_ot": value_space_w1(P[i], Q[i], validate=False) if cfg.value_ot else None,
-            "uld": float(uld[i]), "kl": float(kl[i]),
-            "cov_t": min(float(sv.teacher_mass[i]), 1.0), "cov_s": min(float(sv.student_mass[i]), 1.0),
-            "hybrid": float(hyb_value[i]), "hybrid_matched": float(hyb_matched[i]),
-            "hybrid_unmatched": float(hyb_unmatched[i]),
-        }
-
-    return _rows(cfg, shared, (P, Q, Bt, Bs), (mass_t, mass_s, base_t, base_s), (t_tok, t_groups, s_tok, s_groups),
-                 pool, heavy)
+    @property
+    def merged(self) -> bool:
+        """Some row is a merged group (its vectors differ from the base distributions)."""
+        return self.p is not self.p_base or self.q is not self.q_base
 
 
-def _kept_values(row: PositionRow) -> dict[str, Any]:
-    """What a reusable table's row already holds (:func:`_reusable`): everything but token OT."""
-    return {"value_ot": row.value_ot, "uld": row.uld, "kl": row.kl_shared, "cov_t": row.kl_teacher_coverage,
-            "cov_s": row.kl_student_coverage, "hybrid": row.hybrid, "hybrid_matched": row.hybrid_matched,
-            "hybrid_unmatched": row.hybrid_unmatched}
+def row_vectors(teacher_dist: np.ndarray, teacher_tok: Tokenized, teacher_groups: Sequence[tuple[int, ...] | None],
+                student_dist: np.ndarray, student_tok: Tokenized, student_groups: Sequence[tuple[int, ...] | None],
+                merge: str) -> RowVectors:
+    """The :class:`RowVectors` of rows given by their token groups on each side (``None``: the
+    next-token row, ``dist[T]``), multi-token groups merged by ``merge``
+    (:func:`~uld_explorer.text.merge_group`). The app reads a selected position's vectors here.
+
+    >>> from uld_explorer.text import Tokenized
+    >>> tok = Tokenized("ab", (0, 1), ("a", "b"), ((0, 1), (1, 2)), None)
+    >>> d = np.array([[0.5, 0.5], [0.2, 0.8], [1.0, 0.0]])
+    >>> v = row_vectors(d, tok, [(0, 1), None], d, tok, [(0,), None], "bayesian")
+    >>> v.p[0].tolist(), v.teacher_mass.tolist(), v.q[0].tolist()  # dist[1] * dist[0][id of token 0]
+    ([0.1, 0.4], [0.5, 1.0], [0.5, 0.5])
+    """
+    P, mass_t, Bt, base_t = _side_rows(teacher_dist, teacher_tok, teacher_groups, merge)
+    Q, mass_s, Bs, base_s = _side_rows(student_dist, student_tok, student_groups, merge)
+    return RowVectors(P, Q, Bt, Bs, mass_t, mass_s, base_t, base_s)
 
 
-def _rows(cfg: ComparisonConfig, shared: SharedStrings, vectors: tuple, side_info: tuple, tokens_groups: tuple,
-          pool: ThreadPoolExecutor | None, heavy: Callable[[int], dict[str, Any]]) -> list[dict[str, Any]]:
-    """One chunk's per-row values: ``heavy(i)`` (ULD, hybrid, KL, value OT: computed or kept), the
-    token-space OT of each requested cost, the top-1s and the own-token probabilities."""
-    P, Q, Bt, Bs = vectors
-    mass_t, mass_s, base_t, base_s = side_info
-    t_tok, t_groups, s_tok, s_groups = tokens_groups
-    ks = {"string": cfg.top_k, "edit": cfg.edit_top_k}
-    # the 0/1 cost compares exact keys (bytes); the edit distance compares readable strings
-    tokens = {"string": (shared.teacher_keys, shared.student_keys),
-              "edit": (shared.teacher_strings, shared.student_strings)}
+@dataclass(frozen=True)
+class PositionVectors:
+    """The vectors ONE row of a table compares, float64 (see :class:`RowVectors`): ``p``, ``q``
+    the merged vectors (sub-probability for a merged group), ``p_base``, ``q_base`` the base
+    distributions (renormalized: float32 rounding removed), ``merged`` whether they differ."""
 
-    def token_ot(i: int, cost: str) -> tuple[float, float, float, bool]:
-        """(value, teacher / student truncated mass, a kept key repeats): never the (k+1)^2 plan,
-        which would hold 4 MB per row until the table is built."""
-        r = token_space_ot_top_k(Bt[i], Bs[i], *tokens[cost], k=ks[cost], cost=cost, validate=False, plan=False)
-        # a repeated (non-empty: b'' marks ids without text) key pools its ids' mass
-        kt = [x for x in (tokens[cost][0][j] for j in r.teacher_index) if x]
-        kq = [x for x in (tokens[cost][1][j] for j in r.student_index) if x]
-        repeats = len(set(kt)) < len(kt) or len(set(kq)) < len(kq)
-        return r.value, r.teacher_truncated_mass, r.student_truncated_mass, repeats
+    p: np.ndarray
+    q: np.ndarray
+    p_base: np.ndarray
+    q_base: np.ndarray
+    merged: bool
 
-    def row_job(i: int) -> dict[str, Any]:
-        # NumPy's sorts and POT's simplex release the GIL: rows run in threads
-        top_t, top_s = int(np.argmax(Bt[i])), int(np.argmax(Bs[i]))
-        return {
-            **heavy(i),
-            "ots": {cost: token_ot(i, cost) for cost in cfg.costs},
-            "top_t": top_t, "top_s": top_s,
-            "top_t_prob": float(Bt[i, top_t]), "top_s_prob": float(Bs[i, top_s]),
-            # own token(s): the merged vector at the base token's actual id = the group's probability
-            "own_t": None if t_groups[i] is None else float(P[i, t_tok.ids[base_t[i]]]),
-            "own_s": None if s_groups[i] is None else float(Q[i, s_tok.ids[base_s[i]]]),
-            "mass_t": float(mass_t[i]), "mass_s": float(mass_s[i]),
-        }
 
-    n = P.shape[0]
-    return list(pool.map(row_job, range(n))) if pool is not None else [row_job(i) for i in range(n)]
+def position_vectors(table: ComparisonTable, index: int, teacher_dist: np.ndarray,
+                     student_dist: np.ndarray) -> PositionVectors:
+    """The vectors row ``index`` of ``table`` compares, from the distributions it was built on
+    (:func:`~uld_explorer.compare.next_token_distributions`' output): what the app draws for a
+    selected position (its sorted curves, its transport plan)."""
+    r = table[index]
+    groups_t = [None] if r.kind == "next" else [r.teacher_tokens]
+    groups_s = [None] if r.kind == "next" else [r.student_tokens]
+    v = row_vectors(teacher_dist, table.teacher, groups_t, student_dist, table.student, groups_s, table.merge)
+    p_base, q_base = v.p_base[0].astype(np.float64), v.q_base[0].astype(np.float64)
+    return PositionVectors(v.p[0].astype(np.float64), v.q[0].astype(np.float64), p_base / p_base.sum(),
+                           q_base / q_base.sum(), bool(v.merged))
+
+
+def _parts(n: int, threads: int) -> list[slice]:
+    """``n`` rows cut into at most ``threads`` consecutive slices, computed in parallel (NumPy's
+    sorts and POT's simplex release the GIL)."""
+    bounds = np.linspace(0, n, max(1, min(threads, n)) + 1).astype(int)
+    return [slice(int(a), int(b)) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
+def _chunk_values(cfg: ComparisonConfig, shared: SharedStrings, vec: RowVectors, measures: list,
+                  pool: ThreadPoolExecutor | None, threads: int, reuse: dict[str, list[float]] | None = None
+                  ) -> tuple[list[dict[str, float | None]], list[list[str]]]:
+    """Every measure of one chunk of rows, the rows validated ONCE first.
+
+    Returns, per row, ``{key: value}`` for ``measures`` (None: not computed, e.g. a cost not
+    asked for) and the measures' caveats. ``reuse``: values taken over from a table of the same
+    distributions (:func:`_reusable`), by key, for this chunk's rows; those measures are not computed.
+    """
+    check_distribution(vec.p, "teacher rows", subprobability=vec.merged)
+    check_distribution(vec.q, "student rows", subprobability=vec.merged)
+    if vec.merged:
+        check_distribution(vec.p_base, "teacher base rows")
+        check_distribution(vec.q_base, "student base rows")
+    reuse = reuse or {}
+    todo = [m for m in measures if m.key not in reuse]
+
+    def part(h: slice) -> tuple[Any, dict[str, np.ndarray]]:
+        rows = registry.PairRows(vec.p[h], vec.q[h], shared, cfg, p_base=vec.p_base[h], q_base=vec.q_base[h],
+                                 teacher_mass=vec.teacher_mass[h], student_mass=vec.student_mass[h])
+        return rows, registry.compute_measures(rows, todo)
+
+    parts = _parts(vec.p.shape[0], threads if pool is not None else 1)
+    done = list(pool.map(part, parts)) if pool is not None and len(parts) > 1 else [part(h) for h in parts]
+    values: list[dict[str, float | None]] = []
+    caveats: list[list[str]] = []
+    for h, (rows, computed) in zip(parts, done):
+        for i in range(rows.R):
+            row: dict[str, float | None] = {}
+            for m in measures:
+                if m.key in reuse:
+                    row[m.key] = reuse[m.key][h.start + i]
+                elif m.key in computed:
+                    row[m.key] = float(computed[m.key][i])
+                else:
+                    row[m.key] = None
+            values.append(row)
+            caveats.append([c for m in measures if m.caveat is not None and row[m.key] is not None
+                            for c in (m.caveat(rows, i, row),) if c])
+    return values, caveats
 
 
 def _reusable(reuse: Any, cfg: ComparisonConfig, teacher: Any, student: Any, teacher_tok: Tokenized,
-              student_tok: Tokenized, V_t: int, V_s: int, n_rows: int) -> tuple[PositionRow, ...] | None:
-    """The rows of ``reuse`` when it is a table of the same comparison up to ``top_k``,
-    ``edit_top_k`` and ``costs`` (same models, tokens, vocabulary sizes, alignment, merge,
-    temperatures, hybrid, value_ot), else None."""
-    if not isinstance(reuse, ComparisonTable) or len(reuse.rows) != n_rows:
-        return None
-    same = (reuse.config.replace(top_k=cfg.top_k, edit_top_k=cfg.edit_top_k, costs=cfg.costs) == cfg
+              student_tok: Tokenized, V_t: int, V_s: int, n_rows: int, measures: list) -> dict[str, list[float]]:
+    """The values of ``reuse`` (a table) this table can take over, by measure key: ``reuse`` must
+    compare the same distributions the same way (models, tokens, vocabulary sizes, alignment,
+    merge, temperatures), and a measure is taken over when ``reuse`` computed it and none of
+    the settings it reads (:attr:`~uld_explorer.measures.Measure.settings`) changed."""
+    if not isinstance(reuse, ComparisonTable) or len(reuse.rows) != n_rows or not n_rows:
+        return {}
+    old = reuse.config
+    same = (all(getattr(old, f) == getattr(cfg, f)
+                for f in ("alignment", "merge", "teacher_temperature", "student_temperature", "max_tokens"))
             and (reuse.teacher_name, reuse.student_name) == (model_name(teacher), model_name(student))
             and (reuse.teacher, reuse.student) == (teacher_tok, student_tok) and (reuse.V_t, reuse.V_s) == (V_t, V_s))
-    return reuse.rows if same else None
+    if not same:
+        return {}
+    out = {}
+    for m in measures:
+        if (m.is_enabled(cfg) and reuse.rows[0].values.get(m.key) is not None
+                and all(getattr(old, f) == getattr(cfg, f) for f in m.settings)):
+            out[m.key] = [r.values[m.key] for r in reuse.rows]
+    return out
 
 
-def _row_notes(res: dict[str, Any], cfg: ComparisonConfig, shared: SharedStrings, multi: bool, is_next: bool) -> list[str]:
+def _row_notes(cfg: ComparisonConfig, vec: RowVectors, i: int, multi: bool, is_next: bool) -> list[str]:
+    """What the pipeline itself knows about a row: the next-token row, a merged group's vectors."""
     notes = []
     if is_next:
         notes.append("both models' distribution after the whole input: the prediction of what follows "
@@ -330,18 +278,9 @@ def _row_notes(res: dict[str, Any], cfg: ComparisonConfig, shared: SharedStrings
         where = "first" if cfg.merge == "observed" else "last"
         notes.append(
             f"merged group ({cfg.merge}): uld, value_ot and hybrid compare the chain-rule vectors "
-            f"(mass {res['mass_t']:.3g} / {res['mass_s']:.3g}); kl_shared, the top-1s and token OT the "
+            f"(mass {vec.teacher_mass[i]:.3g} / {vec.student_mass[i]:.3g}); kl_shared, the top-1s and token OT the "
             f"group's {where} token's distributions"
         )
-    if not np.isfinite(res["kl"]):
-        if res["cov_t"] <= 0 or res["cov_s"] <= 0:
-            who = "teacher" if res["cov_t"] <= 0 else "student"
-            notes.append(f"kl_shared undefined: the {who} puts no mass on the {shared.match.S:,} shared strings here")
-        elif res["kl"] == np.inf:
-            notes.append("kl_shared infinite: the student gives 0 to a shared string the teacher does not")
-    string_ot = res["ots"].get("string")
-    if string_ot is not None and res["mass_t"] == res["mass_s"] == 1.0 and string_ot[0] < res["uld"] / 2 - 1e-9:
-        notes.append(_ot_note(res["uld"] / 2, *string_ot, cfg.top_k))
     return notes
 
 
@@ -375,11 +314,10 @@ def compare_distributions(
         The whole text the two sides were asked to read: when a side covers less (cut to
         ``max_tokens`` or the model's context), the table's first note says so.
     reuse : ComparisonTable, optional
-        A table of the SAME distributions that differs from this one only in ``top_k``,
-        ``edit_top_k`` or ``costs``: its rows' ULD, hybrid, KL (with coverages) and value-space
-        OT are taken over and only the token-space OT is computed (changing top-k then costs
-        ~0.3 s instead of ~1.5 s for 122 rows). A table that differs in anything else (models,
-        tokens, alignment, merge, temperatures, hybrid, value_ot) is ignored.
+        A table of the SAME distributions (models, tokens, alignment, merge, temperatures): its
+        values of every measure whose own settings did not change are taken over (a top-k
+        change recomputes only the token-space OT: ~0.3 s instead of ~1.5 s for 122 rows). A
+        table of anything else is ignored.
     **settings
         Any field of :class:`~uld_explorer.compare.ComparisonConfig`, overriding ``config``.
 
@@ -403,71 +341,56 @@ def compare_distributions(
     t_vocab = time.perf_counter() - t0
 
     t0 = time.perf_counter()
+    measures = [registry.measure(k) for k in cfg.measures]
     pairs = ALIGNMENTS[cfg.alignment].align(teacher_tok, student_tok)
     with_next = teacher_tok.text == student_tok.text  # both read the same input: the next row aligns
     groups_t = [g.teacher_tokens for g in pairs] + ([None] if with_next else [])
     groups_s = [g.student_tokens for g in pairs] + ([None] if with_next else [])
     R = len(groups_t)
-    kept = _reusable(reuse, cfg, teacher, student, teacher_tok, student_tok, V_t, V_s, R)
+    kept = _reusable(reuse, cfg, teacher, student, teacher_tok, student_tok, V_t, V_s, R, measures)
     threads = max(1, torch.get_num_threads())
     pool = ThreadPoolExecutor(threads) if threads > 1 and R > 1 else None
-    results: list[dict[str, Any]] = []
+    n_bytes = len(teacher_tok.text_bytes)
+    rows: list[PositionRow] = []
     try:
         for c0 in range(0, R, cfg.chunk_rows):  # bounded memory: chunk_rows full-vocabulary rows at a time
             c = slice(c0, min(c0 + cfg.chunk_rows, R))
-            sides = ((teacher_dist, teacher_tok, groups_t[c]), (student_dist, student_tok, groups_s[c]))
-            results += _chunk_values(cfg, shared, sides, pool, None if kept is None else kept[c])
+            vec = row_vectors(teacher_dist, teacher_tok, groups_t[c], student_dist, student_tok, groups_s[c], cfg.merge)
+            values, caveats = _chunk_values(cfg, shared, vec, measures, pool, threads,
+                                            {k: v[c] for k, v in kept.items()})
+            for i, (row_values, row_caveats) in enumerate(zip(values, caveats)):
+                r = c0 + i
+                is_next = r == len(pairs)
+                g = None if is_next else pairs[r]
+                jt, js = ((), ()) if is_next else (g.teacher_tokens, g.student_tokens)
+                top_t, top_s = int(np.argmax(vec.p_base[i])), int(np.argmax(vec.q_base[i]))
+                rows.append(PositionRow(
+                    index=r,
+                    kind="next" if is_next else "token",
+                    label=NEXT_TOKEN_LABEL if is_next else g.label,
+                    byte_span=(n_bytes, n_bytes) if is_next else tuple(g.byte_span),
+                    same_span=True if is_next else bool(g.same_span),
+                    teacher_tokens=tuple(jt),
+                    student_tokens=tuple(js),
+                    teacher_ids=tuple(teacher_tok.ids[j] for j in jt),
+                    student_ids=tuple(student_tok.ids[j] for j in js),
+                    teacher_strings=tuple(teacher_tok.strings[j] for j in jt),
+                    student_strings=tuple(student_tok.strings[j] for j in js),
+                    # own token(s): the merged vector at the base token's actual id = the group's probability
+                    teacher_prob=None if is_next else float(vec.p[i, teacher_tok.ids[vec.teacher_base[i]]]),
+                    student_prob=None if is_next else float(vec.q[i, student_tok.ids[vec.student_base[i]]]),
+                    teacher_mass=float(vec.teacher_mass[i]),
+                    student_mass=float(vec.student_mass[i]),
+                    teacher_top1=str(shared.teacher_strings[top_t]),
+                    teacher_top1_prob=float(vec.p_base[i, top_t]),
+                    student_top1=str(shared.student_strings[top_s]),
+                    student_top1_prob=float(vec.q_base[i, top_s]),
+                    values=row_values,
+                    notes=tuple(_row_notes(cfg, vec, i, len(jt) > 1 or len(js) > 1, is_next) + row_caveats),
+                ))
     finally:
         if pool is not None:
             pool.shutdown()
-
-    n_bytes = len(teacher_tok.text_bytes)
-    rows: list[PositionRow] = []
-    for r, res in enumerate(results):
-        is_next = r == len(pairs)
-        g = None if is_next else pairs[r]
-        jt, js = ((), ()) if is_next else (g.teacher_tokens, g.student_tokens)
-        ots = res["ots"]
-        ot_field = lambda cost, k: None if cost not in ots else float(ots[cost][k])  # noqa: E731
-        rows.append(
-            PositionRow(
-                index=r,
-                kind="next" if is_next else "token",
-                label=NEXT_TOKEN_LABEL if is_next else g.label,
-                byte_span=(n_bytes, n_bytes) if is_next else tuple(g.byte_span),
-                same_span=True if is_next else bool(g.same_span),
-                teacher_tokens=tuple(jt),
-                student_tokens=tuple(js),
-                teacher_ids=tuple(teacher_tok.ids[j] for j in jt),
-                student_ids=tuple(student_tok.ids[j] for j in js),
-                teacher_strings=tuple(teacher_tok.strings[j] for j in jt),
-                student_strings=tuple(student_tok.strings[j] for j in js),
-                teacher_prob=res["own_t"],
-                student_prob=res["own_s"],
-                teacher_mass=res["mass_t"],
-                student_mass=res["mass_s"],
-                teacher_top1=str(shared.teacher_strings[res["top_t"]]),
-                teacher_top1_prob=res["top_t_prob"],
-                student_top1=str(shared.student_strings[res["top_s"]]),
-                student_top1_prob=res["top_s_prob"],
-                kl_shared=res["kl"],
-                kl_teacher_coverage=res["cov_t"],
-                kl_student_coverage=res["cov_s"],
-                uld=res["uld"],
-                value_ot=res["value_ot"],
-                hybrid=res["hybrid"],
-                hybrid_matched=res["hybrid_matched"],
-                hybrid_unmatched=res["hybrid_unmatched"],
-                uld_half=res["uld"] / 2,
-                token_ot_string=ot_field("string", 0),
-                token_ot_edit=ot_field("edit", 0),
-                string_teacher_truncated=ot_field("string", 1),
-                string_student_truncated=ot_field("string", 2),
-                edit_teacher_truncated=ot_field("edit", 1),
-                edit_student_truncated=ot_field("edit", 2),
-                notes=tuple(_row_notes(res, cfg, shared, len(jt) > 1 or len(js) > 1, is_next)),
-            )
-        )
     return ComparisonTable(
         rows=tuple(rows),
         config=cfg,

@@ -1,5 +1,8 @@
 """The per-position comparison table: one row per aligned position, JSON and pandas views.
 
+The measures are the registry's (:mod:`uld_explorer.measures`): a row holds their values by
+key (``row.values``, each also an attribute), the table's columns, JSON and CSV follow them.
+
 Scales, so that numbers that look alike are read alike
 -------------------------------------------------------
 - ``uld`` and ``value_ot`` lie in ``[0, 2]`` (the sorted-L1 closed form and the exact
@@ -67,29 +70,19 @@ class PositionRow:
         Most probable token (normalized vocab string) of the base distribution (the group's
         first token for ``merge="observed"``, its last for ``"bayesian"``), with its probability
         ``teacher_top1_prob`` / ``student_top1_prob``.
-    kl_shared : float
-        KL(p || q) in nats on the shared-string sub-vocabulary of the base distributions (NaN,
-        with the reason in ``notes``, if a side has no mass there; inf if q is 0 where p is not).
-    kl_teacher_coverage, kl_student_coverage : float
-        Mass each side puts on the shared strings, in [0, 1].
-    uld : float
-        ULD closed form (``uld_distance``), on the merged (sub-probability) vectors.
-    value_ot : float or None
-        :math:`n \\cdot W_1` exact value-space OT (POT, 1-D); equals ``uld``. None when
-        ``ComparisonConfig.value_ot`` is off.
-    hybrid, hybrid_matched, hybrid_unmatched : float
-        TRL GOLD's hybrid ULD on the merged vectors (:func:`~uld_explorer.hybrid_uld`): the
-        weighted sum, the matched strings' divergence (JSD / KL, nats), the unmatched entries'
-        sorted L1.
-    uld_half : float
-        ULD / 2, on the scale of ``token_ot_string`` (see the module docstring).
-    token_ot_string, token_ot_edit : float or None
-        Exact token-space OT of the base distributions on top-k + rest with the
-        string-identity / edit-distance cost, in [0, 1] (None when that cost was not requested).
-    string_teacher_truncated, string_student_truncated : float or None
-        Mass pooled into the rest buckets for the string cost (``top_k``).
-    edit_teacher_truncated, edit_student_truncated : float or None
-        The same for the edit cost (``edit_top_k``).
+    values : dict
+        Every measure of the table (:data:`~uld_explorer.measures.MEASURES`, the keys of
+        ``ComparisonConfig.measures``) -> its value at this row: NaN where undefined (the
+        ``notes`` say why), None where not computed (a cost or ``value_ot`` not asked for).
+        Each is also an attribute: ``row.uld``, ``row.kl_shared``, ``row.token_ot_string`` ... The
+        built-in ones: ``kl_shared`` (KL(p || q) in nats on the shared strings of the base
+        distributions) with ``kl_teacher_coverage`` / ``kl_student_coverage`` (the mass each side
+        puts there); ``uld`` (the closed form, on the merged vectors) and ``value_ot`` (n·W1 by
+        POT's 1-D solver, equal to it); ``hybrid`` with ``hybrid_matched`` / ``hybrid_unmatched``
+        (TRL GOLD's hybrid on the merged vectors); ``uld_half`` = ULD / 2 on the [0, 1] scale of
+        ``token_ot_string`` / ``token_ot_edit`` (exact token-space OT of the base distributions
+        on top-k + rest, string-identity / edit-distance cost) with their truncated masses
+        (``string_teacher_truncated`` ...).
     notes : tuple of str
         What to know when reading this row: an undefined value and why, a merged group's
         vectors, token OT below ULD / 2 and why.
@@ -114,22 +107,23 @@ class PositionRow:
     teacher_top1_prob: float
     student_top1: str
     student_top1_prob: float
-    kl_shared: float
-    kl_teacher_coverage: float
-    kl_student_coverage: float
-    uld: float
-    value_ot: float | None
-    hybrid: float
-    hybrid_matched: float
-    hybrid_unmatched: float
-    uld_half: float
-    token_ot_string: float | None
-    token_ot_edit: float | None
-    string_teacher_truncated: float | None
-    string_student_truncated: float | None
-    edit_teacher_truncated: float | None
-    edit_student_truncated: float | None
+    values: dict = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+
+    def __getattr__(self, name: str) -> Any:
+        """A measure's value read as an attribute (``row.uld``): only called when ``name`` is not
+        a field."""
+        values = self.__dict__.get("values")
+        if values is not None and name in values:
+            return values[name]
+        raise AttributeError(f"{type(self).__name__} has no attribute or measure {name!r}")
+
+    def as_record(self) -> dict[str, Any]:
+        """The row as one flat dict: its fields, then each measure's value by key, then ``notes``."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("values", "notes")}
+        out.update(self.values)
+        out["notes"] = self.notes
+        return out
 
 
 def _side(t: Tokenized) -> dict[str, Any]:
@@ -216,20 +210,26 @@ class ComparisonTable:
         return self.rows[-1] if self.rows and self.rows[-1].kind == "next" else None
 
     @property
+    def measures(self) -> tuple[str, ...]:
+        """The keys of the measures computed (``config.measures``), in the registry's order."""
+        return self.config.measures
+
+    @property
     def columns(self) -> list[str]:
-        """Column names, in order (the fields of :class:`PositionRow`)."""
-        return [f.name for f in fields(PositionRow)]
+        """Column names, in order: the fields of :class:`PositionRow`, each measure's key in
+        place of ``values``, ``notes`` last."""
+        return [f.name for f in fields(PositionRow) if f.name not in ("values", "notes")] + [*self.measures, "notes"]
 
     def to_dataframe(self):
-        """A pandas DataFrame, one row per aligned pair, columns as :class:`PositionRow`."""
+        """A pandas DataFrame, one row per aligned pair, columns :attr:`columns`."""
         import pandas as pd
 
-        return pd.DataFrame([asdict(r) for r in self.rows], columns=self.columns)
+        return pd.DataFrame([r.as_record() for r in self.rows], columns=self.columns)
 
     def to_records(self) -> list[dict[str, Any]]:
-        """JSON-safe dicts: tuples -> lists, non-finite floats (NaN, inf) -> None (the row's
-        ``notes`` say why)."""
-        return [{k: json_safe(v) for k, v in asdict(r).items()} for r in self.rows]
+        """JSON-safe dicts (:meth:`PositionRow.as_record`): tuples -> lists, non-finite floats (NaN,
+        inf) -> None (the row's ``notes`` say why)."""
+        return [json_safe(r.as_record()) for r in self.rows]
 
     def as_dict(self) -> dict[str, Any]:
         """Settings, tokenizations and records, JSON-safe (what ``uld-explorer compare --json`` prints)."""

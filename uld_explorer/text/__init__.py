@@ -22,13 +22,24 @@ from .align import (
 )
 from .spelling import bytes_to_unicode, normalize_token, token_bytes, tokenizer_kind
 from .tokenize import Tokenized, tokenize_with_offsets
-from .vocab import StringMatch, VocabOverlap, covered_mass, match_strings, vocab_bytes, vocab_overlap, vocab_strings
+from .vocab import (
+    SharedStrings,
+    StringMatch,
+    VocabOverlap,
+    covered_mass,
+    match_strings,
+    shared_strings_of,
+    vocab_bytes,
+    vocab_overlap,
+    vocab_strings,
+)
 
 __all__ = [
     "ALIGNMENTS",
     "MERGES",
     "AlignedPair",
     "Alignment",
+    "SharedStrings",
     "StringMatch",
     "TokenizationReport",
     "Tokenized",
@@ -43,6 +54,7 @@ __all__ = [
     "misalignment_rate",
     "normalize_token",
     "positional_alignment",
+    "shared_strings_of",
     "tokenization_report",
     "token_bytes",
     "tokenize_with_offsets",

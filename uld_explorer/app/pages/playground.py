@@ -17,6 +17,7 @@ import streamlit as st
 import uld_explorer as ux
 from uld_explorer import charts, plots, tidy
 from uld_explorer.app.common import export_figure, export_table, show_error, sync_url, view_state
+from uld_explorer.measures import MEASURES, for_pair
 
 # Widget keys and their defaults: the library's PlaygroundConfig (``uld-explorer playground`` uses
 # the same), plus how the value-space plan is ordered.
@@ -60,14 +61,15 @@ def reset_defaults() -> None:
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def compute(V_t, V_s, teacher_temperature, student_temperature, shift, noise, permute_student, seed, top_k):
-    """The pair and every divergence of it (cached on the widget values)."""
+def compute(V_t, V_s, teacher_temperature, student_temperature, shift, noise, permute_student, seed, top_k,
+            measures=()):
+    """The pair and every measure of it (cached on the widget values and the registered measures)."""
     cfg = ux.PlaygroundConfig(
         V_t=V_t, V_s=V_s, teacher_temperature=teacher_temperature, student_temperature=student_temperature,
         shift=shift, noise=noise, permute_student=permute_student, seed=seed, top_k=top_k,
     )
     p, q = cfg.pair()
-    return p, q, ux.divergence_summary(p, q, top_k=cfg.top_k)
+    return p, q, ux.divergence_summary(p, q, top_k=cfg.top_k, measures=measures)
 
 
 def fmt(x: float | None) -> str:
@@ -116,7 +118,7 @@ st.markdown(
 )
 
 try:
-    p, q, s = compute(**params)
+    p, q, s = compute(**params, measures=tuple(m.key for m in for_pair()))
 except Exception as err:  # noqa: BLE001 - never a traceback on the page
     show_error(err, "compute the divergences")
     st.stop()
@@ -144,12 +146,9 @@ if abs(ss.shift) >= n or (ss.shift and abs(ss.shift) % n == 0):
 
 # ---------------------------------------------------------------------------------- numbers first
 c = st.columns(4)
-c[0].metric("KL (shared)", fmt(s.kl_shared), help="KL(p‖q) on the strings both vocabularies have, "
-            "each side renormalized there (nats).")
-c[1].metric("ULD / 2", f"{s.uld / 2:.4f}", help="Identity blind: the token OT if identities could be relabelled.")
-c[2].metric("token-space OT", f"{s.token_ot.value:.4f}", help="Exact OT between the TOKENS (top-k + rest), "
-            "cost 0 for the same string, 1 otherwise: the mass that cannot stay on its own token.")
-c[3].metric("ULD", f"{s.uld:.4f}", help="Sorted L1, in [0, 2] (n · W1 between the probability values).")
+for col, key, value in ((c[0], "kl_shared", s.kl_shared), (c[1], "uld_half", s.uld / 2),
+                        (c[2], "token_ot_string", s.token_ot.value), (c[3], "uld", s.uld)):
+    col.metric(MEASURES[key].title, fmt(value), help=MEASURES[key].description)
 cov = s.shared_coverage
 if s.kl is None:
     st.caption(
@@ -229,6 +228,7 @@ rows = pd.DataFrame(s.rows())
 st.dataframe(
     rows, hide_index=True,
     column_config={
+        "key": None,  # the measure's key: in the exports, not on the page
         "divergence": st.column_config.TextColumn("divergence", width="medium"),
         "value": st.column_config.NumberColumn("value", format="%.6f"),
         "scale": st.column_config.TextColumn("scale", width="small"),

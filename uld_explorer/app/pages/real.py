@@ -27,13 +27,9 @@ from uld_explorer.app.common import (
     view_state,
 )
 from uld_explorer.checks import check_text
-from uld_explorer.compare import (
-    ComparisonConfig,
-    check_memory,
-    read_row,
-)
-from uld_explorer.compare.pipeline import shared_strings_of
-from uld_explorer.text import ALIGNMENTS, MERGES, base_token, merge_group
+from uld_explorer.compare import ComparisonConfig, check_memory, position_vectors, read_row
+from uld_explorer.measures import MEASURES
+from uld_explorer.text import ALIGNMENTS, MERGES, shared_strings_of
 
 OTHER = "other: a Hugging Face id or a local folder"
 PLAN_K = 12  # tokens per side in the transport-plan picture (the table's OT uses top_k)
@@ -167,8 +163,8 @@ st.selectbox("position", range(len(table)), key="position", format_func=lambda i
 
 with st.expander("The whole table (click a row to select it; download it)", expanded=False):
     df = table.to_dataframe()
-    shown = df[["index", "label", "teacher_top1", "student_top1", "teacher_prob", "student_prob", "kl_shared",
-                "uld_half", "token_ot_string", "hybrid", "uld"]]
+    shown = df[["index", "label", "teacher_top1", "student_top1", "teacher_prob", "student_prob",
+                *[k for k in table.measures if MEASURES[k].shown_in("page")]]]
     rows_key = f"rows_{ss.position}"
     st.dataframe(shown, hide_index=True, on_select=partial(row_pick, rows_key), selection_mode="single-row",
                  key=rows_key)
@@ -180,45 +176,36 @@ r = table[ss.position]
 t_tok, t_dist = distributions(teacher, ss.text, ss.prompt, cfg.teacher_temperature, cfg.max_tokens)
 s_tok, s_dist = distributions(student, ss.text, ss.prompt, cfg.student_temperature, cfg.max_tokens)
 shared = shared_strings_of(model(teacher).tokenizer, model(student).tokenizer, t_dist.shape[1], s_dist.shape[1])
+vec = position_vectors(table, r.index, t_dist, s_dist)
 if r.kind == "next":
-    p_base = p_vec = t_dist[len(t_tok)].astype(np.float64)
-    q_base = q_vec = s_dist[len(s_tok)].astype(np.float64)
     what = "the token after the text"
 else:
-    p_base = t_dist[base_token(r.teacher_tokens, cfg.merge)].astype(np.float64)
-    q_base = s_dist[base_token(r.student_tokens, cfg.merge)].astype(np.float64)
-    p_vec = np.asarray(merge_group(t_dist, t_tok.ids, r.teacher_tokens, cfg.merge)[0], dtype=np.float64)
-    q_vec = np.asarray(merge_group(s_dist, s_tok.ids, r.student_tokens, cfg.merge)[0], dtype=np.float64)
     what = f"{r.label!r} (teacher {list(r.teacher_strings)}, student {list(r.student_strings)})"
-p_base, q_base = p_base / p_base.sum(), q_base / q_base.sum()
 
 st.subheader(f"Position {r.index}: predicts {what}")
 st.info(read_row(r), icon=":material/lightbulb:")
 for note in r.notes:
     st.caption(note)
-m = st.columns(4)
+cards = [MEASURES[k] for k in table.measures if MEASURES[k].shown_in("card")]
 fmt = lambda x: "undefined" if x is None or not np.isfinite(x) else f"{x:.4f}"  # noqa: E731
-m[0].metric("KL, shared (nats)", fmt(r.kl_shared), help="KL(p‖q) on the strings both vocabularies have.")
-m[1].metric("ULD / 2", fmt(r.uld_half), help="Sorted L1 / 2: token OT if identities could be relabelled freely.")
-m[2].metric("token OT, 0/1 cost", fmt(r.token_ot_string), help=f"Exact OT on the top-{cfg.top_k} tokens + rest.")
-m[3].metric("hybrid ULD", fmt(r.hybrid), help="GOLD's hybrid: JSD on the shared strings + sorted L1 on the rest.")
+for col, m in zip(st.columns(max(1, len(cards))), cards):
+    col.metric(m.title, fmt(r.values.get(m.key)), help=m.description)
 if r.teacher_prob is not None:
     st.caption(f"Probability of the actual text {r.label!r}: teacher {r.teacher_prob:.4f}, student {r.student_prob:.4f}"
                f"; mass on shared strings: teacher {r.kl_teacher_coverage:.0%}, student {r.kl_student_coverage:.0%}.")
 
 shared_ids = (set(shared.match.teacher_matched.tolist()), set(shared.match.student_matched.tolist()))
-top = tidy.top_k_frame(p_base, q_base, shared.teacher_strings, shared.student_strings, k=10, shared=shared_ids)
+top = tidy.top_k_frame(vec.p_base, vec.q_base, shared.teacher_strings, shared.student_strings, k=10, shared=shared_ids)
 st.altair_chart(charts.chart_top_k(top), width="content")
 st.caption("The ten most probable tokens of each side; faded: strings the other vocabulary does not have.")
-merged = r.teacher_mass < 1 or r.student_mass < 1
-curves = tidy.sorted_frame(p_vec, q_vec, n_max=SORTED_RANKS, subprobability=merged)
+curves = tidy.sorted_frame(vec.p, vec.q, n_max=SORTED_RANKS, subprobability=vec.merged)
 shown_area = float((curves["high"] - curves["low"]).sum())
 st.altair_chart(charts.chart_sorted(curves, log_x=True), width="stretch")
 st.caption(f"Ranks 1-{len(curves)}: the shaded area is {shown_area:.4f} of ULD = {r.uld:.4f} "
            f"(the other ranks hold {max(0.0, r.uld - shown_area):.4f}).")
-export_figure(lambda: plots.plot_sorted_curves(p_vec, q_vec, xscale="log", subprobability=merged),
+export_figure(lambda: plots.plot_sorted_curves(vec.p, vec.q, xscale="log", subprobability=vec.merged),
               f"sorted_curves_{r.index}", "sorted")
-plan = ux.token_space_ot_top_k(p_base, q_base, shared.teacher_keys, shared.student_keys, k=PLAN_K)
+plan = ux.token_space_ot_top_k(vec.p_base, vec.q_base, shared.teacher_keys, shared.student_keys, k=PLAN_K)
 layout = tidy.token_plan_layout(plan, shared.teacher_strings, shared.student_strings, order="matched")
 st.altair_chart(charts.chart_plan(tidy.plan_frame(plan.plan, layout),
                                   title=f"token-space transport plan, top-{PLAN_K} + rest (value {plan.value:.4f})"),
