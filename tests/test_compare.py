@@ -23,8 +23,8 @@ import pytest
 import torch
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
-from tiny_tokenizers import SPM_LETTERS, SPM_MERGES, TEXTS, byte_bpe, sentencepiece_like
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from tiny_models import save_folder, tiny_student_parts, tiny_teacher
+from tiny_tokenizers import TEXTS
 
 from uld_explorer import (
     ComparisonConfig,
@@ -56,44 +56,14 @@ TEXT = "The cat sat on the mat, and the dog sat on the log. Le café était trè
 # --------------------------------------------------------------------------------------------
 
 
-def _byte_bpe(vocab_size: int) -> PreTrainedTokenizerFast:
-    """GPT-2 style byte-level BPE, no BOS (like Qwen / SmolLM2)."""
-    return byte_bpe(vocab_size)
-
-
-def _sentencepiece_like() -> PreTrainedTokenizerFast:
-    """'▁' + byte fallback + a BOS added by default (like Llama / Gemma), a few more merges."""
-    extra = (("▁", "s"), ("▁s", "at"), ("o", "n"), ("▁", "o"), ("▁o", "n"))
-    return sentencepiece_like(letters=SPM_LETTERS + "H", merges=SPM_MERGES + extra)
-
-
-def _sharpen(model: torch.nn.Module, scale: float) -> None:
-    """Random init gives near-uniform outputs; scale the LM head for peaked distributions."""
-    with torch.no_grad():
-        model.get_output_embeddings().weight.mul_(scale)
-
-
 @pytest.fixture(scope="module")
 def teacher():
-    tok = _byte_bpe(400)
-    torch.manual_seed(0)
-    V_t = len(tok) + 16  # padded embedding rows, as in real models (151,936 logits > tokenizer)
-    cfg = LlamaConfig(
-        vocab_size=V_t, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-        num_key_value_heads=2, max_position_embeddings=64, tie_word_embeddings=False,
-    )
-    model = LlamaForCausalLM(cfg).eval()
-    _sharpen(model, 60.0)
-    return zoo.LoadedModel("tiny-llama-bpe", tok, model)
+    return tiny_teacher()
 
 
 @pytest.fixture(scope="module")
 def student():
-    tok = _sentencepiece_like()
-    torch.manual_seed(1)
-    cfg = GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=1, n_head=2, n_positions=128, bos_token_id=1, eos_token_id=None)
-    model = GPT2LMHeadModel(cfg).eval()
-    _sharpen(model, 30.0)
+    tok, model = tiny_student_parts()
 
     class Bare:  # not a LoadedModel: anything with .tokenizer and .model is accepted
         pass
@@ -683,13 +653,7 @@ def test_kl_undefined_or_infinite_never_breaks_json(teacher, student):
 @pytest.fixture(scope="module")
 def model_dirs(tmp_path_factory, teacher, student):
     root = tmp_path_factory.mktemp("tiny_models")
-    out = []
-    for nm, lm in (("teacher", teacher), ("student", student)):
-        d = root / nm
-        lm.model.save_pretrained(d, safe_serialization=True)
-        lm.tokenizer.save_pretrained(d)
-        out.append(str(d))
-    return out
+    return [save_folder(root, nm, lm.tokenizer, lm.model) for nm, lm in (("teacher", teacher), ("student", student))]
 
 
 def test_cli_compare_table_and_json(model_dirs, capsys):

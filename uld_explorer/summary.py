@@ -128,7 +128,9 @@ def divergence_summary(
     hybrid : HybridConfig, optional
         Settings of the hybrid row (default: GOLD's).
     measures : sequence of str, optional
-        Keys of the measures to compute (default: every one registered for a pair).
+        Keys of the measures to show in ``values`` and :meth:`~DivergenceSummary.rows` (default:
+        every one registered for a pair), in the registry's order. ULD, the hybrid and the
+        token-space OT are computed anyway: they are attributes of the summary.
 
     Examples
     --------
@@ -152,7 +154,9 @@ def divergence_summary(
                                         hybrid=hybrid or HybridConfig(), value_ot=True)
     rows = registry.PairRows(p[None], q[None], SharedStrings.of_tokens(teacher_tokens, student_tokens), settings,
                              exact_plans=True)
-    chosen = registry.for_pair() if measures is None else [registry.measure(k) for k in measures]
+    for k in measures or ():
+        registry.measure(k)  # an unknown key: the error lists the known ones
+    chosen = [m for m in registry.for_pair() if measures is None or m.key in measures]
     raw = registry.compute_measures(rows, chosen)
     values = {k: _value(v[0]) for k, v in raw.items()}
     row_values = {k: float(v[0]) for k, v in raw.items()}

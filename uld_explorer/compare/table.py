@@ -22,7 +22,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-import numpy as np
 
 from ..jsonsafe import json_safe
 from ..text import Tokenized
