@@ -1,4 +1,4 @@
-"""Tokenizers without weights: real tokenizer families read out of one pinned source archive.
+"""Tokenizers without weights: the public face of the zoo's tokenizer-only entries.
 
 The llama-cpp-python source archive on the package registry carries llama.cpp's tokenizer test
 vocabularies, ``vendor/llama.cpp/models/ggml-vocab-*.gguf``: GGUF files that hold a tokenizer
@@ -7,31 +7,13 @@ reads correctly; each converts once to a plain Hugging Face tokenizer folder, so
 compare many tokenizer families (spans, alignments, vocabulary overlap) next to the three zoo
 models, on a machine that reaches only the package registry.
 
-``fetch_tokenizers(names)`` does, once per machine (the model zoo's steps, with one archive for
-every entry):
-
-1. download   ``python -m pip download --no-deps --no-binary :all:`` of the pinned archive into
-              ``<cache>/sources/llama-cpp-python-0.3.36/`` (never installed, never built, never
-              imported; see :func:`sdist_download`);
-2. verify     its sha256 against the pinned value (a mismatch removes it);
-3. extract    stream the wanted GGUF members out of the archive in one pass, each checked
-              against its own pinned sha256 (a mismatch removes the file);
-4. convert    ``AutoTokenizer.from_pretrained(dir, gguf_file=...)``, ``save_pretrained``, reload
-              the folder and check it tokenizes a set of texts (and llama.cpp's reference
-              strings) exactly as the GGUF-loaded tokenizer, every token spelling its own bytes
-              of the text (:func:`convert_vocab`);
-5. publish    under a temporary name, renamed to ``<cache>/tokenizers/<name>/`` once complete,
-              with the completion marker ``ZOO_COMPLETE.json`` recording the sha256 of every file
-              (as for the models: loads re-hash only files written since they were verified);
-6. clean up   the archive and the GGUF files are deleted (``keep_sources=True`` keeps them).
-
 ``fetch_tokenizers()`` publishes every entry from ONE download (~75 MB); a name or a few names
 download the archive too and convert only those. :func:`load_tokenizer` takes an entry name, a
 zoo model's name (its tokenizer only, from the model's converted folder) or a local folder.
 
-The registry part of this module (:data:`TOKENIZERS`, :class:`TokenizerSpec`,
-:func:`resolve_tokenizer_name`, :func:`tokenizer_dir`, :func:`list_tokenizers`) imports neither
-torch nor transformers: the command line lists the entries without loading them.
+The cache rules are the models': the same completion marker ``ZOO_COMPLETE.json``, written by the
+same :func:`~uld_explorer.zoo.publish.publish_folder` and checked by the same
+:func:`~uld_explorer.zoo.cache.cached_intact`, under ``<cache>/tokenizers/<name>/``.
 
 >>> TOKENIZERS["Llama-3"].vocab_size, TOKENIZERS["GPT-2"].source.requirement
 (128256, 'llama-cpp-python==0.3.36')
@@ -41,98 +23,43 @@ torch nor transformers: the command line lists the entries without loading them.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
+import functools
 import json
 import os
 import tarfile
 import tempfile
 import time
-import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from .cache import (
     cache_dir,
-    check_files,
+    cached_intact,
     damaged_error,
     fetch_lock,
     folder_bytes,
     folder_status,
     package_version,
-    progress_bar,
-    publish_folder,
+    read_cached,
     read_marker,
-    remove_path,
-    remove_stale_temporaries,
-    say,
     sources_dir,
 )
 from .errors import RemoteCodeRefusedError, UnknownModelError, ZooError
-from .registry import MODELS, filename_prefix
+from .progress import progress_bar, say
+from .publish import copy_hashing, publish_folder, remove_stale_temporaries, sources_folder, write_verified
+from .registry import MODELS, ModelSpec, Sdist, as_spec
 
 __all__ = [
     "CHECK_TEXTS", "LLAMA_CPP_SDIST", "TOKENIZERS", "Sdist", "TokenizerEntry", "TokenizerSpec", "VocabConverter",
-    "convert_vocab", "fetch_tokenizers", "list_tokenizers", "load_tokenizer", "resolve_tokenizer_name",
-    "sdist_download", "tokenizer_dir",
+    "convert_vocab", "fetch_tokenizers", "list_tokenizers", "load_tokenizer", "reference_cases",
+    "resolve_tokenizer_name", "sdist_download", "tokenizer_dir",
 ]
 
 
 # --------------------------------------------------------------------------------------------
 # the registry
-
-
-@dataclass(frozen=True)
-class Sdist:
-    """A source archive pinned on the package registry, downloaded only to read files out of it.
-
-    Attributes
-    ----------
-    package, version : str
-        The distribution, pinned exactly (``==``).
-    sha256 : str
-        Of the ``.tar.gz`` as downloaded.
-    sdist_bytes : int
-        Its size (the download progress bar).
-    build_backend : str
-        The archive's PEP 517 build backend (``[build-system] build-backend`` of its
-        ``pyproject.toml``): pip asks it for the package's metadata before saving a source
-        archive, so :func:`sdist_download` puts a stand-in of that name on pip's path that
-        answers with the archive's own ``PKG-INFO`` and builds nothing.
-    """
-
-    package: str
-    version: str
-    sha256: str
-    sdist_bytes: int
-    build_backend: str
-
-    suffix: ClassVar[str] = ".tar.gz"
-
-    @property
-    def requirement(self) -> str:
-        return f"{self.package}=={self.version}"
-
-    @property
-    def filename_prefix(self) -> str:
-        return filename_prefix(self.package, self.version)  # PEP 625: name_version.tar.gz
-
-    @property
-    def download_bytes(self) -> int:
-        return self.sdist_bytes
-
-    @property
-    def root(self) -> str:
-        """The archive's top folder (every member's path starts with it)."""
-        return filename_prefix(self.package, self.version)
-
-    @property
-    def key(self) -> str:
-        """Its folder under ``<cache>/sources/`` and the name of its fetch lock."""
-        return f"{self.package}-{self.version}"
-
 
 #: The one archive every entry comes from (77 MB; MIT; the vocabularies are llama.cpp's test files).
 LLAMA_CPP_SDIST = Sdist(
@@ -290,18 +217,6 @@ TOKENIZERS: dict[str, TokenizerSpec] = {
     )
 }
 
-#: Texts every converted folder must tokenize exactly as the GGUF-loaded tokenizer, each token's
-#: own bytes spelling the text (English, accents, CJK, emoji, code and whitespace, digits, a
-#: decomposed accent, typographic punctuation).
-CHECK_TEXTS = (
-    "The capital of France is Paris. The cat sat on the mat.",
-    "Le café était très bon, naïve façade.",
-    "東京は日本の首都です。",
-    "I love 🍕 and 🚀!🙂",
-    "def f(x):\n\treturn x ** 2  # 12345, 3333, ½\n\n",
-    "re\u0301sume\u0301 “Ünïcödé” — done…",
-)
-
 
 def resolve_tokenizer_name(name: str) -> str:
     """The entry name for ``name`` (case-insensitive); raises :class:`UnknownModelError` (a
@@ -325,7 +240,12 @@ def _unknown(name: str) -> UnknownModelError:
     )
 
 
-def _as_spec(name_or_spec: str | TokenizerSpec) -> TokenizerSpec:
+def as_tokenizer_spec(name_or_spec: str | TokenizerSpec) -> TokenizerSpec:
+    """The spec of entry ``name_or_spec`` (see :func:`resolve_tokenizer_name`), or the spec itself.
+
+    >>> as_tokenizer_spec("gpt-2") is as_tokenizer_spec(TOKENIZERS["GPT-2"]) is TOKENIZERS["GPT-2"]
+    True
+    """
     if isinstance(name_or_spec, TokenizerSpec):
         return name_or_spec
     return TOKENIZERS[resolve_tokenizer_name(name_or_spec)]
@@ -333,7 +253,7 @@ def _as_spec(name_or_spec: str | TokenizerSpec) -> TokenizerSpec:
 
 def tokenizer_dir(name_or_spec: str | TokenizerSpec) -> Path:
     """Where the converted folder of a tokenizer entry (name or spec) lives, cached or not."""
-    return cache_dir() / "tokenizers" / _as_spec(name_or_spec).name
+    return cache_dir() / "tokenizers" / as_tokenizer_spec(name_or_spec).name
 
 
 @dataclass(frozen=True)
@@ -445,9 +365,26 @@ def sdist_download(requirements: list[str], dest: Path, on_progress: Callable[[i
     cores against three seconds. So a stand-in module named ``build_backend`` is put first on
     the path of pip's backend process: it reads ``PKG-INFO`` and refuses to build. Nothing of
     the package is run, built, installed or imported. The default downloader of
-    :func:`fetch_tokenizers` (signature of :data:`~uld_explorer.zoo.download.Downloader`).
+    :func:`~uld_explorer.zoo.vocabs.fetch_tokenizers` (signature of
+    :data:`~uld_explorer.zoo.download.Downloader`).
+
+    Parameters
+    ----------
+    requirements : list of str
+        Pinned requirements (``"llama-cpp-python==0.3.36"``).
+    dest : Path
+        An existing folder the archives are saved into.
+    on_progress : callable
+        ``on_progress(done, total)``, pip's byte counts.
+    build_backend : str
+        The archives' build backend (:attr:`~uld_explorer.zoo.registry.Sdist.build_backend`).
+
+    Raises
+    ------
+    ZooError
+        pip failed (no network, no such package), with pip's own last lines.
     """
-    from .download import pip_download
+    from .download import pip_download  # (imports torch, for the models' conversion: only when downloading)
 
     with tempfile.TemporaryDirectory(prefix="uld-explorer-backend-") as stand_in:
         _write_stand_in(Path(stand_in), build_backend)
@@ -459,13 +396,34 @@ def sdist_download(requirements: list[str], dest: Path, on_progress: Callable[[i
 # --------------------------------------------------------------------------------------------
 # step 3: extract
 
+def extract_vocabs(source: Sdist, archive: Path, specs: Sequence[TokenizerSpec], src: Path,
+                   progress: bool) -> dict[str, list[tuple[str, list[int]]]]:
+    """Stream each entry's GGUF out of ``archive`` into ``src`` (one pass), checking its sha256.
 
-def _extract(source: Sdist, archive: Path, specs: Sequence[TokenizerSpec], src: Path,
-             progress: bool) -> dict[str, list[tuple[str, list[int]]]]:
-    """Stream each spec's GGUF out of ``archive`` into ``src`` (one pass), checking its sha256;
-    returns each spec's reference strings with their expected ids."""
-    from .download import copy_hashing
+    Parameters
+    ----------
+    source : Sdist
+        The archive's pin (its top folder prefixes every member).
+    archive : Path
+        The downloaded archive, its own sha256 already verified.
+    specs : sequence of TokenizerSpec
+        The entries wanted, all from ``source``.
+    src : Path
+        Where the GGUF files go (``<cache>/sources/<package>-<version>/``).
+    progress : bool
+        A progress bar on stderr.
 
+    Returns
+    -------
+    dict of str to list of (str, list of int)
+        Each entry's reference strings with the original tokenizer's ids (empty without them).
+
+    Raises
+    ------
+    ZooError
+        A GGUF whose sha256 is not the pinned one (the file is removed), an archive that cannot be
+        read, or a member the archive does not have.
+    """
     ggufs = {f"{source.root}/{s.member}": s for s in specs}
     refs: dict[str, tuple[TokenizerSpec, int]] = {}
     for s in specs:
@@ -478,8 +436,7 @@ def _extract(source: Sdist, archive: Path, specs: Sequence[TokenizerSpec], src: 
             with tarfile.open(archive, "r:gz") as tar:
                 for info in tar:  # one sequential pass through the gzip stream
                     if info.name in ggufs and info.isfile():
-                        spec = ggufs.pop(info.name)
-                        _extract_gguf(tar, info, spec, src, bar, copy_hashing)
+                        _extract_gguf(tar, info, ggufs.pop(info.name), src, bar)
                     elif info.name in refs and info.isfile():
                         spec, k = refs.pop(info.name)
                         with tar.extractfile(info) as f:  # type: ignore[union-attr]
@@ -487,49 +444,60 @@ def _extract(source: Sdist, archive: Path, specs: Sequence[TokenizerSpec], src: 
                     if not ggufs and not refs:
                         break
         except (tarfile.TarError, zlib.error, EOFError, OSError) as err:
-            for s in specs:
-                remove_path(src / f".{s.gguf_file}.tmp-{os.getpid()}")
+            # (write_verified removed the GGUF being written, if any)
             raise ZooError(f"{archive.name} could not be read ({type(err).__name__}: {err}) although its sha256 "
                            f"matched: the disk may be failing. Run `uld-explorer tokenizers fetch` again.") from None
     missing = sorted(m.split("/", 1)[1] for m in [*ggufs, *refs])
     if missing:
         raise ZooError(f"{archive.name} has no member(s) {', '.join(missing)}: the package on the registry is "
                        f"not what this version of uld-explorer expects")
-    return {name: _reference_cases(inp, out) for name, (inp, out) in ref_text.items()}
+    return {name: reference_cases(inp, out) for name, (inp, out) in ref_text.items()}
 
 
-def _extract_gguf(tar: tarfile.TarFile, info: tarfile.TarInfo, spec: TokenizerSpec, src: Path, bar: Any,
-                  copy_hashing: Callable[..., None]) -> None:
-    target = src / spec.gguf_file
-    tmp = src / f".{spec.gguf_file}.tmp-{os.getpid()}"
-    digest = hashlib.sha256()
-    try:
-        with tar.extractfile(info) as member, open(tmp, "wb") as out:  # type: ignore[union-attr]
+def _extract_gguf(tar: tarfile.TarFile, info: tarfile.TarInfo, spec: TokenizerSpec, src: Path, bar: Any) -> None:
+    """One GGUF member into ``src/<its file name>``, kept only when its sha256 is the pinned one."""
+
+    def write(out: Any, digest: Any) -> None:
+        with tar.extractfile(info) as member:  # type: ignore[union-attr]
             copy_hashing(member, out, digest, bar)
-        got = digest.hexdigest()
-        if got != spec.sha256:
-            remove_path(tmp)
-            raise ZooError(
-                f"sha256 mismatch for {spec.gguf_file} ({spec.name}) read out of {spec.source.requirement}:\n"
-                f"    expected {spec.sha256}\n    got      {got}\n"
-                f"The bad file was removed. If `uld-explorer tokenizers fetch {spec.name}` fails the same way, "
-                f"the archive on the registry changed and this uld-explorer version cannot verify it."
-            )
-        os.replace(tmp, target)
-        (src / f"{spec.gguf_file}.sha256").write_text(f"{got}  {spec.gguf_file}\n", encoding="utf-8")
-    except BaseException:
-        remove_path(tmp)
-        raise
+
+    def mismatch(got: str) -> ZooError:
+        return ZooError(
+            f"sha256 mismatch for {spec.gguf_file} ({spec.name}) read out of {spec.source.requirement}:\n"
+            f"    expected {spec.sha256}\n    got      {got}\n"
+            f"The bad file was removed. If `uld-explorer tokenizers fetch {spec.name}` fails the same way, "
+            f"the archive on the registry changed and this uld-explorer version cannot verify it."
+        )
+
+    write_verified(src / spec.gguf_file, spec.sha256, write, mismatch)
 
 
 _REFERENCE_SEPARATOR = "\n__ggml_vocab_test__\n"
 
 
-def _reference_cases(inp: str, out: str) -> list[tuple[str, list[int]]]:
-    """llama.cpp's reference file pair: each input followed by a ``__ggml_vocab_test__`` line
-    (an input may be empty), one line of space-separated token ids per input.
+def reference_cases(inp: str, out: str) -> list[tuple[str, list[int]]]:
+    """Parse llama.cpp's reference file pair for a vocabulary: each input followed by a
+    ``__ggml_vocab_test__`` line (an input may be empty), one line of space-separated token ids
+    per input.
 
-    >>> _reference_cases("a b\\n__ggml_vocab_test__\\n\\n__ggml_vocab_test__\\n", "64 275\\n\\n")
+    Parameters
+    ----------
+    inp : str
+        The ``.gguf.inp`` file's text (empty: the vocabulary has no reference strings).
+    out : str
+        The ``.gguf.out`` file's text.
+
+    Returns
+    -------
+    list of (str, list of int)
+        Each reference string with the ids the original tokenizer gave it.
+
+    Raises
+    ------
+    ZooError
+        The two files do not have as many inputs as lines of ids.
+
+    >>> reference_cases("a b\\n__ggml_vocab_test__\\n\\n__ggml_vocab_test__\\n", "64 275\\n\\n")
     [('a b', [64, 275]), ('', [])]
     """
     if not inp:
@@ -544,7 +512,19 @@ def _reference_cases(inp: str, out: str) -> list[tuple[str, list[int]]]:
 
 
 # --------------------------------------------------------------------------------------------
-# step 4: convert
+# step 4 and 5: convert, self-check and publish
+
+#: Texts every converted folder must tokenize exactly as the GGUF-loaded tokenizer, each token's
+#: own bytes spelling the text (English, accents, CJK, emoji, code and whitespace, digits, a
+#: decomposed accent, typographic punctuation).
+CHECK_TEXTS = (
+    "The capital of France is Paris. The cat sat on the mat.",
+    "Le café était très bon, naïve façade.",
+    "東京は日本の首都です。",
+    "I love 🍕 and 🚀!🙂",
+    "def f(x):\n\treturn x ** 2  # 12345, 3333, ½\n\n",
+    "re\u0301sume\u0301 “Ünïcödé” — done…",
+)
 
 #: A conversion step, ``converter(gguf, out, reference) -> check figures``, as :func:`convert_vocab`
 #: (``fetch_tokenizers(converter=...)`` takes one; the tests use it to interrupt a conversion).
@@ -560,12 +540,11 @@ def _spells_text(tokenizer: Any, text: str) -> bool:
     of the text's UTF-8 bytes, as :func:`~uld_explorer.text.tokenize_with_offsets` gives them (a
     SentencePiece dummy-prefix space before the first token aside): the spans come from the
     tokens, not from the offset fallback for normalizing tokenizers."""
-    from ..text import tokenize_with_offsets
     from ..text.spelling import tokenizer_kind
-    from ..text.tokenize import _own_bytes  # what tokenize_with_offsets reads the bytes with
+    from ..text.tokenize import own_bytes, tokenize_with_offsets
 
     tok = tokenize_with_offsets(tokenizer, text)
-    own = _own_bytes(tokenizer, tok.ids, tokenizer_kind(tokenizer))
+    own = own_bytes(tokenizer, tok.ids, tokenizer_kind(tokenizer))
     if own is None:
         return False
     spans = [tok.token_bytes(j) for j in range(len(tok))]
@@ -584,7 +563,7 @@ def convert_vocab(gguf: Path, out: Path, reference: Sequence[tuple[str, list[int
     pre-tokenizer for Qwen), so the folder would no longer be the tokenizer that was checked.
     The reloaded folder must tokenize :data:`CHECK_TEXTS` and the reference strings exactly as
     the GGUF-loaded tokenizer, and spell every check text with its tokens' own bytes. This is
-    the default converter of :func:`fetch_tokenizers`.
+    the default converter of :func:`~uld_explorer.zoo.vocabs.fetch_tokenizers`.
 
     Parameters
     ----------
@@ -627,8 +606,14 @@ def convert_vocab(gguf: Path, out: Path, reference: Sequence[tuple[str, list[int
     }
 
 
-def _publish(spec: TokenizerSpec, gguf: Path, reference: Sequence[tuple[str, list[int]]],
-             converter: VocabConverter, timings: dict[str, float]) -> Path:
+def publish_vocab(spec: TokenizerSpec, gguf: Path, reference: Sequence[tuple[str, list[int]]],
+                  converter: VocabConverter, timings: dict[str, float]) -> Path:
+    """Steps 4 and 5 for one entry: ``converter(gguf, tmp, reference)`` into a temporary folder,
+    its check figures checked against ``spec`` (a tokenizer that differs after reloading, a text
+    its tokens do not spell, an unexpected ``len(tokenizer)``: :class:`ZooError`, nothing cached),
+    ``SOURCE.txt`` added, then published as :func:`~uld_explorer.zoo.vocabs.tokenizer_dir`
+    with the check figures and ``timings`` in its marker; returns that folder."""
+
     def fill(tmp: Path) -> dict[str, Any]:
         t0 = time.perf_counter()
         check = converter(gguf, tmp, reference)
@@ -667,10 +652,11 @@ def _publish(spec: TokenizerSpec, gguf: Path, reference: Sequence[tuple[str, lis
 
 
 # --------------------------------------------------------------------------------------------
-# fetch and load
+# fetch
 
-
-def _damaged(spec: TokenizerSpec, folder: Path, problems: Iterable[str]) -> ZooError:
+def damaged_tokenizer_error(spec: TokenizerSpec, folder: Path, problems: Iterable[str]) -> ZooError:
+    """The error for a damaged cached tokenizer folder (:func:`~uld_explorer.zoo.cache.damaged_error`):
+    each bad file, and the command that rebuilds it."""
     return damaged_error(spec.name, folder, problems, what="tokenizer",
                          rebuild=f"uld-explorer tokenizers fetch {spec.name} --force", verify="")
 
@@ -711,9 +697,10 @@ def fetch_tokenizers(
         (deleted by default: the converted folders are self-contained).
     downloader : callable, optional
         Step 1, ``downloader(requirements, dest, on_progress)``: puts the archive of the pinned
-        requirement into the folder ``dest``; default :func:`sdist_download`.
+        requirement into the folder ``dest``; default :func:`~uld_explorer.zoo.vocabs.sdist_download`.
     converter : callable
-        Step 4, ``converter(gguf, out, reference)``; default :func:`convert_vocab`.
+        Step 4, ``converter(gguf, out, reference)``; default
+        :func:`~uld_explorer.zoo.vocabs.convert_vocab`.
 
     Returns
     -------
@@ -734,18 +721,15 @@ def fetch_tokenizers(
     if names is None:
         specs = list(TOKENIZERS.values())
     elif isinstance(names, (str, TokenizerSpec)):
-        specs = [_as_spec(names)]
+        specs = [as_tokenizer_spec(names)]
     else:
-        specs = [_as_spec(n) for n in names]
+        specs = [as_tokenizer_spec(n) for n in names]
     folders: dict[str, Path] = {}
     todo: dict[Sdist, list[TokenizerSpec]] = {}
     for spec in specs:
         folder = tokenizer_dir(spec)
-        marker = read_marker(folder)
-        if marker is not None and not force:
-            check = check_files(spec.key, folder, marker)  # hashes only files changed since verified
-            if check.problems:
-                raise _damaged(spec, folder, check.problems)
+        # a cached entry is checked (hashing only files changed since verified); a damaged one raises
+        if not force and cached_intact(spec.key, folder, functools.partial(damaged_tokenizer_error, spec, folder)):
             folders[spec.name] = folder
         elif spec not in todo.setdefault(spec.source, []):
             todo[spec.source].append(spec)
@@ -760,7 +744,7 @@ def _fetch_from(source: Sdist, specs: list[TokenizerSpec], every: bool, progress
                 keep_sources: bool, downloader: Callable[..., None] | None,
                 converter: VocabConverter) -> dict[str, Path]:
     """Steps 1 to 6 for ``specs``, all from ``source``, under its lock."""
-    from .download import download_packages, find_package_file, verify_file
+    from .download import download_packages, find_package_file, verify_file  # (imports torch)
 
     done: dict[str, Path] = {}
     with fetch_lock(source.key):
@@ -771,15 +755,11 @@ def _fetch_from(source: Sdist, specs: list[TokenizerSpec], every: bool, progress
             remove_stale_temporaries(tokenizer_dir(spec))  # left by a killed conversion (we hold the lock)
         if not specs:
             return done
-        src = sources_dir(source.key)
-        src.mkdir(parents=True, exist_ok=True)
-        for stale in [*src.glob(".download-*"), *src.glob(".*.tmp-*")]:
-            remove_path(stale)
         timings: dict[str, float] = {}
         fetch_cmd = "uld-explorer tokenizers fetch " + ("--all" if every else " ".join(s.name for s in specs))
         download = downloader or (lambda reqs, dest, on_progress: sdist_download(
             reqs, dest, on_progress, build_backend=source.build_backend))
-        try:
+        with sources_folder(source.key, keep=keep_sources) as src:
             archive = find_package_file(src, source)
             t0 = time.perf_counter()
             if archive is None:
@@ -792,19 +772,14 @@ def _fetch_from(source: Sdist, specs: list[TokenizerSpec], every: bool, progress
             verify_file(archive, source.sha256, source.requirement, fetch_cmd, progress)
             timings["verify_s"] = round(time.perf_counter() - t0, 2)
             t0 = time.perf_counter()
-            references = _extract(source, archive, specs, src, progress)
+            references = extract_vocabs(source, archive, specs, src, progress)
             timings["extract_s"] = round(time.perf_counter() - t0, 2)
             with progress_bar(progress, total=len(specs), unit="tokenizer", desc="convert tokenizers") as bar:
                 for spec in specs:
                     bar.set_postfix_str(spec.name)
-                    done[spec.name] = _publish(spec, src / spec.gguf_file, references[spec.name], converter, timings)
+                    done[spec.name] = publish_vocab(spec, src / spec.gguf_file, references[spec.name], converter,
+                                                    timings)
                     bar.update()
-        except BaseException:
-            with contextlib.suppress(OSError):
-                src.rmdir()  # only if nothing was downloaded
-            raise
-        if not keep_sources:
-            remove_path(src)
     if progress:
         size = sum(folder_bytes(done[s.name]) for s in specs)
         say(f"[zoo] {len(specs)} tokenizer(s) ready in {cache_dir() / 'tokenizers'}: "
@@ -812,27 +787,18 @@ def _fetch_from(source: Sdist, specs: list[TokenizerSpec], every: bool, progress
     return done
 
 
-def _read_tokenizer(folder: Path, key: str, name: str, rebuild: str, damaged: Callable[[list[str]], ZooError]) -> Any:
-    """The tokenizer of a verified cache folder; a failed read re-hashes everything first."""
+# --------------------------------------------------------------------------------------------
+# load
+
+def _read(folder: Path) -> Any:
+    """The tokenizer of a local folder: its files only, no code from anywhere."""
     from transformers import AutoTokenizer
 
-    try:
-        return AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
-    except Exception as err:
-        check = check_files(key, folder, read_marker(folder) or {}, rehash_all=True)
-        if check.problems:
-            raise damaged(list(check.problems)) from None
-        raise ZooError(
-            f"could not load the tokenizer of the cached {name} ({folder}): {type(err).__name__}: {err}. Its "
-            f"files match the sha256 recorded when it was built, so the folder is intact and nothing was "
-            f"deleted: this transformers ({package_version('transformers')}) cannot read it. Install the "
-            f"version it was built with, or rebuild it with `{rebuild}`."
-        ) from None
+    return AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
 
 
 def _load_local(folder: Path) -> Any:
-    from transformers import AutoTokenizer
-
+    """A local tokenizer folder, refused when it needs remote code (``auto_map``)."""
     where = f"the tokenizer folder {folder}"
     config_path = folder / "tokenizer_config.json"
     if config_path.is_file():
@@ -849,7 +815,7 @@ def _load_local(folder: Path) -> Any:
     if not any((folder / f).is_file() for f in known):
         raise ZooError(f"{where} has none of {', '.join(known)}; it is not a Hugging Face tokenizer folder")
     try:
-        return AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
+        return _read(folder)
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ZooError(f"could not load {where}: {type(err).__name__}: {err}") from None
 
@@ -885,21 +851,14 @@ def load_tokenizer(name_or_path: str | os.PathLike | TokenizerSpec, progress: bo
         folder (the file and the command that rebuilds it; nothing is deleted).
     """
     if isinstance(name_or_path, TokenizerSpec):
-        spec: TokenizerSpec | None = name_or_path
-        text = spec.name
+        return _entry_tokenizer(name_or_path, progress)
+    text = os.fspath(name_or_path)
+    try:
+        spec = as_tokenizer_spec(text)
+    except UnknownModelError as err:
+        unknown = err  # its message lists the entries and the zoo models
     else:
-        text = os.fspath(name_or_path)
-        try:
-            spec = _as_spec(text)
-        except UnknownModelError:
-            spec = None
-    if spec is not None:
-        folder = fetch_tokenizers([spec], progress=progress)[spec.name]  # verifies a cached folder
-        return _read_tokenizer(folder, spec.key, f"tokenizer {spec.name}",
-                               f"uld-explorer tokenizers fetch {spec.name} --force",
-                               lambda problems: _damaged(spec, folder, problems))
-    from .registry import as_spec
-
+        return _entry_tokenizer(spec, progress)
     try:
         model = as_spec(text)
     except UnknownModelError:
@@ -908,27 +867,28 @@ def load_tokenizer(name_or_path: str | os.PathLike | TokenizerSpec, progress: bo
             return _load_local(folder)
         if os.sep in text or text.startswith((".", "~")):
             raise ZooError(f"no such tokenizer folder: {folder}") from None
-        raise _unknown(text) from None
+        raise unknown from None
     return _model_tokenizer(model, progress)
 
 
-def _model_tokenizer(model: Any, progress: bool) -> Any:
-    """The tokenizer of a zoo model's converted folder (the model fetched first if needed)."""
-    from .cache import check_folder, model_dir
-    from .download import fetch
-    from .loader import _NOTICE_SHOWN
+def _entry_tokenizer(spec: TokenizerSpec, progress: bool) -> Any:
+    """The tokenizer of an entry's converted folder (fetched and converted first if needed)."""
+    folder = fetch_tokenizers([spec], progress=progress)[spec.name]  # verifies a cached folder
+    return read_cached(lambda: _read(folder), spec.key, folder,
+                       what=f"the tokenizer of the cached tokenizer {spec.name}",
+                       rebuild=f"uld-explorer tokenizers fetch {spec.name} --force",
+                       damaged=lambda problems: damaged_tokenizer_error(spec, folder, problems))
 
-    folder = model_dir(model)
-    marker = read_marker(folder)
-    if marker is None:
-        folder = fetch(model, progress=progress)
-    else:
-        check = check_folder(model, folder, marker)
-        if check.problems:
-            raise damaged_error(model.name, folder, check.problems)
-    if model.license_notice and model.name not in _NOTICE_SHOWN:
-        _NOTICE_SHOWN.add(model.name)
-        warnings.warn(f"{model.license_notice} ({folder})", UserWarning, stacklevel=3)
-    return _read_tokenizer(folder, model.name, f"model {model.name}", f"uld-explorer models fetch {model.name} --force",
-                           lambda problems: damaged_error(model.name, folder, problems))
 
+def _model_tokenizer(model: ModelSpec, progress: bool) -> Any:
+    """The tokenizer of a zoo model's converted folder (the model fetched first if needed), with
+    the model's license notice, as :func:`~uld_explorer.zoo.load` gives it."""
+    from .download import fetch  # (imports torch, for the conversion)
+    from .loader import warn_license_notice
+
+    folder = fetch(model, progress=progress)  # verifies a cached folder
+    warn_license_notice(model, folder, stacklevel=3)
+    return read_cached(lambda: _read(folder), model.name, folder,
+                       what=f"the tokenizer of the cached model {model.name}",
+                       rebuild=f"uld-explorer models fetch {model.name} --force",
+                       damaged=lambda problems: damaged_error(model.name, folder, problems))
