@@ -229,9 +229,9 @@ def test_registry_and_cli_help_load_no_heavy_library():
 
 def test_reference_files_parse_with_empty_inputs():
     inp = "the cat\n__ggml_vocab_test__\n\n__ggml_vocab_test__\n  \n__ggml_vocab_test__\n"
-    assert vocabs._reference_cases(inp, " 1 2\n\n 3\n") == [("the cat", [1, 2]), ("", []), ("  ", [3])]
+    assert vocabs.reference_cases(inp, " 1 2\n\n 3\n") == [("the cat", [1, 2]), ("", []), ("  ", [3])]
     with pytest.raises(zoo.ZooError, match="disagree"):
-        vocabs._reference_cases(inp, " 1 2\n")
+        vocabs.reference_cases(inp, " 1 2\n")
 
 
 # ------------------------------------------------------------------------------------------
@@ -459,7 +459,8 @@ def test_offline_and_not_cached_says_what_to_run_where(fake, cache, no_index):
 
 def _publish_tokenizer_as_model(name: str, tokenizer_folder: Path) -> Path:
     """A cached zoo-model folder (marker and all) holding a tokenizer and a config, no weights."""
-    from uld_explorer.zoo.cache import model_dir, publish_folder
+    from uld_explorer.zoo.cache import model_dir
+    from uld_explorer.zoo.publish import publish_folder
 
     def fill(tmp: Path) -> dict:
         for f in tokenizer_folder.iterdir():

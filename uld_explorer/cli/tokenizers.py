@@ -39,7 +39,7 @@ def list_(args: argparse.Namespace) -> int:
 
 
 def fetch(args: argparse.Namespace) -> int:
-    from ..zoo import vocabs
+    from ..zoo import ZooError, vocabs
 
     if args.all and args.names:
         raise UsageError("give tokenizer names or --all, not both")
@@ -51,7 +51,7 @@ def fetch(args: argparse.Namespace) -> int:
                                           keep_sources=args.keep_sources)
         for folder in folders.values():
             print(folder)
-    except vocabs.ZooError as err:
+    except ZooError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

