@@ -221,7 +221,7 @@ def test_token_text_draws_every_glyph_or_escapes_it():
     import pandas as pd
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    from uld_explorer.plots import _text_fonts, plot_alignment_effects, plot_token_spans
+    from uld_explorer.plots import text_fonts, plot_alignment_effects, plot_token_spans
     from uld_explorer.text import TokenizationReport, Tokenized
 
     text = "東京🍕\u200d$a$"  # bytes: 東 0-3, 京 3-6, 🍕 6-10, ZWJ 10-13, $a$ 13-16
@@ -232,7 +232,7 @@ def test_token_text_draws_every_glyph_or_escapes_it():
     effects = pd.DataFrame({"label": list(t.strings), "same_span": [None, False, True, True, True],
                             **{c: [0.5] * 5 for c in ("uld_positional", "uld_observed", "uld_bayesian",
                                                       "teacher_shared_mass", "student_shared_mass")}})
-    cjk = 0x6771 in _text_fonts()[1]  # 東: drawn where a CJK font is installed, else escaped
+    cjk = 0x6771 in text_fonts()[1]  # 東: drawn where a CJK font is installed, else escaped
     for fig, texts in ((plot_token_spans(spans), lambda f: f.axes[0].texts),
                        (plot_alignment_effects(effects), lambda f: f.axes[1].get_xticklabels())):
         with warnings.catch_warnings(record=True) as caught:

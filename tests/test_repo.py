@@ -69,3 +69,103 @@ def test_readme_layout_names_every_folder_and_module():
     named = set(re.findall(r"[\w./]+", layout))
     assert folders - named == set(), "README Layout misses these folders"
     assert {m for m in modules if m not in named} == set(), "README Layout misses these modules"
+
+
+def _python_files() -> list[Path]:
+    files = subprocess.run(["git", "ls-files", "*.py"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    return [ROOT / f for f in files if (ROOT / f).is_file()]
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def test_no_private_name_crosses_a_module():
+    """Nothing reaches into another module of the project for a private name: neither
+    ``from uld_explorer.x import _y`` (or a relative ``from .x import _y``) nor ``x._y`` on a
+    project module imported by name. What is shared gets a public name in the module that owns it."""
+    import ast
+
+    offenders = []
+    for path in _python_files():
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        project_modules: set[str] = set()  # names bound to project modules in this file
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                ours = node.level > 0 or (node.module or "").split(".")[0] == "uld_explorer"
+                if not ours:
+                    continue
+                for alias in node.names:
+                    if _private(alias.name):
+                        offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {alias.name}")
+                    project_modules.add(alias.asname or alias.name)
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.split(".")[0] == "uld_explorer":
+                        project_modules.add(alias.asname or alias.name.split(".")[0])
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and _private(node.attr) and isinstance(node.value, ast.Name)
+                    and node.value.id in project_modules):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} uses {node.value.id}.{node.attr}")
+    assert not offenders, offenders
+
+
+def test_library_files_stay_short_or_say_their_one_job():
+    """No library module over ~600 lines unless it is one job and its docstring says which."""
+    import ast
+
+    long = []
+    for path in (ROOT / "uld_explorer").rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        if text.count("\n") > 620:
+            doc = ast.get_docstring(ast.parse(text)) or ""
+            if "One job:" not in doc:
+                long.append(f"{path.relative_to(ROOT)} ({text.count(chr(10))} lines)")
+    assert not long, long
+
+
+#: docs/architecture.md's layers: a unit imports only from units of a lower layer (or its own).
+LAYERS = {
+    1: {"checks", "costs", "jsonsafe", "memory", "_lazy"},
+    2: {"distributions", "hybrid", "synthetic", "text"},
+    3: {"divergences", "ot", "zoo"},
+    4: {"measures"},
+    5: {"summary", "compare", "tidy"},
+    6: {"distill"},
+    7: {"plots", "charts"},
+    8: {"app"},
+    9: {"cli"},
+}
+
+
+def test_the_layers_only_import_downwards():
+    """Every import between the package's units (modules and subpackages) runs down the layers of
+    docs/architecture.md (function-level imports included): nothing imports back up."""
+    import ast
+
+    layer_of = {unit: n for n, units in LAYERS.items() for unit in units}
+    package = ROOT / "uld_explorer"
+    upward = []
+    for path in package.rglob("*.py"):
+        rel = path.relative_to(package).with_suffix("").parts
+        if rel == ("__init__",) or rel == ("_version",):
+            continue
+        unit = rel[0]
+        assert unit in layer_of, f"{unit} is in no layer of docs/architecture.md"
+        dotted = ["uld_explorer", *rel[:-1]] + ([] if rel[-1] == "__init__" else [rel[-1]])
+        pkg = dotted if rel[-1] == "__init__" else dotted[:-1]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            targets = []
+            if isinstance(node, ast.ImportFrom):
+                base = pkg[: len(pkg) - node.level + 1] if node.level else []
+                module = (node.module or "").split(".") if node.module else []
+                full = (base + module) if node.level else module
+                targets = [full] + [full + [a.name] for a in node.names]
+            elif isinstance(node, ast.Import):
+                targets = [a.name.split(".") for a in node.names]
+            for t in targets:
+                if len(t) >= 2 and t[0] == "uld_explorer" and t[1] in layer_of and t[1] != unit:
+                    if layer_of[t[1]] > layer_of[unit]:
+                        upward.append(f"{path.relative_to(ROOT)}:{node.lineno} ({unit}, layer {layer_of[unit]}) "
+                                      f"imports {t[1]} (layer {layer_of[t[1]]})")
+    assert not upward, upward

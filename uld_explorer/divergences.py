@@ -6,6 +6,9 @@ the input's type: shape ``(...)`` for inputs of shape ``(..., V)``.
 
 Exact optimal transport (POT) lives in :mod:`uld_explorer.ot`.
 
+One job: the divergences' math (each function a divergence, with its formula, shapes, gradient
+and a doctest; ULD's CPU and torch kernels next to it), hence its length.
+
 References
 ----------
 .. [1] N. Boizard, K. El Haddad, C. Hudelot, P. Colombo. "Towards Cross-Tokenizer Distillation:

@@ -1,6 +1,9 @@
 """Matplotlib pictures of one teacher/student pair (the distributions, the sorted curves, OT plans)
 and of distillation runs (their curves, the probe's next tokens).
 
+One job: drawing the static figures (exports, notebooks); its length is one function per figure,
+each with its parameters and an example. The interactive twins are in :mod:`uld_explorer.charts`.
+
 Every function takes an optional ``ax`` and returns the :class:`matplotlib.figure.Figure` it drew
 on. Without ``ax`` a new figure is built from :class:`matplotlib.figure.Figure` directly (not
 ``pyplot``), so nothing is registered in pyplot's global state and callers in threads (Streamlit)
@@ -121,8 +124,9 @@ def _new_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Ax
 
 
 @functools.lru_cache(maxsize=1)
-def _text_fonts() -> tuple[tuple[str, ...], frozenset[int]]:
-    """:func:`font_families` and every code point one of them has a glyph for."""
+def text_fonts() -> tuple[tuple[str, ...], frozenset[int]]:
+    """:func:`font_families` and every code point one of them has a glyph for (what a token label
+    can show as itself; the rest is escaped)."""
     from matplotlib import font_manager
 
     families = font_families()
@@ -134,17 +138,17 @@ def _text_fonts() -> tuple[tuple[str, ...], frozenset[int]]:
 
 
 def _drawable(text: str) -> str:
-    """``text`` with every character that no font of :func:`_text_fonts` can draw (or that draws
+    """``text`` with every character that no font of :func:`text_fonts` can draw (or that draws
     nothing, e.g. a zero-width joiner) written as its escape (``\\u6771``, ``\\U0001f355``,
     ``\\u200d``), instead of an empty box and a warning per glyph."""
-    codes = _text_fonts()[1]
+    codes = text_fonts()[1]
     escape = lambda c: f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}"  # noqa: E731
     return "".join(c if c.isprintable() and ord(c) in codes else escape(c) for c in text)
 
 
 def _token_text() -> dict[str, Any]:
     """Text properties for token text: the fallback fonts, and no mathtext (a ``$`` is a ``$``)."""
-    return {"fontfamily": list(_text_fonts()[0]), "parse_math": False}
+    return {"fontfamily": list(text_fonts()[0]), "parse_math": False}
 
 
 def _sparse_ticks(axis_set_ticks, axis_set_labels, labels: Sequence[str]) -> None:
