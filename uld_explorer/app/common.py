@@ -15,6 +15,7 @@ from typing import Any, Callable
 import streamlit as st
 
 from uld_explorer.jsonsafe import dumps, json_safe
+from uld_explorer.memory import is_out_of_memory
 
 
 def _parse(raw: str, default: Any) -> Any:
@@ -113,7 +114,7 @@ def export_table(frame: Any, settings: Any, name: str, key: str, records: list |
 
 def show_error(err: BaseException, what: str) -> None:
     """One message for a failure: what was being done, the library's message (cause and fix)."""
-    if isinstance(err, MemoryError):
+    if is_out_of_memory(err):
         st.error(f"Out of memory while {what}: shorten the text (max tokens) or lower top-k.", icon=":material/memory:")
     else:
         st.error(f"Could not {what}: {err}", icon=":material/error:")
