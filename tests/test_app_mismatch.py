@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 import uld_explorer as ux
 from uld_explorer import tidy
-from uld_explorer.app.cached import EXAMPLES
+from uld_explorer.app.views import EXAMPLES
 from uld_explorer.compare import ComparisonConfig, compare_text
 from uld_explorer.text import tokenization_report, vocab_bytes, vocab_overlap
 

@@ -90,7 +90,11 @@ def test_the_view_lives_in_the_url():
     # a bad value in a shared URL falls back to the default instead of breaking the page
     bad = run(alignment="diagonal", position="999")
     assert bad.session_state["alignment"] == "byte-offset" and not bad.error
-    assert bad.session_state["position"] == len(library_table(bad)) - 1  # clamped to the last row
+    # nothing clamped silently: an alignment it does not know and a row the table does not have fall back
+    # to the defaults, and the page says so
+    assert bad.session_state["position"] == 0 and len(library_table(bad)) < 999
+    notes = " ".join(c.value for c in bad.caption)
+    assert "alignment='diagonal'" in notes and "position 999 is not a row" in notes
 
 
 def test_errors_are_messages_never_tracebacks():

@@ -15,16 +15,6 @@ from uld_explorer import charts, tidy
 from uld_explorer.compare import ComparisonConfig, compare_distributions, next_token_distributions
 from uld_explorer.text import vocab_bytes, vocab_overlap
 
-#: One click away: (prompt, text) pairs that show what the pages are for.
-EXAMPLES = {
-    "English fact": ("The capital of France is", " Paris. It is also the largest city of the country."),
-    "Accented": ("Words:", " naïve résumé, le café était très bon."),
-    "CJK": ("", "東京は日本の首都です。大阪は二番目に大きい都市です。"),
-    "Emoji / ZWJ": ("Reactions:", " I love 🍕 and 🚀! Family: 👩‍👩‍👧‍👦 and 🏳️‍🌈."),
-    "Code": ("def add(a, b):\n", "    return a + b\n\nprint(add(2, 3))\n"),
-}
-
-
 @st.cache_resource(show_spinner="Loading the model (once per server) ...", max_entries=4)
 def model(name: str):
     return ux.load_model(name, progress=False)

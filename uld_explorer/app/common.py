@@ -1,15 +1,19 @@
 """What every page shares: the view in the URL, exports, and errors shown as messages.
 
-UI plumbing only (no numbers are computed here): a page declares its view's keys with their
-defaults (:func:`view_state`), widgets read and write ``st.session_state`` under those keys, and
-:func:`sync_url` writes the values that differ from the defaults to the URL's query parameters, so
-that a view can be shared and reopened exactly.
+UI plumbing only (no numbers are computed here): a page declares its view's keys as
+:class:`Param` (default, the widget's bounds or choices), :func:`view_state` seeds
+``st.session_state`` from the URL through that ONE validator (a value it cannot take falls back to
+the default with a note, :func:`url_notes`; nothing is clamped silently), widgets read and write
+the same keys with the same bounds, and :func:`sync_url` writes the values that differ from the
+defaults to the URL's query parameters, so that a view can be shared and reopened exactly.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import math
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import streamlit as st
@@ -18,18 +22,63 @@ from uld_explorer.jsonsafe import dumps, json_safe
 from uld_explorer.memory import is_out_of_memory
 
 
-def _parse(raw: str, default: Any) -> Any:
-    """A query-parameter string read back as the type of ``default`` (a bad value: the default)."""
-    try:
-        if isinstance(default, bool):
-            return raw.lower() in ("1", "true", "yes", "on")
-        if isinstance(default, int):
-            return int(raw)
-        if isinstance(default, float):
-            return float(raw)
-    except ValueError:
-        return default
-    return raw
+@dataclass(frozen=True)
+class Param:
+    """One value of a page's view: its default and what a URL may set it to.
+
+    The bounds are the widget's own (a page passes ``lo`` / ``hi`` to its slider or number
+    input), so a value the URL may set is always one the widget can show. ``choices``: the
+    allowed values (a sequence, or a callable returning one, read when the URL is read).
+    ``lo`` / ``hi`` apply to numbers (inclusive), ``max_chars`` to text.
+    """
+
+    default: Any
+    lo: float | None = None
+    hi: float | None = None
+    choices: Any = None
+    max_chars: int | None = None
+
+    def parse(self, raw: str) -> tuple[Any, str | None]:
+        """``(value, None)`` for a valid query-parameter string, else ``(default, why)``: nothing
+        is clamped or guessed.
+
+        >>> Param(1.0, 0.1, 5.0).parse("9"), Param(1.0, 0.1, 5.0).parse("0.5")
+        ((1.0, 'must be between 0.1 and 5.0'), (0.5, None))
+        >>> Param(3, 1, 10).parse("2.5"), Param(True).parse("no")
+        ((3, 'must be a whole number'), (False, None))
+        """
+        d = self.default
+        try:
+            if isinstance(d, bool):
+                flag = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False,
+                        "off": False}.get(raw.strip().lower())
+                if flag is None:
+                    return d, "must be 1 or 0"
+                return flag, None
+            if isinstance(d, int):
+                value = int(raw)
+            elif isinstance(d, float):
+                value = float(raw)
+                if not math.isfinite(value):
+                    return d, "must be a finite number"
+            else:
+                value = raw
+        except ValueError:
+            return d, "must be a whole number" if isinstance(d, int) else "must be a number"
+        if isinstance(value, (int, float)) and ((self.lo is not None and value < self.lo)
+                                                or (self.hi is not None and value > self.hi)):
+            if self.hi is None:
+                return d, f"must be at least {self.lo}"
+            if self.lo is None:
+                return d, f"must be at most {self.hi}"
+            return d, f"must be between {self.lo} and {self.hi}"
+        choices = self.choices() if callable(self.choices) else self.choices
+        if choices is not None and value not in choices:
+            shown = ", ".join(map(str, list(choices)[:6])) + (" ..." if len(choices) > 6 else "")
+            return d, f"must be one of {shown}"
+        if self.max_chars is not None and isinstance(value, str) and len(value) > self.max_chars:
+            return d, f"is longer than {self.max_chars:,} characters"
+        return value, None
 
 
 def _format(value: Any) -> str:
@@ -38,35 +87,49 @@ def _format(value: Any) -> str:
     return str(value)
 
 
-def view_state(defaults: dict[str, Any], valid: Callable[[str, Any], bool] | None = None) -> None:
-    """Seed ``st.session_state`` once per session: each key from the URL (``?key=value``) when
-    present and valid, else its default. Call before the widgets; then :func:`sync_url`."""
-    params = st.query_params
-    for key, default in defaults.items():
+#: Session key of the notes on URL values that were not used (shown by :func:`url_notes`).
+URL_NOTES = "_url_notes"
+
+
+def view_state(params: dict[str, Param]) -> None:
+    """Seed ``st.session_state`` once per session: each key from the URL (``?key=value``) when its
+    value is valid (:meth:`Param.parse`), else its default, with a note saying which value was
+    not used and why (:func:`url_notes` shows it). Call before the widgets; then :func:`sync_url`."""
+    query = st.query_params
+    notes = st.session_state.setdefault(URL_NOTES, [])
+    for key, param in params.items():
         if key in st.session_state:
             continue
-        value = default
-        if key in params:
-            parsed = _parse(params[key], default)
-            if valid is None or valid(key, parsed):
-                value = parsed
+        value = param.default
+        if key in query:
+            value, why = param.parse(query[key])
+            if why:
+                raw = query[key]
+                notes.append(f"{key}={raw[:40]!r}{'...' if len(raw) > 40 else ''} in the URL {why}: "
+                             f"using {param.default!r}")
         st.session_state[key] = value
 
 
-def sync_url(defaults: dict[str, Any]) -> None:
+def url_notes() -> None:
+    """Show (once) what :func:`view_state` did not take from the URL, and why."""
+    for note in st.session_state.pop(URL_NOTES, []):
+        st.caption(f":material/link_off: {note}")
+
+
+def sync_url(params: dict[str, Param]) -> None:
     """Write the view's current values to the URL (only those that differ from the defaults)."""
-    for key, default in defaults.items():
-        value = st.session_state.get(key, default)
-        if value == default:
+    for key, param in params.items():
+        value = st.session_state.get(key, param.default)
+        if value == param.default:
             if key in st.query_params:
                 del st.query_params[key]
         elif st.query_params.get(key) != _format(value):
             st.query_params[key] = _format(value)
 
 
-def stop_here(defaults: dict[str, Any]) -> None:
+def stop_here(params: dict[str, Param]) -> None:
     """End this run early (a message was shown): the view still goes to the URL first."""
-    sync_url(defaults)
+    sync_url(params)
     st.stop()
 
 

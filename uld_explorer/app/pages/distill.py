@@ -14,7 +14,8 @@ from __future__ import annotations
 import streamlit as st
 
 from uld_explorer import charts, plots
-from uld_explorer.app.common import export_figure, export_table, show_error, sync_url, view_state
+from uld_explorer.app.common import export_figure, export_table, show_error, sync_url, url_notes, view_state
+from uld_explorer.app.views import DISTILL
 from uld_explorer.distill import launch, runs
 from uld_explorer.distill.config import LOSSES, PRESETS, DistillConfig, preset
 from uld_explorer.text import ALIGNMENTS
@@ -32,8 +33,8 @@ FORM_FIELDS = {"new_loss": "loss", "new_max_steps": "max_steps", "new_eval_every
 
 # The view in the URL: the selected run, the overlaid runs (comma-separated; "" = the most recent
 # few) and the probe's step (-1 = the latest, followed live).
-DEFAULTS = {"run": "", "overlay": "", "probe_step": -1}
-view_state(DEFAULTS, valid=lambda k, v: k != "probe_step" or v >= -1)
+PARAMS = DISTILL
+view_state(PARAMS)
 ss = st.session_state
 
 
@@ -145,6 +146,7 @@ with st.sidebar:
 
 # ---------------------------------------------------------------------------------- header
 st.title("Distillation: watch a student learn from a teacher")
+url_notes()
 st.markdown(
     "Train a small student on the teacher's answers to the project's prompts with the loss of your choice, "
     "and follow it live. **CE** learns the teacher's text only; **ULD** (Boizard et al. 2024) matches the "
@@ -172,7 +174,7 @@ if not all_runs:
         f"`--loss ce+uld`: they show up here as they run.",
         icon=":material/model_training:",
     )
-    sync_url(DEFAULTS)
+    sync_url(PARAMS)
     st.stop()
 
 names = [r.name for r in all_runs]
@@ -287,7 +289,7 @@ def curves() -> None:
     st.info("\n\n".join(runs.read_runs(newest_first(now))), icon=":material/lightbulb:")
 
     probe(runs.run_info(sel.path) or sel)
-    sync_url(DEFAULTS)
+    sync_url(PARAMS)
 
 
 def probe(run: runs.RunInfo) -> None:
@@ -316,4 +318,4 @@ def probe(run: runs.RunInfo) -> None:
 
 
 live()
-sync_url(DEFAULTS)
+sync_url(PARAMS)

@@ -16,7 +16,7 @@ import streamlit as st
 
 import uld_explorer as ux
 from uld_explorer import charts, plots, tidy
-from uld_explorer.app.cached import EXAMPLES, comparison, model, overlap, tokenizer
+from uld_explorer.app.cached import comparison, model, overlap, tokenizer
 from uld_explorer.app.common import (
     example_buttons,
     export_figure,
@@ -25,26 +25,24 @@ from uld_explorer.app.common import (
     show_error,
     stop_here,
     sync_url,
+    url_notes,
     view_state,
 )
+from uld_explorer.app.views import EXAMPLES, MISMATCH, OTHER_TOKENIZER
 from uld_explorer.checks import check_text
 from uld_explorer.compare import ComparisonConfig, check_memory
 from uld_explorer.text import tokenization_report
 from uld_explorer.zoo import TOKENIZERS, read_marker, tokenizer_dir
 
-OTHER = "other: a local tokenizer folder"
+OTHER = OTHER_TOKENIZER
 MAX_LINES = 14  # lines of the spans chart drawn on the page (the export holds every token)
 #: The per-position comparison: the Real distributions page's defaults, so both pages share its cache.
 PER_POSITION = ComparisonConfig(top_k=500, max_tokens=256, costs=("string",), value_ot=False)
 
-DEFAULTS = {
-    "tk_teacher": ux.DEFAULT_TEACHER, "tk_teacher_other": "", "tk_student": ux.DEFAULT_STUDENT,
-    "tk_student_other": "", "tk_prompt": EXAMPLES["Accented"][0], "tk_text": EXAMPLES["Accented"][1],
-    "line_bytes": 48,
-}
-CHOICES = {side: [*ux.MODELS, *TOKENIZERS, OTHER] for side in ("tk_teacher", "tk_student")}
+PARAMS = MISMATCH  # the view: defaults, the widgets' bounds and choices (the URL is read through them)
+CHOICES = {k: p.choices for k, p in PARAMS.items() if p.choices is not None}
 
-view_state(DEFAULTS, valid=lambda k, v: (k not in CHOICES or v in CHOICES[k]) and (k != "line_bytes" or 16 <= v <= 160))
+view_state(PARAMS)
 ss = st.session_state
 
 
@@ -103,11 +101,12 @@ with st.sidebar:
                                          lambda: ux.fetch_tokenizers(progress=False)):
                         st.rerun()
     st.header("View")
-    st.slider("bytes per line", 16, 160, step=8, key="line_bytes",
+    st.slider("bytes per line", PARAMS["line_bytes"].lo, PARAMS["line_bytes"].hi, step=8, key="line_bytes",
               help="Width of a line of the spans picture; lines break where both tokenizations have a boundary.")
 
 # ---------------------------------------------------------------------------------- header
 st.title("Tokenizer mismatch: one text, two tokenizers")
+url_notes()
 st.markdown(
     "A teacher and a student with different tokenizers cut the same text into different tokens. "
     "**Positional** alignment (the ULD paper's) pairs the i-th tokens anyway, whatever text each covers; "
@@ -124,7 +123,7 @@ teacher, student = chosen("tk_teacher"), chosen("tk_student")
 if teacher is None or student is None:
     st.info("Choose two tokenizers that are on this machine (or fetch them in the sidebar).",
             icon=":material/arrow_back:")
-    stop_here(DEFAULTS)
+    stop_here(PARAMS)
 
 try:
     check_text(ss.tk_text, "text")
@@ -135,7 +134,7 @@ try:
     vocab = overlap(teacher, student)
 except Exception as err:  # noqa: BLE001 - never a traceback on the page
     show_error(err, "tokenize the text with both tokenizers")
-    stop_here(DEFAULTS)
+    stop_here(PARAMS)
 
 # ---------------------------------------------------------------------------------- the spans
 n_bytes = len(report.teacher.text_bytes)
@@ -187,7 +186,7 @@ if ss.tk_teacher not in ux.MODELS or ss.tk_student not in ux.MODELS:
     st.info("This part needs distributions, so two models with weights: pick zoo models on both sides (e.g. "
             f"{ux.DEFAULT_TEACHER} and {ux.DEFAULT_STUDENT}). The spans, groups and vocabularies above need only "
             "the tokenizers.", icon=":material/info:")
-    stop_here(DEFAULTS)
+    stop_here(PARAMS)
 
 try:
     check_memory(model(teacher), model(student), ss.tk_text, PER_POSITION, prompt=ss.tk_prompt)
@@ -198,7 +197,7 @@ try:
     summary = tidy.alignment_effects_summary(effects)
 except Exception as err:  # noqa: BLE001 - never a traceback on the page
     show_error(err, "compare the two models under each alignment")
-    stop_here(DEFAULTS)
+    stop_here(PARAMS)
 
 for note in tables[0].notes:
     st.caption(f":material/info: {note}")
@@ -228,4 +227,4 @@ with left:
     export_figure(lambda: plots.plot_alignment_effects(effects), "alignment_effects", "effects_fig")
 with right:
     export_table(effects, effect_settings, "alignment_effects", "effects_table")
-sync_url(DEFAULTS)
+sync_url(PARAMS)

@@ -8,7 +8,7 @@ first; the interactive charts are drawn by the browser.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -16,33 +16,16 @@ import streamlit as st
 
 import uld_explorer as ux
 from uld_explorer import charts, plots, tidy
-from uld_explorer.app.common import export_figure, export_table, show_error, sync_url, view_state
+from uld_explorer.app.common import export_figure, export_table, show_error, sync_url, url_notes, view_state
+from uld_explorer.app.views import PLAYGROUND
+from uld_explorer.app.views import bounds as view_bounds
 from uld_explorer.measures import MEASURES, for_pair
 
-# Widget keys and their defaults: the library's PlaygroundConfig (``uld-explorer playground`` uses
-# the same), plus how the value-space plan is ordered.
-DEFAULTS = {**asdict(ux.PlaygroundConfig()), "value_order": "rank"}
-V_MAX = 300  # exact value-space OT is an n x n problem: keep the page responsive
 PLAN_MAX = 40  # rows / columns drawn of a plan (the value is computed on all of them)
-
-
-def _valid(key: str, value) -> bool:
-    if key in ("V_t", "V_s", "top_k"):
-        return isinstance(value, int) and 2 <= value <= V_MAX if key != "top_k" else 1 <= value <= V_MAX
-    if key in ("teacher_temperature", "student_temperature"):
-        return 0.1 <= value <= 5.0
-    if key == "shift":
-        return -20 <= value <= 20
-    if key == "noise":
-        return 0.0 <= value <= 3.0
-    if key == "seed":
-        return 0 <= value <= 1_000_000
-    if key == "value_order":
-        return value in ("rank", "vocab")
-    return True
-
-
-view_state(DEFAULTS, valid=_valid)
+PARAMS = PLAYGROUND  # the view: PlaygroundConfig's defaults, the widgets' bounds
+DEFAULTS = {k: p.default for k, p in PARAMS.items()}
+bounds = partial(view_bounds, PARAMS)
+view_state(PARAMS)
 ss = st.session_state
 
 
@@ -86,23 +69,24 @@ with st.sidebar:
     )
     st.button("Reset", key="reset", on_click=reset_defaults, width="stretch")
     st.subheader("Teacher p")
-    st.slider("teacher vocab size V_t", 2, V_MAX, key="V_t")
-    st.slider("teacher temperature (low = peaked)", 0.1, 5.0, step=0.05, key="teacher_temperature")
+    st.slider("teacher vocab size V_t", *bounds("V_t"), key="V_t")
+    st.slider("teacher temperature (low = peaked)", *bounds("teacher_temperature"), step=0.05, key="teacher_temperature")
     st.subheader("Student q")
-    st.slider("student vocab size V_s", 2, V_MAX, key="V_s")
-    st.slider("student temperature (low = peaked)", 0.1, 5.0, step=0.05, key="student_temperature")
-    st.slider("shift (moves the student's preferences along the vocabulary)", -20, 20, key="shift")
-    st.slider("noise on the student's scores", 0.0, 3.0, step=0.05, key="noise")
+    st.slider("student vocab size V_s", *bounds("V_s"), key="V_s")
+    st.slider("student temperature (low = peaked)", *bounds("student_temperature"), step=0.05, key="student_temperature")
+    st.slider("shift (moves the student's preferences along the vocabulary)", *bounds("shift"), key="shift")
+    st.slider("noise on the student's scores", *bounds("noise"), step=0.05, key="noise")
     st.checkbox("permute the student (shuffle its token identities)", key="permute_student")
     st.subheader("Other")
-    st.number_input("seed", min_value=0, max_value=1_000_000, step=1, key="seed")
-    st.slider("top-k per side for token-space OT", 1, V_MAX, key="top_k",
+    st.number_input("seed", *bounds("seed"), step=1, key="seed")
+    st.slider("top-k per side for token-space OT", *bounds("top_k"), key="top_k",
               help="Each side keeps its k most probable tokens; the rest is pooled in one bucket.")
 
 params = {key: ss[key] for key in DEFAULTS if key != "value_order"}
 
 # ---------------------------------------------------------------------------------- header
 st.title("Playground: KL vs exact OT vs ULD")
+url_notes()
 st.markdown(
     "A teacher $p$ over $V_t$ tokens and a student $q$ over $V_s$ tokens, drawn from shared token scores "
     "(the sliders on the left). Token $i$ is the string `tok`$i$ on both sides, so the two vocabularies "
@@ -209,7 +193,7 @@ with col_val:
                                 vl.col_labels[:PLAN_MAX], vl.highlight[:PLAN_MAX, :PLAN_MAX], vl.highlight_label)
         st.altair_chart(charts.chart_plan(tidy.plan_frame(s.value_ot.plan, vcrop), mass_title="matched",
                                           title=f"value space (= ULD {s.value_ot.value:.4f})"), width="content")
-        st.radio("value-space plan order", ["rank", "vocab"], key="value_order", horizontal=True,
+        st.radio("value-space plan order", PARAMS["value_order"].choices, key="value_order", horizontal=True,
                  help="rank: both sorted by probability; ULD's own pairing (i-th largest with i-th largest) "
                       "is the diagonal, and POT's plan, equally optimal, keeps part of it and swaps the rest at "
                       "the same cost. vocab: vocabulary order, where the same plan looks scattered because "
@@ -236,4 +220,4 @@ st.dataframe(
     },
 )
 export_table(rows, {**params, "V_t": ss.V_t, "V_s": ss.V_s}, "playground_values", "values")
-sync_url(DEFAULTS)
+sync_url(PARAMS)

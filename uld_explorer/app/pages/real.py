@@ -15,7 +15,7 @@ import streamlit as st
 
 import uld_explorer as ux
 from uld_explorer import charts, plots, tidy
-from uld_explorer.app.cached import EXAMPLES, comparison, distributions, model, positions_spec
+from uld_explorer.app.cached import comparison, distributions, model, positions_spec
 from uld_explorer.app.common import (
     example_buttons,
     export_figure,
@@ -24,27 +24,24 @@ from uld_explorer.app.common import (
     show_error,
     stop_here,
     sync_url,
+    url_notes,
     view_state,
 )
+from uld_explorer.app.views import EXAMPLES, OTHER_MODEL, REAL
+from uld_explorer.app.views import bounds as view_bounds
 from uld_explorer.checks import check_text
 from uld_explorer.compare import ComparisonConfig, check_memory, position_vectors, read_row
 from uld_explorer.measures import MEASURES
 from uld_explorer.text import ALIGNMENTS, MERGES, shared_strings_of
 
-OTHER = "other: a Hugging Face id or a local folder"
+OTHER = OTHER_MODEL
 PLAN_K = 12  # tokens per side in the transport-plan picture (the table's OT uses top_k)
 SORTED_RANKS = 200  # ranks drawn in the sorted-curves picture
+PARAMS = REAL  # the view: defaults, the widgets' bounds and choices (the URL is read through them)
+CHOICES = {k: p.choices for k, p in PARAMS.items() if p.choices is not None}
+bounds = partial(view_bounds, PARAMS)
 
-DEFAULTS = {
-    "teacher": ux.DEFAULT_TEACHER, "teacher_other": "", "student": ux.DEFAULT_STUDENT, "student_other": "",
-    "prompt": EXAMPLES["English fact"][0], "text": EXAMPLES["English fact"][1],
-    "alignment": "byte-offset", "merge": "observed", "teacher_temperature": 1.0, "student_temperature": 1.0,
-    "top_k": 500, "max_tokens": 256, "position": 0,
-}
-CHOICES = {"alignment": list(ALIGNMENTS), "merge": list(MERGES), "teacher": [*ux.MODELS, OTHER],
-           "student": [*ux.MODELS, OTHER]}
-
-view_state(DEFAULTS, valid=lambda k, v: k not in CHOICES or v in CHOICES[k])
+view_state(PARAMS)
 ss = st.session_state
 
 
@@ -107,15 +104,16 @@ with st.sidebar:
              help="; ".join(f"{k}: {v.description}" for k, v in ALIGNMENTS.items()))
     st.radio("merge (byte-offset groups)", CHOICES["merge"], key="merge", horizontal=True,
              help="; ".join(f"{k}: {v}" for k, v in MERGES.items()))
-    st.slider("teacher temperature", 0.1, 5.0, step=0.05, key="teacher_temperature")
-    st.slider("student temperature", 0.1, 5.0, step=0.05, key="student_temperature")
-    st.number_input("top-k (token-space OT)", 1, 4999, step=50, key="top_k",
+    st.slider("teacher temperature", *bounds("teacher_temperature"), step=0.05, key="teacher_temperature")
+    st.slider("student temperature", *bounds("student_temperature"), step=0.05, key="student_temperature")
+    st.number_input("top-k (token-space OT)", *bounds("top_k"), step=50, key="top_k",
                     help="Tokens per side kept for exact token-space OT; the rest pooled in one bucket.")
-    st.number_input("max tokens (text)", 8, 1024, step=32, key="max_tokens",
+    st.number_input("max tokens (text)", *bounds("max_tokens"), step=32, key="max_tokens",
                     help="A longer text is cut (the page says so). Memory grows ~0.8 MB per token.")
 
 # ---------------------------------------------------------------------------------- header
 st.title("Real distributions: teacher vs student, position by position")
+url_notes()
 st.markdown(
     "Both models read the prompt and the text; each **position** is a token of the text, and the two "
     "distributions compared there are the ones that **predict** it (from the logits just before it). "
@@ -131,7 +129,7 @@ teacher, student = model_name("teacher"), model_name("student")
 if teacher is None or student is None:
     st.info("Choose a teacher and a student that are on this machine (or fetch them in the sidebar).",
             icon=":material/arrow_back:")
-    stop_here(DEFAULTS)
+    stop_here(PARAMS)
 
 try:
     cfg = ComparisonConfig(
@@ -144,16 +142,19 @@ try:
     table = ss._last_table = comparison(teacher, student, ss.text, ss.prompt, cfg, _reuse=ss.get("_last_table"))
 except Exception as err:  # noqa: BLE001 - never a traceback on the page
     show_error(err, "compare the two models on this text")
-    stop_here(DEFAULTS)
+    stop_here(PARAMS)
 
 for note in table.notes:
     st.caption(f":material/info: {note}")
 if not len(table):
     st.warning("No position to compare: the text is too short.")
-    stop_here(DEFAULTS)
+    stop_here(PARAMS)
 
 # ---------------------------------------------------------------------------------- positions
-ss.position = min(max(int(ss.position), 0), len(table) - 1)
+if not 0 <= int(ss.position) < len(table):  # e.g. a shared URL's position on a shorter text: said, not guessed
+    st.caption(f":material/link_off: position {ss.position} is not a row of this table (0 to {len(table) - 1}): "
+               f"showing position 0")
+    ss.position = 0
 chart_key = f"positions_chart_{ss.position}"
 spec = positions_spec(teacher, student, ss.text, ss.prompt, cfg, _table=table)  # built once per table
 st.vega_lite_chart(charts.select_position(spec, ss.position), on_select=partial(chart_pick, chart_key),
@@ -214,4 +215,4 @@ st.caption(f"Outlined: the same string on both sides (cost 0); every other move 
            f"uses the top-{cfg.top_k}: {fmt(r.token_ot_string)}. The rest buckets move to each other for free.")
 export_figure(lambda: plots.plot_token_plan(plan, shared.teacher_strings, shared.student_strings, order="matched"),
               f"token_plan_{r.index}", "plan")
-sync_url(DEFAULTS)
+sync_url(PARAMS)
