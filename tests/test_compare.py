@@ -263,7 +263,7 @@ def test_default_token_cap_and_its_note(teacher, student):
 
 
 def test_a_comparison_that_cannot_fit_is_refused_before_the_forward(teacher, student):
-    from uld_explorer.compare.pipeline import check_memory, memory_needed
+    from uld_explorer.compare.cost import check_memory, memory_needed
 
     cfg = ComparisonConfig()
     V_t, V_s = teacher.model.get_output_embeddings().weight.shape[0], len(student.tokenizer)

@@ -11,7 +11,7 @@ import math
 import numbers
 from typing import Any
 
-__all__ = ["check_int", "check_real", "check_temperature", "check_text"]
+__all__ = ["MIN_TEMPERATURE", "check_int", "check_real", "check_temperature", "check_text"]
 
 
 def _is_bool(value: Any) -> bool:
@@ -59,12 +59,22 @@ def check_real(value: Any, name: str, what: str = "a finite number") -> float:
     return t
 
 
+#: The smallest temperature accepted: logits / T stays representable in float32 (|z| / T <= ~1e9 for
+#: logits up to 1e3; far below it softmax(z / T) is already one-hot, and near 1e-38 it overflows to
+#: inf and the distribution becomes NaN only after the models have run).
+MIN_TEMPERATURE = 1e-6
+
+
 def check_temperature(value: Any, name: str = "temperature") -> float:
-    """``value`` as a float if it is a finite number > 0, else a ValueError naming ``name`` and
-    the fix.
+    """``value`` as a float if it is a finite number >= :data:`MIN_TEMPERATURE`, else a ValueError
+    naming ``name`` and the fix.
 
     >>> check_temperature(0.5, "teacher_temperature")
     0.5
+    >>> check_temperature(1e-300, "student_temperature")
+    Traceback (most recent call last):
+    ...
+    ValueError: student_temperature = 1e-300 is too small to compute with: logits / T overflows; use T >= 1e-06 (a T of 0.01 is already nearly one-hot)
     """
     try:
         t = check_real(value, name)
@@ -74,6 +84,11 @@ def check_temperature(value: Any, name: str = "temperature") -> float:
         raise ValueError(
             f"{name} must be a finite number > 0 (got {value!r}): softmax(logits / T) is undefined "
             f"at T <= 0; use a small T (e.g. 0.1) for a sharper distribution"
+        )
+    if t < MIN_TEMPERATURE:
+        raise ValueError(
+            f"{name} = {value!r} is too small to compute with: logits / T overflows; use T >= {MIN_TEMPERATURE:g} "
+            f"(a T of 0.01 is already nearly one-hot)"
         )
     return t
 

@@ -31,6 +31,7 @@ import ot
 
 from .costs import COSTS, MAX_SUPPORT, CostBuilder, edit_distance_cost, string_identity_cost
 from .distributions import as_float64, check_distribution, check_pair, sorted_probs, top_k_with_rest
+from .errors import ExplorerError
 
 __all__ = [
     "COSTS",
@@ -56,7 +57,7 @@ NUM_ITER_MAX = 100_000
 MAX_ITER_CAP = 100_000_000
 
 
-class OTNotConvergedError(RuntimeError):
+class OTNotConvergedError(ExplorerError, RuntimeError):
     """POT's network simplex did not reach optimality: its value would be wrong."""
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import inspect
 import os
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -83,6 +83,7 @@ def next_token_distributions(
     *,
     prompt: str = "",
     chunk_tokens: int = 256,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[Tokenized, np.ndarray]:
     """Tokenize ``text`` with byte offsets and return the model's next-token distributions.
 
@@ -107,6 +108,8 @@ def next_token_distributions(
         predicted from the prompt's end) available.
     chunk_tokens : int
         Input tokens per forward step (bounds the logits' memory).
+    progress : callable(done, total), optional
+        Called after each step with the input tokens read so far and their total (a progress bar).
 
     Returns
     -------
@@ -152,6 +155,8 @@ def next_token_distributions(
     past = None
     # the key/value cache argument: `cache` in transformers >= 5.x, `past_key_values` before
     cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    if progress is not None:
+        progress(0, c + T)
     with torch.inference_mode():
         # the input in steps of chunk_tokens, attention over the cached keys and values of the
         # steps before: only chunk_tokens x V logits exist at once, whatever the text's length
@@ -177,4 +182,6 @@ def next_token_distributions(
                     )
                 dist[i0 - c + 1 : i1 - c + 1] = softmax(z, temperature).cpu().numpy()
             del out, logits
+            if progress is not None:
+                progress(s1, c + T)
     return tok, dist

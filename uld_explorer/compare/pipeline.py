@@ -37,10 +37,11 @@ References
 
 from __future__ import annotations
 
+import contextlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -50,11 +51,12 @@ from ..checks import check_text
 from ..distributions import check_distribution
 from ..text import ALIGNMENTS, SharedStrings, Tokenized, base_token, merge_group, shared_strings_of
 from .config import ComparisonConfig
-from .forward import as_model, available_memory_bytes, model_name, next_token_distributions, vocab_size_of
+from .cost import check_memory
+from .forward import as_model, model_name, next_token_distributions
 from .table import NEXT_TOKEN_LABEL, ComparisonTable, PositionRow
 
-__all__ = ["PositionVectors", "RowVectors", "check_memory", "compare_distributions", "compare_text", "memory_needed",
-           "position_vectors", "row_vectors", "shared_strings_of"]
+__all__ = ["PositionVectors", "RowVectors", "compare_distributions", "compare_text", "position_vectors", "row_vectors",
+           "shared_strings_of"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -295,6 +297,7 @@ def compare_distributions(
     *,
     text: str | None = None,
     reuse: ComparisonTable | None = None,
+    progress: Callable[[int, int], None] | None = None,
     **settings: Any,
 ) -> ComparisonTable:
     """The per-position table from precomputed distributions (see :func:`compare_text`).
@@ -318,6 +321,8 @@ def compare_distributions(
         values of every measure whose own settings did not change are taken over (a top-k
         change recomputes only the token-space OT: ~0.3 s instead of ~1.5 s for 122 rows). A
         table of anything else is ignored.
+    progress : callable(done, total), optional
+        Called after each chunk of ``chunk_rows`` rows with the rows done and their total.
     **settings
         Any field of :class:`~uld_explorer.compare.ComparisonConfig`, overriding ``config``.
 
@@ -352,6 +357,8 @@ def compare_distributions(
     pool = ThreadPoolExecutor(threads) if threads > 1 and R > 1 else None
     n_bytes = len(teacher_tok.text_bytes)
     rows: list[PositionRow] = []
+    if progress is not None:
+        progress(0, R)
     try:
         for c0 in range(0, R, cfg.chunk_rows):  # bounded memory: chunk_rows full-vocabulary rows at a time
             c = slice(c0, min(c0 + cfg.chunk_rows, R))
@@ -388,6 +395,8 @@ def compare_distributions(
                     values=row_values,
                     notes=tuple(_row_notes(cfg, vec, i, len(jt) > 1 or len(js) > 1, is_next) + row_caveats),
                 ))
+            if progress is not None:
+                progress(c.stop, R)
     finally:
         if pool is not None:
             pool.shutdown()
@@ -407,46 +416,29 @@ def compare_distributions(
     )
 
 
-def memory_needed(n_teacher: int, n_student: int, V_t: int, V_s: int, chunk_rows: int, chunk_tokens: int = 256) -> int:
-    """Bytes a comparison holds at its peak, beyond the loaded models (an upper estimate).
-
-    The two kept float32 distributions, ``(T + 1) x V`` per side, one forward step's logits and
-    softmax temporaries (``3 x chunk_tokens x V``), and the table's chunk of rows (a handful of
-    ``chunk_rows x (V_t + V_s)`` copies: merged, base, sorted, hybrid parts).
-
-    >>> round(memory_needed(1024, 1024, 151_936, 49_152, 32) / 2**30, 2)  # measured: 0.97 GiB
-    1.39
-    """
-    dists = 4 * ((n_teacher + 1) * V_t + (n_student + 1) * V_s)
-    forward = 4 * 3 * chunk_tokens * max(V_t, V_s)
-    table = 4 * 8 * chunk_rows * (V_t + V_s)
-    return dists + forward + table
-
-
-def check_memory(teacher: Any, student: Any, text: str, cfg: ComparisonConfig, *, prompt: str = "",
-                 available: int | None = None) -> None:
-    """Refuse, before any forward pass, a comparison that would not fit in the available memory
-    (the machine would otherwise swap or the kernel kill the process with no message).
-
-    Token counts come from the two tokenizers (capped by ``cfg.max_tokens``), vocabulary sizes
-    from the models; ``available`` defaults to :func:`available_memory_bytes` (no check where it
-    is unknown). Raises ValueError naming the knob (``max_tokens``) and a value that fits.
-    """
-    available = available_memory_bytes() if available is None else available
-    V_t, V_s = vocab_size_of(teacher), vocab_size_of(student)
-    if available is None or V_t is None or V_s is None:
+@contextlib.contextmanager
+def _bar(on: bool, what: str, unit: str):
+    """A progress callback ``(done, total)`` drawing a tqdm bar on stderr from its first call on
+    (None when ``on`` is off): bars opened in one ``with`` appear one after the other."""
+    if not on:
+        yield None
         return
-    cap = cfg.max_tokens or float("inf")
-    n = [min(cap, len(m.tokenizer(text, add_special_tokens=False)["input_ids"])) for m in (teacher, student)]
-    needed = memory_needed(int(n[0]), int(n[1]), V_t, V_s, cfg.chunk_rows)
-    if needed > 0.8 * available:
-        per_token = 4 * (V_t + V_s)
-        fits = max(1, int((0.8 * available - memory_needed(0, 0, V_t, V_s, cfg.chunk_rows)) / per_token))
-        raise ValueError(
-            f"comparing this text needs about {needed / 2**30:.1f} GiB ({n[0]:,} teacher and {n[1]:,} student "
-            f"tokens, V_t = {V_t:,}, V_s = {V_s:,}) and {available / 2**30:.1f} GiB is available: lower max_tokens "
-            f"(--max-tokens) to about {fits:,}"
-        )
+    from tqdm.auto import tqdm
+
+    bars = []
+
+    def update(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(desc=what, unit=unit, total=total))
+        bars[0].update(done - bars[0].n)
+        if done >= total:
+            bars[0].close()  # done: the next bar takes its line
+
+    try:
+        yield update
+    finally:
+        for bar in bars:
+            bar.close()
 
 
 def compare_text(
@@ -456,6 +448,7 @@ def compare_text(
     *,
     prompt: str = "",
     config: ComparisonConfig | None = None,
+    progress: bool = False,
     **settings: Any,
 ) -> ComparisonTable:
     """Teacher vs student on one text, position by position: the whole comparison table.
@@ -481,6 +474,9 @@ def compare_text(
         from the prompt's end); without one only a side that adds BOS can score it.
     config : ComparisonConfig, optional
         The settings (alignment, merge, temperatures, top-k values, costs, hybrid, max_tokens).
+    progress : bool
+        Progress bars (stderr) on both forward passes and on the table's rows, for long work
+        (:func:`~uld_explorer.compare.estimate_cost` says when).
     **settings
         Any field of :class:`~uld_explorer.compare.ComparisonConfig`, overriding ``config``:
         ``compare_text(t, s, text, alignment="byte-offset", merge="bayesian")``.
@@ -510,11 +506,17 @@ def compare_text(
     teacher = as_model(teacher, "teacher")
     student = as_model(student, "student")
     check_memory(teacher, student, text, cfg, prompt=prompt)
-    t0 = time.perf_counter()
-    t_tok, t_dist = next_token_distributions(teacher, text, cfg.teacher_temperature, cfg.max_tokens, prompt=prompt)
-    t1 = time.perf_counter()
-    s_tok, s_dist = next_token_distributions(student, text, cfg.student_temperature, cfg.max_tokens, prompt=prompt)
-    t2 = time.perf_counter()
-    table = compare_distributions(teacher, student, t_tok, t_dist, s_tok, s_dist, config=cfg, text=text)
+    with _bar(progress, f"teacher {model_name(teacher)}", "token") as bar_t, \
+            _bar(progress, f"student {model_name(student)}", "token") as bar_s, \
+            _bar(progress, "table rows", "row") as bar_r:
+        t0 = time.perf_counter()
+        t_tok, t_dist = next_token_distributions(teacher, text, cfg.teacher_temperature, cfg.max_tokens,
+                                                 prompt=prompt, progress=bar_t)
+        t1 = time.perf_counter()
+        s_tok, s_dist = next_token_distributions(student, text, cfg.student_temperature, cfg.max_tokens,
+                                                 prompt=prompt, progress=bar_s)
+        t2 = time.perf_counter()
+        table = compare_distributions(teacher, student, t_tok, t_dist, s_tok, s_dist, config=cfg, text=text,
+                                      progress=bar_r)
     table.timings.update(forward_teacher=t1 - t0, forward_student=t2 - t1)
     return table

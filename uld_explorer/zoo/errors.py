@@ -6,10 +6,12 @@ without importing one another.
 
 from __future__ import annotations
 
+from ..errors import ExplorerError
+
 __all__ = ["RemoteCodeRefusedError", "UnknownModelError", "ZooError"]
 
 
-class ZooError(RuntimeError):
+class ZooError(ExplorerError, RuntimeError):
     """A model could not be fetched, verified, converted or loaded; the message says what to do."""
 
 
