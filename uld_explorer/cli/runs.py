@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
-from .common import Formatter, fmt, print_json
+from .common import Formatter, UsageError, fmt, print_json
 
 __all__ = ["add_parser"]
 
 
 def list_(args: argparse.Namespace) -> int:
-    from ..distill.runs import default_runs_dir, list_runs
+    from ..distill.runs import RUNS_ENV, default_runs_dir, list_runs
 
+    if args.runs_dir and os.path.exists(args.runs_dir) and not os.path.isdir(args.runs_dir):
+        raise UsageError(f"--runs-dir {args.runs_dir} is not a folder: give the folder that holds the run "
+                         f"directories (default: ${RUNS_ENV} or ./runs)")
     runs = list_runs(args.runs_dir)
     if args.json:
         print_json([r.to_dict() for r in runs])

@@ -1,0 +1,94 @@
+"""The fault matrix: every command, driven into the faults a careful user meets (bad input, files
+that are not what they should be, Ctrl-C), in a real subprocess. Each answers with one line that
+names the file or the option, exits 2 (or 130 for Ctrl-C), and never prints a traceback;
+``--debug`` shows the traceback on purpose.
+
+The zoo's own faults (a damaged marker, an unwritable cache, a weights file that is not
+safetensors) and the runner's (a run directory that is a file, a config that is not a run's, two
+trainers on one run) have their tests next to the code they check (test_zoo.py, test_distill_*).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+#: Runs ``main(argv)`` in a fresh interpreter; with ``INTERRUPT_S`` set, a real SIGINT (what Ctrl-C
+#: sends) arrives that many seconds after the start, wherever the command is then.
+PRELUDE = (
+    "import os, signal, sys, threading\n"
+    "t = float(os.environ.get('INTERRUPT_S', '0'))\n"
+    "if t: threading.Timer(t, lambda: os.kill(os.getpid(), signal.SIGINT)).start()\n"
+    "from uld_explorer.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+
+
+def cli(*args: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", PRELUDE, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **env})
+
+
+def assert_one_line(r: subprocess.CompletedProcess, code: int, *names: str) -> None:
+    """Exit ``code``; stderr's last line is the message and names each of ``names``; no traceback."""
+    assert r.returncode == code, (r.returncode, r.stderr[-2000:])
+    assert "Traceback" not in r.stderr, r.stderr[-3000:]
+    last = r.stderr.strip().splitlines()[-1]
+    for name in names:
+        assert name in last, (name, last)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("faults")
+    (root / "a_file").write_text("not a folder")
+    (root / "not_json.json").write_text("{ nope")
+    return root
+
+
+@pytest.mark.parametrize("args, names", [
+    (["compare", "--teacher", "{root}/nowhere", "--text", "hi"], ["no such model folder", "nowhere"]),
+    (["compare", "--teacher", "{root}/a_file", "--text", "hi"], ["a_file"]),
+    (["compare", "--text", "hi", "--teacher-temperature", "1e-300"], ["--teacher-temperature", "too small"]),
+    (["compare", "--text", "hi", "--student-temperature", "nan"], ["--student-temperature"]),
+    (["compare", "--text", "   "], ["--text", "empty"]),
+    (["compare", "--text", "hi", "--top-k", "5000"], ["--top-k"]),
+    (["compare", "--text", "hi", "--hybrid-beta", "2"], ["--hybrid-beta"]),
+    (["compare", "--text", "hi", "--hybrid-weights", "1", "-1"], ["--hybrid-weights"]),
+    (["playground", "--vt", "0"], ["--vt"]),
+    (["playground", "--noise", "-1"], ["--noise"]),
+    (["models", "verify", "no-such-model"], ["no-such-model"]),
+    (["models", "fetch"], ["--all"]),
+    (["tokenizers", "fetch", "no-such-tokenizer"], ["no-such-tokenizer"]),
+    (["runs", "list", "--runs-dir", "{root}/a_file"], ["a_file", "not a folder"]),
+])
+def test_a_bad_input_is_one_line_naming_it(files, args, names):
+    r = cli(*[a.format(root=files) for a in args])
+    assert_one_line(r, 2, *[n.format(root=files) for n in names])
+
+
+@pytest.mark.parametrize("args", [["compare", "--measures", "nope", "--text", "hi"], ["playground", "--cost", "l2"],
+                                  ["compare", "--alignment", "diagonal", "--text", "hi"]])
+def test_a_choice_outside_the_registry_is_argparse_usage(args):
+    r = cli(*args)
+    assert r.returncode == 2 and "invalid choice" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("default_models")
+def test_ctrl_c_during_compare_is_one_line_exit_130():
+    """Ctrl-C while `compare` loads the models and runs them: one line, exit 130 (the sweep saw a
+    30-80 line traceback)."""
+    r = cli("compare", "--text", "The capital of France is " * 40, INTERRUPT_S="3")
+    assert_one_line(r, 130, "interrupted", "compare")
+
+
+def test_debug_shows_the_traceback_on_purpose(files):
+    r = cli("--debug", "compare", "--teacher", str(files / "nowhere"), "--text", "hi")
+    assert r.returncode == 1 and "Traceback" in r.stderr and "no such model folder" in r.stderr
+    r = cli("compare", "--teacher", str(files / "nowhere"), "--text", "hi", ULD_EXPLORER_DEBUG="1")
+    assert r.returncode == 1 and "Traceback" in r.stderr
