@@ -35,7 +35,7 @@ def runs_dir(monkeypatch, tmp_path):
     yield tmp_path
     for d in tmp_path.iterdir():
         launch = RunDir(d).launch() if d.is_dir() else {}
-        if not launch.get("alive"):
+        if not launch.get("alive") or not launch.get("pid"):
             continue
         pid = int(launch["pid"])
         os.kill(pid, signal.SIGINT)

@@ -140,7 +140,7 @@ def test_read_runs_waits_for_a_first_evaluation(tmp_path):
 
 # ---------------------------------------------------------------------------------- launched runs
 def sleeper(seconds: float = 60) -> subprocess.Popen:
-    """A process whose command line names uld_explorer (read_launch checks it is "ours")."""
+    """A process whose command line names uld_explorer (RunDir.launch checks it is "ours")."""
     return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(float(__import__('sys').argv[1]))",
                              str(seconds), "uld_explorer"])
 

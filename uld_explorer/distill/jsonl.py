@@ -72,41 +72,44 @@ class JsonlCache:
         each call; the dicts are shared with the cache (do not modify them)."""
         key = os.path.abspath(path)
         with self._lock:
+            seen = self._files.get(key)
             try:
-                f = open(key, "rb")
-            except FileNotFoundError:
-                self._files.pop(key, None)
-                return []
-            with f:
-                st = os.fstat(f.fileno())
-                seen = self._files.get(key)
+                st = os.stat(key)
                 if seen is not None and seen.ident == (st.st_dev, st.st_ino) and \
-                        (seen.size, seen.mtime_ns) == (st.st_size, st.st_mtime_ns):
+                        (seen.size, seen.mtime_ns) == (st.st_size, st.st_mtime_ns):  # nothing new
                     self.hits += 1
                     self._files.move_to_end(key)
                     return list(seen.lines)
-                if seen is None or not self._continues(f, seen, st):
-                    seen = _Seen((st.st_dev, st.st_ino))
-                f.seek(seen.offset)
-                data = f.read()
-                end = data.rfind(b"\n") + 1  # the complete lines; a line being written waits
-                for raw in data[:end].splitlines():
-                    self.parsed += 1
-                    try:
-                        seen.lines.append(json.loads(raw))
-                    except ValueError:
-                        continue
-                seen.offset += end
-                seen.head = (seen.head + data[:end])[:self.TAIL]
-                seen.tail = (seen.tail + data[:end])[-self.TAIL:]
-                seen.size, seen.mtime_ns = st.st_size, st.st_mtime_ns
-                if seen.offset + len(data) - end != st.st_size:  # it grew while read: look again next time
-                    seen.size = -1
+                with open(key, "rb") as f:
+                    st = os.fstat(f.fileno())
+                    if seen is None or not self._continues(f, seen, st):
+                        seen = _Seen((st.st_dev, st.st_ino))
+                    self._parse_new(f, seen, st)
+            except FileNotFoundError:
+                self._files.pop(key, None)
+                return []
             self._files[key] = seen
             self._files.move_to_end(key)
             while len(self._files) > self.max_files:
                 self._files.popitem(last=False)
             return list(seen.lines)
+
+    def _parse_new(self, f: BinaryIO, seen: _Seen, st: os.stat_result) -> None:
+        """Parse the complete lines after ``seen.offset`` (a line being written waits)."""
+        f.seek(seen.offset)
+        data = f.read()
+        end = data.rfind(b"\n") + 1
+        for raw in data[:end].splitlines():
+            self.parsed += 1
+            try:
+                seen.lines.append(json.loads(raw))
+            except ValueError:
+                continue
+        seen.offset += end
+        seen.head = (seen.head + data[:end])[:self.TAIL]
+        seen.tail = (seen.tail + data[:end])[-self.TAIL:]
+        grew_meanwhile = seen.offset + len(data) - end != st.st_size
+        seen.size, seen.mtime_ns = (-1, -1) if grew_meanwhile else (st.st_size, st.st_mtime_ns)
 
     def _continues(self, f: BinaryIO, seen: _Seen, st: os.stat_result) -> bool:
         """Whether ``f`` is the file ``seen`` describes, grown (same inode, at least as long, the
