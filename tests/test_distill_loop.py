@@ -198,6 +198,13 @@ def test_cli_distill_and_runs_list(demo_prep, tmp_path):
     assert listed.returncode == 0 and "u " in listed.stdout and "finished" in listed.stdout
     as_json = json.loads(cli("runs", "list", "--runs-dir", str(tmp_path / "runs"), "--json").stdout)
     assert as_json[0]["name"] == "u" and as_json[0]["step"] == 2 and as_json[0]["loss"] == "uld"
+    # its config.json repeats it: the same config and preset, the same numbers
+    cfg_file = str(tmp_path / "runs" / "u" / "config.json")
+    twin = cli("distill", "--config", cfg_file, "--run-dir", str(tmp_path / "twin"), "--no-progress")
+    assert twin.returncode == 0, twin.stderr
+    twin_cfg = json.loads((tmp_path / "twin" / "config.json").read_text())
+    assert (twin_cfg["config"], twin_cfg["preset"]) == (cfg["config"], cfg["preset"])
+    assert numbers(tmp_path / "twin") == numbers(tmp_path / "runs" / "u")
     # the run directory is taken now
     again = cli("distill", "--max-steps", "2", "--run-dir", str(tmp_path / "runs" / "u"))
     assert again.returncode == 2 and "--resume" in again.stderr and "Traceback" not in again.stderr
