@@ -508,9 +508,9 @@ def _costs_has(cost: str) -> Callable[[Any], bool]:
 def _truncated(cost: str, side: str) -> Measure:
     """The mass a side pools in its rest bucket for the ``cost`` token OT (a companion column)."""
     p, i = ("p", "i") if side == "teacher" else ("q", "j")
-    k_field = "top_k" if cost == "string" else "edit_top_k"
+    k_field, abbrev = ("top_k", "str") if cost == "string" else ("edit_top_k", cost)
     return Measure(f"{cost}_{side}_truncated", f"{side} mass in the rest bucket ({cost} cost)",
-                   f"cut_{side[0]}_{ {'string': 'str'}.get(cost, cost)}", "[0, 1]", "mass", rf"\sum_{{{i} \notin \mathrm{{top}}k}} {p}_{i}",
+                   f"cut_{side[0]}_{abbrev}", "[0, 1]", "mass", rf"\sum_{{{i} \notin \mathrm{{top}}k}} {p}_{i}",
                    f"the {side}'s mass pooled outside its top-k", "-", _token_ot(cost, side), views=(),
                    where=("position",), companion_of=f"token_ot_{cost}", settings=(k_field, "costs"),
                    enabled=_costs_has(cost))
