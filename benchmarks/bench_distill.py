@@ -42,8 +42,10 @@ def main() -> None:
 
     from uld_explorer import uld_top_k
     from uld_explorer.distill.config import preset
-    from uld_explorer.distill.loop import batch_indices, prepare, train
-    from uld_explorer.distill.losses import combine, loss_sums, make_batch
+    from uld_explorer.distill.batch import make_batch
+    from uld_explorer.distill.loop import batch_indices, train
+    from uld_explorer.distill.losses import combine, loss_sums
+    from uld_explorer.distill.prepare import prepare
     from uld_explorer.distill.student import AnswerLogits, small_student
     from uld_explorer.zoo import load
 

@@ -49,7 +49,8 @@ def kernel_check() -> dict:
 def preset_check(steps: int, out: Path) -> dict:
     from uld_explorer.distill import runs
     from uld_explorer.distill.config import preset
-    from uld_explorer.distill.loop import prepare, train
+    from uld_explorer.distill.loop import train
+    from uld_explorer.distill.prepare import prepare
 
     cfg = preset("gpu", max_steps=steps, eval_every=steps, checkpoint_every=steps)
     t0 = time.perf_counter()

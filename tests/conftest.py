@@ -29,17 +29,18 @@ def runs_dir(monkeypatch, tmp_path):
     import time
 
     from uld_explorer.distill import runs
+    from uld_explorer.distill.rundir import RunDir, pid_alive
 
     monkeypatch.setenv(runs.RUNS_ENV, str(tmp_path))
     yield tmp_path
     for d in tmp_path.iterdir():
-        launch = runs.read_launch(d) if d.is_dir() else {}
-        if not launch.get("alive"):
+        launch = RunDir(d).launch() if d.is_dir() else {}
+        if not launch.get("alive") or not launch.get("pid"):
             continue
         pid = int(launch["pid"])
         os.kill(pid, signal.SIGINT)
         deadline = time.monotonic() + 60
-        while runs.pid_alive(pid) and time.monotonic() < deadline:
+        while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.5)
-        if runs.pid_alive(pid):
+        if pid_alive(pid):
             os.kill(pid, signal.SIGKILL)

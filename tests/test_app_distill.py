@@ -14,7 +14,8 @@ import pytest
 from apptest import assert_clean, open_page
 from streamlit.testing.v1 import AppTest
 
-from uld_explorer.distill import runs
+from uld_explorer.distill import reading, runs
+from uld_explorer.distill.rundir import RunDir, pid_alive
 
 PAGE = Path(__file__).resolve().parents[1] / "uld_explorer" / "app" / "pages" / "distill.py"
 TIMEOUT = 120
@@ -25,17 +26,18 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def real_runs(tmp_path_factory) -> Path:
-    """Two runs written by the runner (``loop.train``, one prepared dataset): ``uld-4`` then
+    """Two runs written by the runner (``train``, one prepared dataset): ``uld-4`` then
     ``ce-uld-4``, 4 steps evaluated at 0, 2 and 4 (4 held-out prompts and batches of 4 keep it to
     well under a minute on two CPU cores)."""
-    from uld_explorer.distill import loop
     from uld_explorer.distill.config import preset
+    from uld_explorer.distill.loop import train
+    from uld_explorer.distill.prepare import prepare
 
     root = tmp_path_factory.mktemp("runs")
     base = preset("cpu-demo", max_steps=4, eval_every=2, eval_prompts=4, batch_size=4)
-    prepared = loop.prepare(base, progress=False)
+    prepared = prepare(base, progress=False)
     for loss in ("uld", "ce+uld"):
-        loop.train(base.replace(loss=loss), root / f"{loss.replace('+', '-')}-4", preset="cpu-demo", progress=False,
+        train(base.replace(loss=loss), root / f"{loss.replace('+', '-')}-4", preset="cpu-demo", progress=False,
                    prepared=prepared)
         time.sleep(0.05)  # distinct modification times: ce-uld-4 is the newest
     return root
@@ -70,7 +72,7 @@ def wait_for(check, what: str, timeout_s: float = RUN_WAIT_S, interval_s: float 
 
 
 def start_button(at: AppTest):
-    return next(b for b in at.button if b.label == "Start")
+    return at.button(key="start")
 
 
 # ---------------------------------------------------------------------------------- real runs
@@ -102,7 +104,7 @@ def test_real_runs_listed_charted_probed_and_read(real_runs, monkeypatch):
     assert set(chart_rows(train_chart).query("run == 'uld-4'")["metric"]) == {"uld"}  # its own loss only
     # the lesson: the library's reading of these runs
     lesson = at.info[0].value
-    assert lesson == "\n\n".join(runs.read_runs(infos))
+    assert lesson == "\n\n".join(reading.read_runs(infos))
     assert "**ULD alone** (`uld-4`, step 4)" in lesson and "**CE + ULD** (`ce-uld-4`, step 4)" in lesson
     # the probe of the selected run (the newest), latest step first
     assert at.selectbox(key="run").value == "ce-uld-4"
@@ -183,7 +185,7 @@ def test_a_taken_or_bad_name_is_an_error_and_starts_nothing(real_runs, monkeypat
     (err,) = at.error
     assert err.value.startswith("Could not start the run:") and says in err.value
     assert sorted(p.name for p in real_runs.iterdir()) == before
-    assert not (real_runs / "uld-4" / runs.LAUNCH_FILE).exists()
+    assert not (real_runs / "uld-4" / RunDir.LAUNCH).exists()
 
 
 # ---------------------------------------------------------------------------------- a run from the page
@@ -198,7 +200,7 @@ def test_start_stop_and_resume_a_run_from_the_page(runs_dir):
     assert_clean(at)
     assert not at.error and at.success[0].value.startswith("Started **from-page** (uld, 30 steps)")
     d = runs_dir / "from-page"
-    launched = json.loads((d / runs.LAUNCH_FILE).read_text())
+    launched = json.loads((d / RunDir.LAUNCH).read_text())
     assert launched["config"]["loss"] == "uld" and launched["config"]["seed"] == 3
     assert launched["config"]["max_steps"] == 30 and launched["config"]["eval_every"] == 5
     # listed at once (starting), selected and overlaid
@@ -210,8 +212,8 @@ def test_start_stop_and_resume_a_run_from_the_page(runs_dir):
     wait_for(lambda: runs.read_metrics(d), "the first metrics line")
     config = json.loads((d / "config.json").read_text())["config"]
     assert (config["loss"], config["max_steps"], config["eval_every"], config["seed"]) == ("uld", 30, 5, 3)
-    status = runs.read_status(d)
-    assert status["state"] == "running" and runs.pid_alive(status["pid"]) and status["pid"] == launched["pid"]
+    status = RunDir(d).status()
+    assert status["state"] == "running" and pid_alive(status["pid"]) and status["pid"] == launched["pid"]
 
     at.run()  # the page follows the directory
     assert_clean(at)
@@ -222,10 +224,10 @@ def test_start_stop_and_resume_a_run_from_the_page(runs_dir):
     stop.click().run()
     assert_clean(at)
     assert at.info[0].value.startswith("Asked **from-page** to stop")
-    wait_for(lambda: not runs.pid_alive(status["pid"]), "the run's process to exit")
+    wait_for(lambda: not pid_alive(status["pid"]), "the run's process to exit")
     info = runs.run_info(d)
     assert info.state == "stopped" and info.message.startswith("stopped at step")
-    ckpt = runs.latest_checkpoint(d)
+    ckpt = RunDir(d).latest_checkpoint()
     assert ckpt is not None and (ckpt / "model.safetensors").is_file()
     at.run()
     assert at.dataframe[0].value["state"].iloc[0] == "stopped"
@@ -240,7 +242,7 @@ def test_start_stop_and_resume_a_run_from_the_page(runs_dir):
     wait_for(lambda: runs.run_info(d).state == "finished", "the resumed run to finish")
     metrics = runs.read_metrics(d)
     assert [m["step"] for m in metrics] == list(range(done + 2)) and "eval_top1" in metrics[-1]
-    assert runs.log_tail(d, 200).count("run directory:") == 2  # both processes wrote to the run's log
+    assert RunDir(d).log_tail(200).count("run directory:") == 2  # both processes wrote to the run's log
 
 
 def test_a_run_that_fails_while_starting_shows_its_error(runs_dir):

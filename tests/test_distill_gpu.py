@@ -28,10 +28,11 @@ def test_sorted_l1_torch_on_cuda_equals_the_cpu_kernel():
 
 def test_gpu_preset_trains_a_few_steps(default_models, tmp_path):
     from uld_explorer.distill import runs
+    from uld_explorer.distill.rundir import RunDir
     from uld_explorer.distill.config import preset
     from uld_explorer.distill.loop import train
 
     last = train(preset("gpu", max_steps=3, eval_every=3, batch_size=8), tmp_path / "g", progress=False)
     assert last["state"] == "finished"
     m = runs.read_metrics(tmp_path / "g")
-    assert all(np.isfinite(d["loss"]) for d in m) and runs.read_status(tmp_path / "g")["device"].startswith("cuda")
+    assert all(np.isfinite(d["loss"]) for d in m) and RunDir(tmp_path / "g").status()["device"].startswith("cuda")

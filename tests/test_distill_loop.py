@@ -22,7 +22,10 @@ import torch
 
 from uld_explorer.distill import runs
 from uld_explorer.distill.config import preset
-from uld_explorer.distill.loop import DistillError, prepare, train
+from uld_explorer.distill.errors import DistillError
+from uld_explorer.distill.loop import train
+from uld_explorer.distill.prepare import prepare
+from uld_explorer.distill.rundir import RunDir
 
 pytestmark = pytest.mark.slow
 
@@ -100,8 +103,8 @@ def test_resume_continues_exactly(demo_prep, tmp_path):
             os.kill(os.getpid(), signal.SIGINT)
 
     first = train(cfg, tmp_path / "split", prepared=demo_prep, progress=False, on_step=interrupt)
-    assert first["state"] == "stopped" and runs.read_status(tmp_path / "split")["state"] == "stopped"
-    assert runs.latest_checkpoint(tmp_path / "split").name == "step-000005"
+    assert first["state"] == "stopped" and RunDir(tmp_path / "split").status()["state"] == "stopped"
+    assert RunDir(tmp_path / "split").latest_checkpoint().name == "step-000005"
     assert [d["step"] for d in runs.read_metrics(tmp_path / "split")] == [0, 1, 2, 3, 4]
     again = train(cfg, tmp_path / "split", resume=True, prepared=demo_prep, progress=False)
     assert again["state"] == "finished"
@@ -130,9 +133,9 @@ def test_ctrl_c_on_the_cli_leaves_a_loadable_checkpoint(demo_prep, tmp_path):
             proc.kill()
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "--resume" in out + err
-    st = runs.read_status(run)
+    st = RunDir(run).status()
     assert st["state"] == "stopped"
-    ckpt = runs.latest_checkpoint(run)
+    ckpt = RunDir(run).latest_checkpoint()
     steps = json.loads((ckpt / "trainer.json").read_text())["step"]
     assert steps == runs.read_metrics(run)[-1]["step"] + 1  # the student after the last logged step
     loaded = load(ckpt)  # safetensors + config + tokenizer: a model folder transformers loads
@@ -167,8 +170,8 @@ def test_two_processes_equal_one(demo_prep, tmp_path):
                 assert y[k] == pytest.approx(x[k], rel=1e-5, abs=1e-7), (k, x["step"])
     from safetensors.torch import load_file
 
-    wa = load_file(str(runs.latest_checkpoint(tmp_path / "one") / "model.safetensors"))
-    wb = load_file(str(runs.latest_checkpoint(tmp_path / "two") / "model.safetensors"))
+    wa = load_file(str(RunDir(tmp_path / "one").latest_checkpoint() / "model.safetensors"))
+    wb = load_file(str(RunDir(tmp_path / "two").latest_checkpoint() / "model.safetensors"))
     assert wa.keys() == wb.keys()
     for k in wa:  # float32 sums in another order; Adam scales an entry's update by 1/sqrt(v): tiny
         # gradients differing in their last bits move by ~1e-6 (an update is lr = 5e-3 per step)
@@ -195,6 +198,13 @@ def test_cli_distill_and_runs_list(demo_prep, tmp_path):
     assert listed.returncode == 0 and "u " in listed.stdout and "finished" in listed.stdout
     as_json = json.loads(cli("runs", "list", "--runs-dir", str(tmp_path / "runs"), "--json").stdout)
     assert as_json[0]["name"] == "u" and as_json[0]["step"] == 2 and as_json[0]["loss"] == "uld"
+    # its config.json repeats it: the same config and preset, the same numbers
+    cfg_file = str(tmp_path / "runs" / "u" / "config.json")
+    twin = cli("distill", "--config", cfg_file, "--run-dir", str(tmp_path / "twin"), "--no-progress")
+    assert twin.returncode == 0, twin.stderr
+    twin_cfg = json.loads((tmp_path / "twin" / "config.json").read_text())
+    assert (twin_cfg["config"], twin_cfg["preset"]) == (cfg["config"], cfg["preset"])
+    assert numbers(tmp_path / "twin") == numbers(tmp_path / "runs" / "u")
     # the run directory is taken now
     again = cli("distill", "--max-steps", "2", "--run-dir", str(tmp_path / "runs" / "u"))
     assert again.returncode == 2 and "--resume" in again.stderr and "Traceback" not in again.stderr
@@ -208,7 +218,7 @@ def test_cli_distill_and_runs_list(demo_prep, tmp_path):
     (["--loss", "kl"], "needs one shared tokenizer"),
     (["--lr", "0"], "lr must be in (0, 1]"),
     (["--student-hidden", "100"], "multiple of 32"),
-    (["--alignment", "diagonal"], "alignment must be one of"),
+    (["--alignment", "diagonal"], "argument --alignment: invalid choice: 'diagonal'"),
     (["--resume"], "--resume needs --run-dir"),
 ])
 def test_cli_errors_name_the_fix(demo_prep, tmp_path, args, message):
@@ -237,33 +247,35 @@ def test_out_of_memory_is_one_clear_line(demo_prep, tmp_path):
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 2, r.stderr[-2000:]
     assert "out of memory" in r.stderr and "--batch-size" in r.stderr and "Traceback" not in r.stderr
-    assert runs.read_status(tmp_path / "big")["state"] == "failed"
+    assert RunDir(tmp_path / "big").status()["state"] == "failed"
 
 
-def test_full_disk_keeps_the_last_good_checkpoint(demo_prep, tmp_path, monkeypatch):
-    """The second checkpoint's write fails with ENOSPC: a DistillError naming the last good one,
-    which stays complete and loadable; no half-written checkpoint is left."""
-    import errno
+class FullDiskAtSecondCheckpoint(RunDir):
+    """A run directory whose disk fills up while the second checkpoint's optimizer is written."""
 
-    from uld_explorer.distill import loop
+    def __init__(self, path):
+        super().__init__(path)
+        self.writes = 0
 
-    real = loop._save_optimizer
-    calls = []
+    def write_optimizer(self, opt, path):
+        import errno
 
-    def full_disk(opt, path):
-        calls.append(path)
-        if len(calls) == 2:
+        self.writes += 1
+        if self.writes == 2:
             raise OSError(errno.ENOSPC, "No space left on device")
-        real(opt, path)
+        super().write_optimizer(opt, path)
 
-    monkeypatch.setattr(loop, "_save_optimizer", full_disk)
+
+def test_full_disk_keeps_the_last_good_checkpoint(demo_prep, tmp_path):
+    """The second checkpoint's write fails with ENOSPC: a DistillError naming the last good one,
+    which stays complete and loadable; no half-written checkpoint is left; the run resumes."""
+    full = FullDiskAtSecondCheckpoint(tmp_path / "run")
     with pytest.raises(DistillError, match="step-000002.*resume"):
-        train(short(max_steps=6, checkpoint_every=2, eval_every=100), tmp_path / "run", prepared=demo_prep,
-              progress=False)
-    assert [p.name for p in runs.checkpoints(tmp_path / "run")] == ["step-000002"]
+        train(short(max_steps=6, checkpoint_every=2, eval_every=100), full, prepared=demo_prep, progress=False)
+    assert [p.name for p in full.checkpoints()] == ["step-000002"]
     assert not list((tmp_path / "run" / "checkpoints").glob(".*"))
-    assert runs.read_status(tmp_path / "run")["state"] == "failed"
-    monkeypatch.undo()
+    status = full.status()
+    assert status["state"] == "failed" and "step-000002" in status["message"]
     done = train(short(max_steps=6, checkpoint_every=2, eval_every=100), tmp_path / "run", resume=True,
                  prepared=demo_prep, progress=False)
     assert done["state"] == "finished"

@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from uld_explorer import hybrid_uld, kl_divergence, uld_distance, uld_top_k
 from uld_explorer.distill.config import DistillConfig
 from uld_explorer.distill.data import Example, Prompt
-from uld_explorer.distill.losses import combine, dense_teacher, loss_sums, make_batch
+from uld_explorer.distill.batch import make_batch
+from uld_explorer.distill.losses import combine, dense_teacher, loss_sums
 from uld_explorer.distill.teacher_cache import TeacherCache
 from uld_explorer.text.align import byte_offset_alignment, group_distributions
 from uld_explorer.text.tokenize import Tokenized
@@ -244,3 +245,104 @@ def test_shared_kl_without_dense_rows_equals_the_dense_completion():
     sv = restrict_to_shared_vocab(dense, q, match=m, on_empty="nan", validate=False)
     ref = float(torch.nan_to_num(kl_divergence(sv.p, sv.q, validate=False).double(), nan=0.0).sum())
     assert float(shared_kl_sum(q, top.values, top.indices, tail, V_t, m)) == pytest.approx(ref, rel=1e-5)
+
+
+# ------------------------------------------------------------------ the loss registry
+
+#: Each loss restated by hand from its definition (means: ce over answer tokens, the rest over
+#: aligned pairs), independently of the registry.
+RESTATED = {
+    "ce": lambda s, n_tok, n_pair, cfg: s["ce"] / n_tok,
+    "uld": lambda s, n_tok, n_pair, cfg: s["uld"] / n_pair,
+    "ce+uld": lambda s, n_tok, n_pair, cfg: s["ce"] / n_tok + cfg.uld_weight * s["uld"] / n_pair,
+    "kl": lambda s, n_tok, n_pair, cfg: s["kl"] / n_pair,
+    "hybrid": lambda s, n_tok, n_pair, cfg: s["hybrid"] / n_pair,
+}
+
+
+def test_every_registry_entry_is_well_formed():
+    from dataclasses import fields
+
+    from uld_explorer.distill.losses import LOSSES, PARTS
+
+    config_fields = {f.name for f in fields(DistillConfig)}
+    assert set(RESTATED) == set(LOSSES)  # a new loss gets its restated formula here
+    assert list(DistillConfig.__dataclass_fields__["loss"].metadata["choices"]) == list(LOSSES)
+    for key, loss in LOSSES.items():
+        assert loss.key == key and loss.parts and set(loss.parts) <= set(PARTS), key
+        assert all(isinstance(w, float) or w in config_fields for w in loss.weights), key
+        assert loss.description and "\n" not in loss.description
+        assert all(PARTS[p].label in loss.formula for p in loss.parts)
+        DistillConfig(loss=key)  # the config accepts every key
+    for key, part in PARTS.items():
+        assert part.key == key and part.per in ("tokens", "pairs") and callable(part.fn)
+    assert [k for k, loss in LOSSES.items() if loss.shared_tokenizer] == ["kl"]
+    assert {k: PARTS[k].per for k in PARTS} == {"ce": "tokens", "uld": "pairs", "kl": "pairs", "hybrid": "pairs"}
+
+
+@pytest.mark.parametrize("key", list(RESTATED))
+def test_combine_is_the_restated_formula(key):
+    rng = np.random.default_rng(5)
+    sums = {p: torch.tensor(float(rng.uniform(1, 50))) for p in ("ce", "uld", "uld_bound", "kl", "hybrid")}
+    cfg = DistillConfig(loss=key, uld_weight=0.7)
+    loss, parts = combine(sums, 40, 31, cfg)
+    assert float(loss) == pytest.approx(float(RESTATED[key](sums, 40, 31, cfg)), rel=1e-6)
+    assert parts["ce"] == pytest.approx(float(sums["ce"]) / 40) and parts["uld_bound"] == pytest.approx(
+        float(sums["uld_bound"]) / 31)
+
+
+def test_loss_sums_computes_the_parts_the_registry_names():
+    from uld_explorer.distill.losses import LOSSES
+
+    rng = np.random.default_rng(1)
+    V = 9
+    ex = _example("abc", [1, 2, 3], [(0, 1), (1, 2), (2, 3)], [4, 5, 6], [(0, 1), (1, 2), (2, 3)])
+    cache = _cache_from_full(np.stack([_peaked(rng, V, 0.5) for _ in range(3)]), [[1, 2, 3]], V)
+    b = make_batch([ex], [slice(0, 3)], "positional", "observed", 0)
+    logits = torch.tensor(rng.normal(0, 2, (3, V)), dtype=torch.float32)
+    m = match_strings([f"t{i}" for i in range(V)], [f"t{i}" for i in range(V)])
+    for key, loss in LOSSES.items():
+        got = loss_sums(logits, b, cache, DistillConfig(loss=key, top_k=V), m)
+        assert set(got) - {"uld_bound"} == set(loss.parts), key
+
+
+def test_a_new_loss_is_one_registry_entry(monkeypatch):
+    """A toy loss (and a toy part) added to the registries: the config accepts it, the CLI offers
+    it as a --loss choice, loss_sums computes its parts and combine weighs them, no other edit."""
+    from uld_explorer.cli import build_parser
+    from uld_explorer.distill.losses import LOSSES, PARTS, Loss, Part
+
+    def top1_sum(x):  # the student's mass on its own top token, summed over the answer tokens
+        return {"top1": torch.softmax(x.logits, -1).max(-1).values.sum()}
+
+    monkeypatch.setitem(PARTS, "top1", Part("top1", "tokens", "top-1 mass", "", "max_i q_i", top1_sum))
+    monkeypatch.setitem(LOSSES, "toy", Loss("toy", ("ce", "top1", "uld"), (1.0, 0.5, "uld_weight"), "a toy"))
+    cfg = DistillConfig(loss="toy", uld_weight=2.0)
+    args = build_parser().parse_args(["distill", "--loss", "toy"])
+    assert args.loss == "toy"
+    rng = np.random.default_rng(2)
+    V = 7
+    ex = _example("ab", [1, 2], [(0, 1), (1, 2)], [3, 4], [(0, 1), (1, 2)])
+    cache = _cache_from_full(np.stack([_peaked(rng, V, 0.5) for _ in range(2)]), [[1, 2]], V)
+    b = make_batch([ex], [slice(0, 2)], "positional", "observed", 0)
+    logits = torch.tensor(rng.normal(0, 2, (2, V)), dtype=torch.float32)
+    sums = loss_sums(logits, b, cache, cfg)
+    assert set(sums) == {"ce", "top1", "uld", "uld_bound"}
+    assert float(sums["top1"]) == pytest.approx(float(torch.softmax(logits, -1).max(-1).values.sum()))
+    loss, _ = combine(sums, 2, 2, cfg)
+    assert float(loss) == pytest.approx(float(sums["ce"] / 2 + 0.5 * sums["top1"] / 2 + 2.0 * sums["uld"] / 2))
+    assert LOSSES["toy"].formula.startswith("CE + 0.5 * top-1 mass + uld_weight * ULD; ")
+
+
+def test_the_readme_lists_every_loss_with_its_formula():
+    from pathlib import Path
+
+    from uld_explorer.distill.losses import LOSSES
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("\n## Distillation")[1].split("\n## ")[0]
+    lines = [line.strip() for line in section.splitlines()]
+    rows = {line.split("|")[1].strip().strip("`"): line for line in lines if line.startswith("| `")}
+    for key, loss in LOSSES.items():
+        assert key in rows, f"README's loss table misses {key}"
+        assert loss.formula.split(";")[0] in rows[key], key

@@ -1,7 +1,7 @@
 """What the Distillation page reads from a runs directory: run names, the runs table, the lesson
 (read_runs) from measured numbers, and the states of runs launched in the background (starting,
 failed, stopped) from launch.json and log.txt. Run directories here are written in the runner's own
-format (runs.append_jsonl, write_status); one test launches a real process that fails fast."""
+format (RunDir.append_metrics, write_status); one test launches a real process that fails fast."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from uld_explorer.distill import launch, runs
+from uld_explorer.distill import launch, reading, runs
+from uld_explorer.distill.rundir import RunDir
 
 
 def write_run(root: Path, name: str, loss: str, evals: list[tuple], steps: int | None = None, state: str = "finished",
@@ -31,8 +32,8 @@ def write_run(root: Path, name: str, loss: str, evals: list[tuple], steps: int |
         if s in by_step:
             _, et, st, eu, su, *ce = by_step[s]
             line.update(eval_ce=(ce or [5.0])[0], eval_uld=eu, eval_top1=et, seen_ce=5.0, seen_uld=su, seen_top1=st)
-        runs.append_jsonl(d / "metrics.jsonl", line)
-    runs.write_status(d, state, step=last, max_steps=max_steps)
+        RunDir(d).append_metrics(line)
+    RunDir(d).write_status(state, step=last, max_steps=max_steps)
     return d
 
 
@@ -68,28 +69,28 @@ def test_runs_frame_is_the_table_of_list_runs(tmp_path):
 
 def test_read_runs_names_the_missing_runs(tmp_path):
     write_run(tmp_path, "c", "ce+uld", [(0, 0.01, 0.02, 1.9, 1.9)])
-    (text,) = runs.read_runs(runs.list_runs(tmp_path))
+    (text,) = reading.read_runs(runs.list_runs(tmp_path))
     assert "a ULD-only run (loss `uld`)" in text and "CE + ULD run" not in text and "`ce+uld`" in text
-    assert "a ULD-only run" in runs.read_runs([])[0] and "a CE + ULD run" in runs.read_runs([])[0]
+    assert "a ULD-only run" in reading.read_runs([])[0] and "a CE + ULD run" in reading.read_runs([])[0]
 
 
 def test_read_runs_too_early_while_uld_alone_has_not_moved(tmp_path):
     write_run(tmp_path, "u", "uld", [(0, 0.01, 0.02, 1.98, 1.98), (4, 0.01, 0.01, 1.97, 1.96)])
     write_run(tmp_path, "c", "ce+uld", [(0, 0.01, 0.02, 1.98, 1.98), (4, 0.08, 0.09, 1.96, 1.95)])
-    numbers, reading = runs.read_runs(runs.list_runs(tmp_path))
+    numbers, text = reading.read_runs(runs.list_runs(tmp_path))
     assert numbers == (
         "At their last evaluations, **ULD alone** (`u`, step 4): top-1 agreement with the teacher 1.0% on answers it "
         "trains on and 1.0% held-out (1.0% at step 0); ULD 1.960 seen and 1.970 held-out (1.980 at step 0); "
         "**CE + ULD** (`c`, step 4): top-1 agreement with the teacher 9.0% on answers it trains on and 8.0% held-out "
         "(1.0% at step 0); ULD 1.950 seen and 1.960 held-out (1.980 at step 0).")
-    assert reading.startswith("Too early to read") and "1.980 at step 0, 1.970 at step 4" in reading
+    assert text.startswith("Too early to read") and "1.980 at step 0, 1.970 at step 4" in text
 
 
 def test_read_runs_shape_without_identity_then_both(tmp_path):
     """The paper's picture: ULD alone's ULD falls, its top-1 does not rise; CE + ULD's rises."""
     write_run(tmp_path, "u", "uld", [(0, 0.01, 0.01, 1.98, 1.98), (120, 0.02, 0.02, 0.52, 0.40)])
     write_run(tmp_path, "c", "ce+uld", [(0, 0.01, 0.01, 1.98, 1.98), (120, 0.30, 0.45, 0.50, 0.35)])
-    _, uld, other = runs.read_runs(runs.list_runs(tmp_path))
+    _, uld, other = reading.read_runs(runs.list_runs(tmp_path))
     assert uld.startswith("ULD alone learnt the SHAPE of the teacher's distributions: its held-out ULD fell from "
                           "1.980 to 0.520, about as low as CE + ULD's 0.500. Its top-1 agreement did not rise "
                           "(1.0% → 2.0%)")  # 0.52 <= 1.15 * 0.50; +1 point < TOP1_GAIN
@@ -101,7 +102,7 @@ def test_read_runs_shape_without_identity_then_both(tmp_path):
 def test_read_runs_ce_alone_at_another_step(tmp_path):
     write_run(tmp_path, "u", "uld", [(0, 0.05, 0.05, 1.98, 1.98), (120, 0.0, 0.0, 0.90, 0.80)])
     write_run(tmp_path, "c", "ce", [(0, 0.05, 0.05, 1.98, 1.98), (100, 0.30, 0.45, 0.50, 0.35)], max_steps=100)
-    numbers, uld, other, steps = runs.read_runs(runs.list_runs(tmp_path))
+    numbers, uld, other, steps = reading.read_runs(runs.list_runs(tmp_path))
     assert "**CE alone** (`c`, step 100)" in numbers
     assert "fell from 1.980 to 0.900, against CE alone's 0.500. Its top-1 agreement fell (5.0% → 0.0%)" in uld
     assert "the paper adds ULD to it (CE + λ·ULD)" in other
@@ -114,7 +115,7 @@ def test_read_runs_when_neither_top1_rose(tmp_path):
     student's first guess), ULD alone's ULD below CE + ULD's: the reading says what to run."""
     write_run(tmp_path, "u", "uld", [(0, 0.034, 0.044, 1.98, 1.99, 10.8), (120, 0.0, 0.0, 0.457, 0.28, 17.2)])
     write_run(tmp_path, "c", "ce+uld", [(0, 0.034, 0.044, 1.98, 1.99, 10.8), (120, 0.035, 0.041, 0.824, 0.763, 8.05)])
-    _, uld, other = runs.read_runs(runs.list_runs(tmp_path))
+    _, uld, other = reading.read_runs(runs.list_runs(tmp_path))
     assert "even lower than CE + ULD's 0.824. Its top-1 agreement fell (3.4% → 0.0%)" in uld
     assert other.startswith("CE + ULD's top-1 agreement has not risen either (3.4% → 3.5% held-out), although its "
                             "held-out CE fell from 10.80 to 8.05 nats")
@@ -124,7 +125,7 @@ def test_read_runs_when_neither_top1_rose(tmp_path):
 def test_read_runs_when_uld_alone_gains_identity_too(tmp_path):
     write_run(tmp_path, "u", "uld", [(0, 0.01, 0.01, 1.98, 1.98), (120, 0.20, 0.21, 0.60, 0.50)])
     write_run(tmp_path, "c", "ce+uld", [(0, 0.01, 0.01, 1.98, 1.98), (120, 0.21, 0.22, 0.50, 0.35)])
-    uld = runs.read_runs(runs.list_runs(tmp_path))[1]
+    uld = reading.read_runs(runs.list_runs(tmp_path))[1]
     assert "its top-1 agreement rose as well (1.0% → 20.0%)" in uld and "against CE + ULD's 0.500" in uld
 
 
@@ -133,20 +134,20 @@ def test_read_runs_waits_for_a_first_evaluation(tmp_path):
     c = tmp_path / "c"
     c.mkdir()
     (c / "config.json").write_text(json.dumps({"config": {"loss": "ce+uld", "max_steps": 5}}))
-    (text,) = runs.read_runs(runs.list_runs(tmp_path))
+    (text,) = reading.read_runs(runs.list_runs(tmp_path))
     assert "waiting for the first evaluation of `c`" in text
 
 
 # ---------------------------------------------------------------------------------- launched runs
 def sleeper(seconds: float = 60) -> subprocess.Popen:
-    """A process whose command line names uld_explorer (read_launch checks it is "ours")."""
+    """A process whose command line names uld_explorer (RunDir.launch checks it is "ours")."""
     return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(float(__import__('sys').argv[1]))",
                              str(seconds), "uld_explorer"])
 
 
 def write_launch(d: Path, pid: int, **extra) -> None:
     d.mkdir(parents=True, exist_ok=True)
-    (d / runs.LAUNCH_FILE).write_text(json.dumps({"pid": pid, "started": time.time(), "preset": "cpu-demo",
+    (d / RunDir.LAUNCH).write_text(json.dumps({"pid": pid, "started": time.time(), "preset": "cpu-demo",
                                                   "config": {"loss": "uld", "max_steps": 30}, **extra}))
 
 
@@ -174,7 +175,7 @@ def test_a_pid_reused_by_another_program_is_not_the_run(tmp_path):
     proc = subprocess.Popen(["sleep", "30"])
     try:
         write_launch(tmp_path / "r", proc.pid)
-        assert runs.read_launch(tmp_path / "r")["alive"] is False
+        assert RunDir(tmp_path / "r").launch()["alive"] is False
         assert runs.list_runs(tmp_path)[0].state == "failed"
     finally:
         proc.kill()
@@ -208,7 +209,7 @@ def test_a_resumed_run_reads_as_resuming_until_its_own_status(tmp_path):
         r = runs.run_info(d)
         assert r.state == "starting" and r.message.startswith("resuming:")
         assert r.step == 0 and r.loss == "uld"  # the run's own config and metrics, not the launch's
-        runs.write_status(d, "running", step=0)  # the resumed process takes over (this pid: alive)
+        RunDir(d).write_status("running", step=0)  # the resumed process takes over (this pid: alive)
         assert runs.run_info(d).state == "running"
     finally:
         proc.kill()
@@ -217,9 +218,9 @@ def test_a_resumed_run_reads_as_resuming_until_its_own_status(tmp_path):
 
 def test_log_tail_keeps_the_last_lines_without_progress_redraws(tmp_path):
     (tmp_path / "log.txt").write_text("a\nstep 1\rstep 2\rstep 3\n\nb\n" + "".join(f"x{i}\n" for i in range(30)))
-    assert runs.log_tail(tmp_path, 3) == "x27\nx28\nx29"
-    assert runs.log_tail(tmp_path, 32).splitlines()[:2] == ["step 3", "b"]
-    assert runs.log_tail(tmp_path / "nowhere") == ""
+    assert RunDir(tmp_path).log_tail(3) == "x27\nx28\nx29"
+    assert RunDir(tmp_path).log_tail(32).splitlines()[:2] == ["step 3", "b"]
+    assert RunDir(tmp_path / "nowhere").log_tail() == ""
 
 
 def test_start_run_checks_the_config_and_the_name_before_launching(tmp_path):
@@ -253,6 +254,6 @@ def test_a_real_launch_that_fails_early_is_listed_as_failed_with_the_runners_mes
     r = runs.run_info(run_dir)
     assert r.state == "failed", r
     assert r.message.startswith("exited while starting: only ") and "lower eval_prompts" in r.message
-    launched = json.loads((run_dir / runs.LAUNCH_FILE).read_text())
+    launched = json.loads((run_dir / RunDir.LAUNCH).read_text())
     assert launched["pid"] == proc.pid and launched["config"]["eval_prompts"] == 100_000
-    assert launched["command"][-2:] == ["--max-steps", "2"] or "--eval-prompts" in launched["command"]
+    assert launched["command"][launched["command"].index("--config") + 1] == str(run_dir / RunDir.LAUNCH)

@@ -16,6 +16,7 @@ import browser as web
 import pytest
 
 from uld_explorer.distill import runs
+from uld_explorer.distill.rundir import RunDir
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -81,7 +82,7 @@ def test_start_a_run_watch_its_curve_grow_and_stop_it(page, runs_dir):
     side.get_by_role("button", name="Start", exact=True).click()
     pg.get_by_text(f"Started {NAME} (ce+uld, 30 steps)").wait_for(timeout=PAGE_TIMEOUT_S * 1000)
     web.assert_no_error(pg, "distill, run started")
-    launched = runs.read_launch(runs_dir / NAME)
+    launched = RunDir(runs_dir / NAME).launch()
     assert launched["alive"] and launched["config"]["max_steps"] == 30 and launched["config"]["eval_every"] == 5
 
     # the page follows the run: listed, then running, then a first step on the chart ...
@@ -107,8 +108,8 @@ def test_start_a_run_watch_its_curve_grow_and_stop_it(page, runs_dir):
     web.settle(pg)
     web.assert_no_error(pg, "distill, run stopped")
     info = runs.run_info(runs_dir / NAME)
-    assert info.state == "stopped" and not runs.read_launch(runs_dir / NAME)["alive"]
-    assert runs.latest_checkpoint(runs_dir / NAME) is not None
+    assert info.state == "stopped" and not RunDir(runs_dir / NAME).launch()["alive"]
+    assert RunDir(runs_dir / NAME).latest_checkpoint() is not None
     assert pg.get_by_role("button", name="Resume", exact=True).is_enabled()
     assert not pg.get_by_role("button", name="Stop", exact=True).is_enabled()
     assert training_points(pg) >= grown  # the curves stay

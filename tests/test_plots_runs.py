@@ -12,6 +12,7 @@ from matplotlib.ticker import PercentFormatter
 
 from uld_explorer import charts
 from uld_explorer.distill import runs
+from uld_explorer.distill.rundir import RunDir
 from uld_explorer.plots import RUN_COLORS, plot_probe, plot_run_curves
 
 STEPS = 30
@@ -33,7 +34,7 @@ def frame(tmp_path) -> pd.DataFrame:
             line = {"step": s, "loss": 2 - s / 30, **{p: 2 - s / 30 + rng.normal(0, 0.01) for p in parts}}
             if s % 10 == 0:
                 line.update(eval_ce=10 - s / 10, eval_uld=2 - s / 20, eval_top1=s / 100, seen_top1=s / 80)
-            runs.append_jsonl(d / "metrics.jsonl", line)
+            RunDir(d).append_metrics(line)
         dirs.append(d)
     return runs.metrics_frame(dirs)
 

@@ -505,10 +505,20 @@ def _costs_has(cost: str) -> Callable[[Any], bool]:
     return lambda settings: cost in settings.costs
 
 
+def _truncated(cost: str, side: str) -> Measure:
+    """The mass a side pools in its rest bucket for the ``cost`` token OT (a companion column)."""
+    p, i = ("p", "i") if side == "teacher" else ("q", "j")
+    k_field, abbrev = ("top_k", "str") if cost == "string" else ("edit_top_k", cost)
+    return Measure(f"{cost}_{side}_truncated", f"{side} mass in the rest bucket ({cost} cost)",
+                   f"cut_{side[0]}_{abbrev}", "[0, 1]", "mass", rf"\sum_{{{i} \notin \mathrm{{top}}k}} {p}_{i}",
+                   f"the {side}'s mass pooled outside its top-k", "-", _token_ot(cost, side), views=(),
+                   where=("position",), companion_of=f"token_ot_{cost}", settings=(k_field, "costs"),
+                   enabled=_costs_has(cost))
+
+
 def _builtin() -> list[Measure]:
     cov = dict(scale="[0, 1]", unit="mass", companion_of="kl_shared", views=("cli",), where=("position",),
                lower_is_better=False, reference="-")
-    trunc = dict(scale="[0, 1]", unit="mass", views=(), where=("position",), reference="-")
     return [
         Measure("kl_shared", "KL(p||q) on shared strings", "KL_shared", "[0, inf)", "nats",
                 r"\sum_s \tilde p_s \log(\tilde p_s / \tilde q_s),\ \tilde p, \tilde q \text{ renormalized on the shared strings}",
@@ -575,22 +585,7 @@ def _builtin() -> list[Measure]:
                 "(top-k + a rest bucket)", _POT_REF, _token_ot("edit"), panel="unit", color="#56B4E9",
                 views=("summary", "cli"), settings=("edit_top_k", "costs"), enabled=_costs_has("edit"),
                 explain=_token_ot_explain("edit")),
-        Measure("string_teacher_truncated", "teacher mass in the rest bucket (string cost)", "cut_t_str",
-                formula=r"\sum_{i \notin \mathrm{top}k} p_i", description="the teacher's mass pooled outside its top-k",
-                compute=_token_ot("string", "teacher"), companion_of="token_ot_string", settings=("top_k", "costs"),
-                enabled=_costs_has("string"), **trunc),
-        Measure("string_student_truncated", "student mass in the rest bucket (string cost)", "cut_s_str",
-                formula=r"\sum_{j \notin \mathrm{top}k} q_j", description="the student's mass pooled outside its top-k",
-                compute=_token_ot("string", "student"), companion_of="token_ot_string", settings=("top_k", "costs"),
-                enabled=_costs_has("string"), **trunc),
-        Measure("edit_teacher_truncated", "teacher mass in the rest bucket (edit cost)", "cut_t_edit",
-                formula=r"\sum_{i \notin \mathrm{top}k} p_i", description="the teacher's mass pooled outside its top-k",
-                compute=_token_ot("edit", "teacher"), companion_of="token_ot_edit", settings=("edit_top_k", "costs"),
-                enabled=_costs_has("edit"), **trunc),
-        Measure("edit_student_truncated", "student mass in the rest bucket (edit cost)", "cut_s_edit",
-                formula=r"\sum_{j \notin \mathrm{top}k} q_j", description="the student's mass pooled outside its top-k",
-                compute=_token_ot("edit", "student"), companion_of="token_ot_edit", settings=("edit_top_k", "costs"),
-                enabled=_costs_has("edit"), **trunc),
+        *(_truncated(cost, side) for cost in ("string", "edit") for side in ("teacher", "student")),
     ]
 
 

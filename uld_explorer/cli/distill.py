@@ -1,7 +1,10 @@
 """``uld-explorer distill`` and ``uld-explorer answers``: train a student, make the teacher's data.
 
 The ``distill`` flags are :class:`~uld_explorer.distill.config.DistillConfig`'s fields, generated
-by :mod:`.flags`; a preset fills what the flags leave out.
+by :mod:`.flags` (``--loss`` takes the keys of :data:`~uld_explorer.distill.losses.LOSSES`);
+``--config FILE`` (a JSON file of those fields, or a run's own ``config.json``) and a preset fill
+what the flags leave out, in that order. A background run from the app is started with
+``--config <run>/launch.json``.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 
 from ..distill.config import PRESETS, DistillConfig
 from ..zoo.registry import DEFAULT_TEACHER
-from .common import Formatter, print_json
+from .common import Formatter, UsageError, print_json
 from .flags import add_config_flags, config_from_args
 
 __all__ = ["add_parser"]
@@ -24,36 +27,65 @@ __all__ = ["add_parser"]
 MEMORY_KNOBS = "--batch-size or the student's size (--student-hidden, --student-layers)"
 
 
+def read_config_file(path: str) -> tuple[dict[str, Any], str | None]:
+    """The DistillConfig fields of ``--config FILE`` and the preset it names (None if it names
+    none): a JSON object of fields, or a record holding them under ``"config"`` with its
+    ``"preset"`` (a run's ``config.json``, a launch's ``launch.json``)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as err:
+        raise UsageError(f"--config {path}: cannot read it ({err.strerror or err})") from None
+    except ValueError as err:
+        raise UsageError(f"--config {path}: not a JSON file ({err})") from None
+    if isinstance(data, dict) and isinstance(data.get("config"), dict):
+        return data["config"], data.get("preset")
+    if not isinstance(data, dict):
+        raise UsageError(f"--config {path}: expected a JSON object of DistillConfig fields (e.g. "
+                         f'{{"loss": "uld", "max_steps": 50}}) or a run\'s config.json')
+    return data, None
+
+
+def start_config(args: argparse.Namespace) -> tuple[DistillConfig, str | None]:
+    """What the flags override, and the preset to record: the resumed run's own config with
+    ``--resume``, else ``--preset`` (default: the ``--config`` file's, else cpu-demo); then the
+    ``--config`` file's fields."""
+    from ..distill.config import preset
+    from ..distill.rundir import RunDir
+
+    fields, file_preset = read_config_file(args.config) if args.config else ({}, None)
+    if args.resume:
+        if not args.run_dir:
+            raise UsageError("--resume needs --run-dir DIR (the run to continue; `uld-explorer runs list` shows them)")
+        start, name = RunDir(args.run_dir).resumed()
+    else:
+        name = getattr(args, "preset", None) or file_preset or "cpu-demo"
+        start = preset(name)
+    try:
+        return start.replace(**fields), name
+    except ValueError as err:
+        raise UsageError(f"--config {args.config}: {err}") from None
+
+
 def run(args: argparse.Namespace) -> int:
-    from ..distill.loop import DistillError, train
+    from ..distill.errors import DistillError
+    from ..distill.loop import train
+    from ..distill.rundir import RunDir
     from ..distill.runs import default_runs_dir, new_run_name
 
-    run_dir = None
+    run_dir = args.run_dir
     try:
-        from ..distill.config import preset
-
-        config = config_from_args(DistillConfig, args, start=preset(args.preset))
-        if args.run_dir:
-            run_dir = args.run_dir
-        elif args.resume:
-            raise ValueError("--resume needs --run-dir DIR (the run to continue; `uld-explorer runs list` shows them)")
-        else:
+        start, preset_name = start_config(args)
+        config = config_from_args(DistillConfig, args, start=start)
+        if run_dir is None:
             runs = Path(args.runs_dir) if args.runs_dir else default_runs_dir()
             run_dir = os.path.join(runs, new_run_name(config.loss, runs))
-        if args.resume and getattr(args, "max_steps", None) is None:  # continue to the run's own length
-            saved = json.loads(open(os.path.join(run_dir, "config.json"), encoding="utf-8").read()) \
-                if os.path.isfile(os.path.join(run_dir, "config.json")) else None
-            if saved:
-                config = config.replace(max_steps=int(saved["config"]["max_steps"]))
         print(f"run directory: {run_dir}", file=sys.stderr)
-        last = train(config, run_dir, resume=args.resume, preset=args.preset, progress=not args.no_progress)
+        last = train(config, run_dir, resume=args.resume, preset=preset_name, progress=not args.no_progress)
     except DistillError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # a Ctrl-C while loading, or a second one: the checkpoint before it stands
-        from ..distill.runs import latest_checkpoint
-
-        ckpt = latest_checkpoint(run_dir) if run_dir and os.path.isfile(os.path.join(run_dir, "config.json")) else None
+        ckpt = RunDir(run_dir).latest_checkpoint() if run_dir and RunDir(run_dir).record() else None
         print("interrupted; " + (f"continue from {ckpt.name} with: uld-explorer distill --resume --run-dir {run_dir}"
                                  if ckpt else "no checkpoint was written yet: start the run again"), file=sys.stderr)
         return 130
@@ -97,7 +129,11 @@ def add_parser(sub: Any) -> None:
                     "probe.jsonl, safetensors checkpoints) that the app's Distillation page shows live.\n\n"
                     + "\n".join(f"preset {k}: {', '.join(f'{a}={b}' for a, b in v.items())}" for k, v in PRESETS.items()),
     )
-    ds.add_argument("--preset", choices=list(PRESETS), default="cpu-demo", help="starting point; flags override it")
+    ds.add_argument("--preset", choices=list(PRESETS), default=argparse.SUPPRESS,
+                    help="starting point; --config and flags override it (default: the --config file's, else cpu-demo)")
+    ds.add_argument("--config", metavar="FILE", default=None,
+                    help="a JSON file of the fields below (e.g. {\"loss\": \"uld\", \"max_steps\": 50}), or a "
+                         "run's config.json to repeat that run; flags override it")
     ds.add_argument("--run-dir", default=None, help="the run directory (none: <runs dir>/<loss>-<date>-<time>)")
     ds.add_argument("--runs-dir", default=None, help="where new runs go when --run-dir is not given "
                                                      "(none: $ULD_EXPLORER_RUNS or ./runs)")

@@ -2,7 +2,8 @@
 
 Importable without torch (the CLI builds its ``--help`` from here). Every field carries its help
 text in the dataclass metadata; :meth:`DistillConfig.__post_init__` validates once and says how
-to fix a bad value.
+to fix a bad value. ``loss`` takes a key of the loss registry,
+:data:`~.losses.LOSSES`.
 """
 
 from __future__ import annotations
@@ -14,18 +15,10 @@ from typing import Any
 from ..checks import check_int, check_real, check_temperature
 from ..hybrid import HybridConfig
 from ..text.align import ALIGNMENTS, MERGES
+from .losses import LOSSES
 
-__all__ = ["LOSSES", "STUDENT_INITS", "DEVICES", "PRECISIONS", "PRESETS", "DistillConfig", "preset"]
+__all__ = ["STUDENT_INITS", "DEVICES", "PRECISIONS", "PRESETS", "DistillConfig", "preset"]
 
-#: The training losses (name -> one line). ``p`` is the teacher, ``q`` the student, per aligned
-#: answer position; every loss is a mean over the answer tokens (CE) or aligned pairs (the rest).
-LOSSES: dict[str, str] = {
-    "ce": "cross-entropy of the student on the teacher-generated answer (the text only, no teacher distributions)",
-    "uld": "ULD closed form: sorted L1 between teacher and student distributions (Boizard et al. 2024)",
-    "ce+uld": "CE + lambda * ULD, the paper's loss (lambda = uld_weight, 1.5 in the paper)",
-    "kl": "forward KL(p || q); needs one shared tokenizer (teacher and student vocabularies identical)",
-    "hybrid": "TRL GOLD's hybrid ULD: JSD on tokens whose strings match, sorted L1 on the rest",
-}
 #: How the student starts.
 STUDENT_INITS: dict[str, str] = {
     "small": "a small randomly initialised Llama (student_layers x student_hidden) with the student's REAL "
@@ -64,7 +57,8 @@ class DistillConfig:
     student_layers: int = _f(2, "layers of the 'small' student")
     student_hidden: int = _f(128, "hidden size of the 'small' student (heads of 32 dims)")
     # --- loss
-    loss: str = _f("ce+uld", "training loss: " + "; ".join(f"{k}: {v}" for k, v in LOSSES.items()), choices=LOSSES)
+    loss: str = _f("ce+uld", "training loss: " + "; ".join(f"{k}: {v.description}" for k, v in LOSSES.items()),
+                   choices=LOSSES)
     uld_weight: float = _f(1.5, "lambda in CE + lambda * ULD (the paper's distil_factor, 1.5)")
     teacher_temperature: float = _f(1.0, "T_t: teacher softmax(z / T_t) (no T^2 factor, as in the paper)")
     student_temperature: float = _f(1.0, "T_s: student softmax(z / T_s)")
@@ -97,7 +91,7 @@ class DistillConfig:
     precision: str = _f("auto", "; ".join(f"{k}: {v}" for k, v in PRECISIONS.items()), choices=PRECISIONS)
 
     def __post_init__(self) -> None:
-        def choice(name: str, options: dict[str, str]) -> None:
+        def choice(name: str, options: dict[str, Any]) -> None:
             v = getattr(self, name)
             if v not in options:
                 raise ValueError(f"{name} must be one of {', '.join(options)} (got {v!r})")
@@ -142,8 +136,10 @@ class DistillConfig:
         check_int(self.probe_top_k, "probe_top_k", 1, 100, "a number of tokens")
         if not isinstance(self.probe_prompt, str) or not self.probe_prompt.strip():
             raise ValueError("probe_prompt must be a non-empty prompt")
-        if self.loss in ("uld", "ce+uld", "hybrid") and self.top_k < 8:
-            raise ValueError(f"top_k = {self.top_k} keeps too little of the teacher for {self.loss}: use >= 8 (256 by default)")
+        need = LOSSES[self.loss].min_top_k
+        if self.top_k < need:
+            raise ValueError(f"top_k = {self.top_k} keeps too little of the teacher for {self.loss}: use >= {need} "
+                             f"(256 by default)")
 
     @property
     def hybrid(self) -> HybridConfig:

@@ -1,17 +1,20 @@
-"""The training losses on a batch: CE, ULD, CE + lambda ULD, KL, the hybrid; and the eval metrics.
+"""The training losses: ONE registry (:data:`LOSSES`) of the parts each loss sums and how, and the
+part sums on a batch (CE, ULD, KL, the hybrid) on the library's divergences.
+
+A loss is a weighted sum of PARTS (:data:`PARTS`), each a mean over its own denominator: the
+student's answer tokens for CE, the aligned (teacher, student) pairs for the others. The
+runner (:func:`loss_sums` computes the parts a loss names, :func:`combine` weighs them), the
+config's check and the CLI's ``--loss`` choices, the app's menu, the run curves
+(:data:`~.runs.METRICS`) and the README read the registry. Adding a loss is one :class:`Loss`
+entry (plus a :class:`Part` and its sum function when the loss needs a new part) and its tests.
 
 Teacher first (``p``, from the :class:`~.teacher_cache.TeacherCache`), student second (``q``,
 from the student's logits at the answer positions). The math is the library's:
 :func:`~uld_explorer.uld_top_k` (ULD from the teacher's sorted top-k + tail, with its bound),
 :func:`~uld_explorer.kl_divergence`, :func:`~uld_explorer.hybrid_uld`,
-:func:`~uld_explorer.restrict_to_shared_vocab`, the alignments and
-:func:`~uld_explorer.text.align.base_token` of :mod:`uld_explorer.text.align`.
-
-The shift (which logit predicts which token), by the library's convention: with ``c`` context
-tokens (BOS if any, the rendered prompt), the logits at input position ``c + j - 1`` predict
-answer token ``j`` (``j = 0 .. T - 1``); the prompt's own positions are masked (never scored).
-Losses are SUMS over a batch's rows; :func:`combine` divides by the global counts (so several
-processes give exactly the one-process mean):
+:func:`~uld_explorer.restrict_to_shared_vocab`. Part sums are SUMS over a batch's rows;
+:func:`combine` divides by the GLOBAL counts (so several processes give exactly the one-process
+mean). The paper's loss:
 
 .. math::
 
@@ -19,210 +22,380 @@ processes give exactly the one-process mean):
 
 with ``N_tok`` the student's answer tokens and ``N_pair`` the aligned pairs (positional: the
 i-th teacher token with the i-th student token, truncated to the shorter answer, as the paper).
+
+Importable without torch (the CLI builds ``--help`` from :data:`LOSSES`): the sums import it
+when they run.
+
+References
+----------
+.. [1] N. Boizard, K. El Haddad, C. Hudelot, P. Colombo. "Towards Cross-Tokenizer Distillation:
+   the Universal Logit Distillation Loss for LLMs". TMLR, 2024. arXiv:2402.12030.
+
+Examples
+--------
+>>> LOSSES["ce+uld"].parts, LOSSES["ce+uld"].weights
+(('ce', 'uld'), (1.0, 'uld_weight'))
+>>> print(LOSSES["ce+uld"].formula)
+CE + uld_weight * ULD; CE = mean over answer tokens of -log q(y); ULD = mean over aligned pairs of sum_i |p_(i) - q_(i)|
+>>> [k for k, loss in LOSSES.items() if loss.shared_tokenizer]
+['kl']
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from functools import cached_property
+from typing import Any, Callable, Sequence
 
-import torch
-import torch.nn.functional as F
-
-from ..divergences import hybrid_uld, kl_divergence, uld_top_k
-from ..text.align import ALIGNMENTS, base_token, byte_offset_alignment
-
-__all__ = ["Batch", "make_batch", "loss_sums", "combine", "dense_teacher", "HYBRID_CHUNK"]
+__all__ = ["Part", "PARTS", "Loss", "LOSSES", "PartInputs", "denominator", "loss_sums", "combine", "dense_teacher",
+           "shared_kl_sum", "HYBRID_CHUNK"]
 
 HYBRID_CHUNK = 64  # rows per dense (V_t-wide) teacher completion, bounds the hybrid's memory
+#: What a part's mean divides by: the answer tokens or the aligned pairs (a batch's global counts).
+DENOMINATORS = {"tokens": "answer tokens", "pairs": "aligned pairs"}
+
+
+# ---------------------------------------------------------------------------- the registries
+
+
+@dataclass(frozen=True)
+class Part:
+    """One summed term of a loss.
+
+    Attributes
+    ----------
+    key : str
+        Its name in the sums, ``metrics.jsonl`` and the charts (``ce``, ``uld``, ...).
+    per : str
+        Its denominator, a key of :data:`DENOMINATORS`: ``tokens`` (the student's answer
+        tokens) or ``pairs`` (the aligned pairs).
+    label, unit : str
+        How a curve of it is titled (``"ULD"``, ``"[0, 2]"``).
+    formula : str
+        The term for one token or pair (plain text).
+    fn : callable
+        ``fn(x: PartInputs) -> {key: sum, ...}``: the SUM over the batch (a scalar tensor, on
+        the logits' graph), plus :attr:`extras`.
+    extras : tuple of str
+        Further sums ``fn`` returns, with the same denominator (``uld_bound``).
+    min_top_k : int
+        The fewest teacher probabilities per position the teacher cache must keep for it.
+    """
+
+    key: str
+    per: str
+    label: str
+    unit: str
+    formula: str
+    fn: Callable[[PartInputs], dict[str, Any]]
+    extras: tuple[str, ...] = ()
+    min_top_k: int = 1
+
+    def __post_init__(self) -> None:
+        if self.per not in DENOMINATORS:
+            raise ValueError(f"part {self.key!r}: per must be one of {', '.join(DENOMINATORS)} (got {self.per!r})")
+
+
+@dataclass(frozen=True)
+class Loss:
+    """A training loss: a weighted sum of part means.
+
+    .. math:: \\mathcal L = \\sum_j w_j \\frac{1}{N_j} \\sum \\mathrm{part}_j
+
+    Attributes
+    ----------
+    key : str
+        The stable identifier (``--loss``, ``config.json``, the app, run names).
+    parts : tuple of str
+        Keys of :data:`PARTS`, in the order of the formula.
+    weights : tuple of (float or str)
+        One per part: a number, or the name of the :class:`~.config.DistillConfig` field that
+        holds it (``"uld_weight"``: the paper's lambda).
+    description : str
+        One line (the CLI's help, the app's menu).
+    shared_tokenizer : bool
+        Whether teacher and student must tokenize alike (token-by-token KL).
+    """
+
+    key: str
+    parts: tuple[str, ...]
+    weights: tuple[float | str, ...]
+    description: str
+    shared_tokenizer: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.parts or len(self.parts) != len(self.weights):
+            raise ValueError(f"loss {self.key!r}: one weight per part (parts {self.parts}, weights {self.weights})")
+
+    def weight(self, i: int, config: Any) -> float:
+        """The weight of part ``i`` under ``config``."""
+        w = self.weights[i]
+        return float(getattr(config, w)) if isinstance(w, str) else float(w)
+
+    def total(self, means: dict[str, Any], config: Any) -> Any:
+        """:math:`\\sum_j w_j \\, \\mathrm{mean}_j` from the part means (tensors or floats)."""
+        out = None
+        for i, part in enumerate(self.parts):
+            term = means[part] if self.weights[i] == 1 else self.weight(i, config) * means[part]
+            out = term if out is None else out + term
+        return out
+
+    @property
+    def uses_teacher(self) -> bool:
+        """Whether it compares with the teacher's distributions (a part over aligned pairs)."""
+        return any(PARTS[p].per == "pairs" for p in self.parts)
+
+    @property
+    def min_top_k(self) -> int:
+        """The fewest teacher probabilities per position its parts need in the teacher cache."""
+        return max(PARTS[p].min_top_k for p in self.parts)
+
+    @property
+    def formula(self) -> str:
+        """The loss in plain text, each part with its mean and its term."""
+        head = " + ".join(PARTS[p].label if w == 1 else f"{w if isinstance(w, str) else format(w, 'g')} * "
+                          f"{PARTS[p].label}" for p, w in zip(self.parts, self.weights))
+        defs = "; ".join(f"{PARTS[p].label} = mean over {DENOMINATORS[PARTS[p].per]} of {PARTS[p].formula}"
+                         for p in self.parts)
+        return f"{head}; {defs}"
+
+
+# ---------------------------------------------------------------------------- the part sums
 
 
 @dataclass
-class Batch:
-    """One (local) batch. Shapes: B examples, L padded length, R student answer rows, P aligned pairs.
+class PartInputs:
+    """What a part's sum reads: the student's float32 logits at the batch's answer rows, the
+    batch (:class:`~.batch.Batch`), the teacher cache, the config and the string match (the
+    hybrid). The per-pair rows are built once, on first use, for every part that needs them.
 
-    input_ids, attention_mask : (B, L)
-    positions : (R,) flat index into (B * L) of the positions predicting answer tokens
-    labels : (R,) the student's answer token ids
-    pair_s : (P,) student row (into R) of each pair's base token
-    pair_t : (P,) teacher cache row of each pair's base token
-    merged : bool, some group has several tokens (byte-offset alignment)
-    others_s, others_t : (M,) rows of the non-base tokens of multi-token groups, and
-    others_pair_s, others_pair_t : (M,) the pair each belongs to
-    same_s, same_t : (A,) student and teacher rows of the answer tokens both tokenizers cut alike
-        (one token each side over the same bytes: byte-offset groups of one token each); the
-        eval metrics that compare token identities (top-1 agreement, KL on shared strings) use
-        these, whatever the training alignment
+    Shapes: ``logits`` (R, V_s); :attr:`pairs` gives ``values`` (P, k), ``tail`` (P,) and
+    ``q`` (P, V_s); :attr:`ids` (P, k).
     """
 
-    input_ids: torch.Tensor
-    attention_mask: torch.Tensor
-    positions: torch.Tensor
-    labels: torch.Tensor
-    pair_s: torch.Tensor
-    pair_t: torch.Tensor
-    merged: bool
-    others_s: torch.Tensor
-    others_pair_s: torch.Tensor
-    others_t: torch.Tensor
-    others_pair_t: torch.Tensor
-    same_s: torch.Tensor
-    same_t: torch.Tensor
+    logits: Any
+    batch: Any
+    cache: Any
+    config: Any
+    match: Any = None
 
-    @property
-    def n_tokens(self) -> int:
-        return int(self.labels.numel())
+    @cached_property
+    def pairs(self) -> tuple[Any, Any, Any]:
+        """``(values, tail, q)`` of the aligned pairs: the teacher's sorted top-k and tail mass,
+        the student's softmax(z / T_s); for chain-rule merged groups (byte-offset alignment)
+        each side's base row times the probabilities of the group's other actual tokens."""
+        import torch
 
-    @property
-    def n_pairs(self) -> int:
-        return int(self.pair_s.numel())
+        z, batch, cache = self.logits, self.batch, self.cache
+        dev = z.device
+        T_s = float(self.config.student_temperature)
+        values = cache.values.index_select(0, batch.pair_t).to(dev)  # (P, k)
+        tail = cache.tail.index_select(0, batch.pair_t).to(dev)  # (P,)
+        # softmax(z / T_s) of the pairs' rows (float32 logits; the loop checks the loss is finite)
+        # (row indexing: in torch 2.13 on CPU, index_select on rows this wide is ~25x slower than z[idx])
+        q = torch.softmax(z[batch.pair_s.to(dev)] / T_s, -1)  # (P, V_s)
+        if batch.merged:  # chain-rule merged groups: base row times the later (or earlier) actual tokens
+            P = batch.n_pairs
+            logq = torch.log_softmax(z / T_s, -1).gather(1, batch.labels.to(dev).unsqueeze(1)).squeeze(1)  # (R,)
+            q = q * _group_scale(logq, batch.others_s, batch.others_pair_s, P).unsqueeze(1)
+            st = _group_scale(cache.actual.double().log().to(dev), batch.others_t, batch.others_pair_t, P)
+            values, tail = values * st.unsqueeze(1).float(), tail * st
+        return values, tail, q
 
-
-def make_batch(examples: Sequence[Any], cache_rows: Sequence[slice], alignment: str, merge: str, pad_id: int) -> Batch:
-    """Pad the student's inputs (right) and index every answer row and aligned pair.
-
-    ``cache_rows[i]`` are the teacher cache rows of ``examples[i]``. Student answer token ``j``
-    of example ``b`` is predicted at input position ``c_b + j - 1`` (``c_b`` = its context length).
-    """
-    B = len(examples)
-    seqs = [list(ex.student.model_input_ids) for ex in examples]
-    L = max(map(len, seqs))
-    input_ids = torch.full((B, L), pad_id, dtype=torch.long)
-    mask = torch.zeros((B, L), dtype=torch.long)
-    positions, labels = [], []
-    pair_s, pair_t, o_s, o_ps, o_t, o_pt, same_s, same_t = [], [], [], [], [], [], [], []
-    align = ALIGNMENTS[alignment].align
-    merged = False
-    for b, (ex, rows) in enumerate(zip(examples, cache_rows)):
-        s = ex.student
-        input_ids[b, : len(seqs[b])] = torch.tensor(seqs[b])
-        mask[b, : len(seqs[b])] = 1
-        c = len(s.context_ids)
-        if c < 1:
-            raise ValueError("the student reads nothing before the answer: its first token has no prediction")
-        r0 = len(labels)  # this example's first student row
-        for j, tid in enumerate(s.ids):
-            positions.append(b * L + c + j - 1)
-            labels.append(tid)
-        if rows.stop - rows.start != len(ex.teacher.ids):
-            raise ValueError(f"teacher cache rows {rows} do not match the teacher's {len(ex.teacher.ids)} answer tokens")
-        for g in align(ex.teacher, ex.student):
-            bt, bs = base_token(g.teacher_tokens, merge), base_token(g.student_tokens, merge)
-            p = len(pair_s)
-            pair_t.append(rows.start + bt)
-            pair_s.append(r0 + bs)
-            for j in g.teacher_tokens:
-                if j != bt:
-                    o_t.append(rows.start + j)
-                    o_pt.append(p)
-            for j in g.student_tokens:
-                if j != bs:
-                    o_s.append(r0 + j)
-                    o_ps.append(p)
-            merged |= len(g.teacher_tokens) > 1 or len(g.student_tokens) > 1
-        for g in byte_offset_alignment(ex.teacher, ex.student):
-            if len(g.teacher_tokens) == len(g.student_tokens) == 1:
-                same_t.append(rows.start + g.teacher_tokens[0])
-                same_s.append(r0 + g.student_tokens[0])
-    t = lambda x: torch.tensor(x, dtype=torch.long)  # noqa: E731
-    return Batch(input_ids, mask, t(positions), t(labels), t(pair_s), t(pair_t), merged, t(o_s), t(o_ps), t(o_t), t(o_pt),
-                 t(same_s), t(same_t))
+    @cached_property
+    def ids(self) -> Any:
+        """The teacher's token ids of the pairs' top-k values, (P, k)."""
+        return self.cache.ids.index_select(0, self.batch.pair_t).to(self.logits.device)
 
 
-def dense_teacher(values: torch.Tensor, ids: torch.Tensor, tail: torch.Tensor, V_t: int) -> torch.Tensor:
-    """Full-vocabulary teacher rows from the cache: the top-k at their ids, the tail mass r spread
-    evenly over the other ``V_t - k`` ids (``||p~ - p||_1 <= 2 r``). Shape (P, V_t) float32."""
-    P, k = values.shape
-    fill = (tail / max(V_t - k, 1)).to(torch.float32)
-    out = fill.unsqueeze(1).expand(P, V_t).clone()
-    return out.scatter_(1, ids, values)
-
-
-def _group_scale(logp_actual: torch.Tensor, others: torch.Tensor, owner: torch.Tensor, P: int) -> torch.Tensor:
+def _group_scale(logp_actual: Any, others: Any, owner: Any, P: int) -> Any:
     """exp of the summed log-probabilities of each group's non-base actual tokens (the chain rule
     of :func:`~uld_explorer.text.align.merge_group`); 1 for single-token groups. Shape (P,)."""
+    import torch
+
     s = torch.zeros(P, dtype=logp_actual.dtype, device=logp_actual.device)
     if others.numel():
         s = s.index_add(0, owner.to(s.device), logp_actual.index_select(0, others.to(logp_actual.device)))
     return s.exp()
 
 
-def loss_sums(logits: torch.Tensor, batch: Batch, cache: Any, config: Any, match: Any = None,
-              parts: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
-    """Per-part SUMS over the batch: ``ce`` over its answer tokens, ``uld`` / ``kl`` / ``hybrid``
-    over its aligned pairs, plus ``uld_bound`` (sum of the per-pair bounds min(Q, r)).
+def ce_sum(x: PartInputs) -> dict[str, Any]:
+    """``ce``: cross-entropy of the student on the answer text itself, at T = 1, summed over the
+    answer tokens."""
+    import torch.nn.functional as F
 
-    ``logits`` (R, V_s) are the student's at the answer rows (differentiable). ``parts`` defaults
-    to what ``config.loss`` needs.
+    return {"ce": F.cross_entropy(x.logits, x.batch.labels.to(x.logits.device), reduction="sum")}
+
+
+def uld_sum(x: PartInputs) -> dict[str, Any]:
+    """``uld``: the ULD closed form from the teacher's top-k + tail (:func:`~uld_explorer.uld_top_k`),
+    summed over the pairs; ``uld_bound``: the sum of its per-pair bounds min(Q, r)."""
+    from ..divergences import uld_top_k
+
+    values, tail, q = x.pairs
+    r = uld_top_k(values, tail, q, student_temperature=float(x.config.student_temperature),
+                  subprobability=x.batch.merged)
+    return {"uld": r.value.sum(), "uld_bound": r.bound.sum()}
+
+
+def kl_sum(x: PartInputs) -> dict[str, Any]:
+    """``kl``: forward KL(p || q) over the teacher's top-k ids plus one rest bucket on each side
+    (a coarse-graining: at most the full KL), summed over the pairs."""
+    import torch
+
+    from ..divergences import kl_divergence
+
+    values, tail, q = x.pairs
+    qk = q.gather(1, x.ids)
+    q_rest = (q.sum(-1) - qk.sum(-1)).clamp_min(0.0)
+    pc = torch.cat([values, tail.to(values.dtype).unsqueeze(1)], 1)
+    qc = torch.cat([qk, q_rest.unsqueeze(1)], 1)
+    return {"kl": kl_divergence(pc, qc, validate=False).sum()}
+
+
+def hybrid_sum(x: PartInputs) -> dict[str, Any]:
+    """``hybrid``: TRL GOLD's hybrid ULD (:func:`~uld_explorer.hybrid_uld`) on the cache's dense
+    completion of the teacher (:func:`dense_teacher`), :data:`HYBRID_CHUNK` pairs at a time."""
+    import torch
+
+    from ..divergences import hybrid_uld
+
+    values, tail, q = x.pairs
+    ids, P = x.ids, x.batch.n_pairs
+    total = torch.zeros((), dtype=torch.float32, device=q.device)
+    for a in range(0, P, HYBRID_CHUNK):
+        b = min(a + HYBRID_CHUNK, P)
+        p_dense = dense_teacher(values[a:b], ids[a:b], tail[a:b], x.cache.vocab_size)
+        h = hybrid_uld(p_dense, q[a:b], match=x.match, config=x.config.hybrid, validate=False,
+                       subprobability=x.batch.merged)
+        total = total + h.value.sum()
+    return {"hybrid": total}
+
+
+#: The parts a loss can sum: key -> :class:`Part`.
+PARTS: dict[str, Part] = {p.key: p for p in (
+    Part("ce", "tokens", "CE", "nats / token", "-log q(y)", ce_sum),
+    Part("uld", "pairs", "ULD", "[0, 2]", "sum_i |p_(i) - q_(i)|", uld_sum, extras=("uld_bound",), min_top_k=8),
+    Part("kl", "pairs", "KL", "nats", "sum_i p_i log(p_i / q_i)", kl_sum),
+    Part("hybrid", "pairs", "hybrid ULD", "mixed", "JSD_beta on tokens whose strings match + sorted L1 on the rest",
+         hybrid_sum, min_top_k=8),
+)}
+
+#: The training losses: key -> :class:`Loss`. ``p`` is the teacher, ``q`` the student, per aligned
+#: answer position.
+LOSSES: dict[str, Loss] = {loss.key: loss for loss in (
+    Loss("ce", ("ce",), (1.0,), "cross-entropy of the student on the teacher-generated answer (the text only, no "
+                                "teacher distributions)"),
+    Loss("uld", ("uld",), (1.0,), "ULD closed form: sorted L1 between teacher and student distributions "
+                                  "(Boizard et al. 2024)"),
+    Loss("ce+uld", ("ce", "uld"), (1.0, "uld_weight"), "CE + lambda * ULD, the paper's loss (lambda = uld_weight, "
+                                                       "1.5 in the paper)"),
+    Loss("kl", ("kl",), (1.0,), "forward KL(p || q); needs one shared tokenizer (teacher and student vocabularies "
+                                "identical)", shared_tokenizer=True),
+    Loss("hybrid", ("hybrid",), (1.0,), "TRL GOLD's hybrid ULD: JSD on tokens whose strings match, sorted L1 on "
+                                        "the rest"),
+)}
+
+
+def denominator(key: str) -> str:
+    """What the sum ``key`` (a part or one of its extras) is divided by: ``tokens`` or ``pairs``.
+
+    >>> denominator("ce"), denominator("uld_bound")
+    ('tokens', 'pairs')
     """
-    parts = tuple(parts) if parts is not None else {
-        "ce": ("ce",), "uld": ("uld",), "ce+uld": ("ce", "uld"), "kl": ("kl",), "hybrid": ("hybrid",)}[config.loss]
-    dev = logits.device
-    z = logits.float()
-    out: dict[str, torch.Tensor] = {}
-    if "ce" in parts:  # the answer text itself, at T = 1
-        out["ce"] = F.cross_entropy(z, batch.labels.to(dev), reduction="sum")
-    need_pairs = [p for p in parts if p != "ce"]
-    if not need_pairs:
-        return out
-    T_s = float(config.student_temperature)
-    rows_t = batch.pair_t
-    values = cache.values.index_select(0, rows_t).to(dev)  # (P, k)
-    tail = cache.tail.index_select(0, rows_t).to(dev)  # (P,)
-    # softmax(z / T_s) of the pairs' rows (float32 logits; the loop checks the loss is finite)
-    # (row indexing: in torch 2.13 on CPU, index_select on rows this wide is ~25x slower than z[idx])
-    q = torch.softmax(z[batch.pair_s.to(dev)] / T_s, -1)  # (P, V_s)
-    P = batch.n_pairs
-    if batch.merged:  # chain-rule merged groups: base row times the later (or earlier) actual tokens
-        logq = torch.log_softmax(z / T_s, -1).gather(1, batch.labels.to(dev).unsqueeze(1)).squeeze(1)  # (R,)
-        q = q * _group_scale(logq, batch.others_s, batch.others_pair_s, P).unsqueeze(1)
-        st = _group_scale(cache.actual.double().log().to(dev), batch.others_t, batch.others_pair_t, P)
-        values, tail = values * st.unsqueeze(1).float(), tail * st
-    if "uld" in parts:
-        r = uld_top_k(values, tail, q, student_temperature=T_s, subprobability=batch.merged)
-        out["uld"] = r.value.sum()
-        out["uld_bound"] = r.bound.sum()
-    if "kl" in parts:  # the top-k ids plus one rest bucket on each side (a coarse-graining: <= full KL)
-        ids = cache.ids.index_select(0, rows_t).to(dev)
-        qk = q.gather(1, ids)
-        q_rest = (q.sum(-1) - qk.sum(-1)).clamp_min(0.0)
-        pc = torch.cat([values, tail.to(values.dtype).unsqueeze(1)], 1)
-        qc = torch.cat([qk, q_rest.unsqueeze(1)], 1)
-        out["kl"] = kl_divergence(pc, qc, validate=False).sum()
-    if "hybrid" in parts:
-        ids = cache.ids.index_select(0, rows_t).to(dev)
-        total = torch.zeros((), dtype=torch.float32, device=dev)
-        for a in range(0, P, HYBRID_CHUNK):
-            b = min(a + HYBRID_CHUNK, P)
-            p_dense = dense_teacher(values[a:b], ids[a:b], tail[a:b], cache.vocab_size)
-            h = hybrid_uld(p_dense, q[a:b], match=match, config=config.hybrid, validate=False,
-                           subprobability=batch.merged)
-            total = total + h.value.sum()
-        out["hybrid"] = total
+    for part in PARTS.values():
+        if key == part.key or key in part.extras:
+            return part.per
+    raise ValueError(f"unknown loss part {key!r}; parts: {', '.join(PARTS)}")
+
+
+def loss_sums(logits: Any, batch: Any, cache: Any, config: Any, match: Any = None,
+              parts: Sequence[str] | None = None) -> dict[str, Any]:
+    """Per-part SUMS over the batch (:data:`PARTS`): ``ce`` over its answer tokens, ``uld`` /
+    ``kl`` / ``hybrid`` over its aligned pairs, plus their extras (``uld_bound``: the sum of the
+    per-pair bounds min(Q, r)).
+
+    Parameters
+    ----------
+    logits : Tensor, shape (R, V_s)
+        The student's logits at the batch's answer rows (differentiable).
+    batch : Batch
+        From :func:`~.batch.make_batch`.
+    cache : TeacherCache
+        The teacher's sorted top-k + tail rows (``batch.pair_t`` indexes them).
+    config : DistillConfig
+        ``loss``, ``student_temperature``, ``hybrid``.
+    match : StringMatch, optional
+        The vocabularies' shared strings (the hybrid).
+    parts : sequence of str, optional
+        Keys of :data:`PARTS`; default the parts of ``LOSSES[config.loss]``.
+
+    Returns
+    -------
+    dict of str to Tensor
+        Scalar sums, in :data:`PARTS`' order.
+    """
+    wanted = tuple(parts) if parts is not None else LOSSES[config.loss].parts
+    unknown = [p for p in wanted if p not in PARTS]
+    if unknown:
+        raise ValueError(f"unknown loss part(s) {', '.join(unknown)}; parts: {', '.join(PARTS)}")
+    x = PartInputs(logits.float(), batch, cache, config, match)
+    out: dict[str, Any] = {}
+    for key, part in PARTS.items():
+        if key in wanted:
+            out.update(part.fn(x))
     return out
 
 
-def combine(sums: dict[str, torch.Tensor], n_tokens: int, n_pairs: int, config: Any) -> tuple[torch.Tensor, dict[str, float]]:
-    """The loss to minimise (means over the GLOBAL token / pair counts) and its parts as floats."""
-    means = {k: v / (n_tokens if k == "ce" else max(n_pairs, 1)) for k, v in sums.items()}
-    if config.loss == "ce+uld":
-        loss = means["ce"] + float(config.uld_weight) * means["uld"]
-    else:
-        loss = means[config.loss]
+def combine(sums: dict[str, Any], n_tokens: int, n_pairs: int, config: Any) -> tuple[Any, dict[str, float]]:
+    """The loss to minimise and its part means as floats.
+
+    Each sum is divided by its GLOBAL count (:func:`denominator`: ``n_tokens`` answer tokens or
+    ``n_pairs`` aligned pairs), then ``LOSSES[config.loss]`` weighs the means
+    (:meth:`Loss.total`): for ``ce+uld``, ``ce / n_tokens + uld_weight * uld / n_pairs``.
+    """
+    count = {"tokens": n_tokens, "pairs": max(n_pairs, 1)}
+    means = {k: v / count[denominator(k)] for k, v in sums.items()}
+    loss = LOSSES[config.loss].total(means, config)
     return loss, {k: float(v.detach()) for k, v in means.items()}
 
 
-def shared_kl_sum(q: torch.Tensor, values: torch.Tensor, ids: torch.Tensor, tail: torch.Tensor, V_t: int,
-                  match: Any) -> torch.Tensor:
+def dense_teacher(values: Any, ids: Any, tail: Any, V_t: int) -> Any:
+    """Full-vocabulary teacher rows from the cache: the top-k at their ids, the tail mass r spread
+    evenly over the other ``V_t - k`` ids (``||p~ - p||_1 <= 2 r``).
+
+    Parameters
+    ----------
+    values, ids : Tensor, shape (P, k)
+    tail : Tensor, shape (P,)
+    V_t : int
+
+    Returns
+    -------
+    Tensor, shape (P, V_t), float32
+    """
+    import torch
+
+    P, k = values.shape
+    fill = (tail / max(V_t - k, 1)).to(torch.float32)
+    out = fill.unsqueeze(1).expand(P, V_t).clone()
+    return out.scatter_(1, ids, values)
+
+
+def shared_kl_sum(q: Any, values: Any, ids: Any, tail: Any, V_t: int, match: Any) -> Any:
     """Sum over rows of KL on the strings both vocabularies share, each side renormalised on them
     (:func:`~uld_explorer.restrict_to_shared_vocab`), the teacher being the cache's dense
     completion (:func:`dense_teacher`); rows where a side has no shared mass are skipped.
 
     Computed without the dense rows: the teacher's mass on string s is
-    :math:`P_s = f\,n_s + \sum_{i \in \mathrm{top}k,\ t_i = s} (p_i - f)` with f the tail fill and
+    :math:`P_s = f\\,n_s + \\sum_{i \\in \\mathrm{top}k,\\ t_i = s} (p_i - f)` with f the tail fill and
     n_s the number of teacher ids spelling s; O(R (S + V_s)) instead of O(R V_t).
+
+    Shapes: ``q`` (R, V_s), ``values`` and ``ids`` (R, k), ``tail`` (R,).
     """
-    from ..divergences import string_mass
+    import torch
+
+    from ..divergences import kl_divergence, string_mass
 
     S = match.S
     k = values.shape[1]

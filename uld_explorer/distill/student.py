@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["small_student", "AnswerLogits"]
+__all__ = ["small_student", "build_student", "AnswerLogits"]
 
 
 def small_student(tokenizer: Any, vocab_size: int, layers: int, hidden: int, seed: int) -> Any:
@@ -35,6 +35,27 @@ def small_student(tokenizer: Any, vocab_size: int, layers: int, hidden: int, see
         model = LlamaForCausalLM(cfg)
     finally:
         torch.random.set_rng_state(state)
+    return model
+
+
+def build_student(config: Any, tokenizer: Any, vocab_size: int, *, progress: bool = True) -> Any:
+    """The run's student: :func:`small_student` (``student_init="small"``) or the pretrained
+    model ``config.student`` (``"pretrained"``), whose logits must have ``vocab_size`` entries.
+
+    Raises
+    ------
+    DistillError
+        A pretrained student whose logits do not match its tokenizer's vocabulary.
+    """
+    if config.student_init == "small":
+        return small_student(tokenizer, vocab_size, config.student_layers, config.student_hidden, config.seed)
+    from ..zoo.loader import load
+    from .errors import DistillError
+
+    model = load(config.student, progress=progress).model
+    width = model.get_output_embeddings().weight.shape[0]
+    if width != vocab_size:
+        raise DistillError(f"the student's logits have {width:,} entries, its tokenizer {vocab_size:,}")
     return model
 
 

@@ -4,9 +4,11 @@ watch it learn, live.
 UI only: widgets, layout and words. A run is an ordinary ``uld-explorer distill`` process that
 ``uld_explorer.distill.launch`` starts, stops and resumes in the background (it survives a page
 reload); everything shown is read back from the run directories by ``uld_explorer.distill.runs``
-(``list_runs``, ``runs_frame``, ``metrics_frame``, ``probe_frame``, ``read_runs``) and drawn by
-``uld_explorer.charts`` (on the page) and ``uld_explorer.plots`` (exports). Runs started from
-the command line show up here too.
+(``list_runs``, ``runs_frame``, ``metrics_frame``, ``probe_frame``) over
+``uld_explorer.distill.rundir.RunDir`` (cached: a poll parses only new lines), read in words by
+``uld_explorer.distill.reading.read_runs``, and drawn by ``uld_explorer.charts`` (on the page)
+and ``uld_explorer.plots`` (exports). The loss menu is the loss registry
+(``uld_explorer.distill.losses.LOSSES``). Runs started from the command line show up here too.
 """
 
 from __future__ import annotations
@@ -16,15 +18,17 @@ import streamlit as st
 from uld_explorer import charts, plots
 from uld_explorer.app.common import export_figure, export_table, show_error, sync_url, url_notes, view_state
 from uld_explorer.app.views import DISTILL
-from uld_explorer.distill import launch, runs
-from uld_explorer.distill.config import LOSSES, PRESETS, DistillConfig, preset
+from uld_explorer.distill import launch, reading, runs
+from uld_explorer.distill.config import PRESETS, DistillConfig, preset
+from uld_explorer.distill.losses import LOSSES, PARTS
+from uld_explorer.distill.rundir import RunDir
 from uld_explorer.text import ALIGNMENTS
 
 RUNS_DIR = runs.default_runs_dir()
 POLL_S = 2.0  # the live parts re-read the run directories this often while a run is going
 ACTIVE = ("running", "starting")
 OVERLAID_BY_DEFAULT = 4  # the most recent runs overlaid when the URL names none
-TRAIN_METRICS = ["ce", "uld", "kl", "hybrid"]  # per step, the parts of each run's own loss
+TRAIN_METRICS = list(PARTS)  # per step, the parts of each run's own loss
 EVAL_METRICS = ["eval_ce", "eval_uld", "eval_top1", "seen_top1"]  # every run, on eval steps
 #: The form's fields: widget key -> DistillConfig field.
 FORM_FIELDS = {"new_loss": "loss", "new_max_steps": "max_steps", "new_eval_every": "eval_every", "new_seed": "seed",
@@ -119,7 +123,8 @@ with st.sidebar:
     st.selectbox("preset", list(PRESETS), key="new_preset", on_change=lambda: form_from_preset(ss.new_preset),
                  help="; ".join(f"{k}: " + ", ".join(f"{a}={b}" for a, b in v.items()) for k, v in PRESETS.items()))
     with st.form("new_run", border=False):
-        st.radio("loss", list(LOSSES), key="new_loss", captions=list(LOSSES.values()))
+        st.radio("loss", list(LOSSES), key="new_loss", captions=[loss.description for loss in LOSSES.values()],
+                 help="; ".join(f"{k}: {loss.formula}" for k, loss in LOSSES.items()))
         c = st.columns(2)
         c[0].number_input("max steps", 1, 1_000_000, step=10, key="new_max_steps",
                           help=DistillConfig.help("max_steps"))
@@ -128,7 +133,8 @@ with st.sidebar:
         c = st.columns(2)
         c[0].number_input("seed", 0, 2**32 - 1, step=1, key="new_seed", help=DistillConfig.help("seed"))
         c[1].number_input("λ (uld_weight)", 0.0, 100.0, step=0.1, key="new_uld_weight", format="%.2f",
-                          help=DistillConfig.help("uld_weight") + " (used by ce+uld only)")
+                          help=DistillConfig.help("uld_weight") + " (used by " + ", ".join(
+                              k for k, loss in LOSSES.items() if "uld_weight" in loss.weights) + " only)")
         c = st.columns(2)
         c[0].number_input("teacher T", 0.05, 20.0, step=0.1, key="new_teacher_temperature", format="%.2f",
                           help=DistillConfig.help("teacher_temperature"))
@@ -140,7 +146,7 @@ with st.sidebar:
                       help=f"One folder name ({runs.RUN_NAME_CHARS}); empty: {runs.new_run_name('uld', RUNS_DIR)} "
                            f"for a uld run started now.")
         st.form_submit_button("Start", type="primary", icon=":material/play_arrow:", on_click=start_clicked,
-                              width="stretch")
+                              width="stretch", key="start")
     st.caption(f"Runs directory: `{RUNS_DIR.resolve()}` (`${runs.RUNS_ENV}`, else `./runs`). Each run is a "
                f"background `uld-explorer distill` process; its output goes to `log.txt` in its folder.")
 
@@ -230,7 +236,7 @@ c[3].button("Resume", icon=":material/play_arrow:", key="resume", on_click=resum
 if sel.message:
     (st.error if sel.state == "failed" else st.caption)(f"{sel.name}: {sel.message}")
 with st.expander(f"log.txt of {sel.name}"):
-    st.code(runs.log_tail(sel.path, 40) or "(no log: a run started from a terminal prints there)", language=None)
+    st.code(RunDir(sel.path).log_tail(40) or "(no log: a run started from a terminal prints there)", language=None)
 
 # ---------------------------------------------------------------------------------- overlay
 if "overlay_pick" not in ss:
@@ -286,14 +292,14 @@ def curves() -> None:
                             "losses": [r.loss for r in now]}, "distill_curves", "curves")
 
     st.subheader("What the curves say")
-    st.info("\n\n".join(runs.read_runs(newest_first(now))), icon=":material/lightbulb:")
+    st.info("\n\n".join(reading.read_runs(newest_first(now))), icon=":material/lightbulb:")
 
     probe(runs.run_info(sel.path) or sel)
     sync_url(PARAMS)
 
 
 def probe(run: runs.RunInfo) -> None:
-    records = runs.read_probe(run.path)
+    records = RunDir(run.path).probe()
     st.subheader(f"The probe: {run.name}'s next token vs the teacher's")
     if not records:
         st.caption(f"{run.name} has not recorded a probe yet (one per evaluation).")

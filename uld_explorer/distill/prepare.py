@@ -1,0 +1,113 @@
+"""Everything a run reads besides the student, built once per config: :func:`prepare` -> :class:`Prepared`.
+
+Tokenizers (each side its own), the teacher's answers (shipped, cached or generated), the
+examples (prompt + answer tokenized by both), the held-out split, the teacher cache (sorted top-k
++ tail per answer position, :mod:`.teacher_cache`) and the string match of the two vocabularies.
+A loss whose registry entry needs one shared tokenizer (:attr:`~.losses.Loss.shared_tokenizer`)
+is refused here, before anything trains, when the two tokenize differently.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import DistillConfig
+from .errors import DistillError
+from .losses import LOSSES
+
+__all__ = ["Prepared", "prepare", "DATA_SPLIT_NOTE"]
+
+#: How the examples are split (recorded in a run's ``config.json``).
+DATA_SPLIT_NOTE = "held-out: the last eval_prompts answered prompts"
+
+
+@dataclass
+class Prepared:
+    """Everything a run reads besides the student: built once per config by :func:`prepare`.
+
+    ``train`` / ``eval`` are the examples (:class:`~.data.Example`) and ``train_rows`` /
+    ``eval_rows`` their teacher cache rows; ``V_s`` the student's vocabulary size (its logits'
+    width); ``teacher_bytes`` / ``student_bytes`` each vocabulary's token bytes; ``match`` their
+    shared strings (:class:`~uld_explorer.text.vocab.StringMatch`).
+    """
+
+    config: DistillConfig
+    train: list[Any]  # Example
+    eval: list[Any]
+    train_rows: list[slice]  # teacher cache rows of each example
+    eval_rows: list[slice]
+    cache: Any  # TeacherCache
+    teacher_tokenizer: Any
+    student_tokenizer: Any
+    V_s: int
+    teacher_bytes: list[bytes]
+    student_bytes: list[bytes]
+    match: Any  # StringMatch
+    answers_fingerprint: str
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def data_record(self) -> dict[str, Any]:
+        """What ``config.json`` records about the data: sizes, the split, the fingerprints."""
+        return {"train": len(self.train), "eval": len(self.eval), "split": DATA_SPLIT_NOTE,
+                "teacher_cache": self.cache.fingerprint, "answers": self.answers_fingerprint}
+
+
+def student_vocab_size(config: DistillConfig, tokenizer: Any) -> int:
+    """The width of the student's logits: its tokenizer's size for the ``small`` student, the
+    zoo's recorded vocabulary for a pretrained one (checked against the loaded model later)."""
+    if config.student_init == "small":
+        return len(tokenizer)
+    from ..zoo.errors import UnknownModelError
+    from ..zoo.registry import as_spec
+
+    try:
+        return as_spec(config.student).vocab_size
+    except UnknownModelError:
+        return len(tokenizer)  # checked against the loaded model's logits in build_student
+
+
+def prepare(config: DistillConfig, *, progress: bool = True) -> Prepared:
+    """Tokenizers, answers (shipped / cached / generated), examples, teacher cache, string match.
+
+    Raises
+    ------
+    DistillError
+        Too few answered prompts for the held-out split; a loss that needs one shared tokenizer
+        on two that differ (the message names the losses made for different tokenizers).
+    """
+    from ..text.vocab import match_strings, vocab_bytes
+    from ..zoo.vocabs import load_tokenizer
+    from .data import answers_fingerprint, build_examples, load_answers, load_prompts
+    from .teacher_cache import load_or_build_teacher_cache
+
+    t0 = time.perf_counter()
+    tok_t = load_tokenizer(config.teacher, progress=progress)
+    tok_s = load_tokenizer(config.student, progress=progress)
+    answers = load_answers(config.teacher, config.max_new_tokens, progress=progress)
+    t1 = time.perf_counter()
+    examples = build_examples(load_prompts(config.prompts), answers, tok_t, tok_s)
+    if len(examples) < config.eval_prompts + 2:
+        raise DistillError(f"only {len(examples)} answered prompts for {config.eval_prompts} held-out ones plus "
+                           f"training: lower eval_prompts or raise prompts (0 = all)")
+    fp = answers_fingerprint(config.teacher, config.max_new_tokens)
+    cache = load_or_build_teacher_cache(config.teacher, examples, fp, config.teacher_temperature, config.top_k,
+                                        config.probe_prompt, progress=progress)
+    t2 = time.perf_counter()
+    V_s = student_vocab_size(config, tok_s)
+    bytes_t, bytes_s = vocab_bytes(tok_t, cache.vocab_size), vocab_bytes(tok_s, V_s)
+    if LOSSES[config.loss].shared_tokenizer and bytes_t != bytes_s:
+        others = [k for k, loss in LOSSES.items() if loss.uses_teacher and not loss.shared_tokenizer]
+        others = ", ".join(others[:-1]) + " or " + others[-1] if len(others) > 1 else "".join(others)
+        raise DistillError(
+            f"loss '{config.loss}' needs one shared tokenizer, but the teacher {config.teacher} ({len(bytes_t):,} "
+            f"tokens) and the student {config.student} ({len(bytes_s):,} tokens) tokenize differently. Use --loss "
+            f"{others} (made for different tokenizers), or a teacher with the "
+            f"student's tokenizer (e.g. --teacher {config.student})")
+    match = match_strings(bytes_t, bytes_s)
+    rows = [cache.rows(e) for e in range(len(examples))]
+    n_eval = config.eval_prompts
+    return Prepared(config, examples[:-n_eval], examples[-n_eval:], rows[:-n_eval], rows[-n_eval:], cache, tok_t,
+                    tok_s, V_s, bytes_t, bytes_s, match, fp,
+                    {"answers_s": t1 - t0, "teacher_cache_s": t2 - t1, "prepare_s": time.perf_counter() - t0})

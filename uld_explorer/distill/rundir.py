@@ -1,0 +1,549 @@
+"""The run directory contract, owned by :class:`RunDir`: nobody else opens these files.
+
+::
+
+    <runs>/<name>/
+        config.json        {"config": DistillConfig as a dict, "preset": ..., "created": ..., "data": ...}
+        metrics.jsonl      one strict-JSON object per line, appended, flushed and fsynced every step:
+                           step, loss, its parts (ce, uld, kl, hybrid), uld_bound, grad_norm, lr,
+                           tokens_per_s, elapsed_s; on eval steps also eval_loss, eval_ce,
+                           eval_uld, eval_uld_bound, eval_kl_shared, eval_top1 (held-out
+                           answers) and seen_loss, seen_ce, seen_uld, seen_top1 (the first
+                           eval_prompts training answers)
+        probe.jsonl        per eval step: the probe prompt's top-k next tokens, student and teacher
+        status.json        state (running | finished | stopped | failed), pid, step, message
+        launch.json        runs started by :mod:`.launch` (the app): the last launch (pid, command,
+                           started, resume, preset, its validated config: the file the process
+                           reads with ``--config``), so that a run is listed ("starting") before its
+                           process has written config.json
+        log.txt            runs started by :mod:`.launch`: the process's output
+        checkpoints/step-000040/   model.safetensors + config.json (transformers), tokenizer files,
+                                   optimizer.safetensors, trainer.json
+
+Line ``step = s`` describes the student after ``s`` optimizer steps (``s = 0``: the start): the
+loss of batch ``s`` before its update, and on eval steps the held-out metrics.
+
+Reading back is cheap enough to poll: the JSON-lines files go through
+:data:`~.jsonl.JSONL_CACHE` (per file: its identity, size and mtime, the offset read so far),
+so a read parses only the lines appended since the last one; a partly written last line waits
+until it is complete, and a file that shrank or was replaced (a resumed run rewrites its
+metrics) is read again from the start.
+``config.json`` is cached the same way. Writes are atomic (a temporary name, then a rename) or
+appends of whole lines. :meth:`RunDir.training` wraps the training loop: it writes the statuses
+and turns failures into one :class:`~.errors.DistillError` naming the fix.
+
+Importable without torch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, BinaryIO, Iterator
+
+from ..jsonsafe import dumps
+from ..memory import is_out_of_memory
+from .config import DistillConfig
+from .errors import DistillError
+from .jsonl import JSONL_CACHE
+
+__all__ = ["RunDir", "Training", "StopFlag", "STATES", "pid_alive", "LAUNCH_GRACE_S"]
+
+#: What status.json's ``state`` can say.
+STATES = ("running", "finished", "stopped", "failed")
+#: A launch record written before its process has a pid counts as alive this long (seconds).
+LAUNCH_GRACE_S = 30.0
+
+
+def pid_alive(pid: int | None) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (exited, not yet reaped)."""
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{int(pid)}/stat") as f:
+            return f.read().split(") ")[-1][:1] != "Z"
+    except OSError:
+        return True
+
+
+# ---------------------------------------------------------------------------- small JSON files
+
+
+_JSON_CACHE: dict[str, tuple[tuple[int, int, int, int], dict[str, Any] | None]] = {}
+_JSON_LOCK = threading.Lock()
+
+
+def _read_json(path: Path, cached: bool = False) -> dict[str, Any] | None:
+    """A JSON object file, None when missing or not an object; ``cached``: parsed again only when
+    its inode, size or mtime changed (``config.json``, written once, rewritten on resume)."""
+    key = str(path.absolute())
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    ident = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    if cached:
+        with _JSON_LOCK:
+            hit = _JSON_CACHE.get(key)
+        if hit is not None and hit[0] == ident:
+            return hit[1]
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        data = None
+    data = data if isinstance(data, dict) else None
+    if cached:
+        with _JSON_LOCK:
+            _JSON_CACHE[key] = (ident, data)
+    return data
+
+
+def _write_json(path: Path, data: dict[str, Any], indent: int | None = None) -> None:
+    """Strict JSON, written under a temporary name, then renamed: readers see all or nothing."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(dumps(data, indent=indent), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------- the run directory
+
+
+class RunDir:
+    """One run directory (see the module's docstring): what a run writes and reads back.
+
+    Parameters
+    ----------
+    path : path
+        The directory (created by the first write).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     run = RunDir(d)
+    ...     run.append_metrics({"step": 0, "loss": float("nan")})
+    ...     run.metrics()
+    [{'step': 0, 'loss': None}]
+    """
+
+    CONFIG, METRICS, PROBE, STATUS = "config.json", "metrics.jsonl", "probe.jsonl", "status.json"
+    LAUNCH, LOG, CHECKPOINTS = "launch.json", "log.txt", "checkpoints"
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    def __fspath__(self) -> str:
+        return os.fspath(self.path)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    # ------------------------------------------------------------ config.json
+
+    def record(self) -> dict[str, Any] | None:
+        """``config.json`` as written (cached: parsed again only when it changed); None without one."""
+        return _read_json(self.path / self.CONFIG, cached=True)
+
+    def write_record(self, record: dict[str, Any]) -> None:
+        """Write ``config.json`` (atomically)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        _write_json(self.path / self.CONFIG, record, indent=1)
+
+    def check_new(self) -> None:
+        """A new run may start here: ``DistillError`` when the directory holds a run already."""
+        if (self.path / self.CONFIG).exists():
+            raise DistillError(f"{self.path} already holds a run: pass --resume to continue it, or choose another "
+                               f"--run-dir")
+
+    def taken(self) -> bool:
+        """Whether the directory holds a run or a launch of one."""
+        return (self.path / self.CONFIG).exists() or (self.path / self.LAUNCH).exists()
+
+    def resumed(self, max_steps: int | None = None) -> tuple[DistillConfig, str | None]:
+        """The run's own config (``max_steps`` replaced when given) and preset: what a resumed run
+        trains with. The one reader of a run's config for resuming (the CLI, the loop, launches).
+
+        Raises
+        ------
+        DistillError
+            Nothing to resume (no ``config.json``).
+        ValueError
+            ``max_steps`` is not a number of steps.
+        """
+        rec = self.record()
+        if rec is None or not isinstance(rec.get("config"), dict):
+            raise DistillError(f"nothing to resume in {self.path}: it never got to its first step (no config.json); "
+                               f"start a new run")
+        changes = {} if max_steps is None else {"max_steps": max_steps}
+        return DistillConfig.from_dict({**rec["config"], **changes}), rec.get("preset")
+
+    # ------------------------------------------------------------ metrics.jsonl, probe.jsonl
+
+    def _append(self, name: str, obj: dict[str, Any]) -> None:
+        line = dumps(obj)
+        with open(self.path / name, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def append_metrics(self, line: dict[str, Any]) -> None:
+        """Append one strict-JSON line (NaN/inf -> null) to ``metrics.jsonl``, flushed and fsynced."""
+        self._append(self.METRICS, line)
+
+    def append_probe(self, record: dict[str, Any]) -> None:
+        """Append one probe record to ``probe.jsonl``, flushed and fsynced."""
+        self._append(self.PROBE, record)
+
+    def metrics(self) -> list[dict[str, Any]]:
+        """The complete lines of ``metrics.jsonl`` (a partly written last line is left out)."""
+        return JSONL_CACHE.read(self.path / self.METRICS)
+
+    def probe(self) -> list[dict[str, Any]]:
+        """The complete records of ``probe.jsonl``."""
+        return JSONL_CACHE.read(self.path / self.PROBE)
+
+    def truncate(self, below_step: int) -> None:
+        """Keep only the metrics and probe lines with ``step < below_step`` (a resumed run writes
+        the rest again); each file is rewritten under a temporary name, then renamed."""
+        for name in (self.METRICS, self.PROBE):
+            path = self.path / name
+            if not path.exists():
+                continue
+            kept = [d for d in JSONL_CACHE.read(path) if int(d.get("step", -1)) < below_step]
+            tmp = path.with_name(path.name + ".tmp")
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.writelines(dumps(d) + "\n" for d in kept)
+            os.replace(tmp, path)
+
+    # ------------------------------------------------------------ status.json, launch.json, log.txt
+
+    def write_status(self, state: str, **fields: Any) -> None:
+        """``status.json``: ``state`` (one of :data:`STATES`), this process's pid, the time, ``fields``."""
+        if state not in STATES:
+            raise ValueError(f"state must be one of {', '.join(STATES)} (got {state!r})")
+        _write_json(self.path / self.STATUS, {"state": state, "pid": os.getpid(), "updated": time.time(), **fields})
+
+    def status(self) -> dict[str, Any]:
+        """``status.json``; a run marked running whose process is gone reads as ``stopped`` with a
+        message saying so (e.g. the machine rebooted); ``unknown`` without one."""
+        st = _read_json(self.path / self.STATUS)
+        if st is None:
+            return {"state": "unknown", "message": "no status.json"}
+        if st.get("state") == "running" and not pid_alive(st.get("pid")):
+            st = {**st, "state": "stopped", "message": "the process is gone (killed?); resume from the last checkpoint"}
+        return st
+
+    def write_launch(self, record: dict[str, Any]) -> None:
+        """``launch.json`` (atomically): a launch of this run (:mod:`.launch`)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        _write_json(self.path / self.LAUNCH, record, indent=1)
+
+    def launch(self) -> dict[str, Any]:
+        """``launch.json`` (``{}`` for a run started from the command line), plus ``alive``: whether
+        the process it names is still running this run (a record without a pid yet: for
+        :data:`LAUNCH_GRACE_S` seconds after it was written)."""
+        launch = _read_json(self.path / self.LAUNCH) or {}
+        if not launch:
+            return {}
+        pid = launch.get("pid")
+        if pid is None:
+            return {**launch, "alive": time.time() - float(launch.get("started", 0.0)) < LAUNCH_GRACE_S}
+        alive = pid_alive(pid)
+        if alive:  # a pid reused by another program after a reboot is not this run
+            try:
+                with open(f"/proc/{int(pid)}/cmdline", "rb") as f:
+                    cmdline = f.read()
+                alive = not cmdline or b"uld_explorer" in cmdline  # empty: still exec'ing
+            except OSError:
+                pass
+        return {**launch, "alive": alive}
+
+    def remove_launch(self) -> None:
+        (self.path / self.LAUNCH).unlink(missing_ok=True)
+
+    def open_log(self) -> BinaryIO:
+        """``log.txt`` opened for appending (binary): a launched process's output."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        return open(self.path / self.LOG, "ab")
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last ``lines`` lines of ``log.txt`` (progress-bar redraws dropped); ``""`` without one."""
+        try:
+            with open(self.path / self.LOG, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - 65536))
+                text = f.read().decode("utf-8", errors="replace")
+        except OSError:
+            return ""
+        kept = [ln.rsplit("\r", 1)[-1].rstrip() for ln in text.split("\n")]
+        return "\n".join([ln for ln in kept if ln][-lines:])
+
+    # ------------------------------------------------------------ checkpoints
+
+    def checkpoints(self) -> list[Path]:
+        """Complete checkpoints (those with ``trainer.json``), oldest first."""
+        root = self.path / self.CHECKPOINTS
+        if not root.is_dir():
+            return []
+        found = [p for p in root.iterdir()
+                 if p.is_dir() and p.name.startswith("step-") and (p / "trainer.json").is_file()]
+        return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+    def latest_checkpoint(self) -> Path | None:
+        found = self.checkpoints()
+        return found[-1] if found else None
+
+    def save_checkpoint(self, step: int, model: Any, opt: Any, tokenizer: Any, trainer: dict[str, Any],
+                        keep: int) -> Path:
+        """Write ``checkpoints/step-NNNNNN`` (the model and tokenizer as a transformers folder, the
+        optimizer with :meth:`write_optimizer`, ``trainer`` as ``trainer.json``) under a temporary
+        name, then rename it: a checkpoint exists complete or not at all. Older ones beyond
+        ``keep`` are deleted afterwards.
+
+        Raises
+        ------
+        DistillError
+            The write failed (e.g. a full disk); the message names the last good checkpoint.
+        """
+        from ..zoo.hf import transformers_progress
+
+        root = self.path / self.CHECKPOINTS
+        final, tmp = root / f"step-{step:06d}", root / f".step-{step:06d}.tmp"
+        try:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            with transformers_progress(False):  # no "Writing model shards" bar at every checkpoint
+                model.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+            self.write_optimizer(opt, tmp / "optimizer.safetensors")
+            (tmp / "trainer.json").write_text(dumps(trainer), encoding="utf-8")
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        except OSError as err:
+            shutil.rmtree(tmp, ignore_errors=True)
+            last = self.latest_checkpoint()
+            raise DistillError(f"could not write the checkpoint of step {step} in {root} ({err.strerror or err}); "
+                               f"the last good checkpoint is {last.name if last else 'none'}. Free disk space, then "
+                               f"resume with --resume") from None
+        for old in self.checkpoints()[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def write_optimizer(self, opt: Any, path: Path) -> None:
+        """The optimizer's state in safetensors: its tensors, with the param groups and the
+        scalar state in the metadata."""
+        import torch
+        from safetensors.torch import save_file
+
+        sd = opt.state_dict()
+        tensors, scalars = {}, {}
+        for pid, st in sd["state"].items():
+            for k, v in st.items():
+                if torch.is_tensor(v):
+                    tensors[f"{pid}.{k}"] = v.detach().cpu().contiguous()
+                else:
+                    scalars[f"{pid}.{k}"] = v
+        save_file(tensors, str(path), metadata={"param_groups": json.dumps(sd["param_groups"]),
+                                                "scalars": json.dumps(scalars)})
+
+    def load_optimizer(self, ckpt: Path, opt: Any) -> None:
+        """Load a checkpoint's optimizer state (:meth:`write_optimizer`) into ``opt``."""
+        from safetensors import safe_open
+
+        state: dict[int, dict[str, Any]] = {}
+        with safe_open(str(ckpt / "optimizer.safetensors"), "pt") as f:
+            meta = f.metadata()
+            for key in f.keys():
+                pid, name = key.split(".", 1)
+                state.setdefault(int(pid), {})[name] = f.get_tensor(key)
+        for key, v in json.loads(meta["scalars"]).items():
+            pid, name = key.split(".", 1)
+            state.setdefault(int(pid), {})[name] = v
+        opt.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
+
+    def load_model(self, ckpt: Path, model: Any) -> tuple[int, float]:
+        """Load a checkpoint's ``model.safetensors`` into ``model`` (tied weights may be absent);
+        returns its ``(step, elapsed_s)`` (``trainer.json``).
+
+        Raises
+        ------
+        DistillError
+            The checkpoint does not fit the model (the run's config changed?).
+        """
+        from safetensors.torch import load_file
+
+        sd = load_file(str(ckpt / "model.safetensors"))
+        missing, unexpected = model.load_state_dict(sd, strict=False)
+        tied = {"lm_head.weight"} if getattr(model.config, "tie_word_embeddings", False) else set()
+        if unexpected or set(missing) - tied:
+            raise DistillError(f"checkpoint {ckpt} does not fit the student (missing {sorted(missing)[:3]}, "
+                               f"unexpected {sorted(unexpected)[:3]}): the run's config changed?")
+        if tied:
+            model.tie_weights()
+        trainer = json.loads((ckpt / "trainer.json").read_text(encoding="utf-8"))
+        return int(trainer["step"]), float(trainer.get("elapsed_s", 0.0))
+
+    # ------------------------------------------------------------ a training session
+
+    @contextmanager
+    def training(self, config: DistillConfig, *, preset: str | None = None, data: dict[str, Any] | None = None,
+                 resume: bool = False, start: int = 0, checkpoint: Path | None = None, main: bool = True,
+                 world: int = 1, device: Any = "cpu") -> Iterator[Training]:
+        """Around the training loop: writes the run's start (``config.json``: a new run's config,
+        ``preset`` and ``data``, or with ``resume`` the run's own with the new ``max_steps``;
+        metrics and probe lines from ``start`` on dropped; status running), then its end
+        (finished, or stopped: "continue with --resume"), and on a failure status failed with
+        one message naming the fix, raised as a ``DistillError``:
+
+        - a ``DistillError`` (e.g. a checkpoint that could not be written, a non-finite loss): as is;
+        - out of memory (:func:`~uld_explorer.memory.is_out_of_memory`): lower ``--batch-size``;
+        - an ``OSError`` (a full disk): free space; the last good checkpoint is kept;
+        - anything else: status failed with its type and message, re-raised.
+
+        SIGINT / SIGTERM ask the loop to stop after the current step (:attr:`Training.stop_requested`).
+        Only the main process (``main``) writes; ``start`` / ``checkpoint``: where a resumed run
+        continues from.
+        """
+        session = Training(self, config, start=start, checkpoint=checkpoint, main=main, world=world, device=device)
+        try:
+            with session.stop_flag:
+                if main:
+                    rec = self.record() if resume else None
+                    self.write_record({**rec, "config": {**rec["config"], "max_steps": config.max_steps}} if rec else
+                                      {"config": config.to_dict(), "preset": preset, "created": time.time(),
+                                       "data": data or {}})
+                    self.truncate(start)
+                    session.write_status("running", step=start)
+                yield session
+        except (RuntimeError, MemoryError) as err:  # a DistillError too
+            if isinstance(err, DistillError) or not is_out_of_memory(err):
+                session.write_status("failed", message=str(err) if isinstance(err, DistillError) else
+                                     f"{type(err).__name__}: {err}")
+                raise
+            msg = (f"out of memory at step {session.step} ({type(err).__name__}); the last good checkpoint is "
+                   f"{session.checkpoint_name}. Lower --batch-size (now {config.batch_size}) or the student's size, "
+                   f"then resume with --resume")
+            session.write_status("failed", message=msg)
+            raise DistillError(msg) from None
+        except OSError as err:
+            msg = (f"could not write to {self.path} ({err.strerror or err}); the last good checkpoint is "
+                   f"{session.checkpoint_name}. Free disk space, then resume with --resume")
+            try:
+                session.write_status("failed", message=msg)
+            except OSError:
+                pass
+            raise DistillError(msg) from None
+        except Exception as err:
+            session.write_status("failed", message=f"{type(err).__name__}: {err}")
+            raise
+        session.end()
+
+
+class StopFlag:
+    """SIGINT / SIGTERM ask the loop to stop after the current step (checkpoint, then exit); a
+    second Ctrl-C interrupts at once. Outside the main thread (a notebook thread, Streamlit) no
+    handler is installed."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> StopFlag:
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        except ValueError:  # not the main thread
+            pass
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
+
+
+class Training:
+    """What :meth:`RunDir.training` yields: the loop walks :meth:`steps`, reports checkpoints
+    through :meth:`save_checkpoint` and losses through :meth:`check_finite`; after the block,
+    :attr:`state` is ``finished`` or ``stopped`` and :attr:`checkpoint` the last one saved."""
+
+    def __init__(self, run: RunDir, config: DistillConfig, *, start: int, checkpoint: Path | None, main: bool,
+                 world: int, device: Any):
+        self.run, self.config, self.start = run, config, start
+        self.step = start
+        self.checkpoint = checkpoint
+        self.main, self.world, self.device = main, world, str(device)
+        self.state = "running"
+        self.stopped = False
+        self.stop_flag = StopFlag()
+
+    @property
+    def stop_requested(self) -> bool:
+        """Whether SIGINT or SIGTERM asked to stop (finish the step, checkpoint, exit)."""
+        return self.stop_flag.requested
+
+    @property
+    def checkpoint_name(self) -> str:
+        return self.checkpoint.name if self.checkpoint is not None else "none"
+
+    def steps(self) -> Iterator[int]:
+        """``start .. max_steps``; ends early, before a step, when a stop was asked for."""
+        for step in range(self.start, self.config.max_steps + 1):
+            if self.stop_requested:  # (before the first step: nothing new to save)
+                self.stopped = True
+                return
+            self.step = step
+            yield step
+
+    def check_finite(self, loss: float) -> None:
+        """``DistillError`` (lower --lr, resume) when the loss is NaN or infinite."""
+        if not math.isfinite(loss):
+            raise DistillError(f"the loss is {loss} at step {self.step}: training diverged; lower --lr (now "
+                               f"{self.config.lr:g}) and resume from the last checkpoint with --resume, or start again")
+
+    def save_checkpoint(self, step: int, model: Any, opt: Any, tokenizer: Any, elapsed: float) -> None:
+        """The main process saves the checkpoint of the student after ``step`` updates
+        (:meth:`RunDir.save_checkpoint`) and reports it in status.json."""
+        if not self.main:
+            return
+        self.checkpoint = self.run.save_checkpoint(step, model, opt, tokenizer, {"step": step, "elapsed_s": elapsed},
+                                                   self.config.keep_checkpoints)
+        self.write_status("running", step=step)
+
+    def write_status(self, state: str, *, step: int | None = None, message: str = "") -> None:
+        if self.main:
+            self.run.write_status(state, step=self.step if step is None else step, max_steps=self.config.max_steps,
+                                  world=self.world, device=self.device, message=message)
+
+    def end(self) -> None:
+        """The loop ended without an error: finished, or stopped (its step is the checkpoint's:
+        the updates done; the last line logged is one before)."""
+        self.state = "stopped" if self.stopped else "finished"
+        if self.stopped:
+            done = int(self.checkpoint.name.split("-")[1]) if self.checkpoint is not None else self.step
+            self.write_status("stopped", step=done, message=f"stopped at step {done}: continue with --resume")
+        else:
+            self.write_status("finished")
