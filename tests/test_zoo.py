@@ -700,6 +700,22 @@ def test_cli_models_fetch_errors_exit_2(cache, capsys, fake_model, no_index):
     assert capsys.readouterr().out.strip() == str(cache / "models" / name)
 
 
+@pytest.mark.parametrize("damage", ["random bytes", "truncated"])
+def test_a_folder_whose_weights_are_not_safetensors_is_one_error_line(tmp_path, cache, capsys, damage):
+    folder = _tiny_folder(tmp_path / "tiny")
+    weights = folder / "model.safetensors"
+    weights.write_bytes(os.urandom(4096) if damage == "random bytes" else weights.read_bytes()[:-100])
+    size = weights.stat().st_size
+    with pytest.raises(zoo.ZooError, match="model.safetensors is not a readable safetensors file"):
+        zoo.load(folder)
+    capsys.readouterr()
+    assert cli_main(["compare", "--teacher", str(folder), "--student", str(folder), "--text", "the cat"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert str(weights) in err and "save_pretrained" in err and "safe_serialization=True" in err
+    assert weights.stat().st_size == size  # the user's file is left as it is
+
+
 # ------------------------------------------------------------------------------------------
 # real models (slow; CI runs them). They use the user cache (~/.cache/uld-explorer, or
 # $ULD_EXPLORER_CACHE) so a machine fetches and converts each model once.
