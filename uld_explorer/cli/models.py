@@ -29,7 +29,7 @@ def list_(args: argparse.Namespace) -> int:
     if any(r.status in ("unverified", "damaged") for r in rows):
         print("unverified: a file changed (or was never checked here) since its sha256 last matched; the next "
               "load re-hashes it, or run `uld-explorer models verify NAME`. damaged: a file or the folder's "
-              "marker is missing or wrong, or the last check found a bad sha256 (until a verify passes): "
+              "marker is missing or wrong, or the last check found a bad sha256 (until a check passes): "
               "`uld-explorer models verify NAME` says which file, `uld-explorer models fetch NAME --force` "
               "rebuilds it; nothing is deleted.")
     return 0
