@@ -162,6 +162,9 @@ def test_an_entry_not_on_this_machine_offers_the_fetch(tmp_path, monkeypatch):
 def test_a_damaged_entry_is_named_with_its_rebuild_command_never_refetched(tmp_path, monkeypatch):
     """A folder under an entry's name that lost its marker is on this machine, damaged: the page
     says so (folder, what is wrong, the command that rebuilds it) instead of offering a fetch."""
+    from uld_explorer.app.cached import tokenizer
+
+    tokenizer.clear()  # the server keeps what earlier tests loaded from the real cache
     monkeypatch.setenv(ux.zoo.CACHE_ENV, str(tmp_path / "cache"))
     folder = tmp_path / "cache" / "tokenizers" / "GPT-2"
     folder.mkdir(parents=True)
