@@ -157,3 +157,21 @@ def test_an_entry_not_on_this_machine_offers_the_fetch(tmp_path, monkeypatch):
     at.selectbox(key="tk_student").set_value("GPT-2").run()
     assert "Fetch the tokenizer-only entries" in [b.label for b in at.button]
     assert not at.exception
+
+
+def test_a_damaged_entry_is_named_with_its_rebuild_command_never_refetched(tmp_path, monkeypatch):
+    """A folder under an entry's name that lost its marker is on this machine, damaged: the page
+    says so (folder, what is wrong, the command that rebuilds it) instead of offering a fetch."""
+    from uld_explorer.app.cached import tokenizer
+
+    tokenizer.clear()  # the server keeps what earlier tests loaded from the real cache
+    monkeypatch.setenv(ux.zoo.CACHE_ENV, str(tmp_path / "cache"))
+    folder = tmp_path / "cache" / "tokenizers" / "GPT-2"
+    folder.mkdir(parents=True)
+    (folder / "tokenizer.json").write_text("{}")  # an unfinished copy: no ZOO_COMPLETE.json
+    at = run(tk_teacher="GPT-2", tk_student="GPT-2")
+    assert not [b.label for b in at.button if b.label.startswith("Fetch")]
+    (msg,) = [e.value for e in at.error]
+    assert f"the cached tokenizer GPT-2 is damaged ({folder})" in msg and "ZOO_COMPLETE.json: missing" in msg
+    assert "uld-explorer tokenizers fetch GPT-2 --force" in msg
+    assert [f.name for f in folder.iterdir()] == ["tokenizer.json"] and not (tmp_path / "cache" / "sources").exists()

@@ -97,6 +97,22 @@ def test_the_view_lives_in_the_url():
     assert "alignment='diagonal'" in notes and "position 999 is not a row" in notes
 
 
+def test_a_damaged_model_is_named_with_its_rebuild_command_never_refetched(tmp_path, monkeypatch):
+    """A model folder that lost its marker is on this machine, damaged: no Fetch button, and the
+    page names the folder, what is wrong and the command that rebuilds it."""
+    name = "Gemma-3-270M"  # not the default pair, which the server keeps loaded from the real cache
+    monkeypatch.setenv(ux.zoo.CACHE_ENV, str(tmp_path / "cache"))
+    folder = ux.zoo.model_dir(name)
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")  # an unfinished copy: no ZOO_COMPLETE.json
+    at = run(teacher=name, student=name)
+    assert not [b.label for b in at.button if b.label.startswith("Fetch")]
+    (msg,) = [e.value for e in at.error]
+    assert f"the cached model {name} is damaged ({folder})" in msg and "ZOO_COMPLETE.json: missing" in msg
+    assert f"uld-explorer models fetch {name} --force" in msg
+    assert [f.name for f in folder.iterdir()] == ["config.json"] and not (tmp_path / "cache" / "sources").exists()
+
+
 def test_errors_are_messages_never_tracebacks():
     at = run(text="   ")
     assert at.error and "empty or whitespace-only" in at.error[0].value

@@ -403,6 +403,29 @@ def test_a_damaged_tokenizer_is_reported_never_removed(fake, cache):
     assert len(vocabs.load_tokenizer(specs[0])) == specs[0].tokenizer_size
 
 
+@pytest.mark.parametrize("damage", ["missing", "truncated"])
+def test_a_tokenizer_whose_marker_is_lost_is_damaged_never_refetched(fake, cache, damage):
+    specs, registry = fake
+    folder = vocabs.fetch_tokenizers(specs, progress=False, downloader=registry)["Tiny-A"]
+    marker = folder / zoo.MARKER
+    if damage == "missing":
+        marker.unlink()
+    else:
+        marker.write_text(marker.read_text()[:40])
+    before = {f.name: (f.stat().st_size, f.stat().st_mtime_ns) for f in folder.iterdir()}
+    assert vocabs.list_tokenizers(specs)[0].status == "damaged"
+    for attempt in (lambda: vocabs.load_tokenizer(specs[0]), lambda: vocabs.fetch_tokenizers(specs, downloader=registry)):
+        with pytest.raises(zoo.ZooError) as err:
+            attempt()
+        msg = str(err.value)
+        assert f"the cached tokenizer Tiny-A is damaged ({folder})" in msg and f"{zoo.MARKER}: {damage}" in msg
+        assert "uld-explorer tokenizers fetch Tiny-A --force" in msg
+    assert {f.name: (f.stat().st_size, f.stat().st_mtime_ns) for f in folder.iterdir()} == before
+    assert len(registry.calls) == 1  # nothing downloaded
+    vocabs.fetch_tokenizers(specs[:1], progress=False, force=True, downloader=registry)
+    assert vocabs.list_tokenizers(specs)[0].status == "cached"
+
+
 def test_an_intact_folder_that_transformers_cannot_read_is_kept(fake, cache):
     """The files match their sha256 (the marker rewritten to match), but transformers cannot read
     the tokenizer: the message says the folder is intact, and keeps it."""

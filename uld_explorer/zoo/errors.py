@@ -1,14 +1,14 @@
 """The zoo's exceptions: :class:`ZooError` for anything that could not be fetched, verified,
-converted or loaded (its message says what to do), and two narrower kinds of it, an unknown model
-name and a model that needs remote code. They live apart so every other zoo module can raise them
-without importing one another.
+converted or loaded (its message says what to do), and three narrower kinds of it: an unknown
+model name, a model that needs remote code, and a cache folder that cannot be written. They live
+apart so every other zoo module can raise them without importing one another.
 """
 
 from __future__ import annotations
 
 from ..errors import ExplorerError
 
-__all__ = ["RemoteCodeRefusedError", "UnknownModelError", "ZooError"]
+__all__ = ["CacheNotWritableError", "RemoteCodeRefusedError", "UnknownModelError", "ZooError"]
 
 
 class ZooError(ExplorerError, RuntimeError):
@@ -21,3 +21,8 @@ class UnknownModelError(ZooError, ValueError):
 
 class RemoteCodeRefusedError(ZooError):
     """The model's config needs code from its repository (``auto_map`` / unknown model type)."""
+
+
+class CacheNotWritableError(ZooError):
+    """A fetch cannot write into the cache (read-only file system, a file where a folder should be,
+    no permission); raised before anything is downloaded."""

