@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from ..errors import ExplorerError
+
 __all__ = ["DistillError"]
 
 
-class DistillError(RuntimeError):
+class DistillError(ExplorerError, RuntimeError):
     """A run cannot start or continue; the message says why and what to do (the CLI prints it alone).
 
     Raised by :func:`~.prepare.prepare` (data, tokenizers), :class:`~.rundir.RunDir` (a run
