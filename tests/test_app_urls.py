@@ -86,38 +86,24 @@ def test_the_validator_takes_what_the_widget_shows_and_nothing_else():
     assert math.isnan(float("nan")) and Param(True).parse("maybe") == (True, "must be 1 or 0")
 
 
-@pytest.mark.slow
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                 HealthCheck.too_slow])
-@given(query=_queries(VIEWS["playground"]))
-def test_playground_url_fuzz(query):
-    _check("playground", query, 60)
+#: Examples per page: the model pages run both models on each URL's text.
+EXAMPLES = {"playground": 25, "distill": 25, "real": 12, "tokenizers": 12}
 
 
 @pytest.mark.slow
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                 HealthCheck.too_slow])
-@given(query=_queries(VIEWS["distill"]))
-def test_distill_url_fuzz(query, runs_dir):
-    _check("distill", query, 60)
+@pytest.mark.parametrize("page", list(EXAMPLES))
+def test_url_fuzz(page, request):
+    if page in ("real", "tokenizers"):
+        request.getfixturevalue("default_models")  # the pages' default pair is on this machine
+    if page == "distill":
+        request.getfixturevalue("runs_dir")  # an empty runs directory of its own
 
+    @settings(max_examples=EXAMPLES[page], deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(query=_queries(VIEWS[page]))
+    def fuzz(query):
+        _check(page, query, 300)
 
-@pytest.mark.slow
-@pytest.mark.usefixtures("default_models")
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                 HealthCheck.too_slow])
-@given(query=_queries(VIEWS["real"]))
-def test_real_url_fuzz(query):
-    _check("real", query, 300)
-
-
-@pytest.mark.slow
-@pytest.mark.usefixtures("default_models")
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                 HealthCheck.too_slow])
-@given(query=_queries(VIEWS["tokenizers"]))
-def test_mismatch_url_fuzz(query):
-    _check("tokenizers", query, 300)
+    fuzz()
 
 
 @pytest.mark.slow
