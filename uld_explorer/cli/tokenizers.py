@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from .common import Formatter, UsageError, human_bytes, print_json, table_lines
+from .models import RESUME_HINT
 
 __all__ = ["add_parser"]
 
@@ -39,24 +39,17 @@ def list_(args: argparse.Namespace) -> int:
 
 
 def fetch(args: argparse.Namespace) -> int:
-    from ..zoo import ZooError, vocabs
+    from ..zoo import vocabs
 
     if args.all and args.names:
         raise UsageError("give tokenizer names or --all, not both")
     if not args.all and not args.names:
         raise UsageError(f"name a tokenizer to fetch ({', '.join(vocabs.TOKENIZERS)}) or pass --all")
-    try:
-        names = None if args.all else [vocabs.resolve_tokenizer_name(n) for n in args.names]
-        folders = vocabs.fetch_tokenizers(names, progress=not args.quiet, force=args.force,
-                                          keep_sources=args.keep_sources)
-        for folder in folders.values():
-            print(folder)
-    except ZooError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted; nothing half-written was kept, run the same command to resume", file=sys.stderr)
-        return 130
+    names = None if args.all else [vocabs.resolve_tokenizer_name(n) for n in args.names]
+    # a ZooError or a Ctrl-C: one line (cli.main), nothing half-written kept
+    for folder in vocabs.fetch_tokenizers(names, progress=not args.quiet, force=args.force,
+                                          keep_sources=args.keep_sources).values():
+        print(folder)
     return 0
 
 
@@ -81,4 +74,4 @@ def add_parser(sub: Any) -> None:
     tf.add_argument("--keep-sources", action="store_true", help="keep the archive and the GGUF files after conversion")
     tf.add_argument("--force", action="store_true", help="rebuild even if already cached")
     tf.add_argument("--quiet", action="store_true", help="no progress bars")
-    tf.set_defaults(func=fetch)
+    tf.set_defaults(func=fetch, interrupt_hint=RESUME_HINT)
