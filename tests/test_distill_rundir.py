@@ -428,7 +428,8 @@ def test_resume_falls_back_to_the_newest_complete_checkpoint(tmp_path):
                                                                               ("step-000004", "optimizer.safetensors")]
     assert "truncated" in damaged[0][1] and "sha256 differs" in damaged[1][1]
     (a / "trainer.json").write_text("{")
-    with pytest.raises(DistillError, match="no complete checkpoint to resume.*step-000002: trainer.json is not readable"):
+    with pytest.raises(DistillError, match="no complete checkpoint to resume.*step-000002: trainer.json is not "
+                                           "readable"):
         run.resume_checkpoint()
     aside = run.set_aside(c)
     assert aside.name == "damaged-step-000006" and [p.name for p in run.checkpoints()] == ["step-000002", "step-000004"]

@@ -335,8 +335,8 @@ class RunDir:
                                            f"machine restarted): resume it from its last checkpoint")
         elif verdict == OTHER:
             now = describe(identity(st.get("pid")), width=40)
-            st.update(state=STALE, message=f"its trainer is gone: {now} is another process now, never signalled; resume "
-                                           f"the run from its last checkpoint")
+            st.update(state=STALE, message=f"its trainer is gone: {now} is another process now, never signalled; "
+                                           f"resume the run from its last checkpoint")
         elif verdict == UNKNOWN and not st.get("message"):
             st["message"] = (f"whether pid {st.get('pid')} is still its trainer cannot be checked here (no /proc, or a "
                              f"status.json without the process's start time): it is not signalled")
