@@ -23,24 +23,22 @@ def default_models():
 def runs_dir(monkeypatch, tmp_path):
     """An empty distillation runs directory for this test (``$ULD_EXPLORER_RUNS`` points at it).
     Afterwards every run process launched into it that is still alive is interrupted (SIGINT: it
-    checkpoints and exits), then killed after a minute: only those processes, by their pid."""
-    import os
+    checkpoints and exits), then killed after a minute: only those processes, and only while the
+    pid, start time and command its launch recorded still match (never a pid reused meanwhile)."""
     import signal
     import time
 
     from uld_explorer.distill import runs
-    from uld_explorer.distill.rundir import RunDir, pid_alive
+    from uld_explorer.distill.process import SAME, check, signal_if_same
+    from uld_explorer.distill.rundir import RunDir
 
     monkeypatch.setenv(runs.RUNS_ENV, str(tmp_path))
     yield tmp_path
     for d in tmp_path.iterdir():
         launch = RunDir(d).launch() if d.is_dir() else {}
-        if not launch.get("alive") or not launch.get("pid"):
+        if not launch.get("pid") or not signal_if_same(launch, signal.SIGINT):
             continue
-        pid = int(launch["pid"])
-        os.kill(pid, signal.SIGINT)
         deadline = time.monotonic() + 60
-        while pid_alive(pid) and time.monotonic() < deadline:
+        while check(launch) == SAME and time.monotonic() < deadline:
             time.sleep(0.5)
-        if pid_alive(pid):
-            os.kill(pid, signal.SIGKILL)
+        signal_if_same(launch, signal.SIGKILL)

@@ -136,11 +136,16 @@ def test_probe_step_run_and_overlay_live_in_the_url(real_runs, monkeypatch):
     assert again.selectbox(key="run").value == "uld-4"
     assert again.multiselect(key="overlay_pick").value == ["uld-4"]
     assert again.select_slider(key="probe_pick").value == 2
-    # a URL naming runs that are not there falls back to the defaults
+    # a URL naming runs that are not there falls back to the defaults, with a note saying so
     other = run(run="gone", overlay="gone,also-gone", probe_step="7")
     assert other.selectbox(key="run").value == "ce-uld-4"
     assert other.multiselect(key="overlay_pick").value == ["ce-uld-4", "uld-4"]
     assert other.select_slider(key="probe_pick").value == 4
+    notes = [c.value for c in other.caption if c.value.startswith(":material/link_off:")]
+    assert len(notes) == 2 and "run='gone'" in notes[0] and "overlay='gone,also-gone'" in notes[1], notes
+    partly = run(overlay="uld-4,gone")
+    assert partly.multiselect(key="overlay_pick").value == ["uld-4"]
+    assert [c.value for c in partly.caption if "overlay='gone'" in c.value]
 
 
 def test_exports_of_the_curves_and_the_probe(real_runs, monkeypatch):
@@ -220,7 +225,8 @@ def test_start_stop_and_resume_a_run_from_the_page(runs_dir):
     assert at.dataframe[0].value["state"].iloc[0] == "running"
     assert len(charts(at)) == 3  # training curves, the evaluation at step 0, the probe
     stop = at.button(key="stop")
-    assert not stop.disabled and at.button(key="resume").disabled
+    assert not stop.disabled and at.button(key="resume").disabled  # its process is the one recorded
+    assert runs.run_info(d).stoppable
     stop.click().run()
     assert_clean(at)
     assert at.info[0].value.startswith("Asked **from-page** to stop")

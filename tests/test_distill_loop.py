@@ -144,6 +144,110 @@ def test_ctrl_c_on_the_cli_leaves_a_loadable_checkpoint(demo_prep, tmp_path):
     assert not list(run.glob("checkpoints/.*.tmp"))
 
 
+def test_a_truncated_checkpoint_falls_back_to_the_previous_complete_one(demo_prep, tmp_path, capsys):
+    """The newest checkpoint's model file is truncated after the run stopped: the resume verifies
+    it against its manifest, sets it aside, continues from the previous complete one and says so;
+    the metrics from there on are an uninterrupted run's."""
+    cfg = short(max_steps=10, eval_every=3, checkpoint_every=3)
+    train(cfg, tmp_path / "whole", prepared=demo_prep, progress=False)
+
+    def interrupt(line):  # Ctrl-C while step 6 runs: checkpoints 6 and 7 (the stop's) are kept
+        if line["step"] == 6:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    split = RunDir(tmp_path / "split")
+    assert train(cfg, split, prepared=demo_prep, progress=False, on_step=interrupt)["state"] == "stopped"
+    assert [c.name for c in split.checkpoints()] == ["step-000006", "step-000007"]
+    model = split.path / "checkpoints" / "step-000007" / "model.safetensors"
+    with open(model, "r+b") as f:
+        f.truncate(model.stat().st_size // 2)
+    capsys.readouterr()
+    again = train(cfg, split, resume=True, prepared=demo_prep, progress=False)
+    assert again["state"] == "finished" and again["resumed_from"].endswith("step-000006")
+    assert again["note"].startswith("resuming from step-000006 (step 6): step-000007 is damaged (model.safetensors has ")
+    assert "truncated?" in again["note"] and "set aside as checkpoints/damaged-step-000007" in again["note"]
+    assert f"note: {again['note']}" in capsys.readouterr().err
+    assert (split.path / "checkpoints" / "damaged-step-000007").is_dir()
+    assert numbers(split.path) == numbers(tmp_path / "whole")
+    assert [p["step"] for p in runs.read_probe(split.path)] == [p["step"] for p in runs.read_probe(tmp_path / "whole")]
+
+
+# ------------------------------------------------------------------ one trainer per run, its identity, no guesses
+
+
+def test_two_trainers_on_one_run_the_second_is_refused_saying_who(demo_prep, tmp_path):
+    """A real `distill` trains; a second one on its folder (a resume, a new run) is refused with
+    one line naming the first (pid, command, since when); metrics.jsonl stays one run's, steps
+    strictly increasing; once the first has stopped, the resume goes ahead."""
+    run = tmp_path / "run"
+    first = subprocess.Popen([sys.executable, "-m", "uld_explorer.cli", "distill", "--preset", "cpu-demo",
+                              "--max-steps", "500", "--eval-every", "1000", "--checkpoint-every", "1000",
+                              "--run-dir", str(run), "--no-progress"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 300
+        while len(runs.read_metrics(run)) < 2:
+            assert first.poll() is None, first.communicate()
+            assert time.time() < deadline, "the run did not start"
+            time.sleep(0.5)
+        for args in (["--resume", "--max-steps", "600"], ["--max-steps", "3"]):
+            second = cli("distill", *args, "--run-dir", str(run), "--no-progress")
+            assert second.returncode == 2 and "Traceback" not in second.stderr, second.stderr[-2000:]
+            said = second.stderr.strip().splitlines()[-1]
+            assert said.startswith(f"error: {run} is in use: another trainer holds its lock (pid {first.pid} (`"), said
+            assert "uld_explorer.cli distill" in said and ", since 20" in said and "wait for it to finish" in said
+        assert first.poll() is None and RunDir(run).status()["state"] == "running"
+        first.send_signal(signal.SIGINT)
+        first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 130
+    steps = [d["step"] for d in runs.read_metrics(run)]
+    assert steps == list(range(len(steps)))  # one writer: strictly increasing, no step twice
+    more = cli("distill", "--resume", "--max-steps", str(steps[-1] + 2), "--run-dir", str(run), "--no-progress")
+    assert more.returncode == 0, more.stderr[-2000:]
+    assert [d["step"] for d in runs.read_metrics(run)] == list(range(steps[-1] + 3))
+
+
+def test_foreign_files_need_force_then_a_stale_run_is_never_signalled_and_resumes(demo_prep, runs_dir):
+    """A folder holding a user's metrics.jsonl and notes.txt: refused (named), --force trains there
+    (its metrics.jsonl replaced by the run's, notes.txt kept). Then the run's status says running
+    with a pid a stranger holds now: stale, Stop sends nothing, and the page's Resume goes ahead."""
+    from uld_explorer.distill import launch
+
+    d = runs_dir / "mine"
+    d.mkdir()
+    (d / "metrics.jsonl").write_text('{"step": 0, "loss": 123.0}\n')
+    (d / "notes.txt").write_text("my notes")
+    args = ["distill", "--preset", "cpu-demo", "--max-steps", "2", "--eval-every", "1000", "--run-dir", str(d),
+            "--no-progress"]
+    refused = cli(*args)
+    assert refused.returncode == 2 and "(metrics.jsonl, notes.txt)" in refused.stderr and "--force" in refused.stderr
+    assert (d / "metrics.jsonl").read_text() == '{"step": 0, "loss": 123.0}\n'
+    forced = cli(*args, "--force")
+    assert forced.returncode == 0, forced.stderr[-2000:]
+    assert [m["step"] for m in runs.read_metrics(d)] == [0, 1, 2] and runs.read_metrics(d)[0]["loss"] != 123.0
+    assert (d / "notes.txt").read_text() == "my notes"
+
+    stranger = subprocess.Popen(["sleep", "60"])
+    try:
+        status = json.loads((d / "status.json").read_text())  # the trainer's command and start time, not its pid
+        (d / "status.json").write_text(json.dumps({**status, "state": "running", "pid": stranger.pid}))
+        info = runs.run_info(d)
+        assert info.state == "stale" and not info.stoppable
+        assert launch.stop_run(d) is False
+        listed = cli("runs", "list", "--runs-dir", str(runs_dir))
+        assert "stale" in listed.stdout and "mine: stale: its trainer is gone" in listed.stdout
+        proc = launch.resume_run(d, max_steps=3)  # stale: not busy; the lock is free
+        assert proc.wait(timeout=300) == 0, RunDir(d).log_tail(20)
+        assert stranger.poll() is None  # never signalled
+    finally:
+        stranger.kill()
+        stranger.wait()
+    assert runs.run_info(d).state == "finished" and [m["step"] for m in runs.read_metrics(d)] == [0, 1, 2, 3]
+
+
 # ------------------------------------------------------------------ several processes
 
 

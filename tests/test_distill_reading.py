@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from uld_explorer.distill import launch, reading, runs
+from uld_explorer.distill.process import identity
 from uld_explorer.distill.rundir import RunDir
 
 
@@ -140,15 +141,17 @@ def test_read_runs_waits_for_a_first_evaluation(tmp_path):
 
 # ---------------------------------------------------------------------------------- launched runs
 def sleeper(seconds: float = 60) -> subprocess.Popen:
-    """A process whose command line names uld_explorer (RunDir.launch checks it is "ours")."""
+    """A process standing in for a launched run (its identity is recorded by write_launch)."""
     return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(float(__import__('sys').argv[1]))",
                              str(seconds), "uld_explorer"])
 
 
 def write_launch(d: Path, pid: int, **extra) -> None:
+    """A launch record naming process ``pid`` by its identity (pid, start time, command), as
+    launch._spawn writes it; ``extra`` overrides (e.g. another start time: a reused pid)."""
     d.mkdir(parents=True, exist_ok=True)
-    (d / RunDir.LAUNCH).write_text(json.dumps({"pid": pid, "started": time.time(), "preset": "cpu-demo",
-                                                  "config": {"loss": "uld", "max_steps": 30}, **extra}))
+    (d / RunDir.LAUNCH).write_text(json.dumps({**identity(pid), "started": time.time(), "preset": "cpu-demo",
+                                               "config": {"loss": "uld", "max_steps": 30}, **extra}))
 
 
 def test_a_launched_run_is_listed_while_it_starts_then_as_failed_with_its_error(tmp_path):
@@ -174,9 +177,12 @@ def test_a_launched_run_is_listed_while_it_starts_then_as_failed_with_its_error(
 def test_a_pid_reused_by_another_program_is_not_the_run(tmp_path):
     proc = subprocess.Popen(["sleep", "30"])
     try:
-        write_launch(tmp_path / "r", proc.pid)
+        ours = [sys.executable, "-m", "uld_explorer.cli", "distill", "--config", "launch.json"]
+        write_launch(tmp_path / "r", proc.pid, command=ours)  # the run's command, the stranger's pid
         assert RunDir(tmp_path / "r").launch()["alive"] is False
-        assert runs.list_runs(tmp_path)[0].state == "failed"
+        (r,) = runs.list_runs(tmp_path)
+        assert r.state == "failed" and not r.stoppable
+        assert launch.stop_run(tmp_path / "r") is False and proc.poll() is None  # not signalled
     finally:
         proc.kill()
         proc.wait()

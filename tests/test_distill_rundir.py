@@ -8,6 +8,8 @@ from __future__ import annotations
 import errno
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -265,3 +267,169 @@ def test_the_distillation_page_parses_each_new_line_once_per_poll(tmp_path, monk
     c.append_probe({"step": 12, "prompt": "p", "student": [], "teacher": []})
     at.run()
     assert JSONL_CACHE.parsed - before == 2 * 11 + 6 + 2
+
+
+# ---------------------------------------------------------------------------------- one trainer, its identity
+def test_the_lock_refuses_a_second_holder_saying_who_and_is_released(tmp_path):
+    run = RunDir(tmp_path / "r")
+    with run.lock():
+        with pytest.raises(DistillError) as refused:
+            with RunDir(tmp_path / "r").lock():  # another open file: flock refuses it, even in this process
+                pass
+        said = str(refused.value)
+        assert f"pid {os.getpid()}" in said and "since" in said and "wait for it to finish, or stop it" in said
+        with RunDir(tmp_path / "r").lock(main=False):  # a DDP process other than the main one: no lock
+            pass
+        run.write_record({"config": {}})
+    with RunDir(tmp_path / "r").lock():  # released
+        pass
+    assert (run.path / run.LOCK).read_text() == ""  # a run's folder keeps its (empty) lock file
+    with RunDir(tmp_path / "new").lock():  # a folder created for a run that never started: removed again
+        assert (tmp_path / "new" / RunDir.LOCK).exists()
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(DistillError, match="a_file is a file, not a folder"):
+        with RunDir(tmp_path / "a_file").lock():
+            pass
+
+
+@pytest.fixture
+def stranger():
+    """A process this test starts (``sleep 60``): the pid a dead run's status.json names now."""
+    proc = subprocess.Popen(["sleep", "60"])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def test_a_pid_reused_by_a_stranger_is_stale_never_signalled(tmp_path, stranger, capsys):
+    """status.json says running with the trainer's identity, but the pid is the stranger's now
+    (another start time and command): stale everywhere, Stop sends nothing, resume is allowed."""
+    from uld_explorer.cli import main
+    from uld_explorer.distill.process import identity
+
+    run = write_run(tmp_path, "r", "uld", 4)
+    trainer = {"pid": stranger.pid, "pid_start": identity(stranger.pid)["pid_start"] - 1,
+               "command": [sys.executable, "-m", "uld_explorer.cli", "distill", "--run-dir", str(run.path)]}
+    status = json.loads((run.path / run.STATUS).read_text())
+    (run.path / run.STATUS).write_text(json.dumps({**status, **trainer}))
+    st = run.status()
+    assert (st["state"], st["process"]) == ("stale", "other") and f"pid {stranger.pid}" in st["message"]
+    info = runs.run_info(run.path)
+    assert info.state == "stale" and not info.stoppable and "never signalled" in info.message
+    assert launch.stop_run(run.path) is False
+    time.sleep(0.2)
+    assert stranger.poll() is None  # alive: not signalled
+    assert main(["runs", "list", "--runs-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert " stale " in out and "r: stale: its trainer is gone" in out
+    with run.lock():  # nobody holds the run: a resume may take it (the slow tests resume one for real)
+        assert run.resumed()[0].loss == "uld"
+    # the same record once the stranger is gone: stale too
+    stranger.kill()
+    stranger.wait()
+    assert run.status()["state"] == "stale" and "is gone" in run.status()["message"]
+
+
+def test_a_pid_whose_identity_cannot_be_checked_is_not_signalled(tmp_path, stranger):
+    """A status.json without start time and command (no /proc where it was written, or an older
+    version): the run may still be running, so it reads as running, but nothing is signalled."""
+    run = write_run(tmp_path, "r", "uld", 4)
+    (run.path / run.STATUS).write_text(json.dumps({"state": "running", "pid": stranger.pid, "step": 4}))
+    info = runs.run_info(run.path)
+    assert info.state == "running" and not info.stoppable and "cannot be checked" in info.message
+    with pytest.raises(ValueError, match="cannot be checked"):
+        launch.stop_run(run.path)
+    with pytest.raises(ValueError, match="still running"):
+        launch.resume_run(run.path)
+    time.sleep(0.2)
+    assert stranger.poll() is None
+
+
+def test_the_page_shows_a_stale_run_with_stop_disabled(tmp_path, monkeypatch, stranger):
+    from apptest import open_page
+
+    run = write_run(tmp_path, "c", "ce+uld", 4)
+    status = json.loads((run.path / run.STATUS).read_text())
+    (run.path / run.STATUS).write_text(json.dumps({**status, "pid": stranger.pid}))  # our command, its pid
+    monkeypatch.setenv(runs.RUNS_ENV, str(tmp_path))
+    at = open_page(ROOT / "uld_explorer" / "app" / "pages" / "distill.py", 120)
+    assert at.dataframe[0].value["state"].tolist() == ["stale"]
+    assert at.button(key="stop").disabled and not at.button(key="resume").disabled
+    (warning,) = at.warning
+    assert warning.value.startswith("c: its trainer is gone") and not at.error
+    assert stranger.poll() is None
+
+
+# ---------------------------------------------------------------------------------- nothing overwritten on a guess
+def test_a_new_run_refuses_files_it_did_not_write_unless_forced(tmp_path):
+    run = RunDir(tmp_path / "r")
+    run.check_new()  # missing: fine
+    run.path.mkdir()
+    for name in (run.LAUNCH, run.LOG, run.LOCK):  # what a launch leaves before its first step
+        (run.path / name).write_text("")
+    run.check_new()
+    (run.path / run.METRICS).write_text('{"step": 0, "mine": true}\n')
+    (run.path / "notes.txt").write_text("my notes")
+    with pytest.raises(DistillError, match=r"holds files this runner did not write \(metrics.jsonl, notes.txt\).*"
+                                           r"--force"):
+        run.check_new()
+    run.check_new(force=True)
+    with run.training(DistillConfig(max_steps=1)) as session:  # forced: the run's own names are replaced
+        for step in session.steps():
+            run.append_metrics({"step": step})
+    assert run.metrics() == [{"step": 0}, {"step": 1}] and (run.path / "notes.txt").read_text() == "my notes"
+    with pytest.raises(DistillError, match="already holds a run"):
+        run.check_new(force=True)  # --force never replaces a run
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(DistillError, match="f is a file, not a folder"):
+        RunDir(tmp_path / "f").check_new()
+    with pytest.raises(ValueError, match=r"cannot take a new run \(it holds files that are not a run's: notes.txt\)"):
+        (tmp_path / "u").mkdir()
+        (tmp_path / "u" / "notes.txt").write_text("x")
+        launch.start_run(tmp_path / "u")
+
+
+@pytest.mark.parametrize("content, says", [
+    ("{ nope", "config.json is not JSON"),
+    ('{"loss": "uld"}', "config.json is not a run's config.json"),
+    ('{"config": {"lr": 5}}', "config.json holds a config that is not valid: lr must be in"),
+])
+def test_resuming_a_folder_whose_config_is_not_a_runs_names_the_file(tmp_path, content, says):
+    (tmp_path / "config.json").write_text(content)
+    with pytest.raises(DistillError, match=says) as raised:
+        RunDir(tmp_path).resumed()
+    assert str(tmp_path / "config.json") in str(raised.value)
+
+
+# ---------------------------------------------------------------------------------- checkpoints: verified, fall back
+def fake_checkpoint(run: RunDir, step: int) -> Path:
+    """A checkpoint folder as save_checkpoint writes it (files, then trainer.json with their manifest)."""
+    from uld_explorer.zoo.cache import file_record
+
+    ckpt = run.path / run.CHECKPOINTS / f"step-{step:06d}"
+    ckpt.mkdir(parents=True)
+    for name in ("model.safetensors", "optimizer.safetensors", "config.json"):
+        (ckpt / name).write_bytes(os.urandom(1000))
+    (ckpt / "trainer.json").write_text(json.dumps({"step": step, "elapsed_s": 1.0, "files": file_record(ckpt)}))
+    return ckpt
+
+
+def test_resume_falls_back_to_the_newest_complete_checkpoint(tmp_path):
+    run = RunDir(tmp_path)
+    assert run.resume_checkpoint() == (None, [])  # no checkpoint: from step 0
+    a, b, c = (fake_checkpoint(run, s) for s in (2, 4, 6))
+    assert run.resume_checkpoint() == (c, [])
+    with open(c / "model.safetensors", "r+b") as f:
+        f.truncate(10)
+    (b / "optimizer.safetensors").write_bytes(b"\0" * 1000)  # same size, other bytes
+    ckpt, damaged = run.resume_checkpoint()
+    assert ckpt == a and [(d.name, why.split(" ")[0]) for d, why in damaged] == [("step-000006", "model.safetensors"),
+                                                                              ("step-000004", "optimizer.safetensors")]
+    assert "truncated" in damaged[0][1] and "sha256 differs" in damaged[1][1]
+    (a / "trainer.json").write_text("{")
+    with pytest.raises(DistillError, match="no complete checkpoint to resume.*step-000002: trainer.json is not "
+                                           "readable"):
+        run.resume_checkpoint()
+    aside = run.set_aside(c)
+    assert aside.name == "damaged-step-000006" and [p.name for p in run.checkpoints()] == ["step-000002", "step-000004"]

@@ -4,8 +4,8 @@ names the file or the option, exits 2 (or 130 for Ctrl-C), and never prints a tr
 ``--debug`` shows the traceback on purpose.
 
 The zoo's own faults (a damaged marker, an unwritable cache, a weights file that is not
-safetensors) and the runner's (a run directory that is a file, a config that is not a run's, two
-trainers on one run) have their tests next to the code they check (test_zoo.py, test_distill_*).
+safetensors) have their tests next to the code they check (test_zoo.py); so do the runner's that
+need a run (two trainers on one run, a truncated checkpoint, a stranger's pid: test_distill_*).
 """
 
 from __future__ import annotations
@@ -47,6 +47,12 @@ def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("faults")
     (root / "a_file").write_text("not a folder")
     (root / "not_json.json").write_text("{ nope")
+    for name, config in (("not_json_run", "{ nope"), ("not_a_run", '{"loss": "uld"}')):
+        (root / name).mkdir()
+        (root / name / "config.json").write_text(config)
+    (root / "mine").mkdir()
+    (root / "mine" / "metrics.jsonl").write_text('{"step": 0, "loss": 1.0}\n')
+    (root / "mine" / "notes.txt").write_text("my notes")
     return root
 
 
@@ -65,10 +71,24 @@ def files(tmp_path_factory):
     (["models", "fetch"], ["--all"]),
     (["tokenizers", "fetch", "no-such-tokenizer"], ["no-such-tokenizer"]),
     (["runs", "list", "--runs-dir", "{root}/a_file"], ["a_file", "not a folder"]),
+    (["distill", "--run-dir", "{root}/a_file", "--max-steps", "1"], ["--run-dir {root}/a_file", "is a file"]),
+    (["distill", "--resume", "--run-dir", "{root}/a_file"], ["--run-dir {root}/a_file", "is a file"]),
+    (["distill", "--resume", "--run-dir", "{root}/not_json_run"], ["{root}/not_json_run/config.json", "not JSON"]),
+    (["distill", "--resume", "--run-dir", "{root}/not_a_run"], ["{root}/not_a_run/config.json", "not a run's"]),
+    (["distill", "--run-dir", "{root}/mine", "--max-steps", "1"], ["metrics.jsonl, notes.txt", "--force"]),
+    (["distill", "--teacher", "{root}/nowhere", "--run-dir", "{root}/t", "--max-steps", "1", "--no-progress"],
+     ["--teacher {root}/nowhere", "no such tokenizer folder"]),
+    (["distill", "--teacher", "no-such-model", "--run-dir", "{root}/t", "--max-steps", "1", "--no-progress"],
+     ["--teacher no-such-model", "unknown tokenizer"]),
+    (["answers", "--teacher", "{root}/nowhere", "--out", "{root}/o"], ["--teacher {root}/nowhere", "no such model"]),
+    (["answers", "--teacher", "no-such-model", "--out", "{root}/o"], ["--teacher no-such-model", "unknown model"]),
 ])
 def test_a_bad_input_is_one_line_naming_it(files, args, names):
     r = cli(*[a.format(root=files) for a in args])
     assert_one_line(r, 2, *[n.format(root=files) for n in names])
+    if args[0] in ("distill", "answers"):  # nothing written where the fault was
+        assert not (files / "t").exists() and not (files / "o").exists()
+        assert sorted(p.name for p in (files / "mine").iterdir()) == ["metrics.jsonl", "notes.txt"]
 
 
 @pytest.mark.parametrize("args", [["compare", "--measures", "nope", "--text", "hi"], ["playground", "--cost", "l2"],

@@ -80,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
             runs = Path(args.runs_dir) if args.runs_dir else default_runs_dir()
             run_dir = os.path.join(runs, new_run_name(config.loss, runs))
         print(f"run directory: {run_dir}", file=sys.stderr)
-        last = train(config, run_dir, resume=args.resume, preset=preset_name, progress=not args.no_progress)
+        last = train(config, run_dir, resume=args.resume, force=args.force, preset=preset_name,
+                     progress=not args.no_progress)
     except DistillError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -104,10 +105,14 @@ def answers(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from ..distill.data import answers_filename, generate_answers, load_prompts, write_answers
+    from ..errors import ExplorerError
     from ..zoo.cache import cache_dir
     from ..zoo.loader import load
 
-    loaded = load(args.teacher)
+    try:
+        loaded = load(args.teacher)
+    except (ExplorerError, ValueError) as err:
+        raise UsageError(f"--teacher {args.teacher}: {err}") from None
     prompts = load_prompts()
     with tqdm(total=len(prompts), desc=f"teacher answers ({loaded.name})", unit="prompt") as bar:
         answers = generate_answers(loaded, prompts, args.max_new_tokens, batch_size=args.batch_size,
@@ -137,7 +142,11 @@ def add_parser(sub: Any) -> None:
     ds.add_argument("--run-dir", default=None, help="the run directory (none: <runs dir>/<loss>-<date>-<time>)")
     ds.add_argument("--runs-dir", default=None, help="where new runs go when --run-dir is not given "
                                                      "(none: $ULD_EXPLORER_RUNS or ./runs)")
-    ds.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
+    ds.add_argument("--resume", action="store_true",
+                    help="continue the run in --run-dir from its newest complete checkpoint")
+    ds.add_argument("--force", action="store_true",
+                    help="start a new run even in a folder holding files the runner did not write (a file named "
+                         "like the run's own, e.g. metrics.jsonl, is replaced)")
     add_config_flags(ds, DistillConfig, defaults="suppress", default_note="the preset's")
     ds.add_argument("--lam", dest="uld_weight", type=float, default=argparse.SUPPRESS, help="alias of --uld-weight")
     ds.add_argument("--json", action="store_true", help="print the last metrics line as JSON")

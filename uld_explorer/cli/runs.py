@@ -30,6 +30,9 @@ def list_(args: argparse.Namespace) -> int:
         print(f"{r.name[:34]:34} {r.loss:7} {r.state:9} {f'{r.step}/{r.max_steps}':>11} {fmt(d['loss_value'], 8)} "
               f"{fmt(d['eval_ce'], 8)} {fmt(d['eval_uld'], 8)} "
               f"{'' if d['eval_top1'] is None else format(d['eval_top1'], '.1%'):>6}")
+    for r in runs:  # a stale run: why (its trainer is gone, or its pid is another process's now)
+        if r.state == "stale":
+            print(f"{r.name}: stale: {r.message}")
     return 0
 
 

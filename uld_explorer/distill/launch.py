@@ -8,13 +8,14 @@ with the launch (command, time, then pid); the process reads that file back
 (``uld-explorer distill --config <run>/launch.json --run-dir <run>``): no config field travels
 as a command-line flag. The run is listed as ``starting`` while its process loads, before it
 writes ``config.json``. Stopping sends SIGINT, which the loop turns into "finish this step,
-save a checkpoint, exit".
+save a checkpoint, exit", and only to the process the run recorded: its pid, start time and
+command must all still match (:func:`~.process.check`); a run whose trainer is gone or whose
+pid was reused (``stale``) is never signalled.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DistillError
+from .process import SAME, describe, identity, signal_if_same
 from .rundir import RunDir
 from .runs import check_run_name
 
@@ -46,7 +48,7 @@ def distill_command(run_dir: str | os.PathLike, config_file: str | os.PathLike, 
 
 def _spawn(run: RunDir, record: dict[str, Any]) -> subprocess.Popen:
     """Write ``launch.json`` (``record``: resume, preset, config; no pid yet), start the process
-    that reads it, then record its pid."""
+    that reads it, then record its identity (pid, start time, command: :func:`~.process.identity`)."""
     cmd = distill_command(run.path, run.path / RunDir.LAUNCH, resume=record["resume"])
     launch = {"pid": None, "command": cmd, "started": time.time(), **record}
     run.write_launch(launch)
@@ -60,15 +62,16 @@ def _spawn(run: RunDir, record: dict[str, Any]) -> subprocess.Popen:
         raise
     finally:
         log.close()
-    run.write_launch({**launch, "pid": proc.pid})
+    ident = identity(proc.pid)  # Popen returns once the command is exec'd: this is the run's process
+    run.write_launch({**launch, **ident, "command": ident["command"] or cmd})
     return proc
 
 
 def _busy(run: RunDir) -> str | None:
     """Why a new process must not be launched on ``run`` now (None: it may)."""
     st = run.status()
-    if st.get("state") == "running":
-        return f"{run.name} is still running (pid {st.get('pid')})"
+    if st.get("state") == "running":  # its process checked (a stale one is not running)
+        return f"{run.name} is still running ({describe(st)})"
     launch = run.launch()
     if launch.get("alive"):
         return f"{run.name} is still starting (pid {launch.get('pid')})"
@@ -87,6 +90,10 @@ def start_run(run_dir: str | os.PathLike, preset: str = "cpu-demo", **overrides:
     if run.taken():
         raise ValueError(f"a run named {run.name!r} already exists in {run.path.parent}: pick another name, or "
                          f"resume that run")
+    foreign = run.foreign_files()
+    if run.path.exists() and (foreign or not run.path.is_dir()):  # nothing of the user's is overwritten
+        what = f"it holds files that are not a run's: {', '.join(foreign[:5])}" if foreign else "it is a file"
+        raise ValueError(f"{run.path} cannot take a new run ({what}): pick another name")
     return _spawn(run, {"resume": False, "preset": preset, "config": config.to_dict()})
 
 
@@ -114,15 +121,30 @@ def resume_run(run_dir: str | os.PathLike, max_steps: int | None = None) -> subp
 
 def stop_run(run_dir: str | os.PathLike) -> bool:
     """Ask a running run to stop (SIGINT: it saves a checkpoint after the current step); a run
-    still starting (no step yet) exits without one. Returns False when it is not running."""
+    still starting (no step yet) exits without one. Only the process the run recorded is
+    signalled: its pid, start time and command must all match (:func:`~.process.signal_if_same`).
+
+    Returns
+    -------
+    bool
+        True when asked; False when the run is not running (finished, stopped, failed, or
+        ``stale``: its trainer is gone, or its pid names another process now).
+
+    Raises
+    ------
+    ValueError
+        The run reads as running but its process cannot be checked (no ``/proc``): not signalled.
+    """
     run = RunDir(run_dir)
     st = run.status()
     if st.get("state") == "running":
-        os.kill(int(st["pid"]), signal.SIGINT)
-        return True
+        if st.get("process") != SAME:
+            raise ValueError(f"{run.name}: {st.get('message') or 'its process cannot be checked'}; stop it where it "
+                             f"runs (Ctrl-C)")
+        return signal_if_same(st)
     launch = run.launch()
-    if launch.get("alive") and launch.get("pid"):
-        run.write_launch({**{k: v for k, v in launch.items() if k != "alive"}, "stop_requested": time.time()})
-        os.kill(int(launch["pid"]), signal.SIGINT)
-        return True
+    if launch.get("alive") and launch.get("process") == SAME:
+        run.write_launch({**{k: v for k, v in launch.items() if k not in ("alive", "process")},
+                          "stop_requested": time.time()})
+        return signal_if_same(launch)
     return False

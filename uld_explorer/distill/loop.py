@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import sys
 import time
 from typing import Any, Callable
 
@@ -87,10 +88,11 @@ def device_and_precision(config: DistillConfig) -> tuple[bool, str]:
     return (not use_cuda), ("bf16" if precision == "bf16" else "no")
 
 
-def train(config: DistillConfig, run_dir: str | os.PathLike | RunDir, *, resume: bool = False, preset: str | None = None,
-          progress: bool = True, prepared: Prepared | None = None,
+def train(config: DistillConfig, run_dir: str | os.PathLike | RunDir, *, resume: bool = False, force: bool = False,
+          preset: str | None = None, progress: bool = True, prepared: Prepared | None = None,
           on_step: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Train the student; write the run directory as it goes (:class:`~.rundir.RunDir`).
+    """Train the student; write the run directory as it goes (:class:`~.rundir.RunDir`), holding
+    its lock throughout (:meth:`~.rundir.RunDir.lock`: one trainer per run directory).
 
     Parameters
     ----------
@@ -99,10 +101,15 @@ def train(config: DistillConfig, run_dir: str | os.PathLike | RunDir, *, resume:
         except ``max_steps`` (pass a larger one to continue a finished run; the cosine schedule
         then follows the new length).
     run_dir : path or RunDir
-        Created if missing. Without ``resume`` it must not hold a run already.
+        Created if missing. Without ``resume`` it must not hold a run already, nor files the
+        runner did not write (:meth:`~.rundir.RunDir.check_new`).
     resume : bool
-        Continue from the last complete checkpoint; the metrics lines after it are rewritten, so a
-        run stopped at step k and resumed gives the metrics of an uninterrupted run.
+        Continue from the newest complete checkpoint (verified against its manifest; a damaged
+        newer one is set aside and said so: stderr, the status, ``"note"``); the metrics lines
+        after it are rewritten, so a run stopped at step k and resumed gives the metrics of an
+        uninterrupted run.
+    force : bool
+        Start a new run even in a folder holding files the runner did not write.
     preset : str, optional
         Recorded in ``config.json`` (where the config came from).
     prepared : Prepared, optional
@@ -113,14 +120,33 @@ def train(config: DistillConfig, run_dir: str | os.PathLike | RunDir, *, resume:
     Returns
     -------
     dict
-        The last metrics line, plus ``"state"`` (finished | stopped) and ``"checkpoint"``.
+        The last metrics line, plus ``"state"`` (finished | stopped), ``"checkpoint"`` (the last
+        one), ``"resumed_from"`` (the checkpoint a resumed run started from) and ``"note"``.
 
     Raises
     ------
     DistillError
-        With a message naming the problem and the fix (bad run dir, no CUDA, out of memory, disk
-        full: the last good checkpoint is kept; a diverged loss).
+        With a message naming the problem and the fix (another trainer holds the run, bad run
+        dir, no complete checkpoint, no CUDA, out of memory, disk full: the last good checkpoint
+        is kept; a diverged loss).
     """
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    # one trainer per run: the main process holds the lock, from before it reads anything to the end
+    with run.lock(main=os.environ.get("RANK", "0") in ("", "0")):
+        ckpt, damaged = None, []
+        if resume:  # the run's own config (only max_steps may change), its newest complete checkpoint
+            config, preset = run.resumed(config.max_steps)
+            ckpt, damaged = run.resume_checkpoint()
+        else:
+            run.check_new(force=force)
+        return _train(config, run, resume=resume, ckpt=ckpt, damaged=damaged, preset=preset, progress=progress,
+                      prepared=prepared, on_step=on_step)
+
+
+def _train(config: DistillConfig, run: RunDir, *, resume: bool, ckpt: Any, damaged: list, preset: str | None,
+           progress: bool, prepared: Prepared | None,
+           on_step: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
+    """:func:`train` once the run is locked, its config known and, resuming, its checkpoint chosen."""
     from accelerate import Accelerator
     from tqdm.auto import tqdm
 
@@ -130,11 +156,6 @@ def train(config: DistillConfig, run_dir: str | os.PathLike | RunDir, *, resume:
     from .student import AnswerLogits, build_student
     from .teacher_cache import probe_context
 
-    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
-    if resume:  # the run's own config; only max_steps may change
-        config, preset = run.resumed(config.max_steps)
-    else:
-        run.check_new()
     cpu, mixed = device_and_precision(config)
     accelerator = Accelerator(cpu=cpu, mixed_precision=mixed)
     main, world, rank, device = (accelerator.is_main_process, accelerator.num_processes, accelerator.process_index,
@@ -144,9 +165,8 @@ def train(config: DistillConfig, run_dir: str | os.PathLike | RunDir, *, resume:
     prep = prepare(config, progress=progress and main) if prepared is None else dataclasses.replace(prepared, config=config)
     tok_s = prep.student_tokenizer
 
-    # the student and its optimizer, from the last checkpoint when resuming
+    # the student and its optimizer, from the chosen checkpoint when resuming
     model = build_student(config, tok_s, prep.V_s, progress=progress and main)
-    ckpt = run.latest_checkpoint() if resume else None
     start, elapsed = run.load_model(ckpt, model) if ckpt else (0, 0.0)
     model.train()
     net = AnswerLogits(model)
@@ -159,9 +179,11 @@ def train(config: DistillConfig, run_dir: str | os.PathLike | RunDir, *, resume:
 
     line: dict[str, Any] = {}
     with run.training(config, preset=preset, data=prep.data_record(), resume=resume, start=start, checkpoint=ckpt,
-                      main=main, world=world, device=device) as session, \
+                      damaged=damaged, main=main, world=world, device=device) as session, \
             tqdm(total=config.max_steps, initial=start, desc=f"distill {config.loss}", unit="step",
                  disable=not (progress and main)) as bar:
+        if session.note:
+            print(f"note: {session.note}", file=sys.stderr)
         for step in session.steps():  # start .. max_steps; a Ctrl-C ends it before a step (state stopped)
             line = {"step": step}
             # held-out metrics and the probe: the student after `step` updates
@@ -220,4 +242,5 @@ def train(config: DistillConfig, run_dir: str | os.PathLike | RunDir, *, resume:
                 accelerator.wait_for_everyone()
                 session.save_checkpoint(done, accelerator.unwrap_model(net).model, opt, tok_s, elapsed)
     accelerator.wait_for_everyone()
-    return {**line, "state": session.state, "checkpoint": str(session.checkpoint) if session.checkpoint else None}
+    return {**line, "state": session.state, "checkpoint": str(session.checkpoint) if session.checkpoint else None,
+            "resumed_from": str(ckpt) if ckpt else None, "note": session.note}

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import ExplorerError
 from .config import DistillConfig
 from .errors import DistillError
 from .losses import LOSSES
@@ -74,7 +75,8 @@ def prepare(config: DistillConfig, *, progress: bool = True) -> Prepared:
     Raises
     ------
     DistillError
-        Too few answered prompts for the held-out split; a loss that needs one shared tokenizer
+        A teacher or student the zoo cannot load (the message names the option); too few
+        answered prompts for the held-out split; a loss that needs one shared tokenizer
         on two that differ (the message names the losses made for different tokenizers).
     """
     from ..text.vocab import match_strings, vocab_bytes
@@ -83,8 +85,13 @@ def prepare(config: DistillConfig, *, progress: bool = True) -> Prepared:
     from .teacher_cache import load_or_build_teacher_cache
 
     t0 = time.perf_counter()
-    tok_t = load_tokenizer(config.teacher, progress=progress)
-    tok_s = load_tokenizer(config.student, progress=progress)
+    tokenizers = []
+    for option, name in (("--teacher", config.teacher), ("--student", config.student)):
+        try:
+            tokenizers.append(load_tokenizer(name, progress=progress))
+        except (ExplorerError, ValueError) as err:  # a name the zoo does not know, a folder that is not one
+            raise DistillError(f"{option} {name}: {err}") from None
+    tok_t, tok_s = tokenizers
     answers = load_answers(config.teacher, config.max_new_tokens, progress=progress)
     t1 = time.perf_counter()
     examples = build_examples(load_prompts(config.prompts), answers, tok_t, tok_s)

@@ -1,5 +1,8 @@
 """The run directory contract, owned by :class:`RunDir`: nobody else opens these files.
 
+One job: a run directory's files (config, metrics, probe, status, launch, log, lock, checkpoints),
+written and read back here and nowhere else, and the training context that writes the statuses.
+
 ::
 
     <runs>/<name>/
@@ -11,14 +14,18 @@
                            answers) and seen_loss, seen_ce, seen_uld, seen_top1 (the first
                            eval_prompts training answers)
         probe.jsonl        per eval step: the probe prompt's top-k next tokens, student and teacher
-        status.json        state (running | finished | stopped | failed), pid, step, message
-        launch.json        runs started by :mod:`.launch` (the app): the last launch (pid, command,
-                           started, resume, preset, its validated config: the file the process
-                           reads with ``--config``), so that a run is listed ("starting") before its
-                           process has written config.json
+        status.json        state (running | finished | stopped | failed), the trainer's identity
+                           (pid, pid_start, command: :mod:`.process`), step, message
+        launch.json        runs started by :mod:`.launch` (the app): the last launch (its process's
+                           identity, started, resume, preset, its validated config: the file the
+                           process reads with ``--config``), so that a run is listed ("starting")
+                           before its process has written config.json
         log.txt            runs started by :mod:`.launch`: the process's output
+        trainer.lock       the trainer's lock (``flock``), held from before it reads anything until it
+                           exits (the OS drops it when the process dies); it says who holds it
         checkpoints/step-000040/   model.safetensors + config.json (transformers), tokenizer files,
-                                   optimizer.safetensors, trainer.json
+                                   optimizer.safetensors, trainer.json (step, elapsed time, and the
+                                   size and sha256 of every other file: the checkpoint's manifest)
 
 Line ``step = s`` describes the student after ``s`` optimizer steps (``s = 0``: the start): the
 loss of batch ``s`` before its update, and on eval steps the held-out metrics.
@@ -31,6 +38,19 @@ metrics) is read again from the start.
 ``config.json`` is cached the same way. Writes are atomic (a temporary name, then a rename) or
 appends of whole lines. :meth:`RunDir.training` wraps the training loop: it writes the statuses
 and turns failures into one :class:`~.errors.DistillError` naming the fix.
+
+What a run directory guarantees:
+
+- **One trainer per run** (:meth:`RunDir.lock`): a second trainer, or a resume of a run still
+  training, is refused with one line naming the holder (pid, command, since when).
+- **A pid is trusted only with its identity**: a status ``running`` whose trainer is gone, or
+  whose pid now names another process (:func:`~.process.check`), reads as ``stale`` and is never
+  signalled.
+- **A checkpoint is verified before it is resumed** (:meth:`RunDir.resume_checkpoint`): a damaged
+  or truncated newest one is set aside and the newest complete one is used, and said so.
+- **Nothing is overwritten on a guess** (:meth:`RunDir.check_new`): a new run starts only in a
+  folder that is empty, missing, or holds nothing but what a launch leaves (``launch.json``,
+  ``log.txt``, the lock), unless forced.
 
 Importable without torch.
 """
@@ -53,30 +73,17 @@ from ..memory import is_out_of_memory
 from .config import DistillConfig
 from .errors import DistillError
 from .jsonl import JSONL_CACHE
+from .process import GONE, OTHER, SAME, UNKNOWN, check, describe, identity, pid_alive
 
-__all__ = ["RunDir", "Training", "StopFlag", "STATES", "pid_alive", "LAUNCH_GRACE_S"]
+__all__ = ["RunDir", "Training", "StopFlag", "STATES", "STALE", "pid_alive", "LAUNCH_GRACE_S"]
 
 #: What status.json's ``state`` can say.
 STATES = ("running", "finished", "stopped", "failed")
+#: What :meth:`RunDir.status` reads a ``running`` status as when its trainer is gone or its pid
+#: names another process now: never signalled; resume it.
+STALE = "stale"
 #: A launch record written before its process has a pid counts as alive this long (seconds).
 LAUNCH_GRACE_S = 30.0
-
-
-def pid_alive(pid: int | None) -> bool:
-    """Whether process ``pid`` exists and is not a zombie (exited, not yet reaped)."""
-    if not pid:
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{int(pid)}/stat") as f:
-            return f.read().split(") ")[-1][:1] != "Z"
-    except OSError:
-        return True
 
 
 # ---------------------------------------------------------------------------- small JSON files
@@ -140,7 +147,9 @@ class RunDir:
     """
 
     CONFIG, METRICS, PROBE, STATUS = "config.json", "metrics.jsonl", "probe.jsonl", "status.json"
-    LAUNCH, LOG, CHECKPOINTS = "launch.json", "log.txt", "checkpoints"
+    LAUNCH, LOG, CHECKPOINTS, LOCK = "launch.json", "log.txt", "checkpoints", "trainer.lock"
+    #: What a run leaves in its folder before its first step (a new run may start beside them).
+    BEFORE_START = (LAUNCH, LOG, LOCK)
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -166,11 +175,56 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         _write_json(self.path / self.CONFIG, record, indent=1)
 
-    def check_new(self) -> None:
-        """A new run may start here: ``DistillError`` when the directory holds a run already."""
-        if (self.path / self.CONFIG).exists():
+    def check_folder(self) -> None:
+        """``DistillError`` when the path exists and is not a folder (a file)."""
+        if self.path.exists() and not self.path.is_dir():
+            raise DistillError(f"--run-dir {self.path} is a file, not a folder: give the run's folder (a new one is "
+                               f"created)")
+
+    def is_run(self) -> bool:
+        """Whether ``config.json`` is a run's (a JSON object with a ``"config"`` object)."""
+        rec = self.record()
+        return rec is not None and isinstance(rec.get("config"), dict)
+
+    def foreign_files(self) -> list[str]:
+        """The names in the folder that a new run would overwrite on a guess: everything but
+        what a run leaves before its first step (:data:`BEFORE_START`, their ``.tmp``); ``[]``
+        for an empty or missing folder.
+
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     for name in ("log.txt", "metrics.jsonl", "notes.txt"):
+        ...         _ = (Path(d) / name).write_text("mine")
+        ...     RunDir(d).foreign_files()
+        ['metrics.jsonl', 'notes.txt']
+        """
+        try:
+            names = sorted(os.listdir(self.path))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return [n for n in names if n.removesuffix(".tmp") not in self.BEFORE_START]
+
+    def check_new(self, force: bool = False) -> None:
+        """A new run may start here: the folder is missing, empty, or holds only what a run leaves
+        before its first step; with ``force``, other files too (the run's own names among them
+        are replaced).
+
+        Raises
+        ------
+        DistillError
+            The path is a file; the folder holds a run (``--resume`` continues it; ``force`` does
+            not replace it); it holds files the runner did not write (named), without ``force``.
+        """
+        self.check_folder()
+        if self.is_run():
             raise DistillError(f"{self.path} already holds a run: pass --resume to continue it, or choose another "
                                f"--run-dir")
+        foreign = self.foreign_files()
+        if foreign and not force:
+            shown = ", ".join(foreign[:8]) + (f" and {len(foreign) - 8} more" if len(foreign) > 8 else "")
+            raise DistillError(f"{self.path} holds files this runner did not write ({shown}): a new run would "
+                               f"overwrite them; choose another --run-dir, or pass --force to start the run there "
+                               f"anyway")
 
     def taken(self) -> bool:
         """Whether the directory holds a run or a launch of one."""
@@ -183,14 +237,30 @@ class RunDir:
         Raises
         ------
         DistillError
-            Nothing to resume (no ``config.json``).
+            Nothing to resume: the path is a file, or has no ``config.json``, or its ``config.json``
+            is not JSON, not a run's, or holds a config that is not valid (the message names the
+            file and what is wrong).
         ValueError
             ``max_steps`` is not a number of steps.
         """
-        rec = self.record()
-        if rec is None or not isinstance(rec.get("config"), dict):
+        self.check_folder()
+        path = self.path / self.CONFIG
+        if not path.exists():
             raise DistillError(f"nothing to resume in {self.path}: it never got to its first step (no config.json); "
                                f"start a new run")
+        try:
+            rec = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as err:
+            raise DistillError(f"cannot read {path} ({err.strerror or err}): nothing to resume") from None
+        except ValueError as err:
+            raise DistillError(f"{path} is not JSON ({err}): not a run's config.json, nothing to resume") from None
+        if not isinstance(rec, dict) or not isinstance(rec.get("config"), dict):
+            raise DistillError(f"{path} is not a run's config.json (it has no \"config\" object of DistillConfig "
+                               f"fields): nothing to resume in {self.path}")
+        try:
+            DistillConfig.from_dict(rec["config"])
+        except (TypeError, ValueError) as err:
+            raise DistillError(f"{path} holds a config that is not valid: {err}") from None
         changes = {} if max_steps is None else {"max_steps": max_steps}
         return DistillConfig.from_dict({**rec["config"], **changes}), rec.get("preset")
 
@@ -222,11 +292,17 @@ class RunDir:
     def truncate(self, below_step: int) -> None:
         """Keep only the metrics and probe lines with ``step < below_step`` (a resumed run writes
         the rest again); each file is rewritten under a temporary name, then renamed."""
+        def step(d: dict[str, Any]) -> float:
+            try:
+                return int(d["step"])
+            except (KeyError, TypeError, ValueError):
+                return math.inf  # not a step line of a run: dropped
+
         for name in (self.METRICS, self.PROBE):
             path = self.path / name
             if not path.exists():
                 continue
-            kept = [d for d in JSONL_CACHE.read(path) if int(d.get("step", -1)) < below_step]
+            kept = [d for d in JSONL_CACHE.read(path) if step(d) < below_step] if below_step > 0 else []
             tmp = path.with_name(path.name + ".tmp")
             with open(tmp, "w", encoding="utf-8") as f:
                 f.writelines(dumps(d) + "\n" for d in kept)
@@ -235,19 +311,35 @@ class RunDir:
     # ------------------------------------------------------------ status.json, launch.json, log.txt
 
     def write_status(self, state: str, **fields: Any) -> None:
-        """``status.json``: ``state`` (one of :data:`STATES`), this process's pid, the time, ``fields``."""
+        """``status.json``: ``state`` (one of :data:`STATES`), this process's identity (pid, its
+        start time and command: :func:`~.process.identity`), the time, ``fields``."""
         if state not in STATES:
             raise ValueError(f"state must be one of {', '.join(STATES)} (got {state!r})")
-        _write_json(self.path / self.STATUS, {"state": state, "pid": os.getpid(), "updated": time.time(), **fields})
+        _write_json(self.path / self.STATUS, {"state": state, **identity(), "updated": time.time(), **fields})
 
     def status(self) -> dict[str, Any]:
-        """``status.json``; a run marked running whose process is gone reads as ``stopped`` with a
-        message saying so (e.g. the machine rebooted); ``unknown`` without one."""
+        """``status.json`` as written, but a ``running`` one is checked against its process
+        (:func:`~.process.check`, the verdict under ``"process"``): gone, or its pid now another
+        process's, it reads as :data:`STALE` with a message saying so (it is never signalled:
+        resume it); ``unknown`` (no ``/proc``) stays running, with a message that it cannot be
+        checked. ``{"state": "unknown"}`` without a status."""
         st = _read_json(self.path / self.STATUS)
         if st is None:
             return {"state": "unknown", "message": "no status.json"}
-        if st.get("state") == "running" and not pid_alive(st.get("pid")):
-            st = {**st, "state": "stopped", "message": "the process is gone (killed?); resume from the last checkpoint"}
+        if st.get("state") != "running":
+            return st
+        verdict = check(st)
+        st = {**st, "process": verdict}
+        if verdict == GONE:
+            st.update(state=STALE, message=f"its trainer (pid {st.get('pid')}) is gone (killed, out of memory, or the "
+                                           f"machine restarted): resume it from its last checkpoint")
+        elif verdict == OTHER:
+            now = describe(identity(st.get("pid")), width=40)
+            st.update(state=STALE, message=f"its trainer is gone: {now} is another process now, never signalled; "
+                                           f"resume the run from its last checkpoint")
+        elif verdict == UNKNOWN and not st.get("message"):
+            st["message"] = (f"whether pid {st.get('pid')} is still its trainer cannot be checked here (no /proc, or a "
+                             f"status.json without the process's start time): it is not signalled")
         return st
 
     def write_launch(self, record: dict[str, Any]) -> None:
@@ -256,24 +348,19 @@ class RunDir:
         _write_json(self.path / self.LAUNCH, record, indent=1)
 
     def launch(self) -> dict[str, Any]:
-        """``launch.json`` (``{}`` for a run started from the command line), plus ``alive``: whether
-        the process it names is still running this run (a record without a pid yet: for
-        :data:`LAUNCH_GRACE_S` seconds after it was written)."""
+        """``launch.json`` (``{}`` for a run started from the command line), plus ``process``
+        (:func:`~.process.check` of the process it names) and ``alive``: whether that process is
+        still this launch's (``same``; ``unknown``: the pid exists; a record without a pid yet:
+        for :data:`LAUNCH_GRACE_S` seconds after it was written)."""
         launch = _read_json(self.path / self.LAUNCH) or {}
         if not launch:
             return {}
-        pid = launch.get("pid")
-        if pid is None:
-            return {**launch, "alive": time.time() - float(launch.get("started", 0.0)) < LAUNCH_GRACE_S}
-        alive = pid_alive(pid)
-        if alive:  # a pid reused by another program after a reboot is not this run
-            try:
-                with open(f"/proc/{int(pid)}/cmdline", "rb") as f:
-                    cmdline = f.read()
-                alive = not cmdline or b"uld_explorer" in cmdline  # empty: still exec'ing
-            except OSError:
-                pass
-        return {**launch, "alive": alive}
+        if launch.get("pid") is None:
+            return {**launch, "process": UNKNOWN,
+                    "alive": time.time() - float(launch.get("started", 0.0)) < LAUNCH_GRACE_S}
+        verdict = check(launch)
+        alive = verdict == SAME or (verdict == UNKNOWN and pid_alive(launch["pid"]))
+        return {**launch, "process": verdict, "alive": alive}
 
     def remove_launch(self) -> None:
         (self.path / self.LAUNCH).unlink(missing_ok=True)
@@ -295,6 +382,82 @@ class RunDir:
         kept = [ln.rsplit("\r", 1)[-1].rstrip() for ln in text.split("\n")]
         return "\n".join([ln for ln in kept if ln][-lines:])
 
+    # ------------------------------------------------------------ trainer.lock
+
+    @contextmanager
+    def lock(self, main: bool = True) -> Iterator[None]:
+        """Hold the run's trainer lock for the block: one trainer per run directory.
+
+        An OS file lock (``flock``, exclusive, not waiting) on ``trainer.lock``, which then records
+        the holder (its identity and since when) for the message a second trainer gets. The OS
+        drops the lock when the process dies, whatever kills it. Under DDP only the main process
+        (``main``) locks: the others write nothing. A lock file created here in a folder that holds
+        no run afterwards (refused, or failed before its first step) is removed again, and so is
+        the folder if the lock created it and it is empty.
+
+        Raises
+        ------
+        DistillError
+            The path is a file; another process holds the lock (the message names it and says
+            what to do).
+        """
+        if not main:
+            yield
+            return
+        import fcntl
+
+        self.check_folder()
+        path = self.path / self.LOCK
+        created = {"folder": not self.path.exists(), "file": not path.exists()}
+        for _ in range(5):  # a folder removed between mkdir and open, or a lock file replaced: again
+            self.path.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+            except FileNotFoundError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise DistillError(self.held_message()) from None
+            except BaseException:
+                os.close(fd)
+                raise
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        else:
+            raise DistillError(f"could not lock {path}: it keeps being replaced")
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, dumps({**identity(), "since": time.time()}).encode("utf-8"))
+            yield
+        finally:
+            try:
+                os.ftruncate(fd, 0)
+                if created["file"] and not self.taken():
+                    os.unlink(path)  # still locked: a trainer that opened it meanwhile tries again
+                    if created["folder"] and not os.listdir(self.path):
+                        os.rmdir(self.path)
+            except OSError:
+                pass
+            os.close(fd)  # releases the lock
+
+    def held_message(self) -> str:
+        """Who holds the trainer lock (``trainer.lock``) and what to do: the refusal's message."""
+        holder = _read_json(self.path / self.LOCK) or {}
+        if holder.get("pid"):
+            since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(holder.get("since", 0.0))))
+            who = f"{describe(holder)}, since {since}"
+        else:
+            who = "a process that has not said which yet"
+        return (f"{self.path} is in use: another trainer holds its lock ({who}); wait for it to finish, or stop it "
+                f"(Ctrl-C where it runs, or Stop on the app's Distillation page), then resume with --resume")
+
     # ------------------------------------------------------------ checkpoints
 
     def checkpoints(self) -> list[Path]:
@@ -310,18 +473,80 @@ class RunDir:
         found = self.checkpoints()
         return found[-1] if found else None
 
+    @staticmethod
+    def checkpoint_problem(ckpt: Path) -> str | None:
+        """What is wrong with checkpoint ``ckpt`` (None: it is complete): ``trainer.json``
+        unreadable, or a file of its manifest missing, of another size, or of another sha256 than
+        written. A checkpoint written before manifests needs its model and optimizer files."""
+        from ..zoo.cache import sha256_file
+
+        try:
+            trainer = json.loads((ckpt / "trainer.json").read_text(encoding="utf-8"))
+            int(trainer["step"])
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            return f"trainer.json is not readable ({type(err).__name__}: {err})"
+        files = trainer.get("files")
+        if not isinstance(files, dict):  # an older checkpoint: no manifest
+            files = {name: None for name in ("model.safetensors", "optimizer.safetensors")}
+        for name, want in files.items():
+            try:
+                size = (ckpt / name).stat().st_size
+            except OSError:
+                return f"{name} is missing"
+            if want is None:
+                continue
+            if size != want.get("bytes"):
+                return f"{name} has {size:,} bytes where {want.get('bytes'):,} were written (truncated?)"
+            if sha256_file(ckpt / name) != want.get("sha256"):
+                return f"{name} is not what was written (its sha256 differs)"
+        return None
+
+    def resume_checkpoint(self) -> tuple[Path | None, list[tuple[Path, str]]]:
+        """The checkpoint a resumed run continues from: the newest complete one
+        (:meth:`checkpoint_problem`), and the newer ones passed over, each with what is wrong.
+        ``(None, [])`` when the run has no checkpoint (it resumes from step 0).
+
+        Raises
+        ------
+        DistillError
+            Checkpoints exist but none is complete (each named with what is wrong).
+        """
+        damaged: list[tuple[Path, str]] = []
+        for ckpt in reversed(self.checkpoints()):
+            problem = self.checkpoint_problem(ckpt)
+            if problem is None:
+                return ckpt, damaged
+            damaged.append((ckpt, problem))
+        if damaged:
+            what = "; ".join(f"{c.name}: {why}" for c, why in damaged)
+            raise DistillError(f"no complete checkpoint to resume in {self.path / self.CHECKPOINTS} ({what}); start a "
+                               f"new run (another --run-dir)")
+        return None, []
+
+    def set_aside(self, ckpt: Path) -> Path:
+        """Rename a damaged checkpoint to ``checkpoints/damaged-step-NNNNNN[-k]`` (kept for a look,
+        never listed, never pruned); returns its new path."""
+        for k in range(1, 1000):
+            aside = ckpt.with_name(f"damaged-{ckpt.name}" + (f"-{k}" if k > 1 else ""))
+            if not aside.exists():
+                os.replace(ckpt, aside)
+                return aside
+        raise DistillError(f"too many damaged copies of {ckpt.name} in {ckpt.parent}: delete some")
+
     def save_checkpoint(self, step: int, model: Any, opt: Any, tokenizer: Any, trainer: dict[str, Any],
                         keep: int) -> Path:
         """Write ``checkpoints/step-NNNNNN`` (the model and tokenizer as a transformers folder, the
-        optimizer with :meth:`write_optimizer`, ``trainer`` as ``trainer.json``) under a temporary
-        name, then rename it: a checkpoint exists complete or not at all. Older ones beyond
-        ``keep`` are deleted afterwards.
+        optimizer with :meth:`write_optimizer`, ``trainer`` as ``trainer.json`` with the manifest
+        of the other files: their sizes and sha256) under a temporary name, then rename it: a
+        checkpoint exists complete or not at all, and a later damage is found by
+        :meth:`checkpoint_problem`. Older ones beyond ``keep`` are deleted afterwards.
 
         Raises
         ------
         DistillError
             The write failed (e.g. a full disk); the message names the last good checkpoint.
         """
+        from ..zoo.cache import file_record
         from ..zoo.hf import transformers_progress
 
         root = self.path / self.CHECKPOINTS
@@ -333,7 +558,7 @@ class RunDir:
                 model.save_pretrained(tmp, safe_serialization=True)
             tokenizer.save_pretrained(tmp)
             self.write_optimizer(opt, tmp / "optimizer.safetensors")
-            (tmp / "trainer.json").write_text(dumps(trainer), encoding="utf-8")
+            (tmp / "trainer.json").write_text(dumps({**trainer, "files": file_record(tmp)}), encoding="utf-8")
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)
@@ -405,8 +630,9 @@ class RunDir:
 
     @contextmanager
     def training(self, config: DistillConfig, *, preset: str | None = None, data: dict[str, Any] | None = None,
-                 resume: bool = False, start: int = 0, checkpoint: Path | None = None, main: bool = True,
-                 world: int = 1, device: Any = "cpu") -> Iterator[Training]:
+                 resume: bool = False, start: int = 0, checkpoint: Path | None = None,
+                 damaged: list[tuple[Path, str]] | None = None, main: bool = True, world: int = 1,
+                 device: Any = "cpu") -> Iterator[Training]:
         """Around the training loop: writes the run's start (``config.json``: a new run's config,
         ``preset`` and ``data``, or with ``resume`` the run's own with the new ``max_steps``;
         metrics and probe lines from ``start`` on dropped; status running), then its end
@@ -420,7 +646,8 @@ class RunDir:
 
         SIGINT / SIGTERM ask the loop to stop after the current step (:attr:`Training.stop_requested`).
         Only the main process (``main``) writes; ``start`` / ``checkpoint``: where a resumed run
-        continues from.
+        continues from; ``damaged``: the newer checkpoints :meth:`resume_checkpoint` passed over,
+        set aside here (:meth:`set_aside`) and said in :attr:`Training.note` and the status.
         """
         session = Training(self, config, start=start, checkpoint=checkpoint, main=main, world=world, device=device)
         try:
@@ -431,7 +658,11 @@ class RunDir:
                                       {"config": config.to_dict(), "preset": preset, "created": time.time(),
                                        "data": data or {}})
                     self.truncate(start)
-                    session.write_status("running", step=start)
+                    if damaged:
+                        why = "; ".join(f"{c.name} is damaged ({problem}), set aside as "
+                                        f"{self.set_aside(c).relative_to(self.path)}" for c, problem in damaged)
+                        session.note = f"resuming from {session.checkpoint_name} (step {start}): {why}"
+                    session.write_status("running", step=start, message=session.note)
                 yield session
         except (RuntimeError, MemoryError) as err:  # a DistillError too
             if isinstance(err, DistillError) or not is_out_of_memory(err):
@@ -499,6 +730,7 @@ class Training:
         self.state = "running"
         self.stopped = False
         self.stop_flag = StopFlag()
+        self.note = ""  # what the start had to say (a damaged checkpoint passed over)
 
     @property
     def stop_requested(self) -> bool:

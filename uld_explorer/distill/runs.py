@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .losses import PARTS
+from .process import SAME
 from .rundir import RunDir
 
 __all__ = [
@@ -82,7 +83,10 @@ def read_probe(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
 @dataclass(frozen=True)
 class RunInfo:
     """One run directory, summarised (what ``uld-explorer runs list`` prints). ``state`` is one of
-    :data:`~.rundir.STATES`, or ``starting`` (launched, loading, no step yet) or ``unknown`` (no status)."""
+    :data:`~.rundir.STATES`, or ``starting`` (launched, loading, no step yet), ``stale`` (marked
+    running, but its trainer is gone or its pid names another process now: never signalled,
+    resume it) or ``unknown`` (no status). ``stoppable``: Stop can signal its process (the pid,
+    start time and command recorded all match the live process)."""
 
     name: str
     path: Path
@@ -96,6 +100,7 @@ class RunInfo:
     updated: float
     message: str = ""
     created: float = 0.0  # when the run was started (config.json's "created", else its launch)
+    stoppable: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "path": str(self.path), "loss": self.loss, "preset": self.preset,
@@ -104,7 +109,7 @@ class RunInfo:
                 "eval_uld": self.last_eval.get("eval_uld"), "eval_top1": self.last_eval.get("eval_top1"),
                 "eval_step": self.last_eval.get("step"), "seen_uld": self.last_eval.get("seen_uld"),
                 "seen_top1": self.last_eval.get("seen_top1"), "updated": self.updated, "created": self.created,
-                "message": self.message}
+                "message": self.message, "stoppable": self.stoppable}
 
 
 def _last_error(run: RunDir) -> str:
@@ -131,11 +136,11 @@ def _launch_state(run: RunDir, launch: dict[str, Any], st: dict[str, Any]) -> tu
 
 
 def run_info(run_dir: str | os.PathLike) -> RunInfo | None:
-    """One run directory summarised; None when it holds no run (no ``config.json`` and no
+    """One run directory summarised; None when it holds no run (no run's ``config.json`` and no
     ``launch.json``)."""
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     path = run.path
-    cfg = run.record()
+    cfg = run.record() if run.is_run() else None
     launch = run.launch()
     if cfg is None:
         if not launch:
@@ -144,7 +149,10 @@ def run_info(run_dir: str | os.PathLike) -> RunInfo | None:
     metrics = run.metrics()
     st = run.status()
     state, message = st.get("state", "unknown"), st.get("message", "")
-    state, message = _launch_state(run, launch, st) or (state, message)
+    stoppable = state == "running" and st.get("process") == SAME
+    launched = _launch_state(run, launch, st)
+    if launched:
+        (state, message), stoppable = launched, launched[0] == "starting" and launch.get("process") == SAME
     last = metrics[-1] if metrics else {}
     last_eval = next((m for m in reversed(metrics) if "eval_ce" in m), {})
     c = cfg.get("config", {})
@@ -154,7 +162,8 @@ def run_info(run_dir: str | os.PathLike) -> RunInfo | None:
         updated = 0.0
     created = float(cfg.get("created") or launch.get("started") or updated)
     return RunInfo(path.name, path, c.get("loss", "?"), cfg.get("preset") or "", state,
-                   int(last.get("step", 0)), int(c.get("max_steps", 0)), last, last_eval, updated, message, created)
+                   int(last.get("step", 0)), int(c.get("max_steps", 0)), last, last_eval, updated, message, created,
+                   stoppable)
 
 
 def list_runs(runs_dir: str | os.PathLike | None = None) -> list[RunInfo]:

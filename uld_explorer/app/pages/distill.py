@@ -83,7 +83,7 @@ def start_clicked() -> None:
 def stop_clicked(name: str) -> None:
     try:
         asked = launch.stop_run(RUNS_DIR / name)
-    except OSError as err:
+    except (ValueError, OSError) as err:
         notice("error", f"Could not stop {name}: {err}")
         return
     if asked:
@@ -220,28 +220,37 @@ runs_table()
 
 # ---------------------------------------------------------------------------------- the selected run
 if ss.run not in names:
+    if ss.run:  # from the URL, or a run removed meanwhile: said, not silently replaced
+        st.caption(f":material/link_off: run={ss.run[:40]!r} is not in `{RUNS_DIR}`: showing {names[0]}")
     ss.run = names[0]
 c = st.columns([3, 1, 1, 1], vertical_alignment="bottom")
 c[0].selectbox("run", names, key="run", format_func=lambda n: f"{n} ({by_name[n].loss})",
                help="The run the buttons act on and whose probe is shown below.")
 sel = by_name[ss.run]
 c[1].button("Stop", icon=":material/stop:", key="stop", on_click=stop_clicked, args=(sel.name,),
-            disabled=sel.state not in ACTIVE, width="stretch",
-            help="SIGINT: the run finishes its step, saves a checkpoint and exits (state stopped).")
+            disabled=sel.state not in ACTIVE or not sel.stoppable, width="stretch",
+            help="SIGINT: the run finishes its step, saves a checkpoint and exits (state stopped). Only sent to the "
+                 "process the run recorded (its pid, start time and command all match): never to a stale run's pid.")
 c[2].number_input("continue up to step", 1, 1_000_000, value=max(sel.max_steps, 1), step=10,
                   key=f"resume_to_{sel.name}", help="A finished run continues only past its max steps.")
 c[3].button("Resume", icon=":material/play_arrow:", key="resume", on_click=resume_clicked, args=(sel.name,),
             disabled=sel.state in ACTIVE, width="stretch",
             help="Continue from the last checkpoint (metrics after it are recomputed).")
 if sel.message:
-    (st.error if sel.state == "failed" else st.caption)(f"{sel.name}: {sel.message}")
+    show = {"failed": st.error, "stale": st.warning}.get(sel.state, st.caption)
+    show(f"{sel.name}: {sel.message}")
 with st.expander(f"log.txt of {sel.name}"):
     st.code(RunDir(sel.path).log_tail(40) or "(no log: a run started from a terminal prints there)", language=None)
 
 # ---------------------------------------------------------------------------------- overlay
 if "overlay_pick" not in ss:
-    wanted = [n for n in ss.overlay.split(",") if n in by_name]
+    asked = [n for n in ss.overlay.split(",") if n]
+    wanted = [n for n in asked if n in by_name]
     ss.overlay_pick = wanted or names[:OVERLAID_BY_DEFAULT]
+    missing = [n for n in asked if n not in by_name]
+    if missing:  # the URL's overlay names runs that are not here: said, not dropped silently
+        st.caption(f":material/link_off: overlay={','.join(missing)[:60]!r} in the URL: not in `{RUNS_DIR}`, left "
+                   f"out" + ("" if wanted else f"; overlaying the {len(ss.overlay_pick)} most recent runs"))
 ss.overlay_pick = [n for n in ss.overlay_pick if n in by_name]
 st.multiselect("runs to overlay", names, key="overlay_pick", on_change=overlay_changed,
                help="Their curves are drawn together, one colour per run.")
