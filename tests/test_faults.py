@@ -79,14 +79,20 @@ def files(tmp_path_factory):
      ["--teacher {root}/nowhere", "no such tokenizer folder"]),
     (["distill", "--teacher", "no-such-model", "--run-dir", "{root}/t", "--max-steps", "1", "--no-progress"],
      ["--teacher no-such-model", "unknown tokenizer"]),
+    (["experiment", "--losses", "ce,nope", "--out", "{root}/x"], ["--losses", "'nope'"]),
+    (["experiment", "--losses", "uld,hybrid", "--out", "{root}/x"], ["--baseline 'ce'", "not among the losses"]),
+    (["experiment", "--out", "{root}/a_file", "--max-steps", "1"], ["--out {root}/a_file", "is a file"]),
+    (["experiment", "--out", "{root}/mine", "--max-steps", "1"], ["--out {root}/mine", "no experiment"]),
+    (["experiment", "--losses", "ce,kl", "--out", "{root}/x", "--max-steps", "1", "--no-progress"],
+     ["loss 'kl' needs one shared tokenizer", "ce+uld"]),
     (["answers", "--teacher", "{root}/nowhere", "--out", "{root}/o"], ["--teacher {root}/nowhere", "no such model"]),
     (["answers", "--teacher", "no-such-model", "--out", "{root}/o"], ["--teacher no-such-model", "unknown model"]),
 ])
 def test_a_bad_input_is_one_line_naming_it(files, args, names):
     r = cli(*[a.format(root=files) for a in args])
     assert_one_line(r, 2, *[n.format(root=files) for n in names])
-    if args[0] in ("distill", "answers"):  # nothing written where the fault was
-        assert not (files / "t").exists() and not (files / "o").exists()
+    if args[0] in ("distill", "answers", "experiment"):  # nothing written where the fault was
+        assert not (files / "t").exists() and not (files / "o").exists() and not (files / "x").exists()
         assert sorted(p.name for p in (files / "mine").iterdir()) == ["metrics.jsonl", "notes.txt"]
 
 
@@ -104,6 +110,19 @@ def test_ctrl_c_during_compare_is_one_line_exit_130():
     30-80 line traceback)."""
     r = cli("compare", "--text", "The capital of France is " * 40, INTERRUPT_S="3")
     assert_one_line(r, 130, "interrupted", "compare")
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("default_models")
+def test_ctrl_c_during_an_experiment_is_one_line_exit_130(tmp_path):
+    """Ctrl-C wherever an experiment then is (loading, training, scoring): one line, exit 130; once
+    the experiment has started, the line says how to continue it."""
+    out = tmp_path / "exp"
+    r = cli("experiment", "--losses", "ce", "--seeds", "0", "--max-steps", "50", "--eval-prompts", "4", "--out", str(out),
+            "--no-progress", INTERRUPT_S="12", OMP_NUM_THREADS="1")
+    assert_one_line(r, 130, "interrupted")
+    if (out / "experiment.json").exists():
+        assert_one_line(r, 130, f"continue with: uld-explorer experiment --out {out}")
 
 
 def test_debug_shows_the_traceback_on_purpose(files):

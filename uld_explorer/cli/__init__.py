@@ -6,7 +6,8 @@ One module per command group, each with an ``add_parser(sub)``:
 - :mod:`.playground` -- ``playground``, every measure of a synthetic pair;
 - :mod:`.models`, :mod:`.tokenizers` -- the offline zoo: ``list``, ``fetch``, ``verify``;
 - :mod:`.compare` -- ``compare``, a teacher and a student on a text, position by position;
-- :mod:`.distill` -- ``distill``, ``answers``; :mod:`.runs` -- ``runs list``.
+- :mod:`.distill` -- ``distill``, ``answers``; :mod:`.runs` -- ``runs list``;
+- :mod:`.experiment` -- ``experiment``, losses x seeds -> a table with bootstrap intervals.
 
 A command's options are its config dataclass's fields (:mod:`.flags` generates them: help,
 defaults and the choices of the library's registries), so ``--help`` and the library never
@@ -22,7 +23,7 @@ import sys
 
 from ..errors import ExplorerError
 from ..memory import is_out_of_memory
-from . import app, compare, distill, models, playground, runs, tokenizers
+from . import app, compare, distill, experiment, models, playground, runs, tokenizers
 from .common import Formatter
 
 __all__ = ["build_parser", "main"]
@@ -30,7 +31,7 @@ __all__ = ["build_parser", "main"]
 #: Set to 1 for tracebacks instead of one-line errors (the same as ``--debug``).
 DEBUG_ENV = "ULD_EXPLORER_DEBUG"
 #: The command groups, in ``--help``'s order.
-COMMANDS = (app, playground, models, tokenizers, compare, distill, runs)
+COMMANDS = (app, playground, models, tokenizers, compare, distill, experiment, runs)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,7 +10,8 @@ its validation message into one that names the flag. Each field's ``metadata`` s
   the choices, e.g. :data:`~uld_explorer.text.ALIGNMENTS`), or a callable returning it (read
   when the parser is built: a registry that grows at run time);
 - ``flag``: the flag's name when it is not ``--field-name`` (``--vt`` for ``V_t``);
-- ``metavar``.
+- ``metavar``;
+- ``parse``: a callable reading the flag's one value (``"ce,uld"`` -> ``("ce", "uld")``).
 
 A ``bool`` field that is on by default becomes ``--no-<name>``, one that is off ``--<name>``;
 ``tuple[str, ...]`` takes several values; ``int | None`` also takes ``none``; a nested config
@@ -93,6 +94,15 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, *, prefix: str 
                 flag = "--no-" + (prefix + f.name).replace("_", "-")
             kw.update(action="store_false" if default else "store_true", default=argparse.SUPPRESS,
                       help=f"{'turn off: ' if default else ''}{help_} (default: {'on' if default else 'off'})")
+            parser.add_argument(flag, **kw)
+            continue
+        if "parse" in f.metadata:  # one value, read by the field's own parser (e.g. "ce,uld" -> a tuple)
+            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+            kw.update(type=f.metadata["parse"], metavar=f.metadata.get("metavar"))
+            if defaults == SUPPRESS:
+                kw.update(default=argparse.SUPPRESS, help=f"{help_} (default: {default_note}, else {shown})")
+            else:
+                kw.update(default=default, help=help_)
             parser.add_argument(flag, **kw)
             continue
         if typing.get_origin(tp) is tuple:

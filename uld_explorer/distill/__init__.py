@@ -18,5 +18,9 @@ Data flow, one job per module (each arrow a call into the next; nothing flows ba
          notebooks read; :mod:`.launch` starts, stops and resumes runs in the background
          (``uld-explorer distill --config <run>/launch.json``).
 
+:mod:`.experiment` runs losses x seeds through :func:`~.loop.train`, scores each final checkpoint
+and each student before training on the held-out prompts, per prompt (:mod:`.scores`), and
+summarises them with bootstrap intervals (:mod:`.bootstrap`).
+
 :class:`~.errors.DistillError` is the one error a run raises, its message naming the fix.
 """

@@ -18,7 +18,7 @@ from .config import DistillConfig
 from .errors import DistillError
 from .losses import LOSSES
 
-__all__ = ["Prepared", "prepare", "DATA_SPLIT_NOTE"]
+__all__ = ["Prepared", "prepare", "check_shared_tokenizer", "DATA_SPLIT_NOTE"]
 
 #: How the examples are split (recorded in a run's ``config.json``).
 DATA_SPLIT_NOTE = "held-out: the last eval_prompts answered prompts"
@@ -69,6 +69,20 @@ def student_vocab_size(config: DistillConfig, tokenizer: Any) -> int:
         return len(tokenizer)  # checked against the loaded model's logits in build_student
 
 
+def check_shared_tokenizer(config: DistillConfig, bytes_t: list[bytes], bytes_s: list[bytes]) -> None:
+    """``DistillError`` when ``config.loss`` needs one shared tokenizer (its registry entry) and the
+    two vocabularies (``bytes_t``, ``bytes_s``: each token's bytes) differ; the message names the
+    losses made for different tokenizers."""
+    if LOSSES[config.loss].shared_tokenizer and bytes_t != bytes_s:
+        others = [k for k, loss in LOSSES.items() if loss.uses_teacher and not loss.shared_tokenizer]
+        others = ", ".join(others[:-1]) + " or " + others[-1] if len(others) > 1 else "".join(others)
+        raise DistillError(
+            f"loss '{config.loss}' needs one shared tokenizer, but the teacher {config.teacher} ({len(bytes_t):,} "
+            f"tokens) and the student {config.student} ({len(bytes_s):,} tokens) tokenize differently. Use --loss "
+            f"{others} (made for different tokenizers), or a teacher with the "
+            f"student's tokenizer (e.g. --teacher {config.student})")
+
+
 def prepare(config: DistillConfig, *, progress: bool = True) -> Prepared:
     """Tokenizers, answers (shipped / cached / generated), examples, teacher cache, string match.
 
@@ -104,14 +118,7 @@ def prepare(config: DistillConfig, *, progress: bool = True) -> Prepared:
     t2 = time.perf_counter()
     V_s = student_vocab_size(config, tok_s)
     bytes_t, bytes_s = vocab_bytes(tok_t, cache.vocab_size), vocab_bytes(tok_s, V_s)
-    if LOSSES[config.loss].shared_tokenizer and bytes_t != bytes_s:
-        others = [k for k, loss in LOSSES.items() if loss.uses_teacher and not loss.shared_tokenizer]
-        others = ", ".join(others[:-1]) + " or " + others[-1] if len(others) > 1 else "".join(others)
-        raise DistillError(
-            f"loss '{config.loss}' needs one shared tokenizer, but the teacher {config.teacher} ({len(bytes_t):,} "
-            f"tokens) and the student {config.student} ({len(bytes_s):,} tokens) tokenize differently. Use --loss "
-            f"{others} (made for different tokenizers), or a teacher with the "
-            f"student's tokenizer (e.g. --teacher {config.student})")
+    check_shared_tokenizer(config, bytes_t, bytes_s)
     match = match_strings(bytes_t, bytes_s)
     rows = [cache.rows(e) for e in range(len(examples))]
     n_eval = config.eval_prompts

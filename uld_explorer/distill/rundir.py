@@ -21,6 +21,9 @@ written and read back here and nowhere else, and the training context that write
                            process reads with ``--config``), so that a run is listed ("starting")
                            before its process has written config.json
         log.txt            runs started by :mod:`.launch`: the process's output
+        heldout.json       a finished run's per-prompt held-out scores (:mod:`.scores`), written by an
+                           experiment (:mod:`.experiment`): the checkpoint scored, each score per prompt,
+                           the student's greedy answers
         trainer.lock       the trainer's lock (``flock``), held from before it reads anything until it
                            exits (the OS drops it when the process dies); it says who holds it
         checkpoints/step-000040/   model.safetensors + config.json (transformers), tokenizer files,
@@ -148,6 +151,7 @@ class RunDir:
 
     CONFIG, METRICS, PROBE, STATUS = "config.json", "metrics.jsonl", "probe.jsonl", "status.json"
     LAUNCH, LOG, CHECKPOINTS, LOCK = "launch.json", "log.txt", "checkpoints", "trainer.lock"
+    HELDOUT = "heldout.json"
     #: What a run leaves in its folder before its first step (a new run may start beside them).
     BEFORE_START = (LAUNCH, LOG, LOCK)
 
@@ -381,6 +385,17 @@ class RunDir:
             return ""
         kept = [ln.rsplit("\r", 1)[-1].rstrip() for ln in text.split("\n")]
         return "\n".join([ln for ln in kept if ln][-lines:])
+
+    # ------------------------------------------------------------ heldout.json
+
+    def write_heldout(self, record: dict[str, Any]) -> None:
+        """Write ``heldout.json`` (strict JSON, atomically): the per-prompt held-out scores of the
+        run's final checkpoint (:func:`~.experiment.score_student`)."""
+        _write_json(self.path / self.HELDOUT, record)
+
+    def heldout(self) -> dict[str, Any] | None:
+        """``heldout.json`` as written; None without one (or not a JSON object)."""
+        return _read_json(self.path / self.HELDOUT)
 
     # ------------------------------------------------------------ trainer.lock
 
