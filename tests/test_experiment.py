@@ -201,7 +201,8 @@ def test_an_interrupted_experiment_resumes_without_redoing_finished_runs(tiny_pr
             m, n = rec["metrics"], rec["counts"]
             for key, count in (("ce", "tokens"), ("uld", "pairs"), ("top1", "same"), ("kl_shared", "same")):
                 w = np.asarray(n[count], dtype=float)
-                assert np.dot(np.nan_to_num(m[key]), w) / w.sum() == pytest.approx(line[f"eval_{key}"], rel=1e-4), key
+                mean = np.dot(np.nan_to_num(np.asarray(m[key], dtype=float)), w) / w.sum()
+                assert mean == pytest.approx(line[f"eval_{key}"], rel=1e-4), key
 
 
 @pytest.mark.slow

@@ -118,8 +118,8 @@ def test_ctrl_c_during_an_experiment_is_one_line_exit_130(tmp_path):
     """Ctrl-C wherever an experiment then is (loading, training, scoring): one line, exit 130; once
     the experiment has started, the line says how to continue it."""
     out = tmp_path / "exp"
-    r = cli("experiment", "--losses", "ce", "--seeds", "0", "--max-steps", "50", "--eval-prompts", "4", "--out", str(out),
-            "--no-progress", INTERRUPT_S="12", OMP_NUM_THREADS="1")
+    r = cli("experiment", "--losses", "ce", "--seeds", "0", "--max-steps", "50", "--eval-prompts", "4",
+            "--out", str(out), "--no-progress", INTERRUPT_S="12", OMP_NUM_THREADS="1")
     assert_one_line(r, 130, "interrupted")
     if (out / "experiment.json").exists():
         assert_one_line(r, 130, f"continue with: uld-explorer experiment --out {out}")

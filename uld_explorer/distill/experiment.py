@@ -369,6 +369,9 @@ def run_experiment(config: DistillConfig, exp: ExperimentConfig, out: str | os.P
         else:
             what = "trained already"
         ckpt = run.latest_checkpoint()
+        if ckpt is None or ckpt.name != f"step-{cfg.max_steps:06d}":
+            raise DistillError(f"{run.path} is finished but holds no checkpoint of its last step ({cfg.max_steps}): "
+                               f"delete the run's folder and continue the experiment (it is trained again)")
         with transformers_progress(False):
             loaded = load(ckpt, progress=False)
         rec = score_student(loaded.model, prep, cfg, step=cfg.max_steps, checkpoint=ckpt.name,
