@@ -17,7 +17,8 @@ from uld_explorer.app.common import Param
 from uld_explorer.app.views import VIEWS
 
 PAGES = Path(__file__).resolve().parents[1] / "uld_explorer" / "app" / "pages"
-SCRIPT = {"playground": "playground.py", "real": "real.py", "tokenizers": "mismatch.py", "distill": "distill.py"}
+SCRIPT = {"playground": "playground.py", "real": "real.py", "tokenizers": "mismatch.py", "distill": "distill.py",
+          "experiments": "experiments.py"}
 #: Texts kept short: a fuzzed text is run through both models on the model pages.
 _JUNK = st.sampled_from(["", " ", "nan", "inf", "-inf", "-1", "0", "1e309", "99999999", "1.5", "true", "x",
                          "café 🍕", "\x00", "1" * 400, "--", "None"])
@@ -87,7 +88,7 @@ def test_the_validator_takes_what_the_widget_shows_and_nothing_else():
 
 
 #: Examples per page: the model pages run both models on each URL's text.
-EXAMPLES = {"playground": 25, "distill": 25, "real": 12, "tokenizers": 12}
+EXAMPLES = {"playground": 25, "distill": 25, "real": 12, "tokenizers": 12, "experiments": 10}
 
 
 @pytest.mark.slow
@@ -95,7 +96,7 @@ EXAMPLES = {"playground": 25, "distill": 25, "real": 12, "tokenizers": 12}
 def test_url_fuzz(page, request):
     if page in ("real", "tokenizers"):
         request.getfixturevalue("default_models")  # the pages' default pair is on this machine
-    if page == "distill":
+    if page in ("distill", "experiments"):
         request.getfixturevalue("runs_dir")  # an empty runs directory of its own
 
     @settings(max_examples=EXAMPLES[page], deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -17,7 +17,7 @@ from typing import Any
 from .plots import DIFF_COLOR, STUDENT_COLOR, TEACHER_COLOR, metric_title, run_colors, run_labels
 
 __all__ = [
-    "chart_alignment_effects", "chart_distributions", "chart_plan", "chart_positions", "chart_probe",
+    "chart_alignment_effects", "chart_distributions", "chart_forest", "chart_plan", "chart_positions", "chart_probe",
     "chart_run_curves", "chart_scale", "chart_sorted", "chart_token_spans", "chart_top_k", "select_position",
 ]
 
@@ -366,3 +366,32 @@ def chart_probe(frame: Any, title: str | None = None, width: int = 230) -> Any:
     return alt.layer(base.mark_bar(), labels, data=data).properties(height=alt.Step(20), width=width).facet(
         column=alt.Column("side:N", sort=["teacher", "student"], title=None, header=alt.Header(labelFontSize=13))
     ).resolve_scale(y="independent").properties(title=title or f"the probe's next token, step {step}")
+
+
+def chart_forest(frame: Any, title: str | None = None, width: int = 230) -> Any:
+    """An experiment's forest plot (a :func:`~uld_explorer.distill.results.results_frame`): per
+    metric a panel, per loss its paired difference against the baseline (a point) and its interval
+    (a bar), the zero line dotted; coloured by verdict (better, worse, inside the noise: the
+    colours of :data:`~uld_explorer.plots.VERDICT_COLORS`). Hover for the numbers. The
+    matplotlib twin is :func:`~uld_explorer.plots.plot_forest`."""
+    from .plots import VERDICT_COLORS
+
+    alt = _alt()
+    data = frame[frame["verdict"].notna()].assign(
+        panel=[f"{label} ({'pp' if unit == '%' else unit})" for label, unit in
+               zip(frame.loc[frame["verdict"].notna(), "label"], frame.loc[frame["verdict"].notna(), "unit"])])
+    color = alt.Color("verdict:N", title=None, legend=alt.Legend(orient="top"),
+                      scale=alt.Scale(domain=list(VERDICT_COLORS), range=list(VERDICT_COLORS.values())))
+    y = alt.Y("loss:N", title=None, sort=list(dict.fromkeys(data["loss"])))
+    tooltip = [alt.Tooltip("loss:N"), alt.Tooltip("label:N", title="metric"), alt.Tooltip("vs:N", title="minus"),
+               alt.Tooltip("diff:Q", format=".4g"), alt.Tooltip("diff_low:Q", title="low", format=".4g"),
+               alt.Tooltip("diff_high:Q", title="high", format=".4g"), alt.Tooltip("verdict:N")]
+    bars = alt.Chart().mark_rule(strokeWidth=3).encode(x=alt.X("diff_low:Q", title="difference"), x2="diff_high:Q",
+                                                       y=y, color=color, tooltip=tooltip)
+    points = alt.Chart().mark_point(filled=True, size=70).encode(x="diff:Q", y=y, color=color, tooltip=tooltip)
+    zero = alt.Chart().mark_rule(color="#444", strokeDash=[3, 3]).encode(x=alt.datum(0))
+    return alt.layer(bars, points, zero, data=data).properties(width=width, height=alt.Step(26)).facet(
+        facet=alt.Facet("panel:N", title=None, sort=list(dict.fromkeys(data["panel"]))), columns=4,
+    ).resolve_scale(x="independent").properties(
+        title=title or f"paired difference against {data['vs'].iloc[0] if len(data) else 'the baseline'}, "
+                       f"with its interval")

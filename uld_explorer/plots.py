@@ -42,8 +42,10 @@ __all__ = [
     "RUN_COLORS",
     "STUDENT_COLOR",
     "TEACHER_COLOR",
+    "VERDICT_COLORS",
     "plot_alignment_effects",
     "plot_distributions",
+    "plot_forest",
     "plot_probe",
     "plot_run_curves",
     "plot_sorted_curves",
@@ -817,4 +819,77 @@ def plot_probe(frame: Any, ax: Sequence[Axes] | None = None, *, title: str | Non
         a.grid(axis="x", alpha=0.3)
     step = int(frame["step"].iloc[0])
     fig.suptitle(title or f"the probe's next token, step {step}", fontsize="medium")
+    return fig
+
+
+# ---------------------------------------------------------------------------- experiments
+
+#: Colours of a paired difference's verdict (:data:`~uld_explorer.distill.results.VERDICTS`):
+#: better bluish green, worse vermillion, inside the noise grey (Okabe-Ito).
+VERDICT_COLORS = {"better": "#009E73", "worse": "#D55E00", "inside the noise": "#999999"}
+
+
+@_readable_text
+def plot_forest(frame: Any, metrics: Sequence[str] | None = None, *, columns: int = 4) -> Figure:
+    """A forest plot of an experiment: per metric, each loss's paired difference against the
+    baseline (a point) with its interval (a bar), and the zero line; coloured by its verdict
+    (:data:`VERDICT_COLORS`: better, worse, inside the noise).
+
+    Parameters
+    ----------
+    frame : DataFrame
+        :func:`uld_explorer.distill.results.results_frame` (display units).
+    metrics : list of str, optional
+        Metric keys, one panel each (default: every metric of the frame, in its order).
+    columns : int
+        Panels per row.
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> f = pd.DataFrame({"loss": ["ce+uld", "uld"], "metric": "ce", "label": "CE", "unit": "nats/token",
+    ...                   "vs": "ce", "diff": [0.2, 3.0], "diff_low": [-0.1, 2.0], "diff_high": [0.5, 4.0],
+    ...                   "verdict": ["inside the noise", "worse"], "higher_is_better": False})
+    >>> [a.get_title() for a in plot_forest(f).axes]
+    ['CE (nats/token)']
+    """
+    part = frame[frame["verdict"].notna()] if "verdict" in frame else frame
+    metrics = list(dict.fromkeys(part["metric"])) if metrics is None else list(metrics)
+    if not metrics:
+        raise ValueError("no paired difference to draw: the experiment compares a single loss")
+    ncols = max(1, min(columns, len(metrics)))
+    nrows = math.ceil(len(metrics) / ncols)
+    losses = list(dict.fromkeys(part["loss"]))
+    fig = Figure(figsize=(3.2 * ncols, 0.6 + (0.45 * len(losses) + 0.9) * nrows), layout="constrained")
+    grid = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False).ravel())
+    for extra in grid[len(metrics):]:
+        extra.set_visible(False)
+    for a, metric in zip(grid, metrics):
+        rows = part[part["metric"] == metric]
+        y = np.arange(len(losses))
+        for yi, loss in zip(y, losses):
+            r = rows[rows["loss"] == loss]
+            if not len(r):
+                continue
+            r = r.iloc[0]
+            color = VERDICT_COLORS.get(r["verdict"], "#999999")
+            a.plot([r["diff_low"], r["diff_high"]], [yi, yi], color=color, linewidth=2.4, solid_capstyle="butt")
+            a.plot([r["diff"]], [yi], "o", color=color, markersize=6)
+        a.axvline(0.0, color="0.3", linewidth=1, linestyle=":")
+        a.set_yticks(y)
+        a.set_yticklabels(losses)
+        a.set_ylim(len(losses) - 0.5, -0.5)
+        unit = rows["unit"].iloc[0] if len(rows) else ""
+        a.set_title(f"{rows['label'].iloc[0] if len(rows) else metric} ({'pp' if unit == '%' else unit})",
+                    fontsize="medium")
+        vs = rows["vs"].iloc[0] if len(rows) else "the baseline"
+        better = "higher" if (len(rows) and rows["higher_is_better"].iloc[0]) else "lower"
+        a.set_xlabel(f"minus {vs} ({better} is better)", fontsize="small")
+        a.grid(axis="x", alpha=0.3)
+    fig.legend(handles=[Line2D([], [], color=c, marker="o", linewidth=2.4, label=v) for v, c in VERDICT_COLORS.items()],
+               loc="outside upper center", ncols=3, fontsize="small", frameon=False)
     return fig

@@ -21,6 +21,8 @@ def pages() -> list:
         st.Page(PAGES_DIR / "mismatch.py", title="Tokenizer mismatch", icon=":material/text_select_start:",
                 url_path="tokenizers"),
         st.Page(PAGES_DIR / "distill.py", title="Distillation", icon=":material/model_training:", url_path="distill"),
+        st.Page(PAGES_DIR / "experiments.py", title="Experiments", icon=":material/experiment:",
+                url_path="experiments"),
     ]
 
 

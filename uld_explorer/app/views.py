@@ -15,7 +15,7 @@ from uld_explorer.text.align import ALIGNMENTS, MERGES
 from uld_explorer.zoo.registry import DEFAULT_STUDENT, DEFAULT_TEACHER, MODELS
 from uld_explorer.zoo.vocab_registry import TOKENIZERS
 
-__all__ = ["DISTILL", "EXAMPLES", "MISMATCH", "OTHER_MODEL", "OTHER_TOKENIZER", "PLAYGROUND", "REAL", "VIEWS",
+__all__ = ["DISTILL", "EXAMPLES", "EXPERIMENTS", "MISMATCH", "OTHER_MODEL", "OTHER_TOKENIZER", "PLAYGROUND", "REAL", "VIEWS",
            "bounds"]
 
 #: One click away: (prompt, text) pairs that show what the pages are for.
@@ -65,8 +65,11 @@ MISMATCH = {
 #: Distillation: the selected run, the overlaid runs (comma-separated; "" = the most recent few)
 #: and the probe's step (-1 = the latest, followed live).
 DISTILL = {"run": Param("", max_chars=100), "overlay": Param("", max_chars=5000), "probe_step": Param(-1, -1, None)}
+#: Experiments: the experiment shown (a folder name under the runs directory; "" = the newest).
+EXPERIMENTS = {"experiment": Param("", max_chars=200)}
 #: Each page's view by its URL path.
-VIEWS = {"playground": PLAYGROUND, "real": REAL, "tokenizers": MISMATCH, "distill": DISTILL}
+VIEWS = {"playground": PLAYGROUND, "real": REAL, "tokenizers": MISMATCH, "distill": DISTILL,
+         "experiments": EXPERIMENTS}
 
 
 def bounds(params: dict[str, Param], key: str) -> tuple:
