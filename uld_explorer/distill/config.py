@@ -56,6 +56,12 @@ class DistillConfig:
                            choices=STUDENT_INITS)
     student_layers: int = _f(2, "layers of the 'small' student")
     student_hidden: int = _f(128, "hidden size of the 'small' student (heads of 32 dims)")
+    train_last_layers: int = _f(0, "train only the student's last N decoder layers and its final norm (0: every "
+                                "weight, as before). The frozen layers below run ONCE per student and dataset: their "
+                                "output at every example is cached (<cache>/distill/trunk/), so a step runs N layers "
+                                "and the answer rows' output projection. The output head stays frozen (SmolLM2 ties "
+                                "it to the input embeddings, which the frozen layers read); checkpoints are still the "
+                                "whole model")
     # --- loss
     loss: str = _f("ce+uld", "training loss: " + "; ".join(f"{k}: {v.description}" for k, v in LOSSES.items()),
                    choices=LOSSES)
@@ -106,6 +112,10 @@ class DistillConfig:
             if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
                 raise ValueError(f"{name} must be a zoo name, a model folder or a hub id (got {getattr(self, name)!r})")
         check_int(self.student_layers, "student_layers", 1, 48, "a number of layers")
+        check_int(self.train_last_layers, "train_last_layers", 0, 1024, "a number of layers (0: all)")
+        if self.student_init == "small" and self.train_last_layers > self.student_layers:
+            raise ValueError(f"train_last_layers = {self.train_last_layers} but the small student has "
+                             f"{self.student_layers} layers: use at most {self.student_layers} (0: all)")
         hidden = check_int(self.student_hidden, "student_hidden", 32, 8192, "a hidden size")
         if hidden % 32:
             raise ValueError(f"student_hidden must be a multiple of 32 (heads of 32 dims); got {hidden}, try {hidden // 32 * 32 or 32}")
