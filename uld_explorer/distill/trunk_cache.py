@@ -4,8 +4,8 @@ With ``train_last_layers = k`` only the student's last k decoder layers and its 
 (:func:`~.student.top_parameters`); the embeddings and the first ``L - k`` layers (the *trunk*)
 are frozen, so the hidden states entering layer ``L - k`` are the same at every step. They are
 computed here once per example, at the student's own tokenization of prompt + answer
-(``Example.student.model_input_ids``), by the FULL model's forward (a pre-hook on layer ``L - k``
-catches them), and checked: the last k layers run from them (:func:`~.student.top_model`) must
+(``Example.student.model_input_ids``), by the FULL model's forward on right-padded batches (a
+pre-hook on layer ``L - k`` catches them), and checked: the last k layers run from them (:func:`~.student.top_model`) must
 give the full model's final hidden states, for every example when building and for the first
 example when reading the file back (a file that fails is rebuilt; an architecture whose forward
 does more than embed -> layers -> norm is refused, naming the fix).
@@ -97,30 +97,37 @@ def _refuse(model: Any, k: int, worst: float) -> DistillError:
 
 
 @torch.no_grad()
-def _one(model: Any, top: Any, layer: Any, ids: list[int]) -> tuple[torch.Tensor, float]:
-    """Example ``ids`` through the full model: the states entering ``layer``, (L, H) float32 on the
-    CPU, and how far the top's forward from them lands from the full model's output."""
+def _forward(model: Any, top: Any, layer: Any, seqs: Sequence[list[int]]) -> tuple[list[torch.Tensor], float]:
+    """Examples ``seqs`` through the full model as one right-padded batch: the states entering
+    ``layer``, (L_i, H) float32 on the CPU each, and how far the top's forward from them lands from
+    the full model's output on the real positions (:func:`_difference`)."""
     entering: dict[str, torch.Tensor] = {}
 
     def catch(module: Any, args: tuple, kwargs: dict) -> None:
         entering["h"] = args[0] if args else kwargs["hidden_states"]
 
     device = next(model.parameters()).device
-    x = torch.tensor([ids], device=device)
-    mask = torch.ones_like(x)
+    x = torch.zeros((len(seqs), max(map(len, seqs))), dtype=torch.long, device=device)
+    mask = torch.zeros_like(x)
+    for b, ids in enumerate(seqs):
+        x[b, : len(ids)] = torch.tensor(ids, device=device)
+        mask[b, : len(ids)] = 1
     hook = layer.register_forward_pre_hook(catch, with_kwargs=True)
     try:
-        full = model.base_model(input_ids=x, attention_mask=mask).last_hidden_state  # (1, L, H)
+        full = model.base_model(input_ids=x, attention_mask=mask).last_hidden_state  # (B, L, H)
     finally:
         hook.remove()
     h = entering["h"]
     again = top(inputs_embeds=h, attention_mask=mask, use_cache=False).last_hidden_state
-    return h[0].float().cpu(), _difference(again, full)
+    real = mask.bool()
+    return [h[b, : len(ids)].float().cpu() for b, ids in enumerate(seqs)], _difference(again[real], full[real])
 
 
-def build_trunk_cache(model: Any, k: int, examples: Sequence[Any], *, progress: bool = True) -> TrunkCache:
-    """Run the full student once over every example (eval mode) and keep the states entering
-    layer ``L - k``, checking the last-k forward from them against the full model's output.
+def build_trunk_cache(model: Any, k: int, examples: Sequence[Any], *, batch_size: int = 8,
+                      progress: bool = True) -> TrunkCache:
+    """Run the full student once over every example (eval mode, ``batch_size`` examples at a time,
+    right-padded) and keep the states entering layer ``L - k``, checking the last-k forward from
+    them against the full model's output.
 
     Raises
     ------
@@ -133,19 +140,23 @@ def build_trunk_cache(model: Any, k: int, examples: Sequence[Any], *, progress: 
     top, layer = top_model(model, k), layers[len(layers) - k]
     was_training = model.training
     model.eval()
-    states, offsets, worst = [], [0], 0.0
+    states: list[torch.Tensor] = []
+    worst = 0.0
     try:
-        for ex in tqdm(examples, desc=f"student trunk activations (once per student and dataset, k={k})",
-                       unit="answer", disable=not progress):
-            h, diff = _one(model, top, layer, list(ex.student.model_input_ids))
-            worst = max(worst, diff)
-            states.append(h)
-            offsets.append(offsets[-1] + h.shape[0])
+        with tqdm(total=len(examples), desc=f"student trunk activations (once per student and dataset, k={k})",
+                  unit="answer", disable=not progress) as bar:
+            for a in range(0, len(examples), batch_size):
+                chunk = [list(ex.student.model_input_ids) for ex in examples[a : a + batch_size]]
+                got, diff = _forward(model, top, layer, chunk)
+                states += got
+                worst = max(worst, diff)
+                bar.update(len(chunk))
     finally:
         model.train(was_training)
     if worst > TOLERANCE:
         raise _refuse(model, k, worst)
-    return TrunkCache(torch.cat(states), torch.tensor(offsets), int(k))
+    offsets = torch.tensor([0, *torch.tensor([h.shape[0] for h in states]).cumsum(0).tolist()])
+    return TrunkCache(torch.cat(states), offsets, int(k))
 
 
 def _save(cache: TrunkCache, path: Path) -> None:
@@ -191,8 +202,8 @@ def load_or_build_trunk_cache(model: Any, k: int, examples: Sequence[Any], *, pr
         was_training = model.training
         model.eval()
         try:
-            h, diff = _one(model, top_model(model, k), layers[len(layers) - k],
-                           list(examples[0].student.model_input_ids))
+            (h,), diff = _forward(model, top_model(model, k), layers[len(layers) - k],
+                                  [list(examples[0].student.model_input_ids)])
         finally:
             model.train(was_training)
         stored = found.example(0)
