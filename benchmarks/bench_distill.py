@@ -9,7 +9,15 @@ one run (interleaved repeats, medians):
    a ``ce+uld`` step (timed separately on the same rows) over the step;
 2. the teacher's part of a step: reading the cached rows (sorted top-k + tail) vs running the
    teacher (Qwen2.5-Coder-0.5B) forward on the same batch's answers and taking its top-k;
-3. a whole cpu-demo run (``--steps`` steps, evals included) through ``train``: steps/s, tokens/s.
+3. a whole cpu-demo run (``--steps`` steps, evals included) through ``train``: steps/s, tokens/s;
+4. the cpu-pretrained preset (SmolLM2-135M-Instruct, its last ``train_last_layers`` layers trained
+   from the cached trunk activations) next to cpu-demo, interleaved on the same batch indices:
+   seconds per step (``ce``, ``ce+uld``), the same model trained whole and the frozen model's
+   forward alone (the floor of any method that runs the trunk every step, LoRA included), the
+   trunk cache's one-time build; then the preset's whole run through ``train`` (``--loss ce``,
+   ``--pretrained-steps``): held-out CE / top-1 before -> after, wall time.
+
+    python benchmarks/bench_distill.py --only pretrained    # section 4 alone
 """
 
 from __future__ import annotations
@@ -38,7 +46,28 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=30, help="steps of the whole-run measurement")
     ap.add_argument("--repeats", type=int, default=5, help="interleaved repeats of the step measurements")
+    ap.add_argument("--pretrained-steps", type=int, default=0, help="steps of the cpu-pretrained run (0: the preset's)")
+    ap.add_argument("--only", choices=["demo", "pretrained"], help="run sections 1-3 (demo) or 4 (pretrained) only")
     args = ap.parse_args()
+    print(f"machine: {_cpu()}, {torch.get_num_threads()} torch threads; torch {torch.__version__}; "
+          f"load average {' '.join(f'{x:.1f}' for x in _load())}")
+    if args.only != "pretrained":
+        demo(args)
+    if args.only != "demo":
+        pretrained(args)
+    print(f"\nload average at the end {' '.join(f'{x:.1f}' for x in _load())}")
+
+
+def _load() -> tuple[float, ...]:
+    try:
+        import os
+
+        return os.getloadavg()
+    except OSError:
+        return ()
+
+
+def demo(args: argparse.Namespace) -> None:
 
     from uld_explorer import uld_top_k
     from uld_explorer.distill.config import preset
@@ -50,7 +79,6 @@ def main() -> None:
     from uld_explorer.zoo import load
 
     cfg = preset("cpu-demo")
-    print(f"machine: {_cpu()}, {torch.get_num_threads()} torch threads; torch {torch.__version__}")
     t0 = time.perf_counter()
     prep = prepare(cfg, progress=False)
     print(f"prepare (tokenizers, answers, examples, teacher cache read): {time.perf_counter() - t0:.2f} s; "
@@ -133,6 +161,107 @@ def main() -> None:
     print(f"\n3. cpu-demo, {args.steps} steps through train(): {wall:.1f} s wall = {args.steps / wall:.2f} steps/s, "
           f"median {tps:.0f} answer tokens/s per step; {evals:.1f} s of it in {sum('eval_s' in x for x in m)} evals; "
           f"the preset's {cfg.max_steps} steps: ~{wall / args.steps * cfg.max_steps:.0f} s")
+
+
+
+def pretrained(args: argparse.Namespace) -> None:
+    """Section 4: cpu-pretrained next to cpu-demo (one step each, interleaved), then its run."""
+    import copy
+
+    from uld_explorer.distill.batch import make_batch
+    from uld_explorer.distill.config import preset
+    from uld_explorer.distill.loop import batch_indices, train
+    from uld_explorer.distill.losses import combine, loss_sums
+    from uld_explorer.distill.prepare import prepare
+    from uld_explorer.distill.runs import read_metrics
+    from uld_explorer.distill.student import AnswerLogits, small_student
+    from uld_explorer.distill.trunk_cache import build_trunk_cache
+    from uld_explorer.zoo import load
+
+    cfg = preset("cpu-pretrained")
+    demo_cfg = preset("cpu-demo")
+    k = cfg.train_last_layers
+    prep = prepare(cfg, progress=False)
+    model = load(cfg.student, progress=False).model
+    t = time.perf_counter()
+    build_trunk_cache(model, k, [*prep.train, *prep.eval], progress=False)
+    built = time.perf_counter() - t
+    whole_model = copy.deepcopy(model)
+    t = time.perf_counter()
+    prep = prep.with_trunk(model, k, progress=False)  # read back (or built and saved)
+    read = time.perf_counter() - t
+    print(f"\n4. cpu-pretrained: {cfg.student}, its last {k} of {model.config.num_hidden_layers} layers + final norm "
+          f"train from cached trunk activations; batch {cfg.batch_size} (cpu-demo: {demo_cfg.batch_size})")
+    print(f"   trunk cache, once per student and dataset ({len(prep.train) + len(prep.eval)} answers): built in "
+          f"{built:.1f} s; fingerprint + read back + check {read:.1f} s at every run's start")
+    net = AnswerLogits(model, k)
+    opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=cfg.lr)
+    whole = AnswerLogits(whole_model)
+    whole_opt = torch.optim.AdamW(whole.parameters(), lr=cfg.lr)
+    small = AnswerLogits(small_student(prep.student_tokenizer, prep.V_s, demo_cfg.student_layers,
+                                       demo_cfg.student_hidden, 0))
+    small_opt = torch.optim.AdamW(small.parameters(), lr=demo_cfg.lr)
+    pad = prep.student_tokenizer.pad_token_id or 0
+
+    def batch(step: int, size: int, hidden: bool):
+        idx = batch_indices(len(prep.train), size, 0, step)
+        return make_batch([prep.train[i] for i in idx], [prep.train_rows[i] for i in idx], cfg.alignment, cfg.merge,
+                          pad, [prep.train_hidden[i] for i in idx] if hidden else None)
+
+    def step(net, opt, loss: str, b) -> float:
+        c = cfg.replace(loss=loss)
+        t = time.perf_counter()
+        logits = net(b.input_ids, b.attention_mask, b.positions, b.hidden if net.train_last_layers else None)
+        total, _ = combine(loss_sums(logits, b, prep.cache, c, prep.match), b.n_tokens, b.n_pairs, c)
+        total.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return time.perf_counter() - t
+
+    def forward_only(b) -> float:
+        t = time.perf_counter()
+        with torch.no_grad():
+            whole.model.base_model(input_ids=b.input_ids, attention_mask=b.attention_mask)
+        return time.perf_counter() - t
+
+    rows = {"cpu-demo, ce": [], "cpu-pretrained, ce": [], "cpu-pretrained, ce+uld": [],
+            "SmolLM2 whole model trained, ce": [], "SmolLM2 frozen forward alone (no grad)": []}
+    step(net, opt, "ce", batch(0, cfg.batch_size, True))  # warm-up
+    step(small, small_opt, "ce", batch(0, demo_cfg.batch_size, False))
+    for r in range(args.repeats):
+        b = batch(r, cfg.batch_size, True)
+        rows["cpu-demo, ce"].append(step(small, small_opt, "ce", batch(r, demo_cfg.batch_size, False)))
+        rows["cpu-pretrained, ce"].append(step(net, opt, "ce", b))
+        rows["cpu-pretrained, ce+uld"].append(step(net, opt, "ce+uld", b))
+        rows["SmolLM2 frozen forward alone (no grad)"].append(forward_only(b))
+        if r < 2:  # seconds each: two are enough
+            rows["SmolLM2 whole model trained, ce"].append(step(whole, whole_opt, "ce", b))
+    b = batch(0, cfg.batch_size, True)
+    print(f"   one step, median of {args.repeats} interleaved (2 for the whole model), batch {cfg.batch_size} "
+          f"(~{b.n_tokens} answer tokens, {tuple(b.input_ids.shape)} inputs):")
+    base = statistics.median(rows["cpu-demo, ce"])
+    for name, v in rows.items():
+        med = statistics.median(v)
+        print(f"   {name:42s} {med:7.3f} s/step  {med / base:6.1f}x cpu-demo")
+    whole_opt.state.clear()  # its AdamW moments: 1 GB
+
+    steps = args.pretrained_steps or cfg.max_steps
+    with tempfile.TemporaryDirectory() as d:
+        c = cfg.replace(loss="ce", max_steps=steps, checkpoint_every=steps)
+        t = time.perf_counter()
+        train(c, Path(d) / "run", prepared=prep, progress=False)
+        wall = time.perf_counter() - t
+        m = read_metrics(Path(d) / "run")
+    ev = [x for x in m if "eval_ce" in x]
+    first, last = ev[0], ev[-1]
+    print(f"\n   the preset's run, --loss ce, {steps} steps through train(): {wall:.0f} s wall (evals "
+          f"{sum(x.get('eval_s', 0.0) for x in m):.0f} s, median step "
+          f"{statistics.median(x['step_s'] for x in m if x.get('step_s')):.2f} s)")
+    print("   held-out (32 answers): " + "; ".join(
+        f"{key} {first[key]:.3f} -> {last[key]:.3f}" for key in ("eval_ce", "eval_top1", "eval_uld", "eval_kl_shared")))
+    print("   trained answers:       " + "; ".join(f"{key} {first[key]:.3f} -> {last[key]:.3f}"
+                                                 for key in ("seen_ce", "seen_top1")))
+    print("   curve: " + ", ".join(f"step {x['step']}: CE {x['eval_ce']:.3f} top-1 {x['eval_top1']:.3f}" for x in ev))
 
 
 if __name__ == "__main__":

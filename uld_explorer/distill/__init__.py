@@ -7,7 +7,8 @@ Data flow, one job per module (each arrow a call into the next; nothing flows ba
          tokenized examples; :mod:`.teacher_cache`: the teacher's sorted top-k + tail per
          answer position, once per dataset)
       -> :mod:`.loop` (the training loop on Hugging Face Accelerate: CPU, one GPU, DDP), which
-         builds :mod:`.student` students, :mod:`.batch` batches, sums the parts that
+         builds :mod:`.student` students (with ``train_last_layers``, their frozen trunk's
+         activations once per student and dataset: :mod:`.trunk_cache`), :mod:`.batch` batches, sums the parts that
          :mod:`.losses` (LOSSES: parts, weights, denominators) names, measures with
          :mod:`.evaluate` (held-out / seen metrics, the probe), and writes through
       -> :mod:`.rundir` (RunDir: config.json, metrics.jsonl, probe.jsonl, status.json,

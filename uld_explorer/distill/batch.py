@@ -38,6 +38,8 @@ class Batch:
         (one token each side over the same bytes: byte-offset groups of one token each); the
         eval metrics that compare token identities (top-1 agreement, KL on shared strings) use
         these, whatever the training alignment
+    hidden : (B, L, H) or None, the frozen trunk's cached states per input position
+        (``train_last_layers > 0``, :mod:`.trunk_cache`; zeros at padding)
     """
 
     input_ids: torch.Tensor
@@ -53,6 +55,11 @@ class Batch:
     others_pair_t: torch.Tensor
     same_s: torch.Tensor
     same_t: torch.Tensor
+    hidden: torch.Tensor | None = None
+
+    def hidden_on(self, device: Any) -> torch.Tensor | None:
+        """:attr:`hidden` on ``device`` (None without trunk states)."""
+        return None if self.hidden is None else self.hidden.to(device)
 
     @property
     def n_tokens(self) -> int:
@@ -63,10 +70,12 @@ class Batch:
         return int(self.pair_s.numel())
 
 
-def make_batch(examples: Sequence[Any], cache_rows: Sequence[slice], alignment: str, merge: str, pad_id: int) -> Batch:
+def make_batch(examples: Sequence[Any], cache_rows: Sequence[slice], alignment: str, merge: str, pad_id: int,
+               hidden: Sequence[torch.Tensor] | None = None) -> Batch:
     """Pad the student's inputs (right) and index every answer row and aligned pair.
 
-    ``cache_rows[i]`` are the teacher cache rows of ``examples[i]``. Student answer token ``j``
+    ``cache_rows[i]`` are the teacher cache rows of ``examples[i]``; ``hidden[i]`` (optional)
+    its trunk states, shape (L_i, H), one row per input position. Student answer token ``j``
     of example ``b`` is predicted at input position ``c_b + j - 1`` (``c_b`` = its context length).
     """
     B = len(examples)
@@ -109,6 +118,13 @@ def make_batch(examples: Sequence[Any], cache_rows: Sequence[slice], alignment: 
             if len(g.teacher_tokens) == len(g.student_tokens) == 1:
                 same_t.append(rows.start + g.teacher_tokens[0])
                 same_s.append(r0 + g.student_tokens[0])
+    states = None
+    if hidden is not None:
+        states = torch.zeros((B, L, hidden[0].shape[-1]), dtype=hidden[0].dtype)
+        for b, h in enumerate(hidden):
+            if h.shape[0] != len(seqs[b]):
+                raise ValueError(f"trunk states of {h.shape[0]} positions for an input of {len(seqs[b])} tokens")
+            states[b, : len(seqs[b])] = h
     t = lambda x: torch.tensor(x, dtype=torch.long)  # noqa: E731
     return Batch(input_ids, mask, t(positions), t(labels), t(pair_s), t(pair_t), merged, t(o_s), t(o_ps), t(o_t), t(o_pt),
-                 t(same_s), t(same_t))
+                 t(same_s), t(same_t), states)

@@ -31,7 +31,8 @@ def evaluate(net: Any, prep: Any, device: torch.device, autocast: Any, *, seen: 
     Parameters
     ----------
     net : AnswerLogits
-        The student (unwrapped), in eval mode.
+        The student (unwrapped), in eval mode; with ``train_last_layers > 0`` it runs from the
+        examples' cached trunk states (``prep.eval_hidden`` / ``prep.train_hidden``), as in training.
     prep : Prepared
         The run's data (:func:`~.prepare.prepare`).
     device, autocast
@@ -51,13 +52,16 @@ def evaluate(net: Any, prep: Any, device: torch.device, autocast: Any, *, seen: 
     n_tok = n_pair = n_same = agree = 0
     kl_shared = 0.0
     pad = prep.student_tokenizer.pad_token_id or 0
-    examples, rows_of = (prep.train, prep.train_rows) if seen else (prep.eval, prep.eval_rows)
+    examples, rows_of, hidden = ((prep.train, prep.train_rows, prep.train_hidden) if seen
+                                 else (prep.eval, prep.eval_rows, prep.eval_hidden))
     n = min(len(examples), cfg.eval_prompts)
     for a in range(0, n, cfg.batch_size):
         b = min(a + cfg.batch_size, n)
-        batch = make_batch(examples[a:b], rows_of[a:b], cfg.alignment, cfg.merge, pad)
+        batch = make_batch(examples[a:b], rows_of[a:b], cfg.alignment, cfg.merge, pad,
+                           hidden[a:b] if hidden is not None else None)
         with autocast():
-            logits = net(batch.input_ids.to(device), batch.attention_mask.to(device), batch.positions.to(device))
+            logits = net(batch.input_ids.to(device), batch.attention_mask.to(device), batch.positions.to(device),
+                         batch.hidden_on(device))
         sums = loss_sums(logits, batch, prep.cache, cfg, prep.match, parts=parts)
         for k, v in sums.items():
             tot[k] = tot.get(k, 0.0) + float(v)

@@ -165,12 +165,16 @@ def _train(config: DistillConfig, run: RunDir, *, resume: bool, ckpt: Any, damag
     prep = prepare(config, progress=progress and main) if prepared is None else dataclasses.replace(prepared, config=config)
     tok_s = prep.student_tokenizer
 
-    # the student and its optimizer, from the chosen checkpoint when resuming
+    # the student and its optimizer, from the chosen checkpoint when resuming; with
+    # train_last_layers = k, its frozen trunk's states per example (cached) and only its top trains
     model = build_student(config, tok_s, prep.V_s, progress=progress and main)
     start, elapsed = run.load_model(ckpt, model) if ckpt else (0, 0.0)
+    if config.train_last_layers:
+        prep = prep.with_trunk(model, config.train_last_layers, progress=progress and main)
     model.train()
-    net = AnswerLogits(model)
-    opt = torch.optim.AdamW(net.parameters(), lr=config.lr, betas=(0.9, 0.95), weight_decay=config.weight_decay)
+    net = AnswerLogits(model, config.train_last_layers)
+    opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=config.lr, betas=(0.9, 0.95),
+                            weight_decay=config.weight_decay)
     if ckpt:
         run.load_optimizer(ckpt, opt)
     net, opt_p = accelerator.prepare(net, opt)
@@ -198,7 +202,7 @@ def _train(config: DistillConfig, run: RunDir, *, resume: bool, ckpt: Any, damag
             # this step's global batch, this process's share; the global token and pair counts
             idx = batch_indices(len(prep.train), config.batch_size, config.seed, step)[rank::world]
             batch = make_batch([prep.train[i] for i in idx], [prep.train_rows[i] for i in idx], config.alignment,
-                               config.merge, pad)
+                               config.merge, pad, [prep.train_hidden[i] for i in idx] if prep.train_hidden else None)
             counts = torch.tensor([batch.n_tokens, batch.n_pairs], dtype=torch.float64, device=device)
             n_tok, n_pair = (int(x) for x in accelerator.reduce(counts, "sum").tolist())
             training = step < config.max_steps  # the last line only measures the final student
@@ -208,7 +212,8 @@ def _train(config: DistillConfig, run: RunDir, *, resume: bool, ckpt: Any, damag
             # forward on the answer rows, the loss, backward, clip, step
             t0 = time.perf_counter()
             with torch.set_grad_enabled(training), autocast():
-                logits = net(batch.input_ids.to(device), batch.attention_mask.to(device), batch.positions.to(device))
+                logits = net(batch.input_ids.to(device), batch.attention_mask.to(device), batch.positions.to(device),
+                             batch.hidden_on(device))
             sums = loss_sums(logits, batch, prep.cache, config, prep.match)
             loss, _ = combine(sums, n_tok, n_pair, config)
             session.check_finite(float(loss.detach()))

@@ -9,6 +9,7 @@ is refused here, before anything trains, when the two tokenize differently.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +32,9 @@ class Prepared:
     ``train`` / ``eval`` are the examples (:class:`~.data.Example`) and ``train_rows`` /
     ``eval_rows`` their teacher cache rows; ``V_s`` the student's vocabulary size (its logits'
     width); ``teacher_bytes`` / ``student_bytes`` each vocabulary's token bytes; ``match`` their
-    shared strings (:class:`~uld_explorer.text.vocab.StringMatch`).
+    shared strings (:class:`~uld_explorer.text.vocab.StringMatch`). ``train_hidden`` /
+    ``eval_hidden``: each example's frozen-trunk states, (L, H), once the student is known
+    (:meth:`with_trunk`, ``train_last_layers > 0``), else None.
     """
 
     config: DistillConfig
@@ -48,11 +51,28 @@ class Prepared:
     match: Any  # StringMatch
     answers_fingerprint: str
     timings: dict[str, float] = field(default_factory=dict)
+    train_hidden: list[Any] | None = None  # tensors (L, H) per example
+    eval_hidden: list[Any] | None = None
+    trunk_fingerprint: str = ""
 
     def data_record(self) -> dict[str, Any]:
         """What ``config.json`` records about the data: sizes, the split, the fingerprints."""
         return {"train": len(self.train), "eval": len(self.eval), "split": DATA_SPLIT_NOTE,
-                "teacher_cache": self.cache.fingerprint, "answers": self.answers_fingerprint}
+                "teacher_cache": self.cache.fingerprint, "answers": self.answers_fingerprint,
+                **({"trunk_cache": self.trunk_fingerprint} if self.trunk_fingerprint else {})}
+
+    def with_trunk(self, model: Any, k: int, *, progress: bool = True) -> Prepared:
+        """A copy holding ``model``'s frozen-trunk states for every example (``k`` layers on top;
+        read from the cache or computed once: :func:`~.trunk_cache.load_or_build_trunk_cache`)."""
+        from .trunk_cache import load_or_build_trunk_cache
+
+        t0 = time.perf_counter()
+        trunk = load_or_build_trunk_cache(model, k, [*self.train, *self.eval], progress=progress)
+        n = len(self.train)
+        return dataclasses.replace(self, train_hidden=[trunk.example(i) for i in range(n)],
+                                   eval_hidden=[trunk.example(n + i) for i in range(len(self.eval))],
+                                   trunk_fingerprint=trunk.fingerprint,
+                                   timings={**self.timings, "trunk_cache_s": time.perf_counter() - t0})
 
 
 def student_vocab_size(config: DistillConfig, tokenizer: Any) -> int:
