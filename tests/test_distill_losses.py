@@ -208,6 +208,18 @@ def test_hybrid_top_k_is_exact_on_a_complete_cache(cfg):
     assert np.all(est.bound == 0)
 
 
+def test_hybrid_top_k_refuses_what_it_cannot_bound():
+    m = match_strings(["a", "b", "x"], ["a", "b", "y"])
+    args = (np.array([0.6]), np.array([0]), 0.4, np.array([0.5, 0.3, 0.2]))
+    with pytest.raises(ValueError, match="beta = 1 makes the matched part KL"):
+        hybrid_top_k(*args, match=m, config=HybridConfig(beta=1.0))
+    with pytest.raises(ValueError, match="clamp is not supported"):
+        hybrid_top_k(*args, match=m, config=HybridConfig(clamp=1e-8))
+    with pytest.raises(ValueError, match="hybrid_beta < 1"):
+        DistillConfig(loss="hybrid", hybrid_beta=1.0)
+    assert DistillConfig(loss="uld", hybrid_beta=1.0).hybrid_beta == 1.0  # only the hybrid loss reads it
+
+
 def restated_hybrid_top_k(top, ids, tail, q, m, beta, w_m, w_u):
     """:func:`hybrid_top_k`'s estimate and bound, restated row by row from its docstring on dense
     vectors: the top-k alone as a V_t row, D_K over every shared string, explicit sorts."""
