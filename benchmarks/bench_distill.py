@@ -2,11 +2,12 @@
 training step, and the teacher cache against running the teacher every step. Side by side, in
 one run (interleaved repeats, medians):
 
-    python benchmarks/bench_distill.py [--steps 30] [--repeats 5]
+    python benchmarks/bench_distill.py [--steps 30] [--repeats 5] [--only-steps]
 
-1. a cpu-demo training step (batch of the preset) under ``ce`` and under ``ce+uld``, interleaved:
-   seconds/step, answer tokens/s; the ULD part's share = its own forward + backward time within
-   a ``ce+uld`` step (timed separately on the same rows) over the step;
+1. a cpu-demo training step (batch of the preset) under ``ce``, ``ce+uld``, ``uld`` and ``hybrid``,
+   interleaved: seconds/step, answer tokens/s; the ULD part's share = its own forward + backward
+   time within a ``ce+uld`` step (timed separately on the same rows) over the step; the hybrid
+   step (``hybrid_top_k`` from the cache) against the ULD step (the target: at most 1.5x);
 2. the teacher's part of a step: reading the cached rows (sorted top-k + tail) vs running the
    teacher (Qwen2.5-Coder-0.5B) forward on the same batch's answers and taking its top-k;
 3. a whole cpu-demo run (``--steps`` steps, evals included) through ``train``: steps/s, tokens/s;
@@ -48,6 +49,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5, help="interleaved repeats of the step measurements")
     ap.add_argument("--pretrained-steps", type=int, default=0, help="steps of the cpu-pretrained run (0: the preset's)")
     ap.add_argument("--only", choices=["demo", "pretrained"], help="run sections 1-3 (demo) or 4 (pretrained) only")
+    ap.add_argument("--only-steps", action="store_true", help="measure the steps (1.) only")
     args = ap.parse_args()
     print(f"machine: {_cpu()}, {torch.get_num_threads()} torch threads; torch {torch.__version__}; "
           f"load average {' '.join(f'{x:.1f}' for x in _load())}")
@@ -112,11 +114,14 @@ def demo(args: argparse.Namespace) -> None:
         return time.perf_counter() - t
 
     step("ce+uld", batches[0])  # warm-up
-    times: dict[str, list[float]] = {"ce": [], "ce+uld": [], "uld part": []}
+    step("hybrid", batches[0])
+    times: dict[str, list[float]] = {"ce": [], "ce+uld": [], "uld part": [], "uld": [], "hybrid": []}
     for b in batches:
         times["ce"].append(step("ce", b))
         times["ce+uld"].append(step("ce+uld", b))
         times["uld part"].append(uld_part(b))
+        times["uld"].append(step("uld", b))
+        times["hybrid"].append(step("hybrid", b))
     tokens = statistics.median(b.n_tokens for b in batches)
     med = {k: statistics.median(v) for k, v in times.items()}
     print(f"\n1. one step, batch {cfg.batch_size} (~{tokens:.0f} answer tokens), median of {args.repeats}:")
@@ -124,6 +129,11 @@ def demo(args: argparse.Namespace) -> None:
     print(f"   ce+uld  {med['ce+uld']:.3f} s/step  {tokens / med['ce+uld']:7.0f} tokens/s  ({med['ce+uld'] / med['ce']:.2f}x ce)")
     print(f"   the ULD part (softmax of the pairs, uld_top_k forward + backward): {med['uld part']:.3f} s = "
           f"{med['uld part'] / med['ce+uld']:.0%} of a ce+uld step")
+    print(f"   uld     {med['uld']:.3f} s/step  {tokens / med['uld']:7.0f} tokens/s")
+    print(f"   hybrid  {med['hybrid']:.3f} s/step  {tokens / med['hybrid']:7.0f} tokens/s  "
+          f"({med['hybrid'] / med['uld']:.2f}x uld; hybrid_top_k from the cache, target <= 1.5x)")
+    if args.only_steps:
+        return
 
     # 2. the teacher: cache rows vs a forward per step
     teacher = load(cfg.teacher, progress=False)

@@ -91,6 +91,30 @@ def test_other_losses_and_alignments_train(demo_prep, tmp_path, changes):
     assert m[-1]["eval_loss"] < m[0]["eval_loss"]
 
 
+@pytest.fixture(scope="session")
+def kl_prep(default_models):
+    """The same-tokenizer pair: the real SmolLM2-135M-Instruct teaching the small student that uses
+    its tokenizer (its answers shipped; its teacher cache built once per machine, then read)."""
+    return prepare(preset("cpu-demo", teacher="SmolLM2-135M-Instruct", loss="kl"), progress=False)
+
+
+def test_kl_with_the_same_tokenizer_teacher_converges(kl_prep, tmp_path):
+    """``--teacher SmolLM2-135M-Instruct --loss kl`` end to end: one vocabulary on both sides, every
+    answer token paired with the same token; in a short run the KL on the answers it trains on
+    falls to at most half its start, the held-out KL falls, and the student agrees with the
+    teacher's top-1 more often."""
+    assert kl_prep.teacher_bytes == kl_prep.student_bytes and kl_prep.cache.vocab_size == kl_prep.V_s == 49152
+    assert all(len(e.teacher.ids) == len(e.student.ids) for e in kl_prep.train)
+    cfg = preset("cpu-demo", teacher="SmolLM2-135M-Instruct", loss="kl", max_steps=40, eval_every=20)
+    train(cfg, tmp_path / "run", prepared=kl_prep, progress=False)
+    m = runs.read_metrics(tmp_path / "run")
+    first, last = m[0], m[-1]
+    assert first["seen_kl"] > 5.0  # a uniform student against a confident teacher
+    assert last["seen_kl"] <= 0.5 * first["seen_kl"], (first["seen_kl"], last["seen_kl"])
+    assert last["eval_kl"] < 0.75 * first["eval_kl"]
+    assert last["eval_top1"] > first["eval_top1"]
+
+
 # ------------------------------------------------------------------ resume and Ctrl-C
 
 
@@ -390,8 +414,9 @@ def test_full_disk_keeps_the_last_good_checkpoint(demo_prep, tmp_path):
 
 def test_teacher_cache_is_the_real_teacher_and_its_bound_holds(demo_prep):
     """Rows of the cache equal the real teacher's full distribution (top-k, tail), and on those
-    rows the cached ULD is within its bound of the full-vocabulary ULD, gradient included."""
-    from uld_explorer import uld_distance, uld_top_k
+    rows the cached ULD is within its bound of the full-vocabulary ULD, gradient included, and
+    the cached hybrid (JSD and KL on the matched strings) within its bound of the full hybrid."""
+    from uld_explorer import HybridConfig, hybrid_top_k, hybrid_uld, uld_distance, uld_top_k
     from uld_explorer.compare.forward import next_token_distributions
     from uld_explorer.zoo import load
 
@@ -419,6 +444,18 @@ def test_teacher_cache_is_the_real_teacher_and_its_bound_holds(demo_prep):
         est.value.sum().backward()
         assert torch.all((full - est.value).abs() <= est.bound + 1e-9)
         assert torch.all((zf.grad - zc.grad).abs().sum(-1) <= est.grad_bound + 1e-9)
+        # the hybrid from the cache (ids, pooled strings, tail) against the hybrid of the full rows
+        q = torch.softmax(z0, -1)
+        for beta in (0.5, 0.0):
+            cfg = HybridConfig(beta=beta)
+            exact = hybrid_uld(p.double(), q, match=demo_prep.match, config=cfg, validate=False)
+            h = hybrid_top_k(cache.values[rows].double(), cache.ids[rows], cache.tail[rows], q, match=demo_prep.match,
+                             config=cfg)
+            assert torch.all((exact.value - h.value).abs() <= h.bound + 1e-9), beta
+            assert torch.all((exact.matched - h.matched).abs() <= h.matched_bound + 1e-9), beta
+            assert torch.all((exact.unmatched - h.unmatched).abs() <= h.unmatched_bound + 1e-9), beta
+            if beta:  # where the teacher is sure (r < 0.02, most rows) the bound is small
+                assert float(h.bound[cache.tail[rows] < 0.02].mean()) < 0.02
     # k = 256 keeps nearly all of the teacher: the tail mass r is ~0.006 on average over the
     # dataset (up to ~0.3 where the teacher hesitates), so the bound min(Q, r) is too
     assert float(cache.tail.mean()) < 0.02 and float(cache.tail.max()) < 0.6
@@ -436,16 +473,18 @@ def test_cache_fingerprint_follows_the_settings(demo_prep):
         assert cache_fingerprint(*changed) != base
 
 
-def test_answers_are_the_shipped_ones_and_fingerprinted():
+@pytest.mark.parametrize("teacher", ["Qwen2.5-Coder-0.5B-Instruct", "SmolLM2-135M-Instruct"])
+def test_answers_are_the_shipped_ones_and_fingerprinted(teacher):
     from uld_explorer.distill.data import answers_fingerprint, load_answers, load_prompts, shipped_answers_dir
 
-    files = list(shipped_answers_dir().glob("*.jsonl"))
-    assert [f.name for f in files] == ["Qwen2.5-Coder-0.5B-Instruct-64.jsonl"]
-    header = json.loads(files[0].read_text(encoding="utf-8").splitlines()[0])
-    assert header["fingerprint"] == answers_fingerprint("Qwen2.5-Coder-0.5B-Instruct", 64)
-    assert header["regenerate"].startswith("uld-explorer answers")
-    answers = load_answers("Qwen2.5-Coder-0.5B-Instruct", 64, progress=False)
-    assert len(answers) >= 300 and answers["p0001"] == "The capital of France is Paris."
+    files = sorted(f.name for f in shipped_answers_dir().glob("*.jsonl"))
+    assert files == ["Qwen2.5-Coder-0.5B-Instruct-64.jsonl", "SmolLM2-135M-Instruct-64.jsonl"]
+    lines = (shipped_answers_dir() / f"{teacher}-64.jsonl").read_text(encoding="utf-8").splitlines()
+    header = json.loads(lines[0])
+    assert header["fingerprint"] == answers_fingerprint(teacher, 64)
+    assert header["regenerate"] == f"uld-explorer answers --teacher {teacher} --max-new-tokens 64"
+    answers = load_answers(teacher, 64, progress=False)  # the shipped file: nothing is generated
+    assert len(answers) == len(lines) - 1 >= 300 and "Paris" in answers["p0001"]
     assert set(answers) <= {p.id for p in load_prompts()}
 
 

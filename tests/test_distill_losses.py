@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from uld_explorer import hybrid_uld, kl_divergence, uld_distance, uld_top_k
+from uld_explorer import HybridConfig, hybrid_top_k, hybrid_uld, kl_divergence, uld_distance, uld_top_k
 from uld_explorer.distill.config import DistillConfig
 from uld_explorer.distill.data import Example, Prompt
 from uld_explorer.distill.batch import make_batch
@@ -88,6 +88,214 @@ def test_uld_top_k_gradient_within_its_bound(seed, T_s):
     bound = uld_top_k(top, tail, torch.softmax(z0 / T_s, -1), student_temperature=T_s).grad_bound
     diff = (g_full - g_est).abs().sum(-1)
     assert torch.all(diff <= bound + 1e-9), (diff, bound)
+
+
+# ------------------------------------------------------------------ the hybrid from the top-k cache
+
+
+def _pooled_vocabs(rng: np.random.Generator, V_t: int, V_s: int):
+    """Two synthetic vocabularies sharing some strings, several ids of a side on one string
+    (pooled), and ids the other side lacks."""
+    n = int(rng.integers(1, min(V_t, V_s)))
+    tt = [f"s{rng.integers(n)}" if rng.random() < 0.6 else f"t{i}" for i in range(V_t)]
+    ts = [f"s{rng.integers(n)}" if rng.random() < 0.6 else f"u{i}" for i in range(V_s)]
+    return match_strings(tt, ts)
+
+
+def _cache_of(p: np.ndarray, k: int):
+    """The teacher cache's view of full rows ``p`` (R, V_t): top-k values, their ids, the tail mass."""
+    ids = np.argsort(-p, -1, kind="stable")[:, :k]
+    top = np.take_along_axis(p, ids, -1)
+    return top, ids, p.sum(-1) - top.sum(-1)
+
+
+def _completions(p: np.ndarray, k: int, q: np.ndarray, m, rng: np.random.Generator) -> list[np.ndarray]:
+    """Full rows that agree with the cache of ``p`` (the same top-k values and ids, tail mass r,
+    every other entry <= c, the k-th value): ``p`` itself and r poured, c per id, onto the tail ids
+    in extreme orders: matched ids first (those of the strings the student likes most first), the
+    matched strings the top-k miss first (least student mass first), unmatched ids first, at random."""
+    out = [p]
+    R, V_t = p.shape
+    ids = _cache_of(p, k)[1]
+    for order_of in ("matched", "matched-missed", "unmatched", "random"):
+        c_row = np.empty_like(p)
+        for i in range(R):
+            top = ids[i]
+            rest = np.setdiff1d(np.arange(V_t), top)
+            c, r = p[i, top].min(), p[i, rest].sum()
+            g = m.teacher_group[rest]
+            Q = string_mass_np(q[i], m.student_group, m.S)
+            if order_of == "matched":
+                key = np.where(g >= 0, -Q[np.maximum(g, 0)], np.inf)
+            elif order_of == "matched-missed":
+                hit = np.zeros(m.S, bool)
+                hit[m.teacher_group[top][m.teacher_group[top] >= 0]] = True
+                key = np.where((g >= 0) & ~hit[np.maximum(g, 0)], Q[np.maximum(g, 0)], np.inf)
+            elif order_of == "unmatched":
+                key = np.where(g < 0, 0.0, 1.0)
+            else:
+                key = rng.random(rest.size)
+            row = p[i].copy()
+            row[rest] = 0.0
+            left = r
+            for j in rest[np.argsort(key, kind="stable")]:
+                row[j] = min(c, left)
+                left -= row[j]
+                if left <= 0:
+                    break
+            c_row[i] = row
+        out.append(c_row)
+    return out
+
+
+def string_mass_np(x: np.ndarray, group: np.ndarray, S: int) -> np.ndarray:
+    out = np.zeros(S)
+    np.add.at(out, group[group >= 0], x[group >= 0])
+    return out
+
+
+HYBRID_CONFIGS = [HybridConfig(), HybridConfig(beta=0.1), HybridConfig(beta=0.9), HybridConfig(beta=0.0),
+                  HybridConfig(divergence="kl"),
+                  HybridConfig(weighting="fixed", matched_weight=1.0, unmatched_weight=2.0)]
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_hybrid_top_k_within_its_bound_on_every_row(seed):
+    """Random teachers, students and pooled vocabularies, every k: for the row itself and for the
+    extreme full rows that agree with its cache, the full-vocabulary hybrid (and each part) lies
+    within the bound of the estimate, on every row."""
+    rng = np.random.default_rng(seed)
+    V_t, V_s = int(rng.integers(6, 300)), int(rng.integers(6, 200))
+    m = _pooled_vocabs(rng, V_t, V_s)
+    if m.S == 0:
+        pytest.skip("no shared string drawn")
+    cfg = HYBRID_CONFIGS[seed % len(HYBRID_CONFIGS)]
+    R, k = 5, int(rng.integers(1, V_t + 1))
+    p = np.stack([_peaked(rng, V_t, rng.choice([0.05, 0.3, 2.0])) for _ in range(R)])
+    q = np.stack([_peaked(rng, V_s, rng.choice([0.05, 0.3, 2.0])) for _ in range(R)])
+    q = np.maximum(q, 1e-300) / np.maximum(q, 1e-300).sum(-1, keepdims=True)  # softmax rows: no exact 0
+    top, ids, tail = _cache_of(p, k)
+    est = hybrid_top_k(top, ids, tail, q, match=m, config=cfg)
+    assert np.all(est.bound >= 0) and np.all(est.matched_bound >= 0) and np.all(est.unmatched_bound >= 0)
+    for full in _completions(p, k, q, m, rng):
+        np.testing.assert_allclose(_cache_of(full, k)[0], top, atol=1e-15)  # the cache cannot tell them apart
+        h = hybrid_uld(full, q, match=m, config=cfg, validate=False)
+        tol = 1e-9 * (1 + np.abs(h.value))
+        assert np.all(np.abs(h.value - est.value) <= est.bound + tol), (h.value, est.value, est.bound)
+        assert np.all(np.abs(h.matched - est.matched) <= est.matched_bound + tol)
+        assert np.all(np.abs(h.unmatched - est.unmatched) <= est.unmatched_bound + tol)
+
+
+@pytest.mark.parametrize("cfg", HYBRID_CONFIGS[:5], ids=lambda c: f"{c.divergence}-{c.beta}")
+def test_hybrid_top_k_is_exact_on_a_complete_cache(cfg):
+    """k = V_t, or a tail of zeros: the value is the hybrid of the full row and the bound 0."""
+    rng = np.random.default_rng(4)
+    V_t, V_s = 40, 30
+    m = _pooled_vocabs(rng, V_t, V_s)
+    p = np.stack([_peaked(rng, V_t, 0.3) for _ in range(4)])
+    q = np.stack([_peaked(rng, V_s, 0.5) for _ in range(4)])
+    ref = hybrid_uld(p, q, match=m, config=cfg)
+    full = hybrid_top_k(*_cache_of(p, V_t), q, match=m, config=cfg)
+    np.testing.assert_allclose(full.value, ref.value, rtol=1e-10, atol=1e-12)
+    assert np.all(full.bound == 0)
+    sparse = p.copy()
+    sparse[:, ::3] = 0.0  # a third of the row exactly 0: its top-k keeps all the mass
+    sparse /= sparse.sum(-1, keepdims=True)
+    k = int((sparse > 0).sum(-1).max())
+    top, ids, tail = _cache_of(sparse, k)
+    est = hybrid_top_k(top, ids, np.zeros_like(tail), q, match=m, config=cfg)
+    np.testing.assert_allclose(est.value, hybrid_uld(sparse, q, match=m, config=cfg).value, rtol=1e-10, atol=1e-12)
+    assert np.all(est.bound == 0)
+
+
+def test_hybrid_top_k_refuses_what_it_cannot_bound():
+    m = match_strings(["a", "b", "x"], ["a", "b", "y"])
+    args = (np.array([0.6]), np.array([0]), 0.4, np.array([0.5, 0.3, 0.2]))
+    with pytest.raises(ValueError, match="beta = 1 makes the matched part KL"):
+        hybrid_top_k(*args, match=m, config=HybridConfig(beta=1.0))
+    with pytest.raises(ValueError, match="clamp is not supported"):
+        hybrid_top_k(*args, match=m, config=HybridConfig(clamp=1e-8))
+    with pytest.raises(ValueError, match="hybrid_beta < 1"):
+        DistillConfig(loss="hybrid", hybrid_beta=1.0)
+    assert DistillConfig(loss="uld", hybrid_beta=1.0).hybrid_beta == 1.0  # only the hybrid loss reads it
+
+
+def restated_hybrid_top_k(top, ids, tail, q, m, beta, w_m, w_u):
+    """:func:`hybrid_top_k`'s estimate and bound, restated row by row from its docstring on dense
+    vectors: the top-k alone as a V_t row, D_K over every shared string, explicit sorts."""
+    values, bounds = [], []
+    gt, gs = torch.as_tensor(m.teacher_group), torch.as_tensor(m.student_group)
+
+    def f(P, Q):  # the matched part's term (0 log 0 = 0); Q > 0 here (softmax rows)
+        if beta == 0.0:
+            return torch.special.xlogy(P, torch.where(P > 0, P / Q, 1.0))
+        M = beta * P + (1 - beta) * Q
+        return beta * torch.special.xlogy(P, torch.where(P > 0, P / M, 1.0)) + (1 - beta) * Q * torch.log(Q / M)
+
+    for i in range(q.shape[0]):
+        pk = torch.zeros(gt.numel(), dtype=torch.float64).index_put((ids[i],), top[i])
+        PK = torch.zeros(m.S, dtype=torch.float64).index_add(0, gt[gt >= 0], pk[gt >= 0])
+        Q = torch.zeros(m.S, dtype=torch.float64).index_add(0, gs[gs >= 0], q[i][gs >= 0])
+        r, c = tail[i], top[i].min()
+        hit = gt[ids[i]] >= 0
+        n_m, n_u = int((gt >= 0).sum()) - int(hit.sum()), int((gt < 0).sum()) - int((~hit).sum())
+        a_hi, ru_hi = min(r, c * n_m), min(r, c * n_u)
+        a_lo, ru_lo = min(max(0.0, r - ru_hi), a_hi), min(max(0.0, r - a_hi), ru_hi)
+        D_K = f(PK, Q).sum()
+        Q_m = Q.sum()
+        if beta > 0:
+            U, a = a_hi * beta * math.log(1 / beta), float(Q_m.detach())
+        else:
+            hits = PK > 0  # the strings the top-k hit; for the others, a_hi over the smallest shared q_j
+            worst = torch.maximum(torch.log((PK[hits] + a_hi) / Q[hits]).max(),
+                                  math.log(a_hi) - torch.log(q[i][gs >= 0].min()))
+            U, a = a_hi * torch.clamp_min(worst + 1, 0), float(Q_m.detach()) / math.e
+        a = torch.tensor(min(max(a, a_lo), a_hi), dtype=torch.float64)
+        L = (1 - beta) * math.log(1 / (1 - beta)) * Q_m - f(a, Q_m)  # f(0, Q_m) - f(a, Q_m)
+        L = L if a_hi > 0 else torch.zeros((), dtype=torch.float64)
+        if beta > 0:
+            L = torch.minimum(L, D_K)
+        D, B_m = D_K + (U - L) / 2, (U + L) / 2
+        known = torch.sort(top[i][~hit], descending=True).values
+        b = torch.sort(q[i][gs < 0], descending=True).values
+        k_u, n = known.numel(), max(known.numel(), b.numel())
+        ap = torch.cat([known, known.new_zeros(n - k_u)])
+        bp = torch.cat([b, b.new_zeros(n - b.numel())])
+        H = (ap[:k_u] - bp[:k_u]).abs().sum()
+        Qp = bp[k_u:].sum()
+        lo = H + torch.clamp_min(torch.maximum(ru_lo - Qp, Qp - ru_hi), 0)
+        hi = H + Qp + ru_hi
+        values.append(w_m * D + w_u * (lo + hi) / 2)
+        bounds.append(w_m * B_m + w_u * (hi - lo) / 2)
+    return torch.stack(values), torch.stack(bounds)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_hybrid_top_k_value_bound_and_gradient_equal_the_restated_formula(seed):
+    rng = np.random.default_rng(50 + seed)
+    V_t, V_s, R = int(rng.integers(20, 200)), int(rng.integers(20, 150)), 4
+    m = _pooled_vocabs(rng, V_t, V_s)
+    cfg = HYBRID_CONFIGS[seed % 5]
+    beta = 0.0 if cfg.divergence == "kl" else cfg.beta
+    p = np.stack([_peaked(rng, V_t, 0.2) for _ in range(R)])
+    top, ids, tail = (torch.as_tensor(x) for x in _cache_of(p, int(rng.integers(1, V_t // 2))))
+    z0 = torch.tensor(rng.normal(0, 3, (R, V_s)))
+    w_m, w_u = cfg.weights(m.teacher_matched.size, V_t)
+
+    def grad(fn):
+        z = z0.clone().requires_grad_(True)
+        v, b = fn(torch.softmax(z, -1))
+        v.sum().backward()
+        return v.detach(), b.detach(), z.grad
+
+    def lib_fn(q):
+        h = hybrid_top_k(top, ids, tail, q, match=m, config=cfg)
+        return h.value, h.bound
+
+    lib = grad(lib_fn)
+    ref = grad(lambda q: restated_hybrid_top_k(top, ids, tail.tolist(), q, m, beta, w_m, w_u))
+    for a, b in zip(lib, ref):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
 
 
 # ------------------------------------------------------------------ a hand-built batch
@@ -196,6 +404,39 @@ def test_exact_cache_gives_the_library_losses():
     assert float(loss_sums(logits, b, cache, cfg, m)["hybrid"]) == pytest.approx(ref, rel=1e-4)
 
 
+@pytest.mark.parametrize("merge", [None, "bayesian"])
+def test_hybrid_loss_from_a_cache_with_a_tail_is_within_its_bound(merge):
+    """k < V_t: the hybrid part's sum is within ``hybrid_bound`` of the full-vocabulary hybrid on
+    the teacher's full rows (positional pairs, and chain-rule merged byte-offset groups)."""
+    rng = np.random.default_rng(8)
+    V_t, V_s, k = 60, 45, 12
+    toks_t = [f"s{i % 30}" if i % 3 else f"t{i}" for i in range(V_t)]  # pooled strings, unmatched ids
+    toks_s = [f"s{i}" if i < 30 else f"u{i}" for i in range(V_s)]
+    m = match_strings(toks_t, toks_s)
+    if merge is None:
+        ex = _example("abcd", [1, 2, 3, 4], [(0, 1), (1, 2), (2, 3), (3, 4)], [5, 6, 7, 8],
+                      [(0, 1), (1, 2), (2, 3), (3, 4)])
+    else:
+        ex = _example("abcd", [1, 2, 3], [(0, 2), (2, 3), (3, 4)], [4, 5, 6], [(0, 1), (1, 3), (3, 4)])
+    T = len(ex.teacher.ids)
+    p = np.stack([_peaked(rng, V_t, 0.3) for _ in range(T)])
+    cache = _cache_from_full(p, [list(ex.teacher.ids)], k)
+    logits = torch.tensor(rng.normal(0, 2, (len(ex.student.ids), V_s)), dtype=torch.float32)
+    cfg = DistillConfig(top_k=k, loss="hybrid", **({} if merge is None else dict(alignment="byte-offset", merge=merge)))
+    b = make_batch([ex], [slice(0, T)], cfg.alignment, cfg.merge, 0)
+    sums = loss_sums(logits, b, cache, cfg, m)
+    P, q = torch.tensor(p, dtype=torch.float64), torch.softmax(logits.double(), -1)
+    if merge is None:
+        ref = hybrid_uld(P, q, match=m, config=cfg.hybrid).value.sum()
+    else:
+        groups = byte_offset_alignment(ex.teacher, ex.student)
+        pt, _ = group_distributions(P, ex.teacher, groups, "teacher", merge)
+        qs, _ = group_distributions(q, ex.student, groups, "student", merge)
+        ref = hybrid_uld(pt, qs, match=m, config=cfg.hybrid, subprobability=True).value.sum()
+    assert float(sums["hybrid_bound"]) > 0
+    assert abs(float(sums["hybrid"]) - float(ref)) <= float(sums["hybrid_bound"]) + 1e-5
+
+
 def test_dense_teacher_spreads_the_tail():
     v, i = torch.tensor([[0.5, 0.3]]), torch.tensor([[4, 1]])
     d = dense_teacher(v, i, torch.tensor([0.2], dtype=torch.float64), 6)
@@ -283,7 +524,8 @@ def test_every_registry_entry_is_well_formed():
 @pytest.mark.parametrize("key", list(RESTATED))
 def test_combine_is_the_restated_formula(key):
     rng = np.random.default_rng(5)
-    sums = {p: torch.tensor(float(rng.uniform(1, 50))) for p in ("ce", "uld", "uld_bound", "kl", "hybrid")}
+    sums = {p: torch.tensor(float(rng.uniform(1, 50))) for p in ("ce", "uld", "uld_bound", "kl", "hybrid",
+                                                                  "hybrid_bound")}
     cfg = DistillConfig(loss=key, uld_weight=0.7)
     loss, parts = combine(sums, 40, 31, cfg)
     assert float(loss) == pytest.approx(float(RESTATED[key](sums, 40, 31, cfg)), rel=1e-6)
@@ -292,7 +534,7 @@ def test_combine_is_the_restated_formula(key):
 
 
 def test_loss_sums_computes_the_parts_the_registry_names():
-    from uld_explorer.distill.losses import LOSSES
+    from uld_explorer.distill.losses import LOSSES, PARTS
 
     rng = np.random.default_rng(1)
     V = 9
@@ -303,7 +545,7 @@ def test_loss_sums_computes_the_parts_the_registry_names():
     m = match_strings([f"t{i}" for i in range(V)], [f"t{i}" for i in range(V)])
     for key, loss in LOSSES.items():
         got = loss_sums(logits, b, cache, DistillConfig(loss=key, top_k=V), m)
-        assert set(got) - {"uld_bound"} == set(loss.parts), key
+        assert set(got) == {k for p in loss.parts for k in (p, *PARTS[p].extras)}, key
 
 
 def test_a_new_loss_is_one_registry_entry(monkeypatch):

@@ -17,6 +17,7 @@ References
 
 from __future__ import annotations
 
+import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -45,6 +46,8 @@ __all__ = [
     "sorted_l1_torch",
     "HybridULD",
     "hybrid_uld",
+    "HybridTopK",
+    "hybrid_top_k",
 ]
 
 
@@ -822,4 +825,284 @@ def hybrid_uld(
         value=w_m * matched + w_u * unmatched, matched=matched, unmatched=unmatched,
         matched_weight=w_m, unmatched_weight=w_u,
         teacher_matched_mass=P.sum(-1), student_matched_mass=Q.sum(-1),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The hybrid from a teacher cache (sorted top-k + tail), exactly: an estimate and its bound
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HybridTopK:
+    """The hybrid divergence against a teacher known only by its top-k and tail (:func:`hybrid_top_k`).
+
+    Attributes
+    ----------
+    value : tensor or array, shape (...)
+        The estimate :math:`\\hat H = w_m \\hat D + w_u \\hat U` (differentiable w.r.t. the student).
+    bound : tensor or array, shape (...)
+        :math:`|H - \\hat H| \\le` ``bound`` :math:`= w_m B_m + w_u B_u` for EVERY full teacher row
+        agreeing with the cache (H: :func:`hybrid_uld` on that row).
+    matched, matched_bound : tensor or array, shape (...)
+        :math:`\\hat D` and :math:`B_m`: the matched part lies in :math:`\\hat D \\pm B_m`.
+    unmatched, unmatched_bound : tensor or array, shape (...)
+        :math:`\\hat U` and :math:`B_u`: the unmatched part lies in :math:`\\hat U \\pm B_u`.
+    matched_weight, unmatched_weight : float
+    """
+
+    value: Array
+    bound: Array
+    matched: Array
+    matched_bound: Array
+    unmatched: Array
+    unmatched_bound: Array
+    matched_weight: float
+    unmatched_weight: float
+
+
+def _matched_terms(P: torch.Tensor, Q: torch.Tensor, beta: float) -> torch.Tensor:
+    """f(P_s, Q_s) of the matched part, entrywise: the generalized JSD's terms, KL's at beta = 0."""
+    if beta == 0.0:
+        return torch.special.xlogy(P, P) - torch.special.xlogy(P, Q)
+    return _generalized_jsd_terms(P, Q, beta)
+
+
+class _StudentSide(torch.autograd.Function):
+    """What :func:`hybrid_top_k` reads of the student row, with ONE (R, V_s) gradient buffer: the
+    entries at ``cols`` times the 0/1 ``take``, the mass on the shared ids, and the unmatched
+    columns (autograd of three gathers would allocate three such buffers and add them)."""
+
+    @staticmethod
+    def forward(ctx, q, cols, take, s_un, shared):  # q (R, V_s); cols, take (R, n); s_un (V_s_u,); shared (V_s,)
+        picked = q.gather(1, cols) * take  # (R, n)
+        qu = q.index_select(1, s_un)  # (R, V_s_u)
+        Q_m = q.sum(-1) - qu.sum(-1)  # (R,)
+        ctx.save_for_backward(cols, take, s_un, shared)
+        return picked, Q_m, qu
+
+    @staticmethod
+    def backward(ctx, g_picked, g_m, g_u):
+        cols, take, s_un, shared = ctx.saved_tensors
+        g = g_m.unsqueeze(1) * shared.to(g_m.dtype)  # (R, V_s): d Q_m / d q_j = 1 on the shared ids
+        g.index_copy_(1, s_un, g_u)  # the unmatched ids (0 above)
+        g.scatter_add_(1, cols, g_picked * take)
+        return g, None, None, None, None
+
+
+def _student_ids_by_string(group: np.ndarray, S: int) -> np.ndarray:
+    """``(S, pool)`` int64: the ids spelling each of the ``S`` strings (``group[id] = s``), -1 padded."""
+    ids = np.flatnonzero(group >= 0)
+    ids = ids[np.argsort(group[ids], kind="stable")]
+    g = group[ids]
+    count = np.bincount(g, minlength=S)
+    start = np.concatenate([[0], np.cumsum(count)[:-1]])
+    table = np.full((S, max(int(count.max()) if count.size else 0, 1)), -1, dtype=np.int64)
+    table[g, np.arange(ids.size) - start[g]] = ids
+    return table
+
+
+def hybrid_top_k(p_top: Any, p_ids: Any, p_tail: Any, q: Any, *, match: StringMatch, config: Any = None) -> HybridTopK:
+    """TRL GOLD's hybrid (:func:`hybrid_uld`) when only the teacher's top-k and its tail mass are kept.
+
+    A teacher cache keeps per position the k largest teacher probabilities :math:`p_i`, their ids
+    :math:`i \\in K`, and the tail mass :math:`r = \\sum_{i \\notin K} p_i`; how r spreads over the
+    other :math:`V_t - k` ids is unknown, except that each of them is at most
+    :math:`c = \\min_{i \\in K} p_i`. The student row q is known in full. Every quantity below is
+    computed from that, and the exact hybrid H of EVERY full row agreeing with the cache lies in
+    ``value +- bound``.
+
+    **Split of the tail.** An unknown part :math:`a` of r lands on matched strings (:math:`T_s \\ge 0`
+    on string s, :math:`\\sum_s T_s = a`), the rest :math:`r_u = r - a` on unmatched teacher ids.
+    With :math:`n_m, n_u` the matched and unmatched teacher ids outside K,
+    :math:`a \\le a^+ = \\min(r, c\\,n_m)` and :math:`r_u \\le r_u^+ = \\min(r, c\\,n_u)`, hence
+    :math:`a \\ge a^- = \\max(0, r - r_u^+)` and :math:`r_u \\ge r_u^- = \\max(0, r - a^+)`.
+
+    **Matched part.** :math:`D = \\sum_s f(P^K_s + T_s, Q_s)` with :math:`P^K_s` the top-k mass on
+    string s, :math:`Q_s` the student's, and f the generalized JSD's term (KL's at
+    :math:`\\beta = 0`). Known: :math:`D_K = \\sum_s f(P^K_s, Q_s)` (for the strings the top-k miss,
+    :math:`f(0, Q_s) = (1-\\beta) \\log\\frac{1}{1-\\beta}\\, Q_s`, so only the k ids' strings and
+    :math:`Q_m = \\sum_s Q_s` are needed). f is convex in P, so
+
+    - increase: :math:`f(P + T, Q) - f(P, Q) \\le T \\sup \\partial_P f`, with
+      :math:`\\partial_P f = \\beta \\log(P / M) \\le \\beta \\log(1/\\beta)`; at :math:`\\beta = 0`,
+      :math:`\\partial_P f = \\log(P / Q) + 1 \\le \\log((P^K_s + a^+)/Q_s) + 1`, and for a string
+      the top-k miss :math:`Q_s \\ge q_{\\min}`, the student's smallest entry on a shared string. Hence
+      :math:`D - D_K \\le U = a^+ \\beta \\log(1/\\beta)` (resp.
+      :math:`a^+ \\max(0, 1 + \\log \\max(\\max_{s \\in K} \\frac{P^K_s + a^+}{Q_s}, \\frac{a^+}{q_{\\min}}))`,
+      s in K: the strings the top-k hit).
+    - decrease: :math:`\\partial_P f` grows with P, so the decrease from :math:`P^K_s` is at most the
+      one from 0: :math:`f(P^K_s, Q_s) - f(P^K_s + T_s, Q_s) \\le \\varphi(T_s, Q_s)` with
+      :math:`\\varphi(T, Q) = f(0, Q) - f(T, Q)`, jointly concave and 1-homogeneous (f(0, Q) is
+      linear), hence superadditive, and non-decreasing in Q:
+      :math:`\\sum_s \\varphi(T_s, Q_s) \\le \\varphi(a, Q_m) \\le L = \\max_{a \\in [a^-, a^+]} \\varphi(a, Q_m)`,
+      attained at :math:`a = Q_m` (:math:`Q_m / e` at :math:`\\beta = 0`) clipped to the interval.
+      D >= 0 for the JSD, so also :math:`L \\le D_K`.
+
+    :math:`D \\in [D_K - L, D_K + U]`: :math:`\\hat D = D_K + (U - L)/2`, :math:`B_m = (U + L)/2`.
+
+    **Unmatched part** (:func:`uld_top_k`'s reasoning). The known unmatched values
+    :math:`a_1 \\ge \\dots \\ge a_{k_u}` (top-k ids without a shared string) rank above every unknown
+    tail entry (:math:`\\le c`). With :math:`b` the student's unmatched entries sorted descending,
+    :math:`H' = \\sum_{i \\le k_u} |a_i - b_i|` and :math:`Q' = \\sum_{i > k_u} b_i`, the sorted L1
+    is :math:`H'` plus a tail term in :math:`[|Q' - r_u|, Q' + r_u]`, so
+    :math:`U_{nm} \\in [H' + \\min_{r_u \\in [r_u^-, r_u^+]} |Q' - r_u|,\\ H' + Q' + r_u^+]`; :math:`\\hat U` is the
+    midpoint and :math:`B_u` the half-width (:math:`\\le \\min(r, (Q' + r)/2)`). ``uld_distance``
+    of the zero-padded known values against b gives :math:`H' + Q'`.
+
+    The weights are :func:`hybrid_uld`'s; the bound is :math:`w_m B_m + w_u B_u`, 0 when the cache
+    is complete (k = V_t or r = 0): the value is then :func:`hybrid_uld`'s. Rows of total mass
+    below 1 (chain-rule merged groups) satisfy the same bounds. The value is differentiable
+    w.r.t. q (the bound terms included; the maximiser a is held fixed, as the envelope theorem
+    allows); the bound is detached.
+
+    Parameters
+    ----------
+    p_top : tensor or array, shape (..., k)
+        The teacher's k largest probabilities (any order).
+    p_ids : tensor or array of int, shape (..., k)
+        Their teacher ids (distinct per row).
+    p_tail : tensor or array, shape (...)
+        The teacher's remaining mass r (>= 0).
+    q : tensor or array, shape (..., V_s)
+        Student distribution(s); differentiable in torch.
+    match : StringMatch
+        :func:`match_strings` of the two vocabularies (``teacher_group`` has V_t entries).
+    config : HybridConfig, optional
+        As in :func:`hybrid_uld` (default: JSD with beta 0.5, matched-share weights).
+
+    Returns
+    -------
+    HybridTopK
+        Torch tensors for torch input (q's dtype promoted with p_top's), NumPy float64 otherwise.
+
+    Raises
+    ------
+    ValueError
+        Shapes that do not fit ``match``; ``beta = 1`` (KL(Q || P) is unbounded where the
+        teacher's mass on a string may be 0, which the cache cannot exclude); GOLD's ``clamp``
+        (only the exact divergence has these bounds).
+
+    Examples
+    --------
+    >>> m = match_strings(["a", "b", "x", "c", "y"], ["a", "b", "c", "z"])
+    >>> p = np.array([0.6, 0.3, 0.05, 0.03, 0.02]); q = np.array([0.5, 0.3, 0.15, 0.05])
+    >>> exact = float(hybrid_uld(p, q, match=m).value)
+    >>> est = hybrid_top_k(p[:2], np.array([0, 1]), 0.1, q, match=m)  # k = 2: where 0.1 went is unknown
+    >>> round(exact, 4), round(float(est.value), 4), round(float(est.bound), 4)  # exact in value +- bound
+    (0.0225, 0.0567, 0.0567)
+    >>> full = hybrid_top_k(p, np.arange(5), 0.0, q, match=m)  # the whole row: exact, bound 0
+    >>> bool(np.isclose(full.value, exact)), float(full.bound)
+    (True, 0.0)
+    """
+    from .hybrid import HybridConfig
+
+    config = HybridConfig() if config is None else config
+    if not isinstance(config, HybridConfig):
+        raise TypeError(f"config must be a uld_explorer.hybrid.HybridConfig (got {type(config).__name__})")
+    if config.clamp is not None:
+        raise ValueError("hybrid_top_k bounds the exact divergence: GOLD's clamp is not supported (clamp=None)")
+    beta = 0.0 if config.divergence == "kl" else float(config.beta)
+    if beta == 1.0:
+        raise ValueError(
+            "hybrid beta = 1 makes the matched part KL(Q || P), which a teacher known by its top-k cannot bound: "
+            "the teacher's mass on a string outside its top-k may be ~0, making the term arbitrarily large. "
+            "Use beta < 1 (GOLD's default 0.5)")
+    if not is_torch(q):
+        r = hybrid_top_k(torch.as_tensor(as_float64(p_top)), torch.as_tensor(np.asarray(p_ids, dtype=np.int64)),
+                         torch.as_tensor(as_float64(p_tail)), torch.as_tensor(as_float64(q)), match=match,
+                         config=config)
+        return HybridTopK(*(x.numpy() for x in (r.value, r.bound, r.matched, r.matched_bound, r.unmatched,
+                                                r.unmatched_bound)), r.matched_weight, r.unmatched_weight)
+    dev = q.device
+    batch, k, V_s = tuple(q.shape[:-1]), p_top.shape[-1], q.shape[-1]
+    V_t = match.teacher_group.size
+    if match.student_group.size != V_s:
+        raise ValueError(f"match was built for a student vocabulary of {match.student_group.size} tokens, q has {V_s}")
+    if tuple(p_top.shape) != batch + (k,) or tuple(p_ids.shape) != tuple(p_top.shape):
+        raise ValueError(f"p_top and p_ids must have shape {batch + (k,)} (q's batch shape, k); got "
+                         f"{tuple(p_top.shape)} and {tuple(p_ids.shape)}")
+    dt = torch.promote_types(q.dtype, p_top.dtype)
+    R = int(np.prod(batch)) if batch else 1
+    q = q.reshape(R, V_s).to(dt)
+    vals = torch.as_tensor(p_top, device=dev).reshape(R, k).to(dt)
+    ids = torch.as_tensor(p_ids, device=dev).reshape(R, k).long()
+    r = torch.as_tensor(p_tail, device=dev).to(dt).reshape(R).clamp_min(0)
+    n_t_matched = int(match.teacher_matched.size)
+    w_m, w_u = config.weights(n_t_matched, V_t)
+    zero = torch.zeros(R, dtype=dt, device=dev)
+
+    # the top-k ids' strings, sorted per row (-1, unmatched, first): each shared string once, its pooled mass
+    tg, order = torch.sort(torch.as_tensor(match.teacher_group, device=dev)[ids], dim=1)  # (R, k)
+    v = vals.gather(1, order)
+    new = torch.ones_like(tg, dtype=torch.bool)
+    new[:, 1:] = tg[:, 1:] != tg[:, :-1]
+    seg = new.cumsum(1) - 1  # (R, k) the segment (string) of each position
+    P_at = torch.zeros_like(v).scatter_add_(1, seg, v).gather(1, seg)  # P^K_s at each position
+    shared = tg >= 0
+    first = new & shared  # one position per shared string the top-k hit
+
+    # how much of the tail can go where: every tail entry is <= c, the smallest top-k value
+    c = vals.detach().min(-1).values.clamp_min(0) if k else zero
+    n_m = (n_t_matched - shared.sum(-1)).to(dt)  # matched teacher ids outside the top-k
+    n_u = ((V_t - n_t_matched) - (~shared).sum(-1)).to(dt)
+    a_hi = torch.minimum(r, c * n_m)  # the tail's mass on matched strings: a in [a_lo, a_hi]
+    ru_hi = torch.minimum(r, c * n_u)  # on unmatched ids: r_u in [ru_lo, ru_hi]
+    a_lo = (r - ru_hi).clamp_min(0).minimum(a_hi)
+    ru_lo = (r - a_hi).clamp_min(0).minimum(ru_hi)
+
+    # the student: its mass on the hit strings (pooled over its ids), on all shared strings, unmatched
+    table = _student_ids_by_string(match.student_group, match.S)  # (S, pool) student ids, -1 padding
+    cols = torch.as_tensor(table, device=dev)[tg.clamp_min(0)]  # (R, k, pool)
+    take = (cols >= 0) & first.unsqueeze(-1)
+    s_un = torch.as_tensor(np.flatnonzero(match.student_group < 0), device=dev)
+    # Q_at (R, k): the hit strings' student mass; Q_m (R,): on all shared strings; qu (R, V_s_u)
+    picked, Q_m, qu = _StudentSide.apply(q, cols.clamp_min(0).reshape(R, -1), take.reshape(R, -1).to(dt), s_un,
+                                         torch.as_tensor(match.student_group >= 0, device=dev))
+    Q_at = picked.reshape(cols.shape).sum(-1)
+
+    # matched part: D_K on the hit strings, the others linear in Q_s; then its interval [D_K - L, D_K + U]
+    terms = _matched_terms(torch.where(first, P_at, 1.0), torch.where(first, Q_at, 1.0), beta)
+    lin = (1.0 - beta) * math.log(1.0 / (1.0 - beta)) if beta > 0 else 0.0  # f(0, Q) = lin * Q
+    D_K = torch.where(first, terms - lin * Q_at, 0.0).sum(-1) + lin * Q_m
+    if beta > 0:
+        U = a_hi * beta * math.log(1.0 / beta)
+        a_star = Q_m.detach()
+    else:  # d f / d P = log(P / Q) + 1 at most at P^K_s + a_hi: the hit strings, else a_hi / (smallest q_j shared)
+        q_min = torch.where(torch.as_tensor(match.student_group >= 0, device=dev), q, math.inf).amin(-1)
+        hit = torch.where(first, torch.log(P_at + a_hi.unsqueeze(1)) - torch.log(torch.where(first, Q_at, 1.0)),
+                          -math.inf).amax(-1)
+        worst = torch.maximum(hit, torch.log(a_hi) - torch.log(q_min)) + 1.0
+        U = torch.where(a_hi > 0, a_hi * worst.clamp_min(0), 0.0)
+        a_star = Q_m.detach() / math.e
+    a_star = torch.minimum(torch.maximum(a_star, a_lo), a_hi)
+    L = torch.where(a_hi > 0, lin * Q_m - _matched_terms(a_star, Q_m, beta), 0.0)  # phi(a*, Q_m)
+    if beta > 0:
+        L = torch.minimum(L, D_K)  # the JSD is >= 0
+    matched = D_K + (U - L) / 2
+    matched_bound = ((U + L) / 2).detach().clamp_min(0)
+
+    # unmatched part: sorted L1 of the known unmatched values (+ an unknown tail) against the student's
+    known = torch.where(shared, 0.0, v)  # (R, k) the top-k values of unmatched ids, zeros elsewhere
+    k_u = (~shared).sum(-1)
+    if s_un.numel():
+        HQ = uld_distance(known, qu, validate=False).to(dt)  # H' + Q'
+        kk = min(int(k_u.max()) if k else 0, s_un.numel())
+        head = zero
+        if kk:
+            cum = torch.topk(qu, kk, dim=-1).values.cumsum(-1)  # (R, kk)
+            idx = (k_u.clamp_max(kk) - 1).clamp_min(0).unsqueeze(1)
+            head = torch.where(k_u > 0, cum.gather(1, idx).squeeze(1), 0.0)
+        Qp = (qu.sum(-1) - head).clamp_min(0)  # Q': the student's unmatched mass below rank k_u
+    else:  # no unmatched student id: the teacher's unmatched entries meet zero padding
+        HQ, Qp = known.sum(-1), zero
+    lo = HQ - Qp + torch.maximum(torch.maximum(ru_lo - Qp, Qp - ru_hi), zero)
+    hi = HQ + ru_hi
+    unmatched = (lo + hi) / 2
+    unmatched_bound = ((hi - lo) / 2).detach().clamp_min(0)
+    shape = lambda x: x.reshape(batch)  # noqa: E731
+    return HybridTopK(
+        value=shape(w_m * matched + w_u * unmatched), bound=shape(w_m * matched_bound + w_u * unmatched_bound),
+        matched=shape(matched), matched_bound=shape(matched_bound), unmatched=shape(unmatched),
+        unmatched_bound=shape(unmatched_bound), matched_weight=w_m, unmatched_weight=w_u,
     )

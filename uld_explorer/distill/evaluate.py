@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from .batch import make_batch
-from .losses import LOSSES, combine, denominator, loss_sums, shared_kl_sum
+from .losses import LOSSES, PARTS, combine, denominator, loss_sums, shared_kl_sum
 
 __all__ = ["EVAL_PARTS", "evaluate", "probe"]
 
@@ -43,7 +43,8 @@ def evaluate(net: Any, prep: Any, device: torch.device, autocast: Any, *, seen: 
     dict of str to float
         ``<pre>loss`` (the run's own loss), ``<pre>ce``, ``<pre>uld``, ``<pre>uld_bound`` (means
         over answer tokens / aligned pairs), ``<pre>top1`` (agreement by token string where both
-        tokenizers cut alike), the run's other parts (``<pre>kl``, ``<pre>hybrid``), and held-out
+        tokenizers cut alike), the run's other parts and their extras (``<pre>kl``, ``<pre>hybrid``,
+        ``<pre>hybrid_bound``), and held-out
         only ``eval_kl_shared``; ``<pre>`` is ``eval_`` or ``seen_``.
     """
     cfg = prep.config
@@ -87,7 +88,7 @@ def evaluate(net: Any, prep: Any, device: torch.device, autocast: Any, *, seen: 
         out["eval_kl_shared"] = kl_shared / max(n_same, 1)
     for p in LOSSES[cfg.loss].parts:
         if p not in EVAL_PARTS:
-            out[f"{pre}{p}"] = means[p]
+            out.update({f"{pre}{key}": means[key] for key in (p, *PARTS[p].extras)})
     return out
 
 

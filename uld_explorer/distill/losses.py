@@ -11,10 +11,10 @@ entry (plus a :class:`Part` and its sum function when the loss needs a new part)
 Teacher first (``p``, from the :class:`~.teacher_cache.TeacherCache`), student second (``q``,
 from the student's logits at the answer positions). The math is the library's:
 :func:`~uld_explorer.uld_top_k` (ULD from the teacher's sorted top-k + tail, with its bound),
-:func:`~uld_explorer.kl_divergence`, :func:`~uld_explorer.hybrid_uld`,
-:func:`~uld_explorer.restrict_to_shared_vocab`. Part sums are SUMS over a batch's rows;
-:func:`combine` divides by the GLOBAL counts (so several processes give exactly the one-process
-mean). The paper's loss:
+:func:`~uld_explorer.hybrid_top_k` (GOLD's hybrid from the same cache, with its bound),
+:func:`~uld_explorer.kl_divergence`, :func:`~uld_explorer.restrict_to_shared_vocab`. Part sums
+are SUMS over a batch's rows; :func:`combine` divides by the GLOBAL counts (so several processes
+give exactly the one-process mean). The paper's loss:
 
 .. math::
 
@@ -50,7 +50,8 @@ from typing import Any, Callable, Sequence
 __all__ = ["Part", "PARTS", "Loss", "LOSSES", "PartInputs", "denominator", "loss_sums", "combine", "dense_teacher",
            "shared_kl_sum", "HYBRID_CHUNK"]
 
-HYBRID_CHUNK = 64  # rows per dense (V_t-wide) teacher completion, bounds the hybrid's memory
+HYBRID_CHUNK = 512  # pairs per hybrid_top_k call: bounds its (chunk, V_s) temporaries
+SHARED_KL_CHUNK = 64  # rows per shared_kl_sum chunk: bounds its (chunk, S) float64 string masses
 #: What a part's mean divides by: the answer tokens or the aligned pairs (a batch's global counts).
 DENOMINATORS = {"tokens": "answer tokens", "pairs": "aligned pairs"}
 
@@ -77,7 +78,7 @@ class Part:
         ``fn(x: PartInputs) -> {key: sum, ...}``: the SUM over the batch (a scalar tensor, on
         the logits' graph), plus :attr:`extras`.
     extras : tuple of str
-        Further sums ``fn`` returns, with the same denominator (``uld_bound``).
+        Further sums ``fn`` returns, with the same denominator (``uld_bound``, ``hybrid_bound``).
     min_top_k : int
         The fewest teacher probabilities per position the teacher cache must keep for it.
     """
@@ -254,22 +255,25 @@ def kl_sum(x: PartInputs) -> dict[str, Any]:
 
 
 def hybrid_sum(x: PartInputs) -> dict[str, Any]:
-    """``hybrid``: TRL GOLD's hybrid ULD (:func:`~uld_explorer.hybrid_uld`) on the cache's dense
-    completion of the teacher (:func:`dense_teacher`), :data:`HYBRID_CHUNK` pairs at a time."""
+    """``hybrid``: TRL GOLD's hybrid ULD from the teacher's top-k + tail
+    (:func:`~uld_explorer.hybrid_top_k`: the matched strings' JSD and the unmatched sorted L1,
+    each the midpoint of its exact interval), summed over the pairs; ``hybrid_bound``: the sum of
+    its per-pair bounds (the full-vocabulary :func:`~uld_explorer.hybrid_uld` lies within)."""
     import torch
 
-    from ..divergences import hybrid_uld
+    from ..divergences import hybrid_top_k
 
+    if x.match is None:
+        raise ValueError("the hybrid part needs the vocabularies' string match (loss_sums(..., match=...))")
     values, tail, q = x.pairs
-    ids, P = x.ids, x.batch.n_pairs
-    total = torch.zeros((), dtype=torch.float32, device=q.device)
-    for a in range(0, P, HYBRID_CHUNK):
-        b = min(a + HYBRID_CHUNK, P)
-        p_dense = dense_teacher(values[a:b], ids[a:b], tail[a:b], x.cache.vocab_size)
-        h = hybrid_uld(p_dense, q[a:b], match=x.match, config=x.config.hybrid, validate=False,
-                       subprobability=x.batch.merged)
-        total = total + h.value.sum()
-    return {"hybrid": total}
+    value = torch.zeros((), dtype=torch.float32, device=q.device)
+    bound = torch.zeros((), dtype=torch.float64, device=q.device)
+    # torch.split, not slices: its backward writes each chunk's gradient into ONE (P, V_s) buffer
+    for v, i, t, qc in zip(*(y.split(HYBRID_CHUNK) for y in (values, x.ids, tail, q))):
+        h = hybrid_top_k(v, i, t, qc, match=x.match, config=x.config.hybrid)
+        value = value + h.value.sum()
+        bound = bound + h.bound.sum().double()
+    return {"hybrid": value, "hybrid_bound": bound}
 
 
 #: The parts a loss can sum: key -> :class:`Part`.
@@ -278,7 +282,7 @@ PARTS: dict[str, Part] = {p.key: p for p in (
     Part("uld", "pairs", "ULD", "[0, 2]", "sum_i |p_(i) - q_(i)|", uld_sum, extras=("uld_bound",), min_top_k=8),
     Part("kl", "pairs", "KL", "nats", "sum_i p_i log(p_i / q_i)", kl_sum),
     Part("hybrid", "pairs", "hybrid ULD", "mixed", "JSD_beta on tokens whose strings match + sorted L1 on the rest",
-         hybrid_sum, min_top_k=8),
+         hybrid_sum, extras=("hybrid_bound",), min_top_k=8),
 )}
 
 #: The training losses: key -> :class:`Loss`. ``p`` is the teacher, ``q`` the student, per aligned
@@ -293,7 +297,7 @@ LOSSES: dict[str, Loss] = {loss.key: loss for loss in (
     Loss("kl", ("kl",), (1.0,), "forward KL(p || q); needs one shared tokenizer (teacher and student vocabularies "
                                 "identical)", shared_tokenizer=True),
     Loss("hybrid", ("hybrid",), (1.0,), "TRL GOLD's hybrid ULD: JSD on tokens whose strings match, sorted L1 on "
-                                        "the rest"),
+                                        "the rest (from the teacher's top-k + tail, with an exact bound)"),
 )}
 
 
@@ -313,7 +317,7 @@ def loss_sums(logits: Any, batch: Any, cache: Any, config: Any, match: Any = Non
               parts: Sequence[str] | None = None) -> dict[str, Any]:
     """Per-part SUMS over the batch (:data:`PARTS`): ``ce`` over its answer tokens, ``uld`` /
     ``kl`` / ``hybrid`` over its aligned pairs, plus their extras (``uld_bound``: the sum of the
-    per-pair bounds min(Q, r)).
+    per-pair bounds min(Q, r); ``hybrid_bound``: :func:`~uld_explorer.hybrid_top_k`'s).
 
     Parameters
     ----------
@@ -362,7 +366,8 @@ def combine(sums: dict[str, Any], n_tokens: int, n_pairs: int, config: Any) -> t
 
 def dense_teacher(values: Any, ids: Any, tail: Any, V_t: int) -> Any:
     """Full-vocabulary teacher rows from the cache: the top-k at their ids, the tail mass r spread
-    evenly over the other ``V_t - k`` ids (``||p~ - p||_1 <= 2 r``).
+    evenly over the other ``V_t - k`` ids (``||p~ - p||_1 <= 2 r``). One completion of the cache
+    among many (:func:`shared_kl_sum`'s; the hybrid part bounds them all, :func:`hybrid_sum`).
 
     Parameters
     ----------
@@ -402,8 +407,8 @@ def shared_kl_sum(q: Any, values: Any, ids: Any, tail: Any, V_t: int, match: Any
     tg = torch.as_tensor(match.teacher_group)
     count = torch.bincount(tg[tg >= 0], minlength=S).to(torch.float64)  # (S,) teacher ids per string
     total = torch.zeros((), dtype=torch.float64)
-    for a in range(0, q.shape[0], HYBRID_CHUNK):
-        b = min(a + HYBRID_CHUNK, q.shape[0])
+    for a in range(0, q.shape[0], SHARED_KL_CHUNK):
+        b = min(a + SHARED_KL_CHUNK, q.shape[0])
         fill = tail[a:b].to(torch.float64) / max(V_t - k, 1)  # (r,)
         g = tg[ids[a:b]]  # (r, k) string of each kept teacher id, -1 if unshared
         P = fill[:, None] * count[None, :]  # (r, S)

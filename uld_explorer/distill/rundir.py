@@ -8,7 +8,7 @@ written and read back here and nowhere else, and the training context that write
     <runs>/<name>/
         config.json        {"config": DistillConfig as a dict, "preset": ..., "created": ..., "data": ...}
         metrics.jsonl      one strict-JSON object per line, appended, flushed and fsynced every step:
-                           step, loss, its parts (ce, uld, kl, hybrid), uld_bound, grad_norm, lr,
+                           step, loss, its parts (ce, uld, kl, hybrid), uld_bound, hybrid_bound, grad_norm, lr,
                            tokens_per_s, elapsed_s; on eval steps also eval_loss, eval_ce,
                            eval_uld, eval_uld_bound, eval_kl_shared, eval_top1 (held-out
                            answers) and seen_loss, seen_ce, seen_uld, seen_top1 (the first
