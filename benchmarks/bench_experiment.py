@@ -72,7 +72,6 @@ def main() -> None:
     if train:
         print(f"training time per run: {min(train):.0f} to {max(train):.0f} s (the rest: step-0 scoring, "
               f"checkpoint loading, greedy answers, caches)")
-    print(f"results: {out / 'results.json'}")
 
 
 if __name__ == "__main__":
