@@ -185,8 +185,8 @@ class DistillConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     # 2 CPU cores, about 2 minutes: a small student with SmolLM2's real tokenizer learns 64 of the
     # Qwen2.5-Coder teacher's answers (32 more held out); on the answers it trains on, the loss falls
-    # to 35-40 % of its start for each of seeds 0-4 in 200 steps (at 150, seed 3 stopped at 50.2 %:
-    # benchmarks/bench_cpu_demo_seeds.py, docs/benchmarks.md).
+    # to 35-40 % of its start for each of seeds 0-4 in 200 steps (at 150, seed 3 reached 41.6 %, and
+    # 50.2 % on earlier code: benchmarks/bench_cpu_demo_seeds.py, docs/benchmarks.md).
     "cpu-demo": dict(student_init="small", student_layers=2, student_hidden=128, prompts=96, eval_prompts=32,
                      batch_size=8, lr=5e-3, warmup_steps=10, max_steps=200, eval_every=25, checkpoint_every=50,
                      device="cpu", precision="fp32"),
