@@ -164,7 +164,7 @@ def read_results(results: dict[str, Any]) -> list[str]:
         label, unit = part.label.iloc[0], part.unit.iloc[0]
         if not part[["mean", "low", "high", "step0"]].abs().to_numpy().any():
             paras.append(f"**{label}**: every student scores 0, before and after training: nothing to compare "
-                         f"(they do not yet produce the teacher's answers).")
+                         f"(no student's answer scores above 0 against the teacher's).")
             continue
         unit = " pp" if unit == "%" else ("" if unit.startswith("[") else f" {unit}")
         digits = METRICS[metric].digits if metric in METRICS else 3
