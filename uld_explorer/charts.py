@@ -391,7 +391,7 @@ def chart_forest(frame: Any, title: str | None = None, width: int = 230) -> Any:
     points = alt.Chart().mark_point(filled=True, size=70).encode(x="diff:Q", y=y, color=color, tooltip=tooltip)
     zero = alt.Chart().mark_rule(color="#444", strokeDash=[3, 3]).encode(x=alt.datum(0))
     return alt.layer(bars, points, zero, data=data).properties(width=width, height=alt.Step(26)).facet(
-        facet=alt.Facet("panel:N", title=None, sort=list(dict.fromkeys(data["panel"]))), columns=4,
+        facet=alt.Facet("panel:N", title=None, sort=list(dict.fromkeys(data["panel"]))), columns=3,
     ).resolve_scale(x="independent").properties(
         title=title or f"paired difference against {data['vs'].iloc[0] if len(data) else 'the baseline'}, "
                        f"with its interval")
