@@ -90,3 +90,32 @@ def test_the_results_frame_is_the_results_json_in_display_units(experiment_root)
             assert r.verdict == "inside the noise"
         else:
             assert r.verdict == ("better" if (r.diff > 0) == r.higher_is_better else "worse")
+
+
+def test_a_damaged_or_one_loss_results_file_gives_a_message_not_a_traceback(experiment_root, monkeypatch, tmp_path):
+    """A results.json that is JSON but not what summarise writes: one error naming the file and
+    the command that writes it again, no exception; one loss only: its table, no forest plot."""
+    import json
+    import shutil
+
+    monkeypatch.setenv("ULD_EXPLORER_RUNS", str(tmp_path))
+    done = experiment_root / "done"
+    results = json.loads((done / "results.json").read_text(encoding="utf-8"))
+    for name, data in (("damaged", {**results, "rows": [{"loss": "ce"}]}), ("old", {**results, "format": 0})):
+        (tmp_path / name).mkdir()
+        shutil.copy(done / "experiment.json", tmp_path / name / "experiment.json")
+        (tmp_path / name / "results.json").write_text(json.dumps(data), encoding="utf-8")
+        at = open_page(PAGE, 120, experiment=name)
+        assert not at.exception, [e.value for e in at.exception]
+        assert len(at.error) == 1 and "results.json" in at.error[0].value, [e.value for e in at.error]
+        assert f"uld-explorer experiment --out {tmp_path / name}" in at.error[0].value
+    one = {**results, "experiment": {**results["experiment"], "losses": ["ce"]},
+           "rows": [r for r in results["rows"] if r["loss"] == "ce"]}
+    (tmp_path / "one").mkdir()
+    shutil.copy(done / "experiment.json", tmp_path / "one" / "experiment.json")
+    (tmp_path / "one" / "results.json").write_text(json.dumps(one), encoding="utf-8")
+    at = open_page(PAGE, 120, experiment="one")
+    assert not at.exception and not at.error, [e.value for e in (*at.exception, *at.error)]
+    assert list(at.dataframe[0].value.index) == ["step 0", "ce"]
+    assert not any('"verdict"' in c.proto.spec for c in at.get("vega_lite_chart"))
+    assert any("nothing to compare it with" in c.value for c in at.caption)

@@ -72,6 +72,10 @@ def test_the_last_k_layers_from_the_cache_give_the_full_models_logits(examples, 
     whole = AnswerLogits(copy.deepcopy(model))
     cache = build_trunk_cache(model, k, examples, progress=False)
     assert cache.hidden.shape == (sum(len(e.student.model_input_ids) for e in examples), 64)
+    # built from one right-padded batch = built one example at a time, unpadded
+    alone = build_trunk_cache(model, k, examples, batch_size=1, progress=False)
+    torch.testing.assert_close(cache.hidden, alone.hidden, rtol=1e-5, atol=1e-6)
+    assert cache.offsets.tolist() == alone.offsets.tolist()
     net = AnswerLogits(model, k)
     b = batch_of(examples, cache)
     assert b.hidden.shape == (*b.input_ids.shape, 64) and not b.hidden[0, 7:].any()  # right padding: zeros

@@ -147,6 +147,48 @@ def one_thread(request):
     torch.set_num_threads(n)
 
 
+def test_a_folder_refuses_other_settings_other_data_and_damaged_results(tmp_path):
+    """The plan recorded in a folder: the same settings continue (loss and seed are each run's
+    own, a field added since the plan was written takes its default), another setting or other
+    data (answers, teacher cache) is refused naming what changed; a results.json that is not what
+    summarise writes is one error naming the file."""
+    from uld_explorer.distill.config import preset
+    from uld_explorer.distill.errors import DistillError
+    from uld_explorer.distill.results import load_results
+
+    folder = ExperimentDir(tmp_path / "exp")
+    cfg, exp = preset("cpu-demo", max_steps=3), ExperimentConfig(losses=("ce",), seeds=(0,))
+    data = {"answers": "a1", "teacher_cache": "c1"}
+    folder.start(cfg, exp, "cpu-demo", data)
+    folder.check(cfg)
+    folder.check(cfg.replace(loss="uld", seed=4))
+    with pytest.raises(DistillError, match="max_steps: 3 there, 5 now"):
+        folder.check(cfg.replace(max_steps=5))
+    plan = json.loads((folder.path / "experiment.json").read_text(encoding="utf-8"))
+    del plan["config"]["train_last_layers"]  # written before the field existed
+    (folder.path / "experiment.json").write_text(json.dumps(plan), encoding="utf-8")
+    folder.check(cfg)
+    folder.start(cfg, exp, "cpu-demo", data)
+    with pytest.raises(DistillError, match="teacher_cache: c1 there, c2 now"):
+        folder.start(cfg, exp, "cpu-demo", {**data, "teacher_cache": "c2"})
+    assert json.loads((folder.path / "experiment.json").read_text(encoding="utf-8"))["data"] == data
+
+    assert load_results(folder.path) is None
+    good = {"format": 1, "experiment": {}, "bootstrap": {}, "metrics": {}, "runs": [],
+            "rows": [{"loss": "ce", "metric": "f1", "n_seeds": 1, "n_prompts": 2, "vs": "ce"}]}
+    for data, says in (("{", "not readable JSON"), ({**good, "format": 0}, "not a results file of this version"),
+                       ({k: v for k, v in good.items() if k != "runs"}, "damaged .missing runs"),
+                       ({**good, "rows": [{"loss": "ce"}]}, "damaged .incomplete rows"),
+                       ({**good, "rows": [{**good["rows"][0], "metric": "bleu"}]}, "damaged .unknown metrics bleu")):
+        (folder.path / "results.json").write_text(data if isinstance(data, str) else json.dumps(data),
+                                                  encoding="utf-8")
+        with pytest.raises(DistillError, match=says) as err:
+            load_results(folder.path)
+        assert f"uld-explorer experiment --out {folder.path}" in str(err.value)
+    (folder.path / "results.json").write_text(json.dumps(good), encoding="utf-8")
+    assert load_results(folder.path) == good
+
+
 @pytest.fixture(scope="module")
 def tiny_prep(default_models):
     from uld_explorer.distill.config import preset

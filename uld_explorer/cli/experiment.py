@@ -21,7 +21,8 @@ from .flags import add_config_flags, config_from_args
 __all__ = ["add_parser", "table"]
 
 #: What to turn down when the command runs out of memory.
-MEMORY_KNOBS = "--batch-size, --generate-batch-size or the student's size (--student-hidden, --student-layers)"
+MEMORY_KNOBS = ("--batch-size, --generate-batch-size, --resamples (the bootstrap keeps B x prompts counts) or the "
+                "student's size (--student-hidden, --student-layers)")
 
 
 def _pm() -> str:
@@ -35,7 +36,8 @@ def _pm() -> str:
 
 def table(results: dict[str, Any]) -> list[str]:
     """The results as a paper's table: losses as rows (step 0 first), metric ± half the interval's
-    width as columns, then the paired differences against the baseline, the statements."""
+    width as columns, then the paired differences against the baseline with their intervals
+    ``[low, high]``, the statements."""
     from ..distill.experiment import number
     from ..distill.scores import METRICS
 
@@ -46,8 +48,10 @@ def table(results: dict[str, Any]) -> list[str]:
     def cell(value: float | None, low: float | None, high: float | None, m: Any, star: str = "") -> str:
         if value is None:
             return "-"
-        return (f"{number(value * m.scale, m.digits, sign=bool(star))} {pm} "
-                f"{number((high - low) / 2 * m.scale, m.digits)}{star}")
+        if star:  # a difference: its interval as it is (percentile intervals are not symmetric)
+            return (f"{number(value * m.scale, m.digits, sign=True)} [{number(low * m.scale, m.digits, sign=True)}, "
+                    f"{number(high * m.scale, m.digits, sign=True)}]{star.strip()}")
+        return f"{number(value * m.scale, m.digits)} {pm} {number((high - low) / 2 * m.scale, m.digits)}"
 
     head = ["loss", *[f"{METRICS[k].label} ({METRICS[k].unit})" for k in keys]]
     main = [tuple(head), ("step 0", *[cell(rows[exp["losses"][0], k].get("step0"), rows[exp["losses"][0], k].get(
@@ -68,7 +72,7 @@ def table(results: dict[str, Any]) -> list[str]:
         f"steps per run; step 0: {exp['step0']}",
         f"{boot['confidence']:.0%} intervals: two-stage percentile bootstrap over seeds, then prompts (B = "
         f"{boot['resamples']:,}, rng seed {boot['rng_seed']}); {pm} is half the interval's width (the bounds are in "
-        f"results.json)",
+        f"results.json); a difference shows its interval [low, high]",
         "",
         *table_lines(main),
     ]
@@ -131,6 +135,7 @@ def add_parser(sub: Any) -> None:
                          "else cpu-demo)")
     add_config_flags(ex, ExperimentConfig, defaults="suppress", default_note="the one recorded in --out")
     add_config_flags(ex, DistillConfig, skip=("loss", "seed"), defaults="suppress", default_note="the preset's")
+    ex.add_argument("--lam", dest="uld_weight", type=float, default=argparse.SUPPRESS, help="alias of --uld-weight")
     ex.add_argument("--json", action="store_true", help="print results.json instead of the table")
     ex.add_argument("--no-progress", action="store_true", help="no progress bars (the line per run stays)")
     ex.set_defaults(func=run, memory_knobs=MEMORY_KNOBS)

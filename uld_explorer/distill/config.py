@@ -70,8 +70,8 @@ class DistillConfig:
     alignment: str = _f("positional", "positional (the paper: i-th answer token with i-th) or byte-offset (GOLD)",
                         choices=ALIGNMENTS)
     merge: str = _f("observed", "byte-offset groups only: observed | bayesian chain-rule merge", choices=MERGES)
-    hybrid_beta: float = _f(0.5, "hybrid loss: beta of the generalized JSD on matched strings, in [0, 1) (GOLD's 0.5; "
-                                 "0: KL(p||q))")
+    hybrid_beta: float = _f(0.5, "hybrid loss: beta of the generalized JSD on matched strings, in (0, 1) (GOLD's "
+                                 "0.5)")
     top_k: int = _f(256, "teacher probabilities kept per position in the teacher cache (plus the tail mass)")
     # --- data
     max_new_tokens: int = _f(64, "teacher answers: greedy, at most this many new tokens")
@@ -127,7 +127,12 @@ class DistillConfig:
         if "hybrid" in LOSSES[self.loss].parts and self.hybrid_beta == 1:
             raise ValueError("hybrid_beta = 1 makes the hybrid's matched part KL(q || p), which the teacher cache "
                              "(its top-k + tail mass) cannot bound: the teacher's mass on a string outside its top-k "
-                             "may be ~0. Use hybrid_beta < 1 (GOLD's default 0.5; 0 is KL(p || q))")
+                             "may be ~0. Use 0 < hybrid_beta < 1 (GOLD's default 0.5)")
+        if "hybrid" in LOSSES[self.loss].parts and self.hybrid_beta == 0:
+            raise ValueError("hybrid_beta = 0 makes the hybrid's matched part KL(p || q), whose bound from the teacher "
+                             "cache grows with log(1 / the student's smallest probability on a shared string): in "
+                             "float32 that probability underflows to 0 and the bound (and the loss's midpoint) becomes "
+                             "infinite. Use 0 < hybrid_beta < 1 (GOLD's default 0.5)")
         check_int(self.top_k, "top_k", 1, 4096, "a number of teacher probabilities kept per position")
         check_int(self.max_new_tokens, "max_new_tokens", 1, 1024, "a number of tokens")
         check_int(self.prompts, "prompts", 0, None, "a number of prompts (0: all)")

@@ -9,7 +9,8 @@ difference against the baseline loss. The experiment's folder, owned by :class:`
 
     <out>/
         experiment.json     the plan: preset, the DistillConfig shared by every run (loss and seed
-                            aside), the ExperimentConfig last asked for
+                            aside), the data's fingerprints (teacher answers, teacher cache: a
+                            change is refused), the ExperimentConfig last asked for
         runs/<loss>-seed<seed>/   a run directory (RunDir), its heldout.json the final scores
         step0/seed-<s>.json       the student before training: per seed where its init depends on
         step0/shared.json         the seed (the small random student), else once (a pretrained one)
@@ -157,7 +158,7 @@ class ExperimentDir:
         return RunDir(self.path / self.RUNS / run_name(loss, seed))
 
     def plan(self) -> dict[str, Any] | None:
-        """``experiment.json`` (``{"format", "preset", "config", "experiment", "created"}``) or None."""
+        """``experiment.json`` (``{"format", "preset", "config", "data", "experiment", "created"}``) or None."""
         try:
             data = json.loads((self.path / self.PLAN).read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -188,22 +189,44 @@ class ExperimentDir:
                 raise DistillError(f"--out {self.path} holds files but no experiment ({', '.join(others[:5])}): "
                                    f"choose a new or empty folder")
             return
-        diff = [f"{k}: {old['config'].get(k)!r} there, {v!r} now" for k, v in _shared(config).items()
-                if old["config"].get(k) != v]
+        try:  # the recorded settings as a config: a field added since then takes its default on both sides
+            there = _shared(DistillConfig.from_dict(old["config"]))
+        except (TypeError, ValueError) as err:
+            raise DistillError(f"--out {self.path}: its experiment.json records settings this version cannot read "
+                               f"({err}); choose another --out") from None
+        diff = [f"{k}: {there.get(k)!r} there, {v!r} now" for k, v in _shared(config).items() if there.get(k) != v]
         if diff:
             raise DistillError(f"--out {self.path} holds an experiment with other settings ({'; '.join(diff)}): "
                                f"continue it without those flags (uld-explorer experiment --out {self.path}), or "
                                f"choose another --out")
 
-    def start(self, config: DistillConfig, exp: ExperimentConfig, preset: str | None) -> None:
-        """:meth:`check`, then write the plan: the runs' shared config, the preset, and ``exp``
-        (losses, seeds and the bootstrap's settings may change between calls: the plan records
-        the last asked for)."""
+    def check_data(self, data: dict[str, Any]) -> None:
+        """The data the runs here were trained and scored on (the plan's ``"data"``: the teacher
+        answers' and the teacher cache's fingerprints) is ``data``; nothing recorded: nothing to check.
+
+        Raises
+        ------
+        DistillError
+            The answers or the teacher cache changed since: kept runs would be mixed with new ones.
+        """
+        there = (self.plan() or {}).get("data") or {}
+        diff = [f"{k}: {there[k]} there, {v} now" for k, v in data.items() if k in there and there[k] != v]
+        if diff:
+            raise DistillError(f"--out {self.path} holds runs trained on other data ({'; '.join(diff)}): the teacher's "
+                               f"answers or its cache changed since. Choose another --out (or delete this one to "
+                               f"start again)")
+
+    def start(self, config: DistillConfig, exp: ExperimentConfig, preset: str | None,
+              data: dict[str, Any] | None = None) -> None:
+        """:meth:`check` and :meth:`check_data`, then write the plan: the runs' shared config, the
+        preset, the data's fingerprints and ``exp`` (losses, seeds and the bootstrap's settings may
+        change between calls: the plan records the last asked for)."""
         self.check(config)
+        self.check_data(data or {})
         created = (self.plan() or {}).get("created", time.time())
         self.path.mkdir(parents=True, exist_ok=True)
         self._write(self.PLAN, dumps({"format": FORMAT, "preset": preset, "config": _shared(config),
-                                      "experiment": exp.to_dict(), "created": created}, indent=1))
+                                      "data": data or {}, "experiment": exp.to_dict(), "created": created}, indent=1))
 
     def step0(self, key: str) -> dict[str, Any] | None:
         return _read(self.path / self.STEP0 / f"{key}.json")
@@ -338,7 +361,7 @@ def run_experiment(config: DistillConfig, exp: ExperimentConfig, out: str | os.P
     prep = prepare(base, progress=progress) if prepared is None else dataclasses.replace(prepared, config=base)
     for loss in exp.losses:  # before anything is written
         check_shared_tokenizer(config.replace(loss=loss), prep.teacher_bytes, prep.student_bytes)
-    folder.start(config, exp, preset)
+    folder.start(config, exp, preset, {"answers": prep.answers_fingerprint, "teacher_cache": prep.cache.fingerprint})
     eval_ids = [ex.prompt.id for ex in prep.eval]
     todo = exp.runs()
     for k, (loss, seed) in enumerate(todo, 1):
@@ -438,6 +461,10 @@ def summarise(folder: ExperimentDir | str | os.PathLike, exp: ExperimentConfig,
             raise DistillError(f"{folder.path}: {run_name(loss, seed)} is not scored yet: run the experiment to the "
                                f"end")
         eval_ids = rec["prompts"]
+        if rec.get("references") != rec0.get("references"):
+            raise DistillError(f"{folder.path}: {run_name(loss, seed)} was scored against other teacher answers than "
+                               f"the student before training ({key}): the data changed between runs. Start the "
+                               f"experiment again in another --out")
         final[loss, seed], start[seed] = rec, rec0
         metrics = folder.run(loss, seed).metrics()
         runs.append({"loss": loss, "seed": seed, "run_dir": f"{ExperimentDir.RUNS}/{run_name(loss, seed)}",

@@ -19,10 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .experiment import ExperimentDir, number
+from .errors import DistillError
+from .experiment import FORMAT, ExperimentDir, number
 from .scores import METRICS
 
-__all__ = ["ExperimentInfo", "VERDICTS", "find_experiments", "read_results", "results_frame", "results_table"]
+__all__ = ["ExperimentInfo", "VERDICTS", "find_experiments", "load_results", "read_results", "results_frame",
+           "results_table"]
+
+#: What every results.json holds (:func:`~.experiment.summarise`), and every row of its ``rows``.
+RESULTS_KEYS = ("format", "experiment", "bootstrap", "metrics", "rows", "runs")
+ROW_KEYS = ("loss", "metric", "n_seeds", "n_prompts", "vs")
 
 #: How a paired difference against the baseline reads (the forest plot's colours follow them).
 VERDICTS = ("better", "worse", "inside the noise")
@@ -72,6 +78,43 @@ def find_experiments(root: str | os.PathLike) -> list[ExperimentInfo]:
     return sorted(found, key=lambda e: e.created, reverse=True)
 
 
+def load_results(folder: str | os.PathLike) -> dict[str, Any] | None:
+    """An experiment folder's ``results.json``, checked: None when it has none yet.
+
+    Raises
+    ------
+    DistillError
+        The file is not JSON, is of another format (another version of the tool), lacks what
+        :func:`~.experiment.summarise` writes, or names a metric this version does not know; the
+        message names the file and how to write it again.
+    """
+    import json
+
+    path = Path(folder) / ExperimentDir.RESULTS_JSON
+    again = f"write it again with: uld-explorer experiment --out {Path(folder)} (finished runs are kept)"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as err:
+        raise DistillError(f"{path} is not readable JSON ({err}): {again}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        found = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise DistillError(f"{path} is not a results file of this version (format {found!r}, expected {FORMAT!r}): "
+                           f"{again}")
+    missing = [k for k in RESULTS_KEYS if k not in data]
+    bad_rows = [i for i, r in enumerate(data.get("rows") or []) if not isinstance(r, dict)
+                or any(k not in r for k in ROW_KEYS)]
+    unknown = sorted({str(r["metric"]) for r in data.get("rows") or [] if isinstance(r, dict) and "metric" in r
+                      and r["metric"] not in METRICS and r["metric"] not in (data.get("metrics") or {})})
+    if missing or bad_rows or unknown or not isinstance(data["rows"], list):
+        what = "; ".join(x for x in (missing and f"missing {', '.join(missing)}",
+                                     bad_rows and f"incomplete rows {bad_rows[:5]}",
+                                     unknown and f"unknown metrics {', '.join(unknown)}") if x)
+        raise DistillError(f"{path} is damaged ({what or 'rows is not a list'}): {again}")
+    return data
+
+
 def _verdict(row: dict[str, Any], higher_is_better: bool) -> str | None:
     if "diff" not in row:
         return None
@@ -113,16 +156,21 @@ def results_frame(results: dict[str, Any]):
     return pd.DataFrame(rows, columns=cols)
 
 
-def _cell(mean: float, low: float, high: float, digits: int, sign: bool = False) -> str:
+def _cell(mean: float, low: float, high: float, digits: int, difference: bool = False) -> str:
+    """``mean ± half-width``; a difference: ``mean [low, high]`` (a percentile interval is not
+    symmetric, and whether it holds 0 must read off the cell)."""
     if mean != mean:  # NaN: nothing measured
         return "-"
-    return f"{number(mean, digits, sign)} ± {number((high - low) / 2, digits)}"
+    if difference:
+        return f"{number(mean, digits, True)} [{number(low, digits, True)}, {number(high, digits, True)}]"
+    return f"{number(mean, digits)} ± {number((high - low) / 2, digits)}"
 
 
 def results_table(results: dict[str, Any], *, differences: bool = False):
     """The paper-like table: losses as rows (and ``step 0`` first), metrics as columns, each cell
     ``mean ± half the interval's width`` in display units; ``differences=True``: the paired
-    differences against the baseline instead, ``*`` where the interval excludes 0."""
+    differences against the baseline instead, ``mean [low, high]``, ``*`` where the interval
+    excludes 0."""
     import pandas as pd
 
     frame = results_frame(results)

@@ -108,9 +108,9 @@ _ASCII_PUNCT = frozenset(string.punctuation)
 
 
 def normalize_answer(text: str) -> str:
-    """SQuAD's normalisation (its evaluation script, v1.1): lower case, punctuation removed
-    (ASCII's and every Unicode punctuation character), the articles a / an / the removed,
-    whitespace collapsed; in that order."""
+    """SQuAD's normalisation (its evaluation script's steps, in its order): lower case,
+    punctuation removed (ASCII's, as the script, and also every Unicode punctuation character:
+    the prompts span ten languages), the articles a / an / the removed, whitespace collapsed."""
     text = text.lower()
     text = "".join(c for c in text if c not in _ASCII_PUNCT and not unicodedata.category(c).startswith("P"))
     return " ".join(_ARTICLES.sub(" ", text).split())
@@ -123,7 +123,8 @@ def answer_tokens(text: str) -> list[str]:
 
 def token_f1(prediction: str, reference: str) -> float:
     """SQuAD's token F1: the harmonic mean of precision and recall of the common tokens (as
-    multisets); 1.0 when both are empty after normalisation, 0.0 when one is."""
+    multisets); 1.0 when both are empty after normalisation, 0.0 when one is (SQuAD v2.0's rule
+    for empty answers; v1.1's script gives 0.0 for both empty)."""
     pred, ref = answer_tokens(prediction), answer_tokens(reference)
     if not pred or not ref:
         return float(pred == ref)

@@ -16,7 +16,6 @@ from uld_explorer.app.common import export_figure, export_table, show_error, syn
 from uld_explorer.app.views import EXPERIMENTS
 from uld_explorer.distill import results as experiments
 from uld_explorer.distill import runs
-from uld_explorer.distill.experiment import ExperimentDir
 
 RUNS_DIR = runs.default_runs_dir()
 #: The held-out curves drawn per run (every run is evaluated on them, whatever it trains on).
@@ -59,8 +58,12 @@ st.selectbox("experiment", names, key="experiment",
                                     f"runs scored)"))
 info = by_name[ss.experiment]
 
-try:
-    results = ExperimentDir(info.path).results()
+try:  # everything read off results.json, before anything is drawn
+    results = experiments.load_results(info.path)
+    if results is not None:
+        frame = experiments.results_frame(results)
+        reading = experiments.read_results(results)
+        table, differences = experiments.results_table(results), experiments.results_table(results, differences=True)
 except Exception as err:  # noqa: BLE001 - never a traceback on the page
     show_error(err, f"read {info.path}'s results")
     sync_url(PARAMS)
@@ -72,22 +75,26 @@ if results is None:
     sync_url(PARAMS)
     st.stop()
 
-frame = experiments.results_frame(results)
 st.subheader("What it measured")
-st.info("\n\n".join(experiments.read_results(results)), icon=":material/lightbulb:")
+st.info("\n\n".join(reading), icon=":material/lightbulb:")
 
 st.subheader("Held-out scores, mean ± half the interval")
-st.dataframe(experiments.results_table(results), width="stretch")
+st.dataframe(table, width="stretch")
 st.caption("Rows: the student before training (step 0), then each loss after training; mean over seeds and "
            "prompts. % columns are fractions × 100; the exact bounds are in the export and in results.json.")
 st.subheader(f"Paired difference against {results['experiment']['baseline']}")
-st.dataframe(experiments.results_table(results, differences=True), width="stretch")
-st.caption("Each loss minus the baseline on the same seeds and prompts; * marks an interval that excludes 0 "
-           "(a difference the noise does not explain).")
-st.altair_chart(charts.chart_forest(frame), width="content")
+st.dataframe(differences, width="stretch")
+st.caption("Each loss minus the baseline on the same seeds and prompts, with its interval [low, high]; * marks an "
+           "interval that excludes 0 (a difference the noise does not explain).")
+compared = frame["verdict"].notna().any()
+if compared:
+    st.altair_chart(charts.chart_forest(frame), width="content")
+else:
+    st.caption("One loss only: nothing to compare it with (add a loss to the experiment for a forest plot).")
 c = st.columns([1, 1, 4])
 with c[0]:
-    export_figure(lambda: plots.plot_forest(frame), f"forest_{info.name}", "forest")
+    if compared:
+        export_figure(lambda: plots.plot_forest(frame), f"forest_{info.name}", "forest")
 with c[1]:
     export_table(frame, {**results["experiment"], "bootstrap": results["bootstrap"]}, f"results_{info.name}",
                  "results")
