@@ -217,6 +217,8 @@ def test_hybrid_top_k_refuses_what_it_cannot_bound():
         hybrid_top_k(*args, match=m, config=HybridConfig(clamp=1e-8))
     with pytest.raises(ValueError, match="hybrid_beta < 1"):
         DistillConfig(loss="hybrid", hybrid_beta=1.0)
+    with pytest.raises(ValueError, match="hybrid_beta = 0 .* underflows"):
+        DistillConfig(loss="hybrid", hybrid_beta=0.0)
     assert DistillConfig(loss="uld", hybrid_beta=1.0).hybrid_beta == 1.0  # only the hybrid loss reads it
 
 
