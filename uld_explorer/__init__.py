@@ -32,7 +32,8 @@ _API: dict[str, tuple[str, ...]] = {
     ".hybrid": ("HYBRID_DIVERGENCES", "HYBRID_WEIGHTINGS", "HybridConfig"),
     ".costs": ("COSTS", "edit_distance_cost", "string_identity_cost"),
     ".ot": (
-        "MAX_SUPPORT", "OTNotConvergedError", "OTResult", "TokenOTResult", "exact_ot", "rank_space_ot",
+        "MAX_SUPPORT", "OTNotConvergedError", "OTResult", "SinkhornResult", "TokenOTResult", "entropic_ot", "exact_ot",
+        "rank_space_ot", "token_space_sinkhorn_top_k",
         "token_space_ot", "token_space_ot_top_k", "value_space_ot", "value_space_w1", "zero_one_group_ot",
         "zero_one_group_value",
     ),
