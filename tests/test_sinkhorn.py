@@ -75,7 +75,7 @@ def test_an_unconverged_solve_raises_or_reports_nan_never_a_silent_number():
 
 
 def test_bad_settings_name_the_fix():
-    with pytest.raises(ValueError, match="epsilon must be a finite number > 0.*relative to the cost's largest"):
+    with pytest.raises(ValueError, match="epsilon must be a finite number >= 0.0001.*relative to the cost's largest"):
         entropic_ot([1.0], [1.0], [[0.0]], 0.0)
     with pytest.raises(ValueError, match="on_not_converged must be 'raise' or 'nan'"):
         entropic_ot([1.0], [1.0], [[0.0]], 0.1, on_not_converged="warn")
@@ -104,3 +104,35 @@ def test_small_random_supports_stay_within_the_entropic_bound_of_emd2(V_t, V_s, 
     emd2 = float(ot.emd2(a, b, r.cost))
     slack = r.cost.max() * r.marginal_error + 1e-9
     assert r.converged and emd2 - slack <= r.value <= emd2 + r.reg * (entropy(a) + entropy(b)) + slack
+
+
+# ------------------------------------------------------------------------------------ the measure, everywhere
+
+
+def test_the_sinkhorn_row_in_the_summary_and_the_table_sits_beside_the_exact_token_ot():
+    from tiny_models import tiny_student_parts, tiny_teacher
+    from tiny_tokenizers import TEXTS
+
+    from uld_explorer.compare import ComparisonConfig, compare_text
+
+    p, q, tt, ts = pair(30, 20, seed=7)
+    s = ux.divergence_summary(p, q, top_k=10, sinkhorn_epsilon=0.02)
+    assert s.values["sinkhorn_ot"] == s.sinkhorn.value and s.sinkhorn.plan.shape == s.token_ot.plan.shape
+    assert s.token_ot.value - s.sinkhorn.marginal_error <= s.sinkhorn.value <= s.token_ot.value + 0.02 * np.log(11 * 11) + 1e-6
+    assert f"{s.sinkhorn.iterations:,} iterations" in s.notes["sinkhorn_ot"]
+    assert "sinkhorn_ot" not in ux.divergence_summary(p, q, top_k=10).values  # off unless asked for
+    bad = ux.divergence_summary(p, q, top_k=10, sinkhorn_epsilon=1e-4)  # 10,000 iterations are not enough
+    assert bad.values["sinkhorn_ot"] is None and "did not converge" in bad.notes["sinkhorn_ot"]
+    with pytest.raises(ValueError, match="sinkhorn_epsilon must be .*>= 0.0001"):
+        ComparisonConfig(sinkhorn_epsilon=-1)
+    with pytest.raises(ValueError, match="sinkhorn_cost must be one of string, edit"):
+        ComparisonConfig(sinkhorn_cost="l2")
+
+    tok, model = tiny_student_parts()
+    student = ux.zoo.LoadedModel("tiny-gpt2-spm", tok, model)
+    table = compare_text(tiny_teacher(), student, TEXTS["english"], top_k=8, edit_top_k=5, sinkhorn_epsilon=0.02)
+    assert {"sinkhorn_ot", "sinkhorn_iterations"} <= set(table.measures)
+    for r in table:
+        exact = r.values["token_ot_string"]
+        assert exact - 1e-6 <= r.values["sinkhorn_ot"] <= exact + 0.02 * np.log(9 * 9) + 1e-6, r.index
+        assert 1 <= r.values["sinkhorn_iterations"] < 10_000

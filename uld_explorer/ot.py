@@ -37,7 +37,7 @@ from typing import Any, Sequence
 import numpy as np
 import ot
 
-from .checks import check_int
+from .checks import check_epsilon, check_int
 from .costs import COSTS, MAX_SUPPORT, CostBuilder, edit_distance_cost, string_identity_cost
 from .distributions import as_float64, check_distribution, check_pair, sorted_probs, top_k_with_rest
 from .errors import ExplorerError
@@ -233,19 +233,6 @@ def exact_ot(a: Any, b: Any, cost: Any, *, num_iter_max: int = NUM_ITER_MAX) -> 
         limit = min(limit * 10, MAX_ITER_CAP)
 
 
-def _check_epsilon(epsilon: Any) -> float:
-    try:
-        eps = float(epsilon)
-    except (TypeError, ValueError):
-        eps = float("nan")
-    if isinstance(epsilon, bool) or not np.isfinite(eps) or eps <= 0:
-        raise ValueError(
-            f"epsilon must be a finite number > 0 (got {epsilon!r}): the entropic regularisation relative to the "
-            f"cost's largest entry, e.g. 0.05; smaller is closer to exact OT and needs more iterations"
-        )
-    return eps
-
-
 def entropic_ot(a: Any, b: Any, cost: Any, epsilon: float, *, num_iter_max: int = SINKHORN_MAX_ITER,
                 tolerance: float = 1e-6, on_not_converged: str = "raise") -> SinkhornResult:
     """Entropic OT between weights ``a`` and ``b``: POT's log-domain Sinkhorn (``method="sinkhorn_log"``).
@@ -301,7 +288,7 @@ def entropic_ot(a: Any, b: Any, cost: Any, epsilon: float, *, num_iter_max: int 
     if not np.isfinite(C).all() or (C < 0).any():
         raise ValueError("cost must be finite and non-negative (got NaN, inf or a negative entry)")
     _check_support(max(C.shape), "entropic_ot")
-    eps = _check_epsilon(epsilon)
+    eps = check_epsilon(epsilon, "epsilon")
     if on_not_converged not in ("raise", "nan"):
         raise ValueError(f"on_not_converged must be 'raise' or 'nan' (got {on_not_converged!r})")
     limit = check_int(num_iter_max, "num_iter_max", 1, None, "a positive integer (Sinkhorn iterations)")
