@@ -24,7 +24,8 @@ _API: dict[str, tuple[str, ...]] = {
     ),
     ".synthetic": ("PlaygroundConfig", "synthetic_pair", "synthetic_tokens"),
     ".divergences": (
-        "HybridTopK", "HybridULD", "SharedVocab", "VocabularyMismatchError", "hybrid_top_k", "hybrid_uld",
+        "HybridTopK", "HybridULD", "MinEDKL", "SharedVocab", "VocabularyMismatchError", "hybrid_top_k", "hybrid_uld",
+        "mined_kl",
         "js_divergence",
         "kl_divergence", "restrict_to_shared_vocab", "reverse_kl_divergence",
         "total_variation", "uld_distance", "uld_from_logits", "ULDTopK", "uld_top_k",

@@ -219,6 +219,18 @@ class PairRows:
         return self._token_ot[cost]
 
     @functools.cached_property
+    def mined(self) -> list:
+        """Per row: :func:`~uld_explorer.mined_kl` of the base distributions, the teacher's
+        ``settings.top_k`` tokens searched for a nearest spelling (the vocabulary pair's
+        :func:`~uld_explorer.text.mined.mined_mapper`, cached across rows and tables)."""
+        from .divergences import mined_kl
+        from .text.mined import mined_mapper
+
+        mapper = mined_mapper(self.vocab)
+        return [mined_kl(self.p_base[i], self.q_base[i], k=self.settings.top_k, mapper=mapper, validate=False)
+                for i in range(self.R)]
+
+    @functools.cached_property
     def sinkhorn(self) -> list:
         """Per row: :func:`~uld_explorer.token_space_sinkhorn_top_k` of the base distributions on the
         support and cost of ``token_ot(settings.sinkhorn_cost)``, with ``settings.sinkhorn_epsilon``
@@ -529,6 +541,26 @@ def _token_ot_caveat(rows: PairRows, i: int, values: dict) -> str | None:
             f"without either)")
 
 
+def _mined(part: str) -> Callable[[PairRows], np.ndarray]:
+    return lambda rows: np.array([getattr(r, part) for r in rows.mined], dtype=np.float64)
+
+
+def _mined_explain(rows: PairRows, i: int) -> str:
+    r = rows.mined[i]
+    return (f"{r.exact_mass:.0%} of p maps to an identical spelling, {r.approx_mass:.0%} to the nearest one "
+            f"(mean {r.mean_distance:.2f} byte edits over the mapped mass), {r.unmapped_mass:.0%} unmapped "
+            f"(outside the top-{rows.settings.top_k} without a twin); KL of the mapped p, renormalized, against q")
+
+
+def _mined_caveat(rows: PairRows, i: int, values: dict) -> str | None:
+    kl = values.get("kl_mined")
+    if kl is None or np.isfinite(kl):
+        return None
+    if np.isnan(kl):
+        return "kl_mined undefined: no teacher token here has a spelling to map (ids without text)"
+    return "kl_mined infinite: the student gives 0 to a token the mapped teacher puts mass on"
+
+
 def _sinkhorn(part: str) -> Callable[[PairRows], np.ndarray]:
     return lambda rows: np.array([getattr(r, part) for r in rows.sinkhorn], dtype=np.float64)
 
@@ -584,6 +616,27 @@ def _builtin() -> list[Measure]:
         Measure("kl_student_coverage", "student mass on shared strings", "cov_s", formula=r"\sum_{j: s_j \in S} q_j",
                 description="the mass the student puts on the strings both vocabularies have",
                 compute=_coverage("student"), **cov),
+        Measure("kl_mined", "KL(p||q) after MinED mapping", "KL_mined", "[0, inf)", "nats",
+                r"\sum_j \tilde p_j \log(\tilde p_j / q_j),\ \tilde p_j \propto \sum_{i: m(i) = j} p_i,\ "
+                r"m(i) = \arg\min_j \mathrm{lev}(t_i, s_j)",
+                "FuseLLM's baseline: each teacher token mapped to the student token with the nearest spelling (byte "
+                "edit distance; exact twins for the whole vocabulary, the nearest spelling for the top-k), the mapped "
+                "mass summed there, then KL; the coverage says how much mapped exactly",
+                "Wan et al. 2024, ICLR (FuseLLM, MinED mapping)", _mined("value"), panel="nats", color="#000000",
+                settings=("top_k",), explain=_mined_explain, caveat=_mined_caveat),
+        Measure("mined_exact_coverage", "teacher mass mapped to an identical spelling (MinED)", "mined_ex",
+                formula=r"\sum_{i: \mathrm{lev}(t_i, s_{m(i)}) = 0} p_i",
+                description="the teacher mass MinED maps to a student token of the same bytes",
+                compute=_mined("exact_mass"), settings=("top_k",), **{**cov, "companion_of": "kl_mined"}),
+        Measure("mined_approx_coverage", "teacher mass mapped to a nearest, different, spelling (MinED)", "mined_ap",
+                formula=r"\sum_{i \in \mathrm{top}k: \mathrm{lev}(t_i, s_{m(i)}) > 0} p_i",
+                description="the teacher mass MinED maps to a student token of a different spelling",
+                compute=_mined("approx_mass"), settings=("top_k",), **{**cov, "companion_of": "kl_mined"}),
+        Measure("mined_mean_edit", "mean byte edits of the MinED mapping", "mined_ed", "[0, inf)", "",
+                r"\sum_{i \in M} p_i \, \mathrm{lev}(t_i, s_{m(i)}) / \sum_{i \in M} p_i",
+                "the byte edit distance of the mapped teacher mass, weighted by mass (exact matches count 0)", "-",
+                _mined("mean_distance"), views=("cli",), where=("position",), companion_of="kl_mined",
+                settings=("top_k",)),
         Measure("kl", "KL(p||q)", "KL", "[0, inf)", "nats", r"\sum_i p_i \log(p_i / q_i)", "forward KL",
                 "Kullback & Leibler 1951", _plain("kl_divergence"), needs_shared_vocab=True, where=("pair",),
                 explain=_plain_explain("forward KL")),

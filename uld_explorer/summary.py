@@ -146,7 +146,7 @@ def divergence_summary(
     >>> round(s.uld, 9), round(s.value_ot.value, 9), round(s.token_ot.value, 9), round(s.tv, 9)
     (0.0, 0.0, 0.6, 0.6)
     >>> s.values["uld"] == s.uld, [r["key"] for r in s.rows()][:2]
-    (True, ['kl_shared', 'kl'])
+    (True, ['kl_shared', 'kl_mined'])
     """
     p, q = check_pair(p, q)
     if p.ndim != 1:
