@@ -160,8 +160,8 @@ class ComparisonConfig:
         if self.sinkhorn_epsilon is not None:
             set_("sinkhorn_epsilon", check_epsilon(self.sinkhorn_epsilon, "sinkhorn_epsilon"))
         if self.sinkhorn_cost not in COSTS:
-            raise ValueError(f"sinkhorn_cost must be one of {', '.join(COSTS)} (got {self.sinkhorn_cost!r}): the ground "
-                             f"cost of the entropic token OT")
+            raise ValueError(f"sinkhorn_cost must be one of {', '.join(COSTS)} (got {self.sinkhorn_cost!r}): the "
+                             f"ground cost of the entropic token OT")
         set_("chunk_rows", check_int(self.chunk_rows, "chunk_rows", 1, 4096, "an integer (rows computed at once)"))
         known = [m.key for m in registry.for_positions()]
         if self.measures is None:
