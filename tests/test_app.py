@@ -23,7 +23,7 @@ APP = Path(__file__).resolve().parents[1] / "app.py"
 TIMEOUT = 90  # the first run imports torch and POT; a loaded CI machine is slow
 
 PARAMS = ("V_t", "V_s", "teacher_temperature", "student_temperature", "shift", "noise",
-          "permute_student", "seed", "top_k")
+          "permute_student", "seed", "top_k", "sinkhorn_epsilon")
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -58,7 +58,7 @@ def library_summary(at: AppTest) -> ux.DivergenceSummary:
         student_temperature=kw["student_temperature"], shift=int(kw["shift"]), noise=kw["noise"],
         permute_student=bool(kw["permute_student"]), seed=int(kw["seed"]),
     )
-    return ux.divergence_summary(p, q, top_k=int(kw["top_k"]))
+    return ux.divergence_summary(p, q, top_k=int(kw["top_k"]), sinkhorn_epsilon=kw["sinkhorn_epsilon"])
 
 
 def assert_table_matches_library(at: AppTest) -> ux.DivergenceSummary:
@@ -93,6 +93,24 @@ def test_default_page_shows_table_and_kl_reason():
     assert any(m.label == MEASURES["uld_half"].title and m.value == f"{s.uld / 2:.4f}" for m in at.metric)
     assert any(m.label == MEASURES["uld"].title and m.value == f"{s.uld:.4f}" for m in at.metric)
     assert not at.info  # the identity-blindness note only shows in the demo state
+
+
+def test_the_epsilon_slider_blurs_the_sinkhorn_plan_beside_the_exact_one():
+    """The Sinkhorn row and plan follow the ε slider: the table matches the library at each ε, the
+    value falls to the exact token OT as ε shrinks, and the iterations are reported in words."""
+    at = run_app()
+    values, entropies = [], []
+    for eps in (1.0, 0.2, 0.01):
+        at.select_slider(key="sinkhorn_epsilon").set_value(eps).run()
+        assert_clean(at)
+        s = assert_table_matches_library(at)
+        assert s.sinkhorn.converged and s.sinkhorn.epsilon == eps
+        assert any(f"converged in {s.sinkhorn.iterations:,} iterations" in c.value for c in at.caption)
+        values.append(page_table(at)["sinkhorn_ot"])
+        entropies.append(s.sinkhorn.entropy)
+    exact = page_table(at)["token_ot_string"]
+    assert values == sorted(values, reverse=True) and values[-1] == pytest.approx(exact, abs=1e-4)
+    assert entropies == sorted(entropies, reverse=True)
 
 
 def test_equal_vocab_gives_numeric_kl_then_mismatch_gives_reason():

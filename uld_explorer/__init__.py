@@ -24,7 +24,8 @@ _API: dict[str, tuple[str, ...]] = {
     ),
     ".synthetic": ("PlaygroundConfig", "synthetic_pair", "synthetic_tokens"),
     ".divergences": (
-        "HybridTopK", "HybridULD", "SharedVocab", "VocabularyMismatchError", "hybrid_top_k", "hybrid_uld",
+        "HybridTopK", "HybridULD", "MinEDKL", "SharedVocab", "VocabularyMismatchError", "hybrid_top_k", "hybrid_uld",
+        "mined_kl",
         "js_divergence",
         "kl_divergence", "restrict_to_shared_vocab", "reverse_kl_divergence",
         "total_variation", "uld_distance", "uld_from_logits", "ULDTopK", "uld_top_k",
@@ -32,7 +33,8 @@ _API: dict[str, tuple[str, ...]] = {
     ".hybrid": ("HYBRID_DIVERGENCES", "HYBRID_WEIGHTINGS", "HybridConfig"),
     ".costs": ("COSTS", "edit_distance_cost", "string_identity_cost"),
     ".ot": (
-        "MAX_SUPPORT", "OTNotConvergedError", "OTResult", "TokenOTResult", "exact_ot", "rank_space_ot",
+        "MAX_SUPPORT", "OTNotConvergedError", "OTResult", "SinkhornResult", "TokenOTResult", "entropic_ot", "exact_ot",
+        "rank_space_ot", "token_space_sinkhorn_top_k",
         "token_space_ot", "token_space_ot_top_k", "value_space_ot", "value_space_w1", "zero_one_group_ot",
         "zero_one_group_value",
     ),

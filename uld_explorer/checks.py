@@ -11,7 +11,8 @@ import math
 import numbers
 from typing import Any
 
-__all__ = ["MIN_TEMPERATURE", "check_int", "check_real", "check_temperature", "check_text"]
+__all__ = ["MIN_EPSILON", "MIN_TEMPERATURE", "check_epsilon", "check_int", "check_real", "check_temperature",
+           "check_text"]
 
 
 def _is_bool(value: Any) -> bool:
@@ -89,6 +90,35 @@ def check_temperature(value: Any, name: str = "temperature") -> float:
         raise ValueError(
             f"{name} = {value!r} is too small to compute with: logits / T overflows; use T >= {MIN_TEMPERATURE:g} "
             f"(a T of 0.01 is already nearly one-hot)"
+        )
+    return t
+
+
+#: The smallest Sinkhorn regularisation accepted (relative to the cost's largest entry): below it the
+#: log-domain iterations number in the hundreds of thousands, and exact OT is the better tool.
+MIN_EPSILON = 1e-4
+
+
+def check_epsilon(value: Any, name: str = "epsilon") -> float:
+    """``value`` as a float if it is a finite number >= :data:`MIN_EPSILON` (a Sinkhorn
+    regularisation, relative to the cost's largest entry), else a ValueError naming ``name`` and the fix.
+
+    >>> check_epsilon(0.05, "sinkhorn_epsilon")
+    0.05
+    >>> check_epsilon(0, "sinkhorn_epsilon")
+    Traceback (most recent call last):
+    ...
+    ValueError: sinkhorn_epsilon must be a finite number >= 0.0001 (got 0): the entropic regularisation relative to the cost's largest entry, e.g. 0.05; smaller is closer to exact OT and needs more iterations (for the limit itself, use the exact token OT)
+    """
+    try:
+        t = check_real(value, name)
+    except ValueError:
+        t = math.nan
+    if not t >= MIN_EPSILON:
+        raise ValueError(
+            f"{name} must be a finite number >= {MIN_EPSILON:g} (got {value!r}): the entropic regularisation relative "
+            f"to the cost's largest entry, e.g. 0.05; smaller is closer to exact OT and needs more iterations (for "
+            f"the limit itself, use the exact token OT)"
         )
     return t
 

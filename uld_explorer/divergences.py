@@ -41,6 +41,8 @@ __all__ = [
     "ULDTopK",
     "uld_top_k",
     "restrict_to_shared_vocab",
+    "MinEDKL",
+    "mined_kl",
     "string_mass",
     "sorted_l1_numpy",
     "sorted_l1_torch",
@@ -688,6 +690,107 @@ def restrict_to_shared_vocab(
     pt = pm / keep(lib.where(empty, nan, mass_t))
     qt = qm / keep(lib.where(empty, nan, mass_s))
     return SharedVocab(p=pt, q=qt, strings=list(m.strings), teacher_mass=mass_t, student_mass=mass_s)
+
+
+@dataclass(frozen=True)
+class MinEDKL:
+    """KL after the MinED vocabulary mapping (see :func:`mined_kl`), and what the mapping covered.
+
+    Attributes
+    ----------
+    value : float
+        :math:`\\mathrm{KL}(\\tilde p \\| q)` in nats; NaN when no teacher mass could be mapped.
+    exact_mass : float
+        Teacher mass on tokens mapped to an identical spelling.
+    approx_mass : float
+        Teacher mass on top-k tokens mapped to the nearest, different, spelling.
+    unmapped_mass : float
+        The rest: tokens outside the top-k without an identical twin, and ids without text.
+    mean_distance : float
+        The byte edit distance of the mapped mass, weighted by mass (exact matches count 0).
+    p_mapped : ndarray, shape (V_s,)
+        :math:`\\tilde p`: the mapped teacher mass on the student's vocabulary, renormalized.
+    """
+
+    value: float
+    exact_mass: float
+    approx_mass: float
+    unmapped_mass: float
+    mean_distance: float
+    p_mapped: np.ndarray
+
+
+def mined_kl(p: Any, q: Any, teacher_tokens: Sequence[Any] | None = None, student_tokens: Sequence[Any] | None = None,
+             k: int = 500, *, mapper: Any = None, validate: bool = True) -> MinEDKL:
+    """KL of the student from the teacher carried onto the student's vocabulary by MinED (FuseLLM).
+
+    Each teacher token :math:`t_i` maps to the student token with the nearest spelling,
+    :math:`m(i) = \\arg\\min_j \\mathrm{lev}(t_i, s_j)` (byte edits, exact matches first, ties to
+    the lowest student id: :mod:`uld_explorer.text.mined`): every token with an identical twin, and
+    the teacher's top-``k`` others (the full search is 151,936 x 49,152 pairs). The mapped mass is
+    summed per student token and renormalized:
+
+    .. math:: \\tilde p_j = \\frac{\\sum_{i \\in M: m(i) = j} p_i}{\\sum_{i \\in M} p_i}, \\qquad
+              \\mathrm{KL}(\\tilde p \\| q) = \\sum_j \\tilde p_j \\log \\frac{\\tilde p_j}{q_j}
+
+    where :math:`M` is the mapped teacher ids; the masses mapped exactly, approximately and not at
+    all are reported (``exact_mass + approx_mass + unmapped_mass = 1``).
+
+    Parameters
+    ----------
+    p : array, shape (V_t,);  q : array, shape (V_s,)
+        One teacher and one student distribution.
+    teacher_tokens, student_tokens : sequences of bytes or str, lengths V_t, V_s
+        The spellings (:func:`~uld_explorer.text.vocab_bytes`, or strings); not needed with ``mapper``.
+    k : int
+        Teacher tokens (most probable first) searched for a nearest spelling.
+    mapper : :class:`~uld_explorer.text.mined.MinEDMapper`, optional
+        The vocabulary pair's mapping, whose searches are cached (:func:`~uld_explorer.text.mined.mined_mapper`).
+    validate : bool
+        Check ``p`` and ``q`` (default).
+
+    Returns
+    -------
+    MinEDKL
+
+    Examples
+    --------
+    >>> r = mined_kl([0.5, 0.3, 0.2], [0.6, 0.3, 0.1], ["cat", "cart", "x"], ["cat", "car", "xy"], k=3)
+    >>> r.p_mapped.round(3).tolist()  # 'cart' -> 'cat' (1 edit, as 'car': the lower id), 'x' -> 'xy'
+    [0.8, 0.0, 0.2]
+    >>> round(r.exact_mass, 3), round(r.approx_mass, 3), round(r.mean_distance, 2), round(r.value, 4)
+    (0.5, 0.5, 0.5, 0.3688)
+    """
+    from .distributions import top_k_index
+    from .text.mined import MinEDMapper
+
+    if validate:
+        p, q = check_pair(p, q)
+    p, q = as_float64(p), as_float64(q)
+    if p.ndim != 1 or q.ndim != 1:
+        raise ValueError(f"p and q must be single distributions of shape (V,) (got {tuple(p.shape)}, {tuple(q.shape)})")
+    if mapper is None:
+        if teacher_tokens is None or student_tokens is None:
+            raise ValueError("mined_kl needs teacher_tokens and student_tokens, or a mapper built from them")
+        mapper = MinEDMapper(teacher_tokens, student_tokens)
+    if (mapper.V_t, mapper.V_s) != (p.size, q.size):
+        raise ValueError(f"the mapping is of vocabularies of {mapper.V_t} and {mapper.V_s} tokens, the distributions "
+                         f"have {p.size} and {q.size}: build it from the same vocabularies")
+    top = top_k_index(p, min(int(k), p.size))
+    m = mapper.map(top)
+    target = mapper.exact_target.copy()
+    target[top] = m.student_index
+    mapped = target >= 0
+    p_mapped = np.bincount(target[mapped], weights=p[mapped], minlength=q.size)
+    mass = float(p_mapped.sum())
+    exact = float(p[mapper.exact_target >= 0].sum())
+    approx = float(p[top][m.distance > 0].sum())
+    if mass <= 0:
+        return MinEDKL(math.nan, exact, approx, 1.0 - exact - approx, math.nan, p_mapped)
+    p_mapped /= mass
+    value = float(kl_divergence(p_mapped, q, validate=False))
+    mean_d = float((p[top] * np.maximum(m.distance, 0)).sum()) / mass
+    return MinEDKL(value, exact, approx, max(0.0, 1.0 - exact - approx), mean_d, p_mapped)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,8 @@
 """The measures: ONE registry of every number shown for a teacher/student pair.
 
+One job: the registry (each built-in measure is an entry and the few lines that read its value
+off the shared intermediate results of :class:`PairRows`; the math lives in the modules below).
+
 A :class:`Measure` carries its metadata ON the measure (after torchmetrics' ``higher_is_better``
 and ``plot_lower_bound``): a stable ``key`` (the column of the comparison table, the JSON and CSV
 field, the chart series, the URL value), its ``label`` and ``short`` name, its ``scale`` and
@@ -80,13 +83,17 @@ class MeasureSettings:
     """What the measures read besides the vectors; :class:`~uld_explorer.compare.ComparisonConfig`
     has the same fields. ``top_k`` / ``edit_top_k``: tokens per side of the string- / edit-cost
     token-space OT; ``costs``: which costs to compute; ``hybrid``: the hybrid's settings;
-    ``value_ot``: compute the (redundant) value-space OT."""
+    ``value_ot``: compute the (redundant) value-space OT; ``sinkhorn_epsilon``: the entropic
+    token OT's regularisation relative to its cost's largest entry (None: not computed);
+    ``sinkhorn_cost``: its ground cost (its support: that cost's top-k)."""
 
     top_k: int = 500
     edit_top_k: int = 100
     costs: tuple[str, ...] = ("string",)
     hybrid: HybridConfig = field(default_factory=HybridConfig)
     value_ot: bool = True
+    sinkhorn_epsilon: float | None = None
+    sinkhorn_cost: str = "string"
 
 
 class PairRows:
@@ -188,6 +195,15 @@ class PairRows:
         return [rank_space_ot(self.p[i], self.q[i]) if self.exact_plans and self.small else None
                 for i in range(self.R)]
 
+    def cost_tokens(self, cost: str) -> tuple[np.ndarray, np.ndarray]:
+        """What the ``cost`` token OT compares: the exact keys for the 0/1 cost, the readable strings else."""
+        v = self.vocab
+        return (v.teacher_keys, v.student_keys) if cost == "string" else (v.teacher_strings, v.student_strings)
+
+    def cost_k(self, cost: str) -> int:
+        """Tokens kept per side by the ``cost`` token OT: ``settings.top_k`` (string) or ``edit_top_k``."""
+        return self.settings.top_k if cost == "string" else self.settings.edit_top_k
+
     def token_ot(self, cost: str) -> list:
         """Per row: :func:`~uld_explorer.token_space_ot_top_k` of the base distributions with
         ``cost`` (the 0/1 cost compares exact keys, the edit cost readable strings), on
@@ -195,21 +211,44 @@ class PairRows:
         if cost not in self._token_ot:
             from .ot import token_space_ot_top_k
 
-            v = self.vocab
-            tokens = (v.teacher_keys, v.student_keys) if cost == "string" else (v.teacher_strings, v.student_strings)
-            k = self.settings.top_k if cost == "string" else self.settings.edit_top_k
+            tokens, k = self.cost_tokens(cost), self.cost_k(cost)
             self._token_ot[cost] = [
                 token_space_ot_top_k(self.p_base[i], self.q_base[i], *tokens, k=k, cost=cost, validate=False,
                                      plan=self.exact_plans)
                 for i in range(self.R)]
         return self._token_ot[cost]
 
+    @functools.cached_property
+    def mined(self) -> list:
+        """Per row: :func:`~uld_explorer.mined_kl` of the base distributions, the teacher's
+        ``settings.top_k`` tokens searched for a nearest spelling (the vocabulary pair's
+        :func:`~uld_explorer.text.mined.mined_mapper`, cached across rows and tables)."""
+        from .divergences import mined_kl
+        from .text.mined import mined_mapper
+
+        mapper = mined_mapper(self.vocab)
+        return [mined_kl(self.p_base[i], self.q_base[i], k=self.settings.top_k, mapper=mapper, validate=False)
+                for i in range(self.R)]
+
+    @functools.cached_property
+    def sinkhorn(self) -> list:
+        """Per row: :func:`~uld_explorer.token_space_sinkhorn_top_k` of the base distributions on the
+        support and cost of ``token_ot(settings.sinkhorn_cost)``, with ``settings.sinkhorn_epsilon``
+        (an unconverged row: value NaN, with its iterations and marginal error); plans only with
+        ``exact_plans``."""
+        from .ot import token_space_sinkhorn_top_k
+
+        cost, eps = self.settings.sinkhorn_cost, self.settings.sinkhorn_epsilon
+        tokens, k = self.cost_tokens(cost), self.cost_k(cost)
+        return [token_space_sinkhorn_top_k(self.p_base[i], self.q_base[i], *tokens, k=k, epsilon=eps, cost=cost,
+                                           on_not_converged="nan", validate=False, plan=self.exact_plans)
+                for i in range(self.R)]
+
     def token_ot_repeats(self, cost: str, i: int) -> bool:
         """Row ``i``'s kept tokens hold a key twice on one side (their mass pools; ``b''``/``''``
         marks ids without text and never counts)."""
         r = self.token_ot(cost)[i]
-        v = self.vocab
-        keys = (v.teacher_keys, v.student_keys) if cost == "string" else (v.teacher_strings, v.student_strings)
+        keys = self.cost_tokens(cost)
         kt = [x for x in (keys[0][j] for j in r.teacher_index) if x]
         kq = [x for x in (keys[1][j] for j in r.student_index) if x]
         return len(set(kt)) < len(kt) or len(set(kq)) < len(kq)
@@ -377,6 +416,7 @@ _ULD_REF = "Boizard et al. 2024, TMLR, arXiv:2402.12030"
 _POT_REF = "Flamary et al. 2021, JMLR 22(78) (POT)"
 _GOLD_REF = "Hugging Face TRL, GOLDTrainer (hybrid ULD); Agarwal et al. 2024 (generalized JSD)"
 _ONE_VOCAB = "undefined: different vocabularies"
+_SINKHORN_SETTINGS = ("sinkhorn_epsilon", "sinkhorn_cost", "top_k", "edit_top_k")
 
 
 def _kl_shared(rows: PairRows) -> np.ndarray:
@@ -501,6 +541,50 @@ def _token_ot_caveat(rows: PairRows, i: int, values: dict) -> str | None:
             f"without either)")
 
 
+def _mined(part: str) -> Callable[[PairRows], np.ndarray]:
+    return lambda rows: np.array([getattr(r, part) for r in rows.mined], dtype=np.float64)
+
+
+def _mined_explain(rows: PairRows, i: int) -> str:
+    r = rows.mined[i]
+    return (f"{r.exact_mass:.0%} of p maps to an identical spelling, {r.approx_mass:.0%} to the nearest one "
+            f"(mean {r.mean_distance:.2f} byte edits over the mapped mass), {r.unmapped_mass:.0%} unmapped "
+            f"(outside the top-{rows.settings.top_k} without a twin); KL of the mapped p, renormalized, against q")
+
+
+def _mined_caveat(rows: PairRows, i: int, values: dict) -> str | None:
+    kl = values.get("kl_mined")
+    if kl is None or np.isfinite(kl):
+        return None
+    if np.isnan(kl):
+        return "kl_mined undefined: no teacher token here has a spelling to map (ids without text)"
+    return "kl_mined infinite: the student gives 0 to a token the mapped teacher puts mass on"
+
+
+def _sinkhorn(part: str) -> Callable[[PairRows], np.ndarray]:
+    return lambda rows: np.array([getattr(r, part) for r in rows.sinkhorn], dtype=np.float64)
+
+
+def _sinkhorn_on(settings: Any) -> bool:
+    return settings.sinkhorn_epsilon is not None
+
+
+def _sinkhorn_explain(rows: PairRows, i: int) -> str:
+    r = rows.sinkhorn[i]
+    cost = rows.settings.sinkhorn_cost
+    return (f"entropic OT, epsilon {r.epsilon:g} x the largest cost (reg {r.reg:.3g}), {cost} cost, "
+            f"top-{rows.cost_k(cost)} + rest: converged in {r.iterations:,} iterations (marginal error "
+            f"{r.marginal_error:.1g}); >= the exact token OT on the same support, equal as epsilon -> 0")
+
+
+def _sinkhorn_caveat(rows: PairRows, i: int, values: dict) -> str | None:
+    r = rows.sinkhorn[i]
+    if r.converged:
+        return None
+    return (f"sinkhorn_ot undefined: Sinkhorn (epsilon {r.epsilon:g}) did not converge in {r.iterations:,} "
+            f"iterations (marginal error {r.marginal_error:.3g}); raise sinkhorn_epsilon or lower the top-k")
+
+
 def _costs_has(cost: str) -> Callable[[Any], bool]:
     return lambda settings: cost in settings.costs
 
@@ -532,6 +616,27 @@ def _builtin() -> list[Measure]:
         Measure("kl_student_coverage", "student mass on shared strings", "cov_s", formula=r"\sum_{j: s_j \in S} q_j",
                 description="the mass the student puts on the strings both vocabularies have",
                 compute=_coverage("student"), **cov),
+        Measure("kl_mined", "KL(p||q) after MinED mapping", "KL_mined", "[0, inf)", "nats",
+                r"\sum_j \tilde p_j \log(\tilde p_j / q_j),\ \tilde p_j \propto \sum_{i: m(i) = j} p_i,\ "
+                r"m(i) = \arg\min_j \mathrm{lev}(t_i, s_j)",
+                "FuseLLM's baseline: each teacher token mapped to the student token with the nearest spelling (byte "
+                "edit distance; exact twins for the whole vocabulary, the nearest spelling for the top-k), the mapped "
+                "mass summed there, then KL; the coverage says how much mapped exactly",
+                "Wan et al. 2024, ICLR (FuseLLM, MinED mapping)", _mined("value"), panel="nats", color="#000000",
+                settings=("top_k",), explain=_mined_explain, caveat=_mined_caveat),
+        Measure("mined_exact_coverage", "teacher mass mapped to an identical spelling (MinED)", "mined_ex",
+                formula=r"\sum_{i: \mathrm{lev}(t_i, s_{m(i)}) = 0} p_i",
+                description="the teacher mass MinED maps to a student token of the same bytes",
+                compute=_mined("exact_mass"), settings=("top_k",), **{**cov, "companion_of": "kl_mined"}),
+        Measure("mined_approx_coverage", "teacher mass mapped to a nearest, different, spelling (MinED)", "mined_ap",
+                formula=r"\sum_{i \in \mathrm{top}k: \mathrm{lev}(t_i, s_{m(i)}) > 0} p_i",
+                description="the teacher mass MinED maps to a student token of a different spelling",
+                compute=_mined("approx_mass"), settings=("top_k",), **{**cov, "companion_of": "kl_mined"}),
+        Measure("mined_mean_edit", "mean byte edits of the MinED mapping", "mined_ed", "[0, inf)", "",
+                r"\sum_{i \in M} p_i \, \mathrm{lev}(t_i, s_{m(i)}) / \sum_{i \in M} p_i",
+                "the byte edit distance of the mapped teacher mass, weighted by mass (exact matches count 0)", "-",
+                _mined("mean_distance"), views=("cli",), where=("position",), companion_of="kl_mined",
+                settings=("top_k",)),
         Measure("kl", "KL(p||q)", "KL", "[0, inf)", "nats", r"\sum_i p_i \log(p_i / q_i)", "forward KL",
                 "Kullback & Leibler 1951", _plain("kl_divergence"), needs_shared_vocab=True, where=("pair",),
                 explain=_plain_explain("forward KL")),
@@ -586,6 +691,19 @@ def _builtin() -> list[Measure]:
                 views=("summary", "cli"), settings=("edit_top_k", "costs"), enabled=_costs_has("edit"),
                 explain=_token_ot_explain("edit")),
         *(_truncated(cost, side) for cost in ("string", "edit") for side in ("teacher", "student")),
+        Measure("sinkhorn_ot", "entropic token OT (Sinkhorn, POT)", "OT_sk", "[0, 1]", "",
+                r"\langle P_\varepsilon, C \rangle,\ P_\varepsilon = \arg\min_{P \in \Pi(p, q)} "
+                r"\langle P, C \rangle - \varepsilon \max(C)\, H(P)",
+                "the linear cost of the entropic (Sinkhorn) plan on the token OT's support and cost: above the "
+                "exact token OT, equal to it as epsilon -> 0; the plan blurs as epsilon grows",
+                "Cuturi 2013, NeurIPS (Sinkhorn distances); " + _POT_REF, _sinkhorn("value"), panel="unit",
+                color="#F0E442", views=("summary", "cli", "page"), settings=_SINKHORN_SETTINGS,
+                enabled=_sinkhorn_on, explain=_sinkhorn_explain, caveat=_sinkhorn_caveat),
+        Measure("sinkhorn_iterations", "Sinkhorn iterations used", "it_sk", "[1, inf)", "",
+                r"\#\{\text{Sinkhorn iterations}\}",
+                "the iterations the entropic token OT used (at its limit: not converged)", "-", _sinkhorn("iterations"),
+                views=(), where=("position",), companion_of="sinkhorn_ot", settings=_SINKHORN_SETTINGS,
+                enabled=_sinkhorn_on),
     ]
 
 

@@ -1,4 +1,7 @@
-"""Exact optimal transport with POT: value space, rank space and token space.
+"""Exact optimal transport with POT: value space, rank space and token space (and entropic OT beside it).
+
+One job: optimal transport between a teacher's and a student's distributions with POT (each
+function one problem, its formula, shapes and a doctest).
 
 Three exact (network simplex, ``ot.emd``) problems, each returning the value AND the plan:
 
@@ -10,6 +13,10 @@ Three exact (network simplex, ``ot.emd``) problems, each returning the value AND
   student TOKENS with a ground cost :math:`C_{ij}` (string identity, edit distance, or yours).
   :func:`token_space_ot_top_k` truncates to the top-k tokens plus one "rest" bucket per side.
 
+Beside them, ENTROPIC OT on the same support (:func:`token_space_sinkhorn_top_k`, POT's
+log-domain Sinkhorn): a blurred plan whose cost tends to the exact one as the regularisation
+:math:`\varepsilon \to 0`, reported with its iterations and marginal error.
+
 POT's network simplex stops at ``numItermax`` iterations and then only warns, returning a
 non-optimal value. Here that never passes silently: the limit is raised (x10, up to
 ``MAX_ITER_CAP``) and :class:`OTNotConvergedError` is raised if it is still not optimal.
@@ -18,17 +25,19 @@ References
 ----------
 .. [1] Boizard et al. 2024, TMLR, arXiv:2402.12030 (ULD).
 .. [2] Flamary et al. "POT: Python Optimal Transport", JMLR 22(78), 2021.
+.. [3] Cuturi, "Sinkhorn distances: lightspeed computation of optimal transport", NeurIPS 2013.
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 import numpy as np
 import ot
 
+from .checks import check_epsilon, check_int
 from .costs import COSTS, MAX_SUPPORT, CostBuilder, edit_distance_cost, string_identity_cost
 from .distributions import as_float64, check_distribution, check_pair, sorted_probs, top_k_with_rest
 from .errors import ExplorerError
@@ -39,13 +48,17 @@ __all__ = [
     "MAX_SUPPORT",
     "OTNotConvergedError",
     "OTResult",
+    "SINKHORN_MAX_ITER",
+    "SinkhornResult",
     "TokenOTResult",
     "edit_distance_cost",
+    "entropic_ot",
     "exact_ot",
     "rank_space_ot",
     "string_identity_cost",
     "token_space_ot",
     "token_space_ot_top_k",
+    "token_space_sinkhorn_top_k",
     "value_space_ot",
     "value_space_w1",
     "zero_one_group_ot",
@@ -55,6 +68,8 @@ __all__ = [
 #: Start value of POT's ``numItermax``; retried x10 until :data:`MAX_ITER_CAP`.
 NUM_ITER_MAX = 100_000
 MAX_ITER_CAP = 100_000_000
+#: Sinkhorn's default iteration limit (POT's ``numItermax``); beyond it the result is reported unconverged.
+SINKHORN_MAX_ITER = 10_000
 
 
 class OTNotConvergedError(ExplorerError, RuntimeError):
@@ -100,6 +115,44 @@ class TokenOTResult(OTResult):
     student_index: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
     teacher_truncated_mass: float = 0.0
     student_truncated_mass: float = 0.0
+
+
+@dataclass(frozen=True)
+class SinkhornResult(TokenOTResult):
+    """An entropic OT solution (:func:`entropic_ot`, :func:`token_space_sinkhorn_top_k`).
+
+    ``value`` is the LINEAR cost :math:`\\langle P_\\varepsilon, C \\rangle` of the entropic plan
+    (comparable to exact OT, which it bounds from above and tends to as :math:`\\varepsilon \\to 0`),
+    NaN when the solver did not converge and the caller asked for no error; ``plan`` is
+    :math:`P_\\varepsilon`; ``iterations_limit`` is the iteration limit it ran under. The index and
+    truncated-mass fields are those of the top-k support (empty / 0 for :func:`entropic_ot`).
+
+    Attributes
+    ----------
+    epsilon : float
+        The regularisation as given: relative to the cost's largest entry.
+    reg : float
+        The absolute regularisation handed to POT: ``epsilon * max(C)``.
+    iterations : int
+        Sinkhorn iterations used.
+    converged : bool
+        The plan's marginals are within ``tolerance`` of the weights (L1, each side).
+    marginal_error : float
+        :math:`\\max(\\|P 1 - a\\|_1, \\|P^\\top 1 - b\\|_1)`.
+    entropy : float
+        :math:`H(P) = -\\sum_{ij} P_{ij} \\log P_{ij}` (grows with ``epsilon``: the blur).
+    objective : float
+        The regularised objective :math:`\\langle P, C \\rangle - \\mathrm{reg}\\, H(P)` that Sinkhorn
+        minimises (not comparable to exact OT).
+    """
+
+    epsilon: float = 0.0
+    reg: float = 0.0
+    iterations: int = 0
+    converged: bool = True
+    marginal_error: float = 0.0
+    entropy: float = 0.0
+    objective: float = 0.0
 
 
 def _as_float64_vector(x: Any, name: str) -> np.ndarray:
@@ -178,6 +231,93 @@ def exact_ot(a: Any, b: Any, cost: Any, *, num_iter_max: int = NUM_ITER_MAX) -> 
                 f"Reduce the support (smaller top-k) or raise num_iter_max"
             )
         limit = min(limit * 10, MAX_ITER_CAP)
+
+
+def entropic_ot(a: Any, b: Any, cost: Any, epsilon: float, *, num_iter_max: int = SINKHORN_MAX_ITER,
+                tolerance: float = 1e-6, on_not_converged: str = "raise") -> SinkhornResult:
+    """Entropic OT between weights ``a`` and ``b``: POT's log-domain Sinkhorn (``method="sinkhorn_log"``).
+
+    .. math:: P_\\varepsilon = \\arg\\min_{P \\in \\Pi(a, b)} \\langle P, C \\rangle - \\mathrm{reg}\\, H(P),
+              \\quad \\mathrm{reg} = \\varepsilon \\max_{ij} C_{ij},
+              \\quad \\text{value} = \\langle P_\\varepsilon, C \\rangle
+
+    ``epsilon`` is relative to the cost's scale (its largest entry; 1 for the built-in costs with
+    a rest bucket), so one ε means the same blur for any cost. The value is the linear cost of the
+    entropic plan (what ``ot.sinkhorn2`` returns; computed here from ``ot.sinkhorn``'s plan, which
+    is kept): :math:`\\mathrm{OT} \\le \\langle P_\\varepsilon, C \\rangle \\le \\mathrm{OT} +
+    \\mathrm{reg}\\,(H(a) + H(b))` up to the marginal error, so it converges to exact OT as ε → 0.
+    Zero-mass entries are left out of the solve (their rows / columns of the plan are 0).
+
+    Parameters
+    ----------
+    a : array, shape (n_t,);  b : array, shape (n_s,)
+        Distributions.
+    cost : array, shape (n_t, n_s)
+        Finite, non-negative.
+    epsilon : float
+        > 0, relative to ``max(cost)``.
+    num_iter_max : int
+        Sinkhorn iterations at most.
+    tolerance : float
+        Largest L1 error of either marginal of the plan for it to count as converged.
+    on_not_converged : "raise" | "nan"
+        Not converged: raise :class:`OTNotConvergedError` (default), or return the result with
+        ``value`` NaN and ``converged`` False (the plan as it stood, for a picture).
+
+    Returns
+    -------
+    SinkhornResult
+
+    Raises
+    ------
+    OTNotConvergedError
+        The marginals are still off by more than ``tolerance`` after ``num_iter_max`` iterations.
+
+    Examples
+    --------
+    >>> r = entropic_ot([0.5, 0.5], [0.5, 0.5], [[0.0, 1.0], [1.0, 0.0]], 0.01)
+    >>> round(r.value, 6), r.converged, r.plan.round(3).tolist()
+    (0.0, True, [[0.5, 0.0], [0.0, 0.5]])
+    """
+    a = _as_float64_vector(a, "a")
+    b = _as_float64_vector(b, "b")
+    C = as_float64(cost)
+    if C.shape != (a.shape[0], b.shape[0]):
+        raise ValueError(f"cost must have shape (n_t, n_s) = ({a.shape[0]}, {b.shape[0]}) to match a and b "
+                         f"(got {C.shape})")
+    if not np.isfinite(C).all() or (C < 0).any():
+        raise ValueError("cost must be finite and non-negative (got NaN, inf or a negative entry)")
+    _check_support(max(C.shape), "entropic_ot")
+    eps = check_epsilon(epsilon, "epsilon")
+    if on_not_converged not in ("raise", "nan"):
+        raise ValueError(f"on_not_converged must be 'raise' or 'nan' (got {on_not_converged!r})")
+    limit = check_int(num_iter_max, "num_iter_max", 1, None, "a positive integer (Sinkhorn iterations)")
+    scale = float(C.max()) if C.size else 0.0
+    reg = eps * (scale if scale > 0 else 1.0)
+    rows, cols = np.flatnonzero(a > 0), np.flatnonzero(b > 0)
+    a_, b_, C_ = a[rows], b[cols], np.ascontiguousarray(C[np.ix_(rows, cols)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "did not converge" is read from the marginals below; exp overflows
+        # in POT's log["u"] only (the plan is built from the log-domain potentials)
+        P_, log = ot.sinkhorn(a_, b_, C_, reg, method="sinkhorn_log", numItermax=limit,
+                              stopThr=tolerance / np.sqrt(max(b_.size, 1)), log=True, warn=False)
+    plan = np.zeros_like(C)
+    plan[np.ix_(rows, cols)] = P_
+    err = max(float(np.abs(plan.sum(1) - a).sum()), float(np.abs(plan.sum(0) - b).sum()))
+    converged = bool(np.isfinite(plan).all() and err <= tolerance)
+    iterations = int(log.get("niter", limit - 1)) + 1
+    if not converged and on_not_converged == "raise":
+        raise OTNotConvergedError(
+            f"Sinkhorn (epsilon={eps:g}, reg={reg:.3g}) did not converge in {iterations} iterations: the plan's "
+            f"marginals are off by {err:.3g} (tolerance {tolerance:g}); its value would be wrong. Raise epsilon or "
+            f"num_iter_max, or shrink the support (a smaller top-k)"
+        )
+    nz = P_[P_ > 0]
+    entropy = float(-(nz * np.log(nz)).sum())
+    linear = float((plan * C).sum()) if converged else float("nan")
+    return SinkhornResult(value=linear, plan=plan, cost=C, iterations_limit=limit, epsilon=eps, reg=reg,
+                          iterations=iterations, converged=converged, marginal_error=err, entropy=entropy,
+                          objective=linear - reg * entropy)
 
 
 def _padded(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -385,6 +525,52 @@ def zero_one_group_value(a: Any, b: Any, group_a: Any, group_b: Any) -> float:
     return max(0.0, 1.0 - float(np.minimum(A, B).sum()))
 
 
+def _top_k_support(p: Any, q: Any, teacher_tokens: Sequence[str], student_tokens: Sequence[str], k: int,
+                   cost: str | CostBuilder, validate: bool) -> tuple[Any, Any, Any, CostBuilder]:
+    """Each side's top-k + rest (:func:`~uld_explorer.distributions.top_k_with_rest`), the named
+    cost (or None) and its builder: the support every top-k token-space problem here shares."""
+    if validate:
+        p, q = check_pair(p, q)
+    for nm, toks, arr in (("teacher_tokens", teacher_tokens, p), ("student_tokens", student_tokens, q)):
+        if len(toks) != arr.shape[-1]:
+            raise ValueError(
+                f"{nm} must have one string per vocabulary entry: expected {arr.shape[-1]}, got {len(toks)}"
+            )
+    named_cost = COSTS.get(cost) if isinstance(cost, str) else None
+    if named_cost is not None:
+        builder = named_cost.build
+    elif callable(cost):
+        builder = cost
+    else:
+        raise ValueError(
+            f"cost must be one of {', '.join(COSTS)} or a callable(teacher_strings, student_strings) "
+            f"(got {cost!r})"
+        )
+    tp, tq = top_k_with_rest(p, k, "p", validate=False), top_k_with_rest(q, k, "q", validate=False)
+    return tp, tq, named_cost, builder
+
+
+def _top_k_cost(tp: Any, tq: Any, teacher_tokens: Sequence[str], student_tokens: Sequence[str], named_cost: Any,
+                builder: CostBuilder, rest_cost: float | None) -> np.ndarray:
+    """The (k_t + 1, k_s + 1) cost of a top-k support: the builder's between the kept tokens, the
+    bound to and from a rest bucket, 0 rest to rest."""
+    named = np.asarray(
+        builder([teacher_tokens[i] for i in tp.index], [student_tokens[j] for j in tq.index]), dtype=np.float64
+    )
+    if named.shape != (tp.index.size, tq.index.size):
+        raise ValueError(f"the cost builder must return shape {(tp.index.size, tq.index.size)} (got {named.shape})")
+    if rest_cost is not None:
+        bound = float(rest_cost)
+    elif named_cost is not None:  # a registered cost knows its bound: an unknown token costs that
+        bound = named_cost.bound
+    else:
+        bound = float(named.max()) if named.size else 1.0
+    C = np.full((tp.probs.size, tq.probs.size), bound)
+    C[:-1, :-1] = named
+    C[-1, -1] = 0.0
+    return C
+
+
 def token_space_ot_top_k(
     p: Any,
     q: Any,
@@ -441,26 +627,9 @@ def token_space_ot_top_k(
     >>> round(r.value, 9), round(r.teacher_truncated_mass, 9)
     (0.2, 0.1)
     """
-    if validate:
-        p, q = check_pair(p, q)
-    for nm, toks, arr in (("teacher_tokens", teacher_tokens, p), ("student_tokens", student_tokens, q)):
-        if len(toks) != arr.shape[-1]:
-            raise ValueError(
-                f"{nm} must have one string per vocabulary entry: expected {arr.shape[-1]}, got {len(toks)}"
-            )
-    named_cost = COSTS.get(cost) if isinstance(cost, str) else None
-    if named_cost is not None:
-        builder = named_cost.build
-    elif callable(cost):
-        builder = cost
-    else:
-        raise ValueError(
-            f"cost must be one of {', '.join(COSTS)} or a callable(teacher_strings, student_strings) "
-            f"(got {cost!r})"
-        )
     if solver not in ("auto", "pot"):
         raise ValueError(f"solver must be 'auto' or 'pot' (got {solver!r})")
-    tp, tq = top_k_with_rest(p, k, "p", validate=False), top_k_with_rest(q, k, "q", validate=False)
+    tp, tq, named_cost, builder = _top_k_support(p, q, teacher_tokens, student_tokens, k, cost, validate)
     closed_form = (solver == "auto" and named_cost is not None and named_cost.zero_one
                    and (named_cost.bound if rest_cost is None else float(rest_cost)) == 1.0)
     if closed_form:
@@ -474,20 +643,7 @@ def token_space_ot_top_k(
                 iterations_limit=0, teacher_index=tp.index, student_index=tq.index,
                 teacher_truncated_mass=tp.truncated_mass, student_truncated_mass=tq.truncated_mass,
             )
-    named = np.asarray(
-        builder([teacher_tokens[i] for i in tp.index], [student_tokens[j] for j in tq.index]), dtype=np.float64
-    )
-    if named.shape != (tp.index.size, tq.index.size):
-        raise ValueError(f"the cost builder must return shape {(tp.index.size, tq.index.size)} (got {named.shape})")
-    if rest_cost is not None:
-        bound = float(rest_cost)
-    elif named_cost is not None:  # a registered cost knows its bound: an unknown token costs that
-        bound = named_cost.bound
-    else:
-        bound = float(named.max())
-    C = np.full((tp.probs.size, tq.probs.size), bound)
-    C[:-1, :-1] = named
-    C[-1, -1] = 0.0
+    C = _top_k_cost(tp, tq, teacher_tokens, student_tokens, named_cost, builder, rest_cost)
     if closed_form:
         r = zero_one_group_ot(tp.probs, tq.probs, g_t, g_s)  # rest <-> rest: the shared group -1
     else:
@@ -497,3 +653,68 @@ def token_space_ot_top_k(
         teacher_index=tp.index, student_index=tq.index,
         teacher_truncated_mass=tp.truncated_mass, student_truncated_mass=tq.truncated_mass,
     )
+
+
+def token_space_sinkhorn_top_k(
+    p: Any,
+    q: Any,
+    teacher_tokens: Sequence[str],
+    student_tokens: Sequence[str],
+    k: int = 500,
+    *,
+    epsilon: float = 0.05,
+    cost: str | CostBuilder = "string",
+    rest_cost: float | None = None,
+    num_iter_max: int = SINKHORN_MAX_ITER,
+    tolerance: float = 1e-6,
+    on_not_converged: str = "raise",
+    validate: bool = True,
+    plan: bool = True,
+) -> SinkhornResult:
+    """Entropic token-space OT (:func:`entropic_ot`) on the support and cost of :func:`token_space_ot_top_k`.
+
+    The same top-k tokens per side plus one rest bucket, the same ground cost and rest cost, so
+    the value sits beside the exact one: :math:`\\langle P_\\varepsilon, C \\rangle \\ge
+    \\mathrm{OT}` and tends to it as ``epsilon`` → 0, while the plan :math:`P_\\varepsilon` blurs as
+    ``epsilon`` grows (at ``epsilon`` → ∞ it is the independent coupling :math:`a b^\\top`).
+
+    Parameters
+    ----------
+    p : array, shape (V_t,);  q : array, shape (V_s,)
+    teacher_tokens, student_tokens : sequences of str, lengths V_t, V_s
+    k : int
+        Tokens kept per side.
+    epsilon : float
+        Regularisation RELATIVE to the cost's largest entry (1 for the built-in costs): POT gets
+        ``reg = epsilon * max(C)``.
+    cost, rest_cost
+        As for :func:`token_space_ot_top_k`.
+    num_iter_max, tolerance, on_not_converged
+        As for :func:`entropic_ot`: by default an unconverged solve raises :class:`OTNotConvergedError`;
+        ``"nan"`` returns ``value`` NaN with ``converged`` False, the iterations and the marginal error.
+    validate : bool
+        Check ``p`` and ``q`` (default).
+    plan : bool
+        Keep the plan and the cost (default); ``False`` returns empty ``(0, 0)`` arrays (a table's rows).
+
+    Returns
+    -------
+    SinkhornResult
+        Plan of shape (k_t + 1, k_s + 1), rows and columns as in :func:`token_space_ot_top_k`.
+
+    Examples
+    --------
+    >>> r = token_space_sinkhorn_top_k([0.6, 0.3, 0.1], [0.5, 0.5], ["a", "b", "c"], ["b", "a"], k=2, epsilon=0.01)
+    >>> round(r.value, 4), r.converged, r.iterations < 1000
+    (0.2, True, True)
+    """
+    tp, tq, named_cost, builder = _top_k_support(p, q, teacher_tokens, student_tokens, k, cost, validate)
+    C = _top_k_cost(tp, tq, teacher_tokens, student_tokens, named_cost, builder, rest_cost)
+    r = entropic_ot(tp.probs, tq.probs, C, epsilon, num_iter_max=num_iter_max, tolerance=tolerance,
+                    on_not_converged=on_not_converged)
+    r = replace(r, teacher_index=tp.index, student_index=tq.index, teacher_truncated_mass=tp.truncated_mass,
+                student_truncated_mass=tq.truncated_mass)
+    if not plan:
+        empty = np.zeros((0, 0))
+        r = replace(r, plan=empty, cost=empty)
+    return r

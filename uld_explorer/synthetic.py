@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .checks import check_int, check_real, check_temperature
+from .checks import check_epsilon, check_int, check_real, check_temperature
 from .costs import MAX_TOKEN_OT_TOP_K
 
 __all__ = ["MAX_SYNTHETIC_VOCAB", "PlaygroundConfig", "synthetic_pair", "synthetic_tokens"]
@@ -128,6 +128,9 @@ class PlaygroundConfig:
     top_k : int
         Tokens per side for token-space OT (the rest pooled in one bucket), 1 to
         :data:`MAX_TOKEN_OT_TOP_K`.
+    sinkhorn_epsilon : float or None
+        The entropic token OT's regularisation, relative to the cost's largest entry (>= 1e-4);
+        None: no Sinkhorn row.
 
     Examples
     --------
@@ -149,13 +152,19 @@ class PlaygroundConfig:
         "help": "shuffle the student's probabilities (identity blindness)", "flag": "--permute"})
     seed: int = field(default=0, metadata={"help": "random seed (>= 0)"})
     top_k: int = field(default=50, metadata={"help": "tokens per side for token-space OT (the rest pooled)"})
+    sinkhorn_epsilon: float | None = field(default=0.05, metadata={
+        "help": "entropic token OT (Sinkhorn) beside the exact one: its regularisation relative to the cost's "
+                "largest entry (>= 1e-4; small = close to exact OT, large = a blurred plan); none: no Sinkhorn row"})
 
     def __post_init__(self) -> None:
         self.pair()  # validates every pair setting, naming the field
         check_int(self.top_k, "top_k", 1, MAX_TOKEN_OT_TOP_K, "a positive integer")
+        if self.sinkhorn_epsilon is not None:
+            object.__setattr__(self, "sinkhorn_epsilon", check_epsilon(self.sinkhorn_epsilon, "sinkhorn_epsilon"))
 
     def pair(self) -> tuple[np.ndarray, np.ndarray]:
         """The teacher ``p`` (V_t,) and student ``q`` (V_s,) of these settings."""
         kw = asdict(self)
         kw.pop("top_k")
+        kw.pop("sinkhorn_epsilon")
         return synthetic_pair(**kw)

@@ -15,8 +15,8 @@ from uld_explorer.text.align import ALIGNMENTS, MERGES
 from uld_explorer.zoo.registry import DEFAULT_STUDENT, DEFAULT_TEACHER, MODELS
 from uld_explorer.zoo.vocab_registry import TOKENIZERS
 
-__all__ = ["DISTILL", "EXAMPLES", "EXPERIMENTS", "MISMATCH", "OTHER_MODEL", "OTHER_TOKENIZER", "PLAYGROUND", "REAL", "VIEWS",
-           "bounds"]
+__all__ = ["DISTILL", "EXAMPLES", "EXPERIMENTS", "MISMATCH", "OTHER_MODEL", "OTHER_TOKENIZER", "PLAYGROUND", "REAL",
+           "SINKHORN_EPSILONS", "VIEWS", "bounds"]
 
 #: One click away: (prompt, text) pairs that show what the pages are for.
 EXAMPLES = {
@@ -32,6 +32,9 @@ OTHER_MODEL = "other: a Hugging Face id or a local folder"
 OTHER_TOKENIZER = "other: a local tokenizer folder"
 #: Largest vocabulary of the playground's sliders: exact value-space OT is an n x n problem.
 PLAYGROUND_V_MAX = 300
+#: The Playground's Sinkhorn regularisations (relative to the cost's largest entry): a log scale,
+#: from nearly exact OT to a plan close to the independent coupling.
+SINKHORN_EPSILONS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 
 _D = PlaygroundConfig()
 #: The Playground: the library's PlaygroundConfig defaults (``uld-explorer playground`` uses the same).
@@ -40,6 +43,8 @@ PLAYGROUND = {
     "V_s": Param(_D.V_s, 2, PLAYGROUND_V_MAX), "student_temperature": Param(_D.student_temperature, 0.1, 5.0),
     "shift": Param(_D.shift, -20, 20), "noise": Param(_D.noise, 0.0, 3.0), "permute_student": Param(_D.permute_student),
     "seed": Param(_D.seed, 0, 1_000_000), "top_k": Param(_D.top_k, 1, PLAYGROUND_V_MAX),
+    "sinkhorn_epsilon": Param(_D.sinkhorn_epsilon, SINKHORN_EPSILONS[0], SINKHORN_EPSILONS[-1],
+                              choices=SINKHORN_EPSILONS),
     "value_order": Param("rank", choices=("rank", "vocab")),
 }
 #: Real distributions.

@@ -21,14 +21,16 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(PlaygroundConfig, args)
     from .. import summary
 
-    s = summary.divergence_summary(*cfg.pair(), top_k=cfg.top_k, cost=args.cost)
+    s = summary.divergence_summary(*cfg.pair(), top_k=cfg.top_k, cost=args.cost,
+                                   sinkhorn_epsilon=cfg.sinkhorn_epsilon)
     rows = s.rows()
     if args.json:
         print_json({"settings": {**asdict(cfg), "cost": args.cost}, "rows": rows})
         return 0
     print(f"playground: teacher V_t={cfg.V_t} T={cfg.teacher_temperature:g} | student V_s={cfg.V_s} "
           f"T={cfg.student_temperature:g} shift={cfg.shift} noise={cfg.noise:g}"
-          f"{' permuted' if cfg.permute_student else ''} | seed={cfg.seed} top-k={cfg.top_k} cost={args.cost}")
+          f"{' permuted' if cfg.permute_student else ''} | seed={cfg.seed} top-k={cfg.top_k} cost={args.cost}"
+          f" sinkhorn-epsilon={cfg.sinkhorn_epsilon}")
     width = max(len(r["divergence"]) for r in rows)
     scale_w = max(len(r["scale"]) for r in rows)
     for r in rows:

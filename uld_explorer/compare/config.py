@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from .. import measures as registry
-from ..checks import check_int, check_temperature
+from ..checks import check_epsilon, check_int, check_temperature
 from ..costs import COSTS, MAX_TOKEN_OT_TOP_K
 from ..hybrid import HybridConfig
 from ..text.align import ALIGNMENTS, MERGES
@@ -100,6 +100,18 @@ class ComparisonConfig:
         metadata=_help("the value_ot column: exact n*W1 by POT's 1-D solver, equal to ULD (an "
                        "independent check of the closed form; off saves ~40% of the table's time)"),
     )
+    sinkhorn_epsilon: float | None = field(
+        default=None,
+        metadata=_help("the sinkhorn_ot column: entropic token OT (POT's log-domain Sinkhorn) on the support and "
+                       "cost of the sinkhorn_cost token OT, with this regularisation relative to the cost's largest "
+                       "entry (e.g. 0.05; smaller = closer to exact OT, more iterations); none: not computed. Costly: "
+                       "~0.1 s per position at top-k 50, seconds at 500 (docs/benchmarks.md)"),
+    )
+    sinkhorn_cost: str = field(
+        default="string",
+        metadata=_help("the ground cost (and so the top-k: top_k for string, edit_top_k for edit) of the sinkhorn_ot "
+                       "column", choices=COSTS),
+    )
     measures: tuple[str, ...] | None = field(
         default=None,
         metadata=_help("the measures to compute, by key (uld_explorer.measures; the table's columns); none: every "
@@ -145,6 +157,11 @@ class ComparisonConfig:
             set_("max_tokens", check_int(self.max_tokens, "max_tokens", 1, None, "a positive integer or None"))
         if not isinstance(self.value_ot, bool):
             raise ValueError(f"value_ot must be True or False (got {self.value_ot!r})")
+        if self.sinkhorn_epsilon is not None:
+            set_("sinkhorn_epsilon", check_epsilon(self.sinkhorn_epsilon, "sinkhorn_epsilon"))
+        if self.sinkhorn_cost not in COSTS:
+            raise ValueError(f"sinkhorn_cost must be one of {', '.join(COSTS)} (got {self.sinkhorn_cost!r}): the "
+                             f"ground cost of the entropic token OT")
         set_("chunk_rows", check_int(self.chunk_rows, "chunk_rows", 1, 4096, "an integer (rows computed at once)"))
         known = [m.key for m in registry.for_positions()]
         if self.measures is None:

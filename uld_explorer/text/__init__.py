@@ -4,6 +4,7 @@
 - :mod:`~uld_explorer.text.tokenize` -- :func:`tokenize_with_offsets` -> :class:`Tokenized`
 - :mod:`~uld_explorer.text.align` -- positional | byte-offset alignment, group merges
 - :mod:`~uld_explorer.text.vocab` -- vocabulary strings and their overlap
+- :mod:`~uld_explorer.text.mined` -- the MinED mapping: each teacher token to the nearest student spelling
 """
 
 from .align import (
@@ -20,6 +21,7 @@ from .align import (
     positional_alignment,
     tokenization_report,
 )
+from .mined import MinEDMapper, MinEDMapping, mined_mapper
 from .spelling import bytes_to_unicode, normalize_token, token_bytes, tokenizer_kind
 from .tokenize import Tokenized, tokenize_with_offsets
 from .vocab import (
@@ -38,6 +40,8 @@ __all__ = [
     "ALIGNMENTS",
     "MERGES",
     "AlignedPair",
+    "MinEDMapper",
+    "MinEDMapping",
     "Alignment",
     "SharedStrings",
     "StringMatch",
@@ -51,6 +55,7 @@ __all__ = [
     "group_distributions",
     "match_strings",
     "merge_group",
+    "mined_mapper",
     "misalignment_rate",
     "normalize_token",
     "positional_alignment",
