@@ -24,6 +24,7 @@ __all__ = [
     "alignment_effects_frame",
     "alignment_effects_summary",
     "groups_frame",
+    "lens_push_frame",
     "plan_frame",
     "positions_frame",
     "sorted_frame",
@@ -338,6 +339,45 @@ def positions_frame(table: Any, measures: Sequence[str] | None = None):
                          "panel": PANELS.get(m.panel, f"{m.scale_unit}: {m.short}"),
                          "value": None if v is None or not np.isfinite(v) else float(v)})
     return pd.DataFrame(rows, columns=["index", "position", "label", "kind", "measure", "name", "panel", "value"])
+
+
+def lens_push_frame(frame: Any):
+    """A :func:`~uld_explorer.lens.lens_frame` (one column ``push_<key>`` per loss) in long format,
+    for the lens's chart and figure: one row per (student token, loss).
+
+    Returns
+    -------
+    DataFrame
+        Columns ``rank``, ``id``, ``token`` (``id <n>`` when the lens frame has none), ``prob``,
+        ``target`` (CE's token), ``loss`` (the key), ``label`` (its name,
+        :data:`~uld_explorer.lens.LENS_LOSSES`), ``push`` (:math:`-\\partial L / \\partial z`),
+        ``direction`` (``"up"``, ``"down"`` or ``"none"``). Losses undefined at this row (NaN) are left out.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> f = pd.DataFrame({"rank": [1, 2], "id": [4, 0], "token": ["a", "b"], "prob": [0.6, 0.4],
+    ...                   "target": [False, True], "push_ce": [-0.6, 0.6], "push_uld": [0.1, -0.1]})
+    >>> lens_push_frame(f)[["token", "loss", "push", "direction"]].values.tolist()
+    [['a', 'ce', -0.6, 'down'], ['b', 'ce', 0.6, 'up'], ['a', 'uld', 0.1, 'up'], ['b', 'uld', -0.1, 'down']]
+    """
+    import pandas as pd
+
+    from .lens import LENS_LOSSES
+
+    base = frame.assign(token=frame["token"] if "token" in frame else [f"id {i}" for i in frame["id"]])
+    parts = []
+    for col in [c for c in frame.columns if c.startswith("push_")]:
+        key = col[len("push_"):]
+        part = base[["rank", "id", "token", "prob", "target"]].assign(
+            loss=key, label=LENS_LOSSES[key].label if key in LENS_LOSSES else key, push=frame[col].astype(float))
+        parts.append(part[np.isfinite(part["push"])])
+    columns = ["rank", "id", "token", "prob", "target", "loss", "label", "push", "direction"]
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    out = pd.concat(parts, ignore_index=True)
+    out["direction"] = np.where(out["push"] > 0, "up", np.where(out["push"] < 0, "down", "none"))
+    return out[columns]
 
 
 def _shown(s: str) -> str:
