@@ -70,8 +70,8 @@ from .distributions import as_float64, check_distribution, softmax
 from .hybrid import HybridConfig
 from .text.vocab import StringMatch
 
-__all__ = ["LENS_LOSSES", "Lens", "LensLoss", "lens_frame", "logit_gradients", "logit_gradients_from_probs",
-           "read_lens", "teacher_target"]
+__all__ = ["LENS_LOSSES", "Lens", "LensLoss", "base_target", "lens_frame", "logit_gradients",
+           "logit_gradients_from_probs", "read_lens", "teacher_target", "uld_signs"]
 
 
 @dataclass(frozen=True)
@@ -178,6 +178,22 @@ def teacher_target(p: Any, match: StringMatch) -> np.ndarray:
     first[match.student_group[ids[::-1]]] = ids[::-1]
     s = match.teacher_group[np.argmax(p, axis=-1)]
     return np.where(s >= 0, first[np.maximum(s, 0)], -1)
+
+
+def base_target(student_ids: Sequence[int], merge: str = "observed") -> int | None:
+    """CE's target at a row of a comparison table: the student's actual token that the row's base
+    distribution predicts (a merged group's first token for ``merge="observed"``, its last for
+    ``"bayesian"``: :func:`~uld_explorer.text.align.base_token`); None for a row without tokens
+    (the next-token row: :func:`logit_gradients` then takes :func:`teacher_target`).
+
+    >>> base_target((17, 4), "observed"), base_target((17, 4), "bayesian"), base_target(())
+    (17, 4, None)
+    """
+    from .text.align import base_token
+
+    if not len(student_ids):
+        return None
+    return int(student_ids[base_token(tuple(range(len(student_ids))), merge)])
 
 
 def _masses(x: np.ndarray, group: np.ndarray, S: int) -> np.ndarray:
