@@ -381,6 +381,9 @@ def logit_gradients_from_probs(p: Any, q: Any, *, student_temperature: float = 1
     >>> lens = logit_gradients_from_probs([0.7, 0.2, 0.1], [0.1, 0.7, 0.2], target=0)
     >>> lens.push("ce").round(3).tolist(), lens.push("uld").tolist()
     ([[0.9, -0.7, -0.2]], [[0.0, 0.0, 0.0]])
+    >>> read_lens(lens, 0, ["a", "b", "c"], ["a", "b", "c"]).split(". ")[1]
+    "ULD pushes nothing at all: the student's sorted probabilities already equal the teacher's (ULD = 0.0000), \
+although the student's favourite token is 'b' and the teacher's 'a': identity blindness, which only the CE term (or a KL) sees."
     """
     q = as_float64(check_distribution(q, "q"))
     with np.errstate(divide="ignore"):
@@ -438,6 +441,9 @@ def read_lens(lens: Lens, row: int = 0, student_tokens: Sequence[str] | None = N
         if not np.isfinite(push).all():
             parts.append(f"{LENS_LOSSES[k].label} is undefined here")
             continue
+        if not push.any():
+            parts.append(f"{LENS_LOSSES[k].label} pushes no token")
+            continue
         j = int(np.argmax(push))
         parts.append(f"{LENS_LOSSES[k].label} pushes {name(j)} up most ({push[j]:+.4f})")
     text = "; ".join(parts) + "."
@@ -451,6 +457,13 @@ def read_lens(lens: Lens, row: int = 0, student_tokens: Sequence[str] | None = N
     same = (teacher_tokens is not None and student_tokens is not None
             and str(teacher_tokens[t_top]) == str(student_tokens[s_top]))
     qs, ps = float(q[s_top]), float(p[t_top])
+    if not lens.push("uld")[row].any():
+        text += (f" ULD pushes nothing at all: the student's sorted probabilities already equal the teacher's "
+                 f"(ULD = {float(lens.values['uld'][row]):.4f})")
+        if same:
+            return text + "."
+        return text + (f", although the student's favourite token is {name(s_top)} and the teacher's {t_name}: "
+                       f"identity blindness, which only the CE term (or a KL) sees.")
     why = (f"while its top probability ({qs:.4f}) is below the teacher's ({ps:.4f})" if qs < ps
            else f"while its top probability ({qs:.4f}) is above the teacher's ({ps:.4f})" if qs > ps
            else "until its top probability equals the teacher's")
