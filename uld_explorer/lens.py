@@ -421,6 +421,11 @@ def lens_frame(lens: Lens, row: int = 0, top_n: int = 10, student_tokens: Sequen
     return pd.DataFrame(out)
 
 
+def _signed(x: float) -> str:
+    """A push in words: 4 decimals, or 3 significant digits when it is smaller than that."""
+    return f"{x:+.4f}" if x == 0 or abs(x) >= 5e-5 else f"{x:+.2e}"
+
+
 def read_lens(lens: Lens, row: int = 0, student_tokens: Sequence[str] | None = None,
               teacher_tokens: Sequence[str] | None = None) -> str:
     """The lens of one row in words, computed from its numbers: which token each loss pushes up
@@ -445,7 +450,7 @@ def read_lens(lens: Lens, row: int = 0, student_tokens: Sequence[str] | None = N
             parts.append(f"{LENS_LOSSES[k].label} pushes no token")
             continue
         j = int(np.argmax(push))
-        parts.append(f"{LENS_LOSSES[k].label} pushes {name(j)} up most ({push[j]:+.4f})")
+        parts.append(f"{LENS_LOSSES[k].label} pushes {name(j)} up most ({_signed(push[j])})")
     text = "; ".join(parts) + "."
     if "uld" not in lens.losses:
         return text
@@ -469,11 +474,11 @@ def read_lens(lens: Lens, row: int = 0, student_tokens: Sequence[str] | None = N
            else "until its top probability equals the teacher's")
     verb = "raises" if qs < ps else "lowers" if qs > ps else "leaves"
     if same:
-        text += (f" ULD pushes the student's favourite token {name(s_top)} {direction} ({u:+.4f}); here it is also "
+        text += (f" ULD pushes the student's favourite token {name(s_top)} {direction} ({_signed(u)}); here it is also "
                  f"the teacher's favourite, but ULD would do the same whatever token the student ranked first: it "
                  f"{verb} the student's top token {why}.")
     else:
-        text += (f" ULD pushes the student's favourite token {name(s_top)} {direction} ({u:+.4f}) although the "
+        text += (f" ULD pushes the student's favourite token {name(s_top)} {direction} ({_signed(u)}) although the "
                  f"teacher's favourite is {t_name}: it compares sorted probabilities only, so it {verb} whichever "
                  f"token the student already ranks first {why}.")
         if "ce" in lens.losses and lens.target[row] >= 0:
