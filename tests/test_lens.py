@@ -229,6 +229,23 @@ def test_the_frame_and_the_words_read_the_vectors(rng):
     assert f"favourite token 's{top}'" in words
 
 
+def test_the_chart_s_spec_is_valid_vega_lite_and_its_figure_has_a_panel_per_loss(rng):
+    from matplotlib.figure import Figure
+
+    from uld_explorer import charts, plots, tidy
+
+    p, z, match, y = case(rng, 16, 40, R=1)
+    t_tok, s_tok = [f"t{i}" for i in range(16)], [f"s{i}" for i in range(40)]
+    lens = logit_gradients(p, z, target=y, match=match)
+    pushes = tidy.lens_push_frame(lens_frame(lens, top_n=8, student_tokens=s_tok))
+    assert len(pushes) == 8 * len(lens.losses) and set(pushes["direction"]) <= {"up", "down", "none"}
+    top = tidy.top_k_frame(p[0], lens.q[0], t_tok, s_tok, k=8)
+    spec = charts.chart_lens(pushes, top).to_dict()  # validated against the Vega-Lite schema (the pages skip it)
+    assert spec == charts.chart_lens(pushes, top).to_dict(validate=False)
+    fig = plots.plot_lens(pushes, top)
+    assert isinstance(fig, Figure) and len(fig.axes) == 1 + len(lens.losses)
+
+
 @pytest.mark.slow
 def test_one_real_position_of_the_default_pair_matches_autograd(default_models):
     """' Paris' after "The capital of France is": the lens on the full vocabularies (151,936 and

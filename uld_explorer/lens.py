@@ -65,6 +65,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
+from scipy.special import xlogy
 
 from .distributions import as_float64, check_distribution, softmax
 from .hybrid import HybridConfig
@@ -144,23 +145,32 @@ def _times_q(q: np.ndarray, g: np.ndarray) -> np.ndarray:
         return np.where(q > 0, q * g, 0.0)
 
 
-def uld_signs(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """:math:`\\partial\\, \\mathrm{ULD}(p, q) / \\partial q`: per student id the sign of its rank-matched
-    difference :math:`\\mathrm{sign}(q_{(r)} - p_{(r)})`, zero padding included (shapes (R, V_t),
-    (R, V_s) -> (R, V_s); ties in q ranked by id, sign(0) = 0).
+def uld_signs(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ULD and :math:`\\partial\\, \\mathrm{ULD}(p, q) / \\partial q`: per student id the sign of its
+    rank-matched difference :math:`\\mathrm{sign}(q_{(r)} - p_{(r)})`, zero padding included (ties in
+    q ranked by id, sign(0) = 0). Shapes (R, V_t), (R, V_s) -> signs (R, V_s), ULD (R,). Only the
+    teacher's V_s largest entries are sorted (a partition first); the rest meet the padding and
+    count by their sum.
 
-    >>> uld_signs(np.array([[0.6, 0.4]]), np.array([[0.1, 0.5, 0.4]])).tolist()
-    [[1.0, -1.0, 0.0]]
+    >>> signs, value = uld_signs(np.array([[0.6, 0.4]]), np.array([[0.1, 0.5, 0.4]]))
+    >>> signs.tolist(), value.round(6).tolist()
+    ([[1.0, -1.0, 0.0]], [0.2])
     """
-    R, V_s = q.shape
+    R, V_t = p.shape
+    V_s = q.shape[1]
     order = np.argsort(-q, axis=-1, kind="stable")  # the student's sort, (R, V_s)
     q_sorted = np.take_along_axis(q, order, -1)
-    p_sorted = -np.sort(-p, axis=-1)[:, :V_s]  # (R, min(V_t, V_s)), then zero-padded to V_s
-    if p_sorted.shape[1] < V_s:
-        p_sorted = np.concatenate([p_sorted, np.zeros((R, V_s - p_sorted.shape[1]))], axis=1)
+    rest = np.zeros(R)
+    if V_t > V_s:  # the teacher's V_s largest, sorted; the others meet the student's zero padding
+        part = -np.partition(-p, V_s - 1, axis=-1) if V_s else p
+        rest = part[:, V_s:].sum(-1)
+        p_sorted = -np.sort(-part[:, :V_s], axis=-1)
+    else:  # (R, V_t), zero-padded to V_s
+        p_sorted = np.concatenate([-np.sort(-p, axis=-1), np.zeros((R, V_s - V_t))], axis=1)
+    diff = q_sorted - p_sorted
     g = np.empty_like(q)
-    np.put_along_axis(g, order, np.sign(q_sorted - p_sorted), -1)
-    return g
+    np.put_along_axis(g, order, np.sign(diff), -1)
+    return g, np.abs(diff).sum(-1) + rest
 
 
 def teacher_target(p: Any, match: StringMatch) -> np.ndarray:
@@ -227,9 +237,6 @@ def _kl_shared(p: np.ndarray, q: np.ndarray, match: StringMatch, T: float) -> tu
 
 def _hybrid(p: np.ndarray, q: np.ndarray, match: StringMatch, config: HybridConfig, T: float
             ) -> tuple[np.ndarray, np.ndarray]:
-    from .divergences import hybrid_uld
-
-    value = np.asarray(hybrid_uld(p, q, match=match, config=config, validate=False).value, dtype=float)
     w_m, w_u = config.weights(match.teacher_matched.size, p.shape[-1])
     P, Q = _masses(p, match.teacher_group, match.S), _masses(q, match.student_group, match.S)  # (R, S)
     Pd, Qd = P, Q
@@ -238,11 +245,15 @@ def _hybrid(p: np.ndarray, q: np.ndarray, match: StringMatch, config: HybridConf
     beta = float(config.beta)
     with np.errstate(divide="ignore", invalid="ignore"):
         if config.divergence == "kl" or beta == 0.0:  # KL(P||Q): -P / Q
+            D = (xlogy(Pd, Pd) - xlogy(Pd, Qd)).sum(-1)
             dD = -Pd / Qd
         elif beta == 1.0:  # KL(Q||P): log(Q / P) + 1
+            D = (xlogy(Qd, Qd) - xlogy(Qd, Pd)).sum(-1)
             dD = np.log(Qd / Pd) + 1.0
         else:  # generalized JSD: (1 - beta) log(Q / M)
-            dD = (1.0 - beta) * np.log(Qd / (beta * Pd + (1.0 - beta) * Qd))
+            M = beta * Pd + (1.0 - beta) * Qd
+            D = (beta * (xlogy(Pd, Pd) - xlogy(Pd, M)) + (1.0 - beta) * (xlogy(Qd, Qd) - xlogy(Qd, M))).sum(-1)
+            dD = (1.0 - beta) * np.log(Qd / M)
     if config.clamp is not None:
         dD = np.where(Q >= config.clamp, dD, 0.0)
     sid = match.student_group
@@ -250,9 +261,9 @@ def _hybrid(p: np.ndarray, q: np.ndarray, match: StringMatch, config: HybridConf
     on = sid >= 0
     g[:, on] = w_m * dD[:, sid[on]]
     t_un, s_un = np.flatnonzero(match.teacher_group < 0), np.flatnonzero(~on)
-    if s_un.size:
-        g[:, s_un] = w_u * uld_signs(p[:, t_un], q[:, s_un])
-    return value, _jacobian(q, _times_q(q, g), T)
+    signs, U = uld_signs(p[:, t_un], q[:, s_un])  # the unmatched remainders' sorted L1
+    g[:, s_un] = w_u * signs
+    return w_m * D + w_u * U, _jacobian(q, _times_q(q, g), T)
 
 
 def logit_gradients(
@@ -352,10 +363,8 @@ def _lens(p: Any, z: np.ndarray, q: np.ndarray, *, target: Any, match: StringMat
     if "kl_shared" in wanted:
         values["kl_shared"], grads["kl_shared"] = _kl_shared(p, q, match, T)
     if {"uld", "ce+uld"} & set(wanted):
-        from .divergences import uld_distance
-
-        values["uld"] = np.asarray(uld_distance(p, q, validate=False), dtype=float).reshape(R)
-        grads["uld"] = _jacobian(q, _times_q(q, uld_signs(p, q)), T)
+        signs, values["uld"] = uld_signs(p, q)
+        grads["uld"] = _jacobian(q, _times_q(q, signs), T)
     if "ce+uld" in wanted:
         values["ce+uld"] = values["ce"] + uld_weight * values["uld"]
         grads["ce+uld"] = grads["ce"] + uld_weight * grads["uld"]

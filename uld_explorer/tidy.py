@@ -365,19 +365,22 @@ def lens_push_frame(frame: Any):
 
     from .lens import LENS_LOSSES
 
-    base = frame.assign(token=frame["token"] if "token" in frame else [f"id {i}" for i in frame["id"]])
-    parts = []
-    for col in [c for c in frame.columns if c.startswith("push_")]:
-        key = col[len("push_"):]
-        part = base[["rank", "id", "token", "prob", "target"]].assign(
-            loss=key, label=LENS_LOSSES[key].label if key in LENS_LOSSES else key, push=frame[col].astype(float))
-        parts.append(part[np.isfinite(part["push"])])
-    columns = ["rank", "id", "token", "prob", "target", "loss", "label", "push", "direction"]
-    if not parts:
-        return pd.DataFrame(columns=columns)
-    out = pd.concat(parts, ignore_index=True)
-    out["direction"] = np.where(out["push"] > 0, "up", np.where(out["push"] < 0, "down", "none"))
-    return out[columns]
+    cols = [c for c in frame.columns if c.startswith("push_")]
+    keys = [c[len("push_"):] for c in cols]
+    n = len(frame)
+    tokens = frame["token"].astype(str).to_numpy() if "token" in frame else np.array([f"id {i}" for i in frame["id"]])
+    push = frame[cols].to_numpy(dtype=float).T.reshape(-1) if cols else np.zeros(0)  # loss-major
+    keep = np.isfinite(push)
+    tile = lambda x: np.tile(np.asarray(x), len(cols))[keep]  # noqa: E731
+    out = pd.DataFrame({
+        "rank": tile(frame["rank"]), "id": tile(frame["id"]), "token": tile(tokens), "prob": tile(frame["prob"]),
+        "target": tile(frame["target"]), "loss": np.repeat(np.array(keys, dtype=object), n)[keep],
+        "label": np.repeat(np.array([LENS_LOSSES[k].label if k in LENS_LOSSES else k for k in keys], dtype=object),
+                           n)[keep],
+        "push": push[keep],
+        "direction": np.where(push > 0, "up", np.where(push < 0, "down", "none"))[keep],
+    })
+    return out
 
 
 def _shown(s: str) -> str:

@@ -229,7 +229,7 @@ lens = logit_gradients_from_probs(vec.p_base, vec.q_base, match=shared.match, hy
                                   student_temperature=cfg.student_temperature)
 lens_table = lens_frame(lens, top_n=LENS_N, student_tokens=shared.student_strings)
 pushes = tidy.lens_push_frame(lens_table)
-st.altair_chart(charts.chart_lens(pushes, top), width="content")
+st.vega_lite_chart(charts.chart_lens(pushes, top).to_dict(validate=False), width="content")  # validated in tests
 st.info(read_lens(lens, 0, shared.student_strings, shared.teacher_strings), icon=":material/swap_vert:")
 target = (f"the student's actual token {shared.student_strings[lens.target[0]]!r}" if lens.target[0] >= 0
           else "none: the student has no token spelling the teacher's favourite")
