@@ -39,9 +39,10 @@ def assert_clean(at: AppTest) -> None:
 
 
 def page_table(at: AppTest) -> dict[str, float | None]:
-    """The page's one values table as {measure key: value} (None where undefined)."""
-    assert len(at.dataframe) == 1
-    df = at.dataframe[0].value
+    """The page's values table as {measure key: value} (None where undefined)."""
+    tables = [d.value for d in at.dataframe if "divergence" in d.value.columns]  # the lens has its own
+    assert len(tables) == 1
+    df = tables[0]
     assert list(df.columns) == ["key", "divergence", "value", "scale", "note"]
     return {
         row.key: (None if row.value is None or (isinstance(row.value, float) and math.isnan(row.value))
@@ -92,7 +93,8 @@ def test_default_page_shows_table_and_kl_reason():
     assert any(c.value.startswith("Plain KL(p‖q) is undefined") and "14 strings both have" in c.value for c in at.caption)
     assert any(m.label == MEASURES["uld_half"].title and m.value == f"{s.uld / 2:.4f}" for m in at.metric)
     assert any(m.label == MEASURES["uld"].title and m.value == f"{s.uld:.4f}" for m in at.metric)
-    assert not at.info  # the identity-blindness note only shows in the demo state
+    # the identity-blindness note only shows in the demo state (the lens's words are the other info)
+    assert not [i for i in at.info if "**Identity blindness.**" in i.value]
 
 
 def test_the_epsilon_slider_blurs_the_sinkhorn_plan_beside_the_exact_one():
@@ -152,11 +154,42 @@ def test_identity_blindness_button():
     p, q = ux.synthetic_pair(ss["V_t"], ss["V_t"], teacher_temperature=0.5, student_temperature=0.5,
                              permute_student=True, seed=ss["seed"])
     assert table["kl"] == pytest.approx(float(ux.kl_divergence(p, q)), abs=1e-12)
-    assert len(at.info) == 1 and "Identity blindness" in at.info[0].value
+    demo = [i.value for i in at.info if "**Identity blindness.**" in i.value]
+    assert len(demo) == 1
 
     at.button(key="reset").click().run()
     assert_clean(at)
-    assert not at.info and at.session_state["V_s"] == 14
+    assert not [i for i in at.info if "**Identity blindness.**" in i.value] and at.session_state["V_s"] == 14
+
+
+def page_lens(at: AppTest):
+    """The page's lens table (found by its registry columns) and the library's lens of the same pair."""
+    from uld_explorer.lens import lens_frame, logit_gradients_from_probs, read_lens
+
+    kw = {k: at.session_state[k] for k in PARAMS}
+    p, q = ux.synthetic_pair(
+        int(kw["V_t"]), int(kw["V_s"]), teacher_temperature=kw["teacher_temperature"],
+        student_temperature=kw["student_temperature"], shift=int(kw["shift"]), noise=kw["noise"],
+        permute_student=bool(kw["permute_student"]), seed=int(kw["seed"]),
+    )
+    t_tok, s_tok = ux.synthetic_tokens(len(p)), ux.synthetic_tokens(len(q))
+    lens = logit_gradients_from_probs(p, q, match=ux.match_strings(t_tok, s_tok))
+    shown = next(d.value for d in at.dataframe if "push_uld" in d.value.columns)
+    return shown, lens_frame(lens, top_n=10, student_tokens=s_tok), read_lens(lens, 0, s_tok, t_tok)
+
+
+def test_the_gradient_lens_shows_the_library_s_pushes():
+    at = run_app()
+    shown, frame, words = page_lens(at)
+    assert list(shown.columns) == list(frame.columns) and shown["id"].tolist() == frame["id"].tolist()
+    for col in [c for c in frame.columns if c.startswith(("push_", "prob"))]:
+        assert shown[col].to_numpy() == pytest.approx(frame[col].to_numpy(), rel=1e-9, abs=1e-12), col
+    assert words in [i.value for i in at.info]
+    at.button(key="identity_demo").click().run()  # a permuted student: ULD pushes nothing, CE and KL do
+    assert_clean(at)
+    shown, frame, words = page_lens(at)
+    assert not shown["push_uld"].any() and shown["push_kl"].abs().max() > 1e-3
+    assert words in [i.value for i in at.info] and "ULD pushes nothing at all" in words
 
 
 def test_large_vocab_with_truncated_token_ot():

@@ -79,6 +79,58 @@ def test_every_main_widget_changes_the_numbers_as_the_library_says():
     assert_page_matches_library(at)
 
 
+def library_lens(at: AppTest):
+    """The selected position's lens, computed here by the library from the page's widget values."""
+    from uld_explorer.compare import position_vectors
+    from uld_explorer.lens import base_target, lens_frame, logit_gradients_from_probs, read_lens
+    from uld_explorer.text import shared_strings_of
+
+    ss = at.session_state
+    table = library_table(at)
+    r = table[ss["position"]]
+    teacher, student = (ux.load_model(ss[side], progress=False) for side in ("teacher", "student"))
+    _, t_dist = ux.next_token_distributions(teacher, ss["text"], ss["teacher_temperature"], int(ss["max_tokens"]),
+                                            prompt=ss["prompt"])
+    _, s_dist = ux.next_token_distributions(student, ss["text"], ss["student_temperature"], int(ss["max_tokens"]),
+                                            prompt=ss["prompt"])
+    vec = position_vectors(table, r.index, t_dist, s_dist)
+    shared = shared_strings_of(teacher.tokenizer, student.tokenizer, t_dist.shape[1], s_dist.shape[1])
+    lens = logit_gradients_from_probs(vec.p_base, vec.q_base, match=shared.match, target=base_target(r.student_ids,
+                                      ss["merge"]), student_temperature=ss["student_temperature"])
+    return r, lens_frame(lens, top_n=10, student_tokens=shared.student_strings), read_lens(
+        lens, 0, shared.student_strings, shared.teacher_strings)
+
+
+def assert_lens_matches_library(at: AppTest) -> None:
+    r, frame, words = library_lens(at)
+    # the lens's table, found by its registry columns (a dataframe without selection has no key in AppTest)
+    shown = next(d.value for d in at.dataframe if "push_uld" in d.value.columns)
+    assert list(shown.columns) == list(frame.columns)
+    assert shown["id"].tolist() == frame["id"].tolist()
+    for col in [c for c in frame.columns if c.startswith(("push_", "prob"))]:
+        assert shown[col].to_numpy() == pytest.approx(frame[col].to_numpy(), rel=1e-9, abs=1e-12), col
+    assert words in [i.value for i in at.info]
+
+
+def test_the_gradient_lens_shows_the_library_s_pushes():
+    """The selected position's lens (the chart, its words, its table) on a token row, a merged
+    group and the next-token row; the default pair has two vocabularies, so no plain KL."""
+    at = run()
+    assert_lens_matches_library(at)
+    _, frame, words = library_lens(at)
+    assert {"push_ce", "push_kl_shared", "push_uld", "push_ce+uld", "push_hybrid"} <= set(frame.columns)
+    assert "push_kl" not in frame.columns and "ULD pushes the student's favourite token" in words
+    at.selectbox(key="position").set_value(len(at.selectbox(key="position").options) - 1).run()  # (next token)
+    assert_clean(at)
+    assert_lens_matches_library(at)
+    at.button(key="example_Accented").click().run()
+    at.radio(key="merge").set_value("bayesian").run()
+    at.slider(key="student_temperature").set_value(1.5).run()
+    at.selectbox(key="position").set_value(2).run()
+    assert_clean(at)
+    assert_lens_matches_library(at)
+
+
 def test_the_view_lives_in_the_url():
     at = run(text=" Lyon is a city too.", prompt="The capital of France is Paris.", alignment="positional",
              position="2", top_k="100")

@@ -129,7 +129,7 @@ LAYERS = {
     1: {"checks", "costs", "errors", "jsonsafe", "memory", "_lazy"},
     2: {"distributions", "hybrid", "synthetic", "text"},
     3: {"divergences", "ot", "zoo"},
-    4: {"measures"},
+    4: {"measures", "lens"},
     5: {"summary", "compare", "tidy"},
     6: {"distill"},
     7: {"plots", "charts"},

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .plots import DIFF_COLOR, STUDENT_COLOR, TEACHER_COLOR, metric_title, run_colors, run_labels
+from .plots import (
+    DIFF_COLOR, PUSH_COLORS, STUDENT_COLOR, TEACHER_COLOR, metric_title, run_colors, run_labels,
+)
 
 __all__ = [
-    "chart_alignment_effects", "chart_distributions", "chart_forest", "chart_plan", "chart_positions", "chart_probe",
+    "chart_alignment_effects", "chart_distributions", "chart_forest", "chart_lens", "chart_plan", "chart_positions", "chart_probe",
     "chart_run_curves", "chart_scale", "chart_sorted", "chart_token_spans", "chart_top_k", "select_position",
 ]
 
@@ -54,6 +56,42 @@ def chart_top_k(frame: Any, title: str = "the most probable next tokens") -> Any
     return base.mark_bar().properties(height=alt.Step(20), width=230).facet(
         column=alt.Column("side:N", sort=["teacher", "student"], title=None, header=alt.Header(labelFontSize=13))
     ).properties(title=title).resolve_scale(y="independent")
+
+
+def chart_lens(frame: Any, teacher: Any, title: str = "what each loss does to the student's logits") -> Any:
+    """The gradient lens of one position: the teacher's top tokens (a
+    :func:`~uld_explorer.tidy.top_k_frame`, its ``teacher`` rows) on the left, then one panel per
+    loss with its push :math:`-\\partial L / \\partial z` on each of the student's top tokens (a
+    :func:`~uld_explorer.tidy.lens_push_frame`), rank 1 on top: bars right (green) push a token up,
+    left (vermillion) push it down. Each loss has its own x axis (sizes compare within a loss, the
+    directions across). Hover for the numbers. The matplotlib twin is :func:`~uld_explorer.plots.plot_lens`."""
+    alt = _alt()
+    t = teacher[teacher["side"] == "teacher"] if "side" in teacher else teacher
+    t = t.assign(token_shown=t["token"].map(lambda x: repr(str(x))))
+    left = alt.Chart(t).mark_bar(color=TEACHER_COLOR).encode(
+        y=alt.Y("token_shown:N", sort=alt.EncodingSortField("rank", order="ascending"), title=None,
+                axis=alt.Axis(labelOverlap=False, labelLimit=140)),
+        x=alt.X("prob:Q", title="probability"),
+        tooltip=[alt.Tooltip("rank:Q"), alt.Tooltip("token_shown:N", title="token"), alt.Tooltip("prob:Q", format=".4f")],
+    ).properties(height=alt.Step(20), width=150, title="teacher's top tokens")
+    data = frame.assign(token_shown=frame["token"].map(lambda x: repr(str(x))),
+                        role=frame["target"].map({True: "CE target", False: ""}))
+    order = list(dict.fromkeys(data["label"]))
+    present = [d for d in PUSH_COLORS if d in set(data["direction"])] or ["up"]
+    right = alt.Chart(data).mark_bar().encode(
+        y=alt.Y("token_shown:N", sort=alt.EncodingSortField("rank", order="ascending"), title=None,
+                axis=alt.Axis(labelOverlap=False, labelLimit=140)),
+        x=alt.X("push:Q", title="push (-gradient)"),
+        color=alt.Color("direction:N", title="push", legend=alt.Legend(orient="bottom"),
+                        scale=alt.Scale(domain=present, range=[PUSH_COLORS[d] for d in present])),
+        tooltip=[alt.Tooltip("label:N", title="loss"), alt.Tooltip("rank:Q", title="student rank"),
+                 alt.Tooltip("token_shown:N", title="token"), alt.Tooltip("prob:Q", title="student prob", format=".4f"),
+                 alt.Tooltip("push:Q", format="+.4g"), alt.Tooltip("role:N", title="")],
+    ).properties(height=alt.Step(20), width=120).facet(
+        column=alt.Column("label:N", sort=order, title="student's top tokens: each loss's push",
+                          header=alt.Header(labelFontSize=12)),
+    ).resolve_scale(x="independent")
+    return alt.hconcat(left, right).properties(title=title)
 
 
 def chart_sorted(frame: Any, log_x: bool = False, title: str | None = None) -> Any:

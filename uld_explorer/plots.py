@@ -39,6 +39,7 @@ __all__ = [
     "AGREE_COLOR",
     "DIFFER_COLOR",
     "DIFF_COLOR",
+    "PUSH_COLORS",
     "RUN_COLORS",
     "STUDENT_COLOR",
     "TEACHER_COLOR",
@@ -46,6 +47,7 @@ __all__ = [
     "plot_alignment_effects",
     "plot_distributions",
     "plot_forest",
+    "plot_lens",
     "plot_probe",
     "plot_run_curves",
     "plot_sorted_curves",
@@ -61,6 +63,9 @@ TEACHER_COLOR = "#0072B2"
 STUDENT_COLOR = "#E69F00"
 #: Colour of the shaded ``|p_(i) - q_(i)|`` area and of marked cells (Okabe-Ito vermillion).
 DIFF_COLOR = "#D55E00"
+
+#: The lens's push on a logit: up bluish green, down vermillion, none grey (Okabe-Ito).
+PUSH_COLORS = {"up": "#009E73", "down": "#D55E00", "none": "#999999"}
 
 _MAX_TICK_LABELS = 14  # more token labels than this on one axis: show every k-th
 #: Fonts that draw token text where matplotlib's default font has no glyph (CJK, mostly), tried in
@@ -819,6 +824,65 @@ def plot_probe(frame: Any, ax: Sequence[Axes] | None = None, *, title: str | Non
         a.grid(axis="x", alpha=0.3)
     step = int(frame["step"].iloc[0])
     fig.suptitle(title or f"the probe's next token, step {step}", fontsize="medium")
+    return fig
+
+
+@_readable_text
+def plot_lens(frame: Any, teacher: Any, *, title: str | None = None) -> Figure:
+    """The gradient lens of one position: the teacher's top tokens, then each loss's push on the
+    student's top tokens (the twin of :func:`~uld_explorer.charts.chart_lens`).
+
+    Parameters
+    ----------
+    frame : DataFrame
+        :func:`~uld_explorer.tidy.lens_push_frame` (columns ``rank``, ``token``, ``label``, ``push``, ...).
+    teacher : DataFrame
+        :func:`~uld_explorer.tidy.top_k_frame` (its ``teacher`` rows are drawn) or columns ``rank``,
+        ``token``, ``prob``.
+    title : str, optional
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+        One panel for the teacher (probabilities), one per loss (push, its own x axis; bars right,
+        green: up; left, vermillion: down), rank 1 on top; CE's target token marked with a star.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> f = pd.DataFrame({"rank": [1, 1], "token": ["a", "a"], "label": ["CE", "ULD"], "push": [-0.5, 0.2],
+    ...                   "target": [False, False]})
+    >>> t = pd.DataFrame({"rank": [1], "token": ["b"], "prob": [0.9]})
+    >>> [a.get_title(loc="left") for a in plot_lens(f, t).axes]
+    ["teacher's top tokens", 'CE', 'ULD']
+    """
+    t = (teacher[teacher["side"] == "teacher"] if "side" in teacher else teacher).sort_values("rank")
+    labels = list(dict.fromkeys(frame["label"]))
+    k = max(len(t), int(frame["rank"].max()) if len(frame) else 1)
+    fig = Figure(figsize=(2.2 * (1 + len(labels)) + 1.0, 1.0 + 0.28 * k), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, 1 + len(labels)))
+    a = axes[0]
+    y = np.arange(len(t))
+    a.barh(y, t["prob"], color=TEACHER_COLOR, height=0.7)
+    a.set_yticks(y)
+    a.set_yticklabels([_drawable(repr(str(x))) for x in t["token"]], **_token_text())
+    a.set_ylim(k - 0.5, -0.5)
+    a.set_xlabel("probability")
+    a.set_title("teacher's top tokens", loc="left", color=TEACHER_COLOR, fontsize="medium")
+    for a, label in zip(axes[1:], labels):
+        part = frame[frame["label"] == label].sort_values("rank")
+        y = np.arange(len(part))
+        push = part["push"].to_numpy(dtype=float)
+        a.barh(y, push, height=0.7, color=[PUSH_COLORS["up" if v > 0 else "down" if v < 0 else "none"] for v in push])
+        a.axvline(0.0, color="0.3", linewidth=0.8)
+        a.set_yticks(y)
+        a.set_yticklabels([_drawable(repr(str(x))) + (" *" if tgt else "")
+                           for x, tgt in zip(part["token"], part["target"])], **_token_text())
+        a.set_ylim(k - 0.5, -0.5)
+        a.set_xlabel("push (-gradient)")
+        a.set_title(label, loc="left", fontsize="medium")
+        a.grid(axis="x", alpha=0.3)
+    fig.suptitle(title or "what each loss does to the student's logits (* CE's target)", fontsize="medium")
     return fig
 
 

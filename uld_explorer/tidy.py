@@ -24,6 +24,7 @@ __all__ = [
     "alignment_effects_frame",
     "alignment_effects_summary",
     "groups_frame",
+    "lens_push_frame",
     "plan_frame",
     "positions_frame",
     "sorted_frame",
@@ -338,6 +339,48 @@ def positions_frame(table: Any, measures: Sequence[str] | None = None):
                          "panel": PANELS.get(m.panel, f"{m.scale_unit}: {m.short}"),
                          "value": None if v is None or not np.isfinite(v) else float(v)})
     return pd.DataFrame(rows, columns=["index", "position", "label", "kind", "measure", "name", "panel", "value"])
+
+
+def lens_push_frame(frame: Any):
+    """A :func:`~uld_explorer.lens.lens_frame` (one column ``push_<key>`` per loss) in long format,
+    for the lens's chart and figure: one row per (student token, loss).
+
+    Returns
+    -------
+    DataFrame
+        Columns ``rank``, ``id``, ``token`` (``id <n>`` when the lens frame has none), ``prob``,
+        ``target`` (CE's token), ``loss`` (the key), ``label`` (its name,
+        :data:`~uld_explorer.lens.LENS_LOSSES`), ``push`` (:math:`-\\partial L / \\partial z`),
+        ``direction`` (``"up"``, ``"down"`` or ``"none"``). Losses undefined at this row (NaN) are left out.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> f = pd.DataFrame({"rank": [1, 2], "id": [4, 0], "token": ["a", "b"], "prob": [0.6, 0.4],
+    ...                   "target": [False, True], "push_ce": [-0.6, 0.6], "push_uld": [0.1, -0.1]})
+    >>> lens_push_frame(f)[["token", "loss", "push", "direction"]].values.tolist()
+    [['a', 'ce', -0.6, 'down'], ['b', 'ce', 0.6, 'up'], ['a', 'uld', 0.1, 'up'], ['b', 'uld', -0.1, 'down']]
+    """
+    import pandas as pd
+
+    from .lens import LENS_LOSSES
+
+    cols = [c for c in frame.columns if c.startswith("push_")]
+    keys = [c[len("push_"):] for c in cols]
+    n = len(frame)
+    tokens = frame["token"].astype(str).to_numpy() if "token" in frame else np.array([f"id {i}" for i in frame["id"]])
+    push = frame[cols].to_numpy(dtype=float).T.reshape(-1) if cols else np.zeros(0)  # loss-major
+    keep = np.isfinite(push)
+    tile = lambda x: np.tile(np.asarray(x), len(cols))[keep]  # noqa: E731
+    out = pd.DataFrame({
+        "rank": tile(frame["rank"]), "id": tile(frame["id"]), "token": tile(tokens), "prob": tile(frame["prob"]),
+        "target": tile(frame["target"]), "loss": np.repeat(np.array(keys, dtype=object), n)[keep],
+        "label": np.repeat(np.array([LENS_LOSSES[k].label if k in LENS_LOSSES else k for k in keys], dtype=object),
+                           n)[keep],
+        "push": push[keep],
+        "direction": np.where(push > 0, "up", np.where(push < 0, "down", "none"))[keep],
+    })
+    return out
 
 
 def _shown(s: str) -> str:

@@ -18,10 +18,12 @@ import uld_explorer as ux
 from uld_explorer import charts, plots, tidy
 from uld_explorer.app.common import export_figure, export_table, show_error, sync_url, url_notes, view_state
 from uld_explorer.app.views import PLAYGROUND
+from uld_explorer.lens import lens_frame, logit_gradients_from_probs, read_lens
 from uld_explorer.app.views import bounds as view_bounds
 from uld_explorer.measures import MEASURES, for_pair
 
 PLAN_MAX = 40  # rows / columns drawn of a plan (the value is computed on all of them)
+LENS_N = 10  # student tokens in the gradient lens
 PARAMS = PLAYGROUND  # the view: PlaygroundConfig's defaults, the widgets' bounds
 DEFAULTS = {k: p.default for k, p in PARAMS.items()}
 bounds = partial(view_bounds, PARAMS)
@@ -177,6 +179,22 @@ with col_uld:
                "Token identities are gone: only the shapes are compared.")
     export_figure(lambda: plots.plot_sorted_curves(p, q, xscale="log" if n > 60 else "linear"), "sorted_curves",
                   "sorted")
+
+st.subheader("Gradient lens: what each loss does to the student's logits")
+lens = logit_gradients_from_probs(p, q, match=ux.match_strings(t_tok, s_tok))
+lens_table = lens_frame(lens, top_n=LENS_N, student_tokens=s_tok)
+pushes = tidy.lens_push_frame(lens_table)
+lens_top = tidy.top_k_frame(p, q, t_tok, s_tok, k=LENS_N)
+st.vega_lite_chart(charts.chart_lens(pushes, lens_top).to_dict(validate=False), width="content")  # validated in tests
+st.info(read_lens(lens, 0, s_tok, t_tok), icon=":material/swap_vert:")
+target = f"tok{lens.target[0]}" if lens.target[0] >= 0 else "none (the student has no token of that string)"
+st.caption("Each bar is the push of one loss on one logit of the student, minus its gradient: what one step of "
+           "gradient descent adds to that token's score (right: up, left: down; each loss on its own scale). The "
+           "student's logits here are log q (the temperature slider only shapes q). CE's target is the string of "
+           f"the teacher's favourite token: {target}. Try the identity blindness demo: ULD then pushes nothing.")
+with st.popover("The lens's numbers", icon=":material/table:"):
+    st.dataframe(lens_table, hide_index=True)
+export_figure(lambda: plots.plot_lens(pushes, lens_top), "lens", "lens")
 
 st.subheader("Exact OT (POT): who sends mass to whom")
 col_tok, col_val = st.columns(2, gap="medium")

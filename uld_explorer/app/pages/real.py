@@ -31,11 +31,13 @@ from uld_explorer.app.views import EXAMPLES, OTHER_MODEL, REAL
 from uld_explorer.app.views import bounds as view_bounds
 from uld_explorer.checks import check_text
 from uld_explorer.compare import ComparisonConfig, check_memory, position_vectors, read_row
+from uld_explorer.lens import base_target, lens_frame, logit_gradients_from_probs, read_lens
 from uld_explorer.measures import MEASURES
 from uld_explorer.text import ALIGNMENTS, MERGES, shared_strings_of
 
 OTHER = OTHER_MODEL
 PLAN_K = 12  # tokens per side in the transport-plan picture (the table's OT uses top_k)
+LENS_N = 10  # student tokens in the gradient lens
 SORTED_RANKS = 200  # ranks drawn in the sorted-curves picture
 PARAMS = REAL  # the view: defaults, the widgets' bounds and choices (the URL is read through them)
 CHOICES = {k: p.choices for k, p in PARAMS.items() if p.choices is not None}
@@ -220,4 +222,26 @@ st.caption(f"Outlined: the same string on both sides (cost 0); every other move 
            f"uses the top-{cfg.top_k}: {fmt(r.token_ot_string)}. The rest buckets move to each other for free.")
 export_figure(lambda: plots.plot_token_plan(plan, shared.teacher_strings, shared.student_strings, order="matched"),
               f"token_plan_{r.index}", "plan")
+
+st.subheader("Gradient lens: what each loss does to the student's logits here")
+lens = logit_gradients_from_probs(vec.p_base, vec.q_base, match=shared.match, hybrid=cfg.hybrid,
+                                  target=base_target(r.student_ids, cfg.merge),
+                                  student_temperature=cfg.student_temperature)
+lens_table = lens_frame(lens, top_n=LENS_N, student_tokens=shared.student_strings)
+pushes = tidy.lens_push_frame(lens_table)
+st.vega_lite_chart(charts.chart_lens(pushes, top).to_dict(validate=False), width="content")  # validated in tests
+st.info(read_lens(lens, 0, shared.student_strings, shared.teacher_strings), icon=":material/swap_vert:")
+target = (f"the student's actual token {shared.student_strings[lens.target[0]]!r}" if lens.target[0] >= 0
+          else "none: the student has no token spelling the teacher's favourite")
+st.caption(f"Each bar is the push of one loss on one logit of the student, minus its gradient: what one step of "
+           f"gradient descent adds to that token's score (right: up, left: down; each loss on its own scale). "
+           f"Every loss but CE reads the student at temperature {cfg.student_temperature:g}; CE's target: {target}. "
+           + ("A merged group: the lens reads its base token's distributions. " if vec.merged else "")
+           + "Closed forms, checked against autograd (`uld_explorer.lens`).")
+with st.expander("The lens's numbers (the top student tokens; each loss's push)"):
+    st.dataframe(lens_table, hide_index=True)
+    export_table(lens_table, {"position": r.index, "student_temperature": cfg.student_temperature,
+                              "uld_weight": lens.uld_weight, "values": {k: float(v[0]) for k, v in lens.values.items()}},
+                 f"lens_{r.index}", "lens_table")
+export_figure(lambda: plots.plot_lens(pushes, top), f"lens_{r.index}", "lens")
 sync_url(PARAMS)
