@@ -1057,8 +1057,8 @@ def hybrid_top_k(p_top: Any, p_ids: Any, p_tail: Any, q: Any, *, match: StringMa
     is complete (k = V_t or r = 0): the value is then :func:`hybrid_uld`'s. Rows of total mass
     below 1 (chain-rule merged groups) satisfy the same bounds. The value is differentiable
     w.r.t. q (the bound terms included; the maximiser a is held fixed, as the envelope theorem
-    allows); the bound is detached. At :math:`\beta = 0` the bound grows with
-    :math:`\log(a^+ / q_{\min})`: valid, but infinite where a student entry on a shared string is
+    allows); the bound is detached. At :math:`\\beta = 0` the bound grows with
+    :math:`\\log(a^+ / q_{\\min})`: valid, but infinite where a student entry on a shared string is
     0 (a float32 softmax underflows at logit gaps above ~104), so the runner refuses
     ``hybrid_beta = 0`` for training.
 
