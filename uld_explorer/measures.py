@@ -85,7 +85,8 @@ class MeasureSettings:
     token-space OT; ``costs``: which costs to compute; ``hybrid``: the hybrid's settings;
     ``value_ot``: compute the (redundant) value-space OT; ``sinkhorn_epsilon``: the entropic
     token OT's regularisation relative to its cost's largest entry (None: not computed);
-    ``sinkhorn_cost``: its ground cost (its support: that cost's top-k)."""
+    ``sinkhorn_cost``: its ground cost (its support: that cost's top-k); ``mined``: compute the
+    MinED mapping KL and its coverage."""
 
     top_k: int = 500
     edit_top_k: int = 100
@@ -94,6 +95,7 @@ class MeasureSettings:
     value_ot: bool = True
     sinkhorn_epsilon: float | None = None
     sinkhorn_cost: str = "string"
+    mined: bool = True
 
 
 class PairRows:
@@ -565,6 +567,10 @@ def _sinkhorn(part: str) -> Callable[[PairRows], np.ndarray]:
     return lambda rows: np.array([getattr(r, part) for r in rows.sinkhorn], dtype=np.float64)
 
 
+def _mined_on(settings: Any) -> bool:
+    return bool(settings.mined)
+
+
 def _sinkhorn_on(settings: Any) -> bool:
     return settings.sinkhorn_epsilon is not None
 
@@ -623,20 +629,22 @@ def _builtin() -> list[Measure]:
                 "edit distance; exact twins for the whole vocabulary, the nearest spelling for the top-k), the mapped "
                 "mass summed there, then KL; the coverage says how much mapped exactly",
                 "Wan et al. 2024, ICLR (FuseLLM, MinED mapping)", _mined("value"), panel="nats", color="#000000",
-                settings=("top_k",), explain=_mined_explain, caveat=_mined_caveat),
+                settings=("top_k",), enabled=_mined_on, explain=_mined_explain, caveat=_mined_caveat),
         Measure("mined_exact_coverage", "teacher mass mapped to an identical spelling (MinED)", "mined_ex",
                 formula=r"\sum_{i: \mathrm{lev}(t_i, s_{m(i)}) = 0} p_i",
                 description="the teacher mass MinED maps to a student token of the same bytes",
-                compute=_mined("exact_mass"), settings=("top_k",), **{**cov, "companion_of": "kl_mined"}),
+                compute=_mined("exact_mass"), settings=("top_k",), enabled=_mined_on,
+                **{**cov, "companion_of": "kl_mined"}),
         Measure("mined_approx_coverage", "teacher mass mapped to a nearest, different, spelling (MinED)", "mined_ap",
                 formula=r"\sum_{i \in \mathrm{top}k: \mathrm{lev}(t_i, s_{m(i)}) > 0} p_i",
                 description="the teacher mass MinED maps to a student token of a different spelling",
-                compute=_mined("approx_mass"), settings=("top_k",), **{**cov, "companion_of": "kl_mined"}),
+                compute=_mined("approx_mass"), settings=("top_k",), enabled=_mined_on,
+                **{**cov, "companion_of": "kl_mined"}),
         Measure("mined_mean_edit", "mean byte edits of the MinED mapping", "mined_ed", "[0, inf)", "",
                 r"\sum_{i \in M} p_i \, \mathrm{lev}(t_i, s_{m(i)}) / \sum_{i \in M} p_i",
                 "the byte edit distance of the mapped teacher mass, weighted by mass (exact matches count 0)", "-",
                 _mined("mean_distance"), views=("cli",), where=("position",), companion_of="kl_mined",
-                settings=("top_k",)),
+                settings=("top_k",), enabled=_mined_on),
         Measure("kl", "KL(p||q)", "KL", "[0, inf)", "nats", r"\sum_i p_i \log(p_i / q_i)", "forward KL",
                 "Kullback & Leibler 1951", _plain("kl_divergence"), needs_shared_vocab=True, where=("pair",),
                 explain=_plain_explain("forward KL")),

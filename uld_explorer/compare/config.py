@@ -112,6 +112,12 @@ class ComparisonConfig:
         metadata=_help("the ground cost (and so the top-k: top_k for string, edit_top_k for edit) of the sinkhorn_ot "
                        "column", choices=COSTS),
     )
+    mined: bool = field(
+        default=False,
+        metadata=_help("the kl_mined columns: KL after FuseLLM's MinED mapping (each of the teacher's top_k tokens "
+                       "mapped to the student token of nearest spelling) and its coverage; ~40 ms per position on "
+                       "the default pair (docs/benchmarks.md), so off unless asked for"),
+    )
     measures: tuple[str, ...] | None = field(
         default=None,
         metadata=_help("the measures to compute, by key (uld_explorer.measures; the table's columns); none: every "
