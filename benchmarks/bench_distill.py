@@ -24,7 +24,6 @@ one run (interleaved repeats, medians):
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import tempfile
 import time
@@ -32,15 +31,7 @@ from pathlib import Path
 
 import torch
 
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
+from machine import cpu_name
 
 
 def main() -> None:
@@ -51,7 +42,7 @@ def main() -> None:
     ap.add_argument("--only", choices=["demo", "pretrained"], help="run sections 1-3 (demo) or 4 (pretrained) only")
     ap.add_argument("--only-steps", action="store_true", help="measure the steps (1.) only")
     args = ap.parse_args()
-    print(f"machine: {_cpu()}, {torch.get_num_threads()} torch threads; torch {torch.__version__}; "
+    print(f"machine: {cpu_name()}, {torch.get_num_threads()} torch threads; torch {torch.__version__}; "
           f"load average {' '.join(f'{x:.1f}' for x in _load())}")
     if args.only != "pretrained":
         demo(args)

@@ -24,17 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import cpu_name
+
 GOAL_S = 15 * 60
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
 
 
 def main() -> None:
@@ -48,7 +40,7 @@ def main() -> None:
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="bench-experiment-")) / "exp"
     cmd = [sys.executable, "-m", "uld_explorer.cli", "experiment", "--preset", args.preset, "--losses", args.losses,
            "--seeds", args.seeds, "--resamples", str(args.resamples), "--out", str(out), "--no-progress", *extra]
-    print(f"# {platform.machine()}, {_cpu()}, {os.cpu_count()} cores; {' '.join(cmd[2:])}")
+    print(f"# {platform.machine()}, {cpu_name()}, {os.cpu_count()} cores; {' '.join(cmd[2:])}")
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines = []

@@ -20,6 +20,8 @@ import time
 import numpy as np
 import torch
 
+from machine import cpu_name
+
 
 def median_time(fn, repeats: int) -> float:
     fn()  # warm-up
@@ -29,14 +31,6 @@ def median_time(fn, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def main() -> None:

@@ -19,7 +19,6 @@ from uld_explorer.lens import (
 )
 from uld_explorer.text.vocab import match_strings
 
-torch.set_num_threads(1)
 SIZES = [(5, 5), (7, 4), (4, 9), (30, 20), (16, 40)]  # (V_t, V_s)
 HYBRIDS = {
     "jsd": HybridConfig(), "kl": HybridConfig(divergence="kl"), "beta0": HybridConfig(beta=0.0),

@@ -188,3 +188,14 @@ def test_every_python_file_compiles_without_a_syntax_warning():
             except SyntaxError as err:  # a SyntaxWarning raised as an error surfaces as SyntaxError
                 bad.append(f"{path.relative_to(ROOT)}:{err.lineno}: {err.msg}")
     assert len(files) > 50 and not bad, bad
+
+
+def test_no_test_module_changes_torch_threads_for_the_whole_session():
+    """A module-level ``torch.set_num_threads`` runs at collection and holds for every test after
+    it: the suite then runs on one thread, and forward passes that tests compare bit for bit with
+    a cache or a server (built with the default threads) differ in the last bits. Set it inside a
+    fixture that restores it."""
+    bad = [f"{p.relative_to(ROOT)}:{n}" for p in (ROOT / "tests").glob("*.py")
+           for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+           if line.startswith("torch.set_num_threads(")]
+    assert not bad, bad

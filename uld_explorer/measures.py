@@ -629,6 +629,7 @@ def _builtin() -> list[Measure]:
                 "edit distance; exact twins for the whole vocabulary, the nearest spelling for the top-k), the mapped "
                 "mass summed there, then KL; the coverage says how much mapped exactly",
                 "Wan et al. 2024, ICLR (FuseLLM, MinED mapping)", _mined("value"), panel="nats", color="#000000",
+                views=("summary", "cli", "page", "chart"),  # no card: the Real page's four fit at 1024 px
                 settings=("top_k",), enabled=_mined_on, explain=_mined_explain, caveat=_mined_caveat),
         Measure("mined_exact_coverage", "teacher mass mapped to an identical spelling (MinED)", "mined_ex",
                 formula=r"\sum_{i: \mathrm{lev}(t_i, s_{m(i)}) = 0} p_i",
