@@ -132,9 +132,10 @@ LAYERS = {
     4: {"measures", "lens"},
     5: {"summary", "compare", "tidy"},
     6: {"distill"},
-    7: {"plots", "charts"},
-    8: {"app"},
-    9: {"cli"},
+    7: {"audit"},
+    8: {"plots", "charts"},
+    9: {"app"},
+    10: {"cli"},
 }
 
 

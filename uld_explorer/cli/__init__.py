@@ -6,6 +6,7 @@ One module per command group, each with an ``add_parser(sub)``:
 - :mod:`.playground` -- ``playground``, every measure of a synthetic pair;
 - :mod:`.models`, :mod:`.tokenizers` -- the offline zoo: ``list``, ``fetch``, ``verify``;
 - :mod:`.compare` -- ``compare``, a teacher and a student on a text, position by position;
+- :mod:`.audit` -- ``audit``, check a pair and a dataset before training (exit 1 on an error);
 - :mod:`.distill` -- ``distill``, ``answers``; :mod:`.runs` -- ``runs list``;
 - :mod:`.experiment` -- ``experiment``, losses x seeds -> a table with bootstrap intervals.
 
@@ -23,7 +24,7 @@ import sys
 
 from ..errors import ExplorerError
 from ..memory import is_out_of_memory
-from . import app, compare, distill, experiment, models, playground, runs, tokenizers
+from . import app, audit, compare, distill, experiment, models, playground, runs, tokenizers
 from .common import Formatter
 
 __all__ = ["build_parser", "main"]
@@ -31,7 +32,7 @@ __all__ = ["build_parser", "main"]
 #: Set to 1 for tracebacks instead of one-line errors (the same as ``--debug``).
 DEBUG_ENV = "ULD_EXPLORER_DEBUG"
 #: The command groups, in ``--help``'s order.
-COMMANDS = (app, playground, models, tokenizers, compare, distill, experiment, runs)
+COMMANDS = (app, playground, models, tokenizers, compare, audit, distill, experiment, runs)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -76,13 +76,23 @@ def load_prompts(limit: int = 0) -> list[Prompt]:
     return out[:limit] if limit > 0 else out
 
 
-def render_prompt(tokenizer: Any, prompt: str) -> str:
-    """The text a model reads before its answer: its chat template with the generation prompt,
-    or ``"Question: ...\\nAnswer: "`` for a tokenizer without one."""
+def render_prompt(tokenizer: Any, prompt: str | Sequence[dict[str, str]]) -> str:
+    """The text a model reads before its answer.
+
+    ``prompt`` is the user's text, or a conversation (``[{"role": ..., "content": ...}, ...]``,
+    ending before the answer). With a chat template: the template with the generation prompt.
+    Without one: ``"Question: ...\\nAnswer: "`` (a conversation's turns as ``System:`` /
+    ``Question:`` / ``Answer:`` lines).
+
+    >>> render_prompt(None, "2 + 2?")
+    'Question: 2 + 2?\\nAnswer: '
+    """
+    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
     if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                             add_generation_prompt=True)
-    return f"Question: {prompt}\nAnswer: "
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    names = {"system": "System", "user": "Question", "assistant": "Answer"}
+    turns = "".join(f"{names.get(m['role'], m['role'].capitalize())}: {m['content']}\n" for m in messages)
+    return f"{turns}Answer: "
 
 
 def _sha256_bytes(data: bytes) -> str:

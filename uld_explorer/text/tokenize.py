@@ -16,7 +16,7 @@ from typing import Any, Sequence
 from ..checks import check_text
 from .spelling import SPIECE_UNDERLINE, byte_level_bytes, readable, sentencepiece_bytes, tokenizer_kind
 
-__all__ = ["Tokenized", "own_bytes", "tokenize_with_offsets"]
+__all__ = ["Tokenized", "adds_bos", "own_bytes", "tokenize_with_offsets"]
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,8 @@ class Tokenized:
         every byte exactly once.
     bos_id : int | None
         A BOS id to prepend for the forward pass (the tokenizer has one AND adds it by default,
-        e.g. Gemma), else None.
+        e.g. Gemma, and the prompt does not already start with it, as Phi-3's chat template
+        writes it), else None.
     prompt : str
         Text the model reads BEFORE ``text`` (tokenized on its own), ``""`` for none. Its tokens
         are context only: they get no distribution of their own here.
@@ -88,7 +89,9 @@ class Tokenized:
         return self.text_bytes[a:b]
 
 
-def _adds_bos(tokenizer: Any) -> int | None:
+def adds_bos(tokenizer: Any) -> int | None:
+    """The BOS id ``tokenizer`` puts in front of a text by default (``add_special_tokens=True``,
+    e.g. Llama-2, Gemma), else None (Qwen2, SmolLM2: their chat templates carry any start marker)."""
     bos = getattr(tokenizer, "bos_token_id", None)
     if bos is None:
         return None
@@ -292,12 +295,16 @@ def tokenize_with_offsets(
         strings = tuple(readable(pieces[k]) for k in range(len(ids)))
     else:
         strings = tuple(readable(text_bytes[a:b]) for a, b in spans)
+    prompt_ids = tuple(int(i) for i in tokenizer(prompt, add_special_tokens=False)["input_ids"]) if prompt else ()
+    bos_id = adds_bos(tokenizer)
+    if bos_id is not None and prompt_ids[:1] == (bos_id,):  # the chat template wrote it (Phi-3): not twice
+        bos_id = None
     return Tokenized(
         text=text,
         ids=tuple(ids),
         strings=strings,
         byte_spans=tuple((int(a), int(b)) for a, b in spans),
-        bos_id=_adds_bos(tokenizer),
+        bos_id=bos_id,
         prompt=prompt,
-        prompt_ids=tuple(int(i) for i in tokenizer(prompt, add_special_tokens=False)["input_ids"]) if prompt else (),
+        prompt_ids=prompt_ids,
     )

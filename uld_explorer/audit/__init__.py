@@ -1,0 +1,43 @@
+"""``uld-explorer audit``: an alignment X-ray of a teacher/student pair and a dataset, before a
+single GPU hour is spent.
+
+:func:`run_audit` (:class:`AuditConfig` -> :class:`AuditReport`) runs every check of
+:data:`CHECKS` and returns :class:`Finding` s, worst first, each one line with its fix:
+
+- what each model reads and what is scored (:mod:`.inputs`): the chat template applied once,
+  BOS as the tokenizer expects, EOS alike on both sides, the shift (position i predicts token
+  i + 1) and the prompt mask on the batch the runner builds;
+- how the tokenizations line up (:mod:`.alignment`): byte-offset group shapes (1:1, 1:n, n:1,
+  n:m), the positional pairing's drift;
+- critical-token classes (:mod:`.classes`, :data:`TOKEN_CLASSES`): numbers, whitespace runs,
+  CJK, emoji, accented Latin, split alike or not;
+- with weights (:mod:`.budget`): the teacher's mass on tokens the student cannot spell, and for
+  K in 16 ... 1024 the teacher cache's mass kept and its certified ULD error bound.
+
+The audit exits 1 (``AuditReport.exit_code``) when it finds an error, or a warning with
+``strict``; it runs in CI.
+"""
+
+from .alignment import GROUP_SHAPES, AlignmentStats, alignment_stats, group_shape
+from .budget import BUDGET_KS, Budget, BudgetRow, cache_budget, suggest_k
+from .classes import TOKEN_CLASSES, ClassCoverage, TokenClass, class_coverage
+from .findings import CHECKS, LEVELS, Finding
+from .inputs import (
+    Side,
+    check_bos,
+    check_eos,
+    check_shift_and_mask,
+    check_template,
+    end_of_turn_ids,
+    generation_marker,
+    markup_strings,
+)
+from .report import AuditConfig, AuditExample, AuditReport, audit_examples, has_weights, run_audit
+
+__all__ = [
+    "AlignmentStats", "AuditConfig", "AuditExample", "AuditReport", "BUDGET_KS", "Budget", "BudgetRow", "CHECKS",
+    "ClassCoverage", "Finding", "GROUP_SHAPES", "LEVELS", "Side", "TOKEN_CLASSES", "TokenClass", "alignment_stats",
+    "audit_examples", "cache_budget", "check_bos", "check_eos", "check_shift_and_mask", "check_template",
+    "class_coverage", "end_of_turn_ids", "generation_marker", "group_shape", "has_weights", "markup_strings",
+    "run_audit", "suggest_k",
+]
