@@ -175,3 +175,59 @@ def test_a_damaged_entry_is_named_with_its_rebuild_command_never_refetched(tmp_p
     assert f"the cached tokenizer GPT-2 is damaged ({folder})" in msg and "ZOO_COMPLETE.json: missing" in msg
     assert "uld-explorer tokenizers fetch GPT-2 --force" in msg
     assert [f.name for f in folder.iterdir()] == ["tokenizer.json"] and not (tmp_path / "cache" / "sources").exists()
+
+
+def frame(at: AppTest, column: str):
+    """The page's one dataframe with this column (st.dataframe's key is not exposed to AppTest)."""
+    (found,) = [d.value for d in at.dataframe if column in d.value.columns]
+    return found
+
+
+def audit_of(at: AppTest, models: bool = False) -> dict:
+    """The library's audit on the page's settings."""
+    from uld_explorer.app.cached import AUDIT_FORWARD_EXAMPLES
+    from uld_explorer.audit import AuditConfig, run_audit
+
+    ss = at.session_state
+    return run_audit(AuditConfig(teacher=ss["tk_teacher"], student=ss["tk_student"], examples=ss["audit_examples"],
+                                 alignment=ss["audit_alignment"], models=models,
+                                 forward_examples=AUDIT_FORWARD_EXAMPLES)).to_dict()
+
+
+def test_the_audit_on_the_page_is_the_librarys():
+    """The findings table is the library's, row for row; the verdict box follows the worst level; the
+    settings live in the URL."""
+    from uld_explorer.audit import findings_frame
+
+    at = run(audit_examples="40", audit_alignment="positional")
+    lib = audit_of(at)
+    page = frame(at, "fix")
+    assert page[["level", "check", "message", "fix"]].values.tolist() == \
+        findings_frame(lib)[["level", "check", "message", "fix"]].values.tolist()
+    assert lib["summary"]["error"] == 0 and lib["summary"]["warning"] > 0
+    assert any("Works, with caveats" in w.value for w in at.warning) and not at.error
+    at.radio(key="audit_alignment").set_value("byte-offset").run()
+    assert not at.exception
+    found = frame(at, "fix")
+    assert found[found["check"] == "drift"]["level"].tolist() == ["info"]  # byte-offset pairs do not drift
+    value = at.query_params["audit_alignment"]
+    assert (value if isinstance(value, str) else value[0]) == "byte-offset"
+
+
+def test_the_audit_of_tokenizer_only_entries_finds_the_numeral_split():
+    at = run(tk_teacher="Qwen2", tk_student="Llama-3", audit_examples="100")
+    found = frame(at, "fix")
+    row = found[found["check"] == "tokens:numbers"].iloc[0]
+    assert row["level"] == "warning" and "teacher 1|0|0, student 100" in row["examples"]
+    assert at.toggle(key="audit_models").disabled  # no weights: no model checks
+
+
+def test_the_model_checks_give_the_librarys_budget():
+    at = run(audit_examples="20")
+    at.toggle(key="audit_models").set_value(True).run()
+    assert not at.exception and not at.error
+    page = frame(at, "mass kept")
+    lib = audit_of(at, models=True)["budget"]
+    assert page["K"].tolist() == [r["k"] for r in lib["rows"]]
+    assert np.allclose(page["mass kept"], [r["kept_mean"] for r in lib["rows"]], rtol=1e-6)
+    assert np.allclose(page["bound, step-0 student"], [r["bound_mean"] for r in lib["rows"]], rtol=1e-5)

@@ -52,3 +52,20 @@ def tokenizer(name: str):
 def overlap(teacher: str, student: str):
     """:func:`~uld_explorer.text.vocab_overlap` of the two tokenizers' exact token bytes."""
     return vocab_overlap(vocab_bytes(tokenizer(teacher)), vocab_bytes(tokenizer(student)))
+
+
+#: Examples the app's model checks run over (a teacher and a student forward each: ~0.6 s on 2 cores).
+AUDIT_FORWARD_EXAMPLES = 16
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def audit_report(teacher: str, student: str, examples: int, alignment: str, models: bool) -> dict:
+    """:func:`uld_explorer.audit.run_audit` of the pair on the project's prompts with the shipped
+    answers (the first ``examples``), as :meth:`~uld_explorer.audit.AuditReport.to_dict`; with
+    ``models``, the model checks over :data:`AUDIT_FORWARD_EXAMPLES` examples."""
+    from uld_explorer.audit import AuditConfig, run_audit
+
+    cfg = AuditConfig(teacher=teacher, student=student, examples=examples, alignment=alignment, models=models,
+                      forward_examples=AUDIT_FORWARD_EXAMPLES)
+    loaded = (model(teacher), model(student)) if models else None
+    return run_audit(cfg, tokenizers=(tokenizer(teacher), tokenizer(student)), models=loaded).to_dict()

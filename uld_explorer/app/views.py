@@ -66,6 +66,8 @@ MISMATCH = {
     "tk_prompt": Param(EXAMPLES["Accented"][0], max_chars=20_000),
     "tk_text": Param(EXAMPLES["Accented"][1], max_chars=100_000),
     "line_bytes": Param(48, 16, 160),
+    "audit_examples": Param(100, 10, 320), "audit_alignment": Param("positional", choices=list(ALIGNMENTS)),
+    "audit_models": Param(False),
 }
 #: Distillation: the selected run, the overlaid runs (comma-separated; "" = the most recent few)
 #: and the probe's step (-1 = the latest, followed live).

@@ -33,11 +33,12 @@ from .inputs import (
     markup_strings,
 )
 from .report import AuditConfig, AuditExample, AuditReport, audit_examples, has_weights, run_audit
+from .tables import budget_frame, classes_frame, findings_frame, groups_frame
 
 __all__ = [
     "AlignmentStats", "AuditConfig", "AuditExample", "AuditReport", "BUDGET_KS", "Budget", "BudgetRow", "CHECKS",
     "ClassCoverage", "Finding", "GROUP_SHAPES", "LEVELS", "Side", "TOKEN_CLASSES", "TokenClass", "alignment_stats",
-    "audit_examples", "cache_budget", "check_bos", "check_eos", "check_shift_and_mask", "check_template",
+    "audit_examples", "budget_frame", "cache_budget", "classes_frame", "findings_frame", "groups_frame", "check_bos", "check_eos", "check_shift_and_mask", "check_template",
     "class_coverage", "end_of_turn_ids", "generation_marker", "group_shape", "has_weights", "markup_strings",
     "run_audit", "suggest_k",
 ]

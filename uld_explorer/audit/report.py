@@ -319,7 +319,8 @@ def run_audit(config: AuditConfig = AuditConfig(), *, tokenizers: tuple[Any, Any
 
             models = (load(config.teacher, progress=False), load(config.student, progress=False))
     elif not config.models:
-        findings.append(Finding("info", "models", "model checks skipped (--no-models)"))
+        findings.append(Finding("info", "models", "model checks not run (turned off: --no-models on the command "
+                                "line, the 'model checks' switch in the app)"))
     if models is not None:
         ks = tuple(sorted(set(BUDGET_KS) | {config.top_k}))
         budget = cache_budget(models[0], models[1], examples[: config.forward_examples], alignment=config.alignment,

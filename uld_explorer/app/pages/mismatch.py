@@ -16,7 +16,8 @@ import streamlit as st
 
 import uld_explorer as ux
 from uld_explorer import charts, plots, tidy
-from uld_explorer.app.cached import comparison, model, overlap, tokenizer
+from uld_explorer.audit import CHECKS, budget_frame, classes_frame, findings_frame, groups_frame
+from uld_explorer.app.cached import AUDIT_FORWARD_EXAMPLES, audit_report, comparison, model, overlap, tokenizer
 from uld_explorer.app.common import (
     example_buttons,
     export_figure,
@@ -180,6 +181,69 @@ with st.expander(f"The byte-offset groups ({len(groups):,}): where both sides re
     st.caption("Only tokens that get a distribution take part (without a prompt or BOS nothing predicts the first "
                "token, so the groups start at the first byte both sides start a token after it).")
     export_table(groups, settings, "byte_offset_groups", "groups_table")
+
+# ---------------------------------------------------------------------------------- the audit
+st.subheader("Audit: is this pair wired right for distillation?")
+st.markdown(
+    "What `uld-explorer audit` checks before a single GPU hour is spent, on the project's prompts with the "
+    "shipped teacher answers (your own data: `uld-explorer audit --data FILE.jsonl`): each side's chat template "
+    "applied once, BOS as its tokenizer expects, EOS alike, the shift and the prompt mask on the batch the runner "
+    "builds, how the tokens pair up, and which critical fragments (numbers, indentation, CJK, emoji, accented "
+    "words) the two tokenizers cut differently. With two models, the teacher's mass on tokens the student cannot "
+    "spell and the teacher cache's budget."
+)
+a = st.columns([2, 2, 1])
+a[0].slider("examples audited", PARAMS["audit_examples"].lo, PARAMS["audit_examples"].hi, step=10,
+            key="audit_examples", help="The first N prompts of the project's data, with the default teacher's answers.")
+a[1].radio("alignment the runner will use", CHOICES["audit_alignment"], key="audit_alignment", horizontal=True,
+           help="Judges the positional drift and pairs the tokens of the cache budget.")
+both_models = teacher in ux.MODELS and student in ux.MODELS
+a[2].toggle("model checks", key="audit_models", disabled=not both_models,
+            help=f"Run both models over the first {AUDIT_FORWARD_EXAMPLES} examples: the vocabulary mass and the "
+                 f"cache budget (~{AUDIT_FORWARD_EXAMPLES * 0.6:.0f} s on 2 cores). Needs two zoo models.")
+try:
+    with st.spinner("Auditing the pair ..."):
+        audit = audit_report(teacher, student, int(ss.audit_examples), ss.audit_alignment,
+                             bool(ss.audit_models and both_models))
+except Exception as err:  # noqa: BLE001 - never a traceback on the page
+    show_error(err, "audit the pair")
+    stop_here(PARAMS)
+n = audit["summary"]
+verdict = (f"{n['error']} error(s), {n['warning']} warning(s) and {n['info']} note(s) on {audit['examples']} "
+           f"examples.")
+if n["error"]:
+    st.error(f"**Not ready**: {verdict} The errors below break training; each says its fix.", icon=":material/error:")
+elif n["warning"]:
+    st.warning(f"**Works, with caveats**: {verdict} Each warning says what it distorts and what to do.",
+               icon=":material/warning:")
+else:
+    st.success(f"**Ready**: {verdict}", icon=":material/check_circle:")
+found = findings_frame(audit)
+st.dataframe(found, hide_index=True, width="stretch", key="audit_findings",
+             column_config={"message": st.column_config.TextColumn(width="large")})
+with st.expander("What each check verifies", expanded=False):
+    st.table(pd.DataFrame({"check": list(CHECKS), "verifies": list(CHECKS.values())}).set_index("check"))
+c = st.columns(2)
+with c[0]:
+    st.markdown("**Byte-offset groups** (1:n: one teacher token, several student tokens)")
+    st.dataframe(groups_frame(audit), hide_index=True, width="stretch",
+                 column_config={"share": st.column_config.NumberColumn(format="percent")})
+with c[1]:
+    st.markdown("**Critical tokens**: split alike on both sides?")
+    st.dataframe(classes_frame(audit).drop(columns=["examples"]), hide_index=True, width="stretch",
+                 column_config={"share": st.column_config.NumberColumn(format="percent")})
+budget = budget_frame(audit)
+if budget is not None:
+    b = audit["budget"]
+    st.markdown(f"**Teacher cache budget** over {b['pairs']:,} aligned pairs of {b['examples']} examples (mean exact "
+                f"ULD {b['uld_mean']:.3f}): the top-K cache's ULD is certified within the bound. Suggested K: "
+                f"**{b['suggested_k'] or 'none measured'}** (the smallest whose step-0 bound is within 1% of the ULD).")
+    st.dataframe(budget, hide_index=True, width="stretch", key="audit_budget",
+                 column_config={k: st.column_config.NumberColumn(format="percent")
+                                for k in ("mass kept", "mass kept, worst 5%", "bound / ULD")})
+audit_settings = {"teacher": teacher, "student": student, "examples": int(ss.audit_examples),
+                  "alignment": ss.audit_alignment, "model_checks": bool(ss.audit_models and both_models)}
+export_table(found, audit_settings, "audit_findings", "audit_table")
 
 # ---------------------------------------------------------------------------------- per position
 st.subheader("Per position: what the alignment does to ULD")
