@@ -87,12 +87,16 @@ def suggest_k(budget: Budget, enough: float = ENOUGH) -> int | None:
     return next((r.k for r in budget.rows if r.bound_share <= enough), None)
 
 
-def _tails(sorted_desc: np.ndarray, ks: Sequence[int]) -> np.ndarray:
-    """(len(ks), N): the mass beyond rank K of each row of ``sorted_desc`` (N, V), summed directly."""
-    out = np.empty((len(ks), sorted_desc.shape[0]))
-    for i, k in enumerate(ks):
-        out[i] = sorted_desc[:, k:].sum(1, dtype=np.float64) if k < sorted_desc.shape[1] else 0.0
-    return out
+def _tails(x: np.ndarray, ks: Sequence[int]) -> np.ndarray:
+    """(len(ks), N): the mass beyond rank K of each row of ``x`` (N, V): the row's sum minus its K
+    largest entries (found by partition, not a full sort), in float64, clamped at 0."""
+    N, V = x.shape
+    kmax = min(max(ks), V)
+    top = np.partition(x, V - kmax, axis=1)[:, V - kmax:] if kmax < V else x
+    top = -np.sort(-top, axis=1)  # (N, kmax), descending
+    head = np.cumsum(top, axis=1, dtype=np.float64)  # head[:, K - 1]: the K largest
+    total = x.sum(1, dtype=np.float64)
+    return np.stack([np.clip(total - head[:, min(k, kmax) - 1], 0.0, None) for k in ks])
 
 
 def cache_budget(teacher: Any, student: Any, examples: Sequence[Any], *, alignment: str = "positional",
@@ -129,7 +133,7 @@ def cache_budget(teacher: Any, student: Any, examples: Sequence[Any], *, alignme
             shared = shared_strings_of(teacher.tokenizer, student.tokenizer, pt.shape[1], qs.shape[1])
             spelled = shared.match.teacher_group >= 0  # (V_t,)
         f = tt.first_predicted
-        r_all = _tails(np.sort(pt[: len(tt)], axis=1)[:, ::-1], ks)  # (K, T_t): row j predicts token j
+        r_all = _tails(pt[: len(tt)], ks)  # (K, T_t): row j predicts token j
         tails.append(r_all[:, f:])
         unspell.append(1.0 - pt[f: len(tt)][:, spelled].sum(1, dtype=np.float64))
         pairs = [(base_token(g.teacher_tokens, merge), base_token(g.student_tokens, merge)) for g in align(tt, ts)]
@@ -137,7 +141,7 @@ def cache_budget(teacher: Any, student: Any, examples: Sequence[Any], *, alignme
             jt, js = map(list, zip(*pairs))
             p, q = pt[jt], qs[js]  # (P, V_t), (P, V_s)
             r = r_all[:, jt]  # (K, P)
-            Q = _tails(np.sort(q, axis=1)[:, ::-1], ks)
+            Q = _tails(q, ks)
             bounds.append(np.minimum(Q, r))
             ulds.append(np.asarray(uld_distance(p.astype(np.float64), q.astype(np.float64))))
         if progress is not None:
