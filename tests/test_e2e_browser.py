@@ -460,3 +460,33 @@ def test_real_page_metrics_fit_at_1024px(server, new_tab, artifacts):
         .map(e => [e.textContent, e.scrollWidth, e.clientWidth])""")
     assert not cut, f"metric values cut at 1024 px (text, scrollWidth, clientWidth): {cut}"
     web.screenshot(pg, artifacts / "real_1024.png", full=True)
+
+
+# ---------------------------------------------------------------------------------- lens and audit
+def test_the_lens_and_the_audit_in_a_real_browser(server, new_tab, artifacts):
+    """The Real page's gradient lens draws its chart and its reading; the Tokenizer mismatch page's
+    audit shows its verdict and findings, and its model-checks switch adds the cache budget (a real
+    click, the models run in the server), all without an exception."""
+    pg = new_tab(1400, 1000)
+    web.open_page(pg, f"{server}/real", REAL_TIMEOUT_S)
+    lens = pg.locator('[data-testid="stMain"] h3').filter(has_text="Gradient lens")
+    assert lens.count() == 1
+    text = web.main_text(pg)
+    assert "pushes" in text and "ULD pushes the student's favourite token" in text
+    assert pg.locator('[data-testid="stVegaLiteChart"]').count() >= 3  # positions, plan, lens (and others)
+    web.assert_no_error(pg, "real: lens")
+
+    pg = new_tab(1400, 1000)
+    web.open_page(pg, f"{server}/tokenizers?audit_examples=30", REAL_TIMEOUT_S)
+    heading = pg.locator('[data-testid="stMain"] h3').filter(has_text="Audit:")
+    assert heading.count() == 1
+    assert "Works, with caveats" in web.main_text(pg)  # the default pair: warnings (drift, CJK, ...), no error
+    assert "Teacher cache budget" not in web.main_text(pg)
+    pg.locator('[data-testid="stCheckbox"]').filter(has_text="model checks").locator("label").click()
+    web.poll(lambda: "Teacher cache budget" in web.main_text(pg) and not web.busy(pg) or None,
+             "the cache budget after the model checks", REAL_TIMEOUT_S, pg)
+    web.assert_no_error(pg, "tokenizers: audit with model checks")
+    assert "Suggested K" in web.main_text(pg)
+    heading.evaluate("e => e.scrollIntoView({block: 'start'})")
+    web.settle(pg)
+    web.screenshot(pg, artifacts / "audit.png")
