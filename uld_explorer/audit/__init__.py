@@ -15,30 +15,20 @@ single GPU hour is spent.
   K in 16 ... 1024 the teacher cache's mass kept and its certified ULD error bound.
 
 The audit exits 1 (``AuditReport.exit_code``) when it finds an error, or a warning with
-``strict``; it runs in CI.
+``strict``; it runs in CI. The names are imported on first use (``uld-explorer --help`` loads
+neither NumPy's users nor pandas).
 """
 
-from .alignment import GROUP_SHAPES, AlignmentStats, alignment_stats, group_shape
-from .budget import BUDGET_KS, Budget, BudgetRow, cache_budget, suggest_k
-from .classes import TOKEN_CLASSES, ClassCoverage, TokenClass, class_coverage
-from .findings import CHECKS, LEVELS, Finding
-from .inputs import (
-    Side,
-    check_bos,
-    check_eos,
-    check_shift_and_mask,
-    check_template,
-    end_of_turn_ids,
-    generation_marker,
-    markup_strings,
-)
-from .report import AuditConfig, AuditExample, AuditReport, audit_examples, has_weights, run_audit
-from .tables import budget_frame, classes_frame, findings_frame, groups_frame
+from .._lazy import lazy_exports
 
-__all__ = [
-    "AlignmentStats", "AuditConfig", "AuditExample", "AuditReport", "BUDGET_KS", "Budget", "BudgetRow", "CHECKS",
-    "ClassCoverage", "Finding", "GROUP_SHAPES", "LEVELS", "Side", "TOKEN_CLASSES", "TokenClass", "alignment_stats",
-    "audit_examples", "budget_frame", "cache_budget", "classes_frame", "findings_frame", "groups_frame", "check_bos", "check_eos", "check_shift_and_mask", "check_template",
-    "class_coverage", "end_of_turn_ids", "generation_marker", "group_shape", "has_weights", "markup_strings",
-    "run_audit", "suggest_k",
-]
+_API = {
+    ".alignment": ("GROUP_SHAPES", "AlignmentStats", "alignment_stats", "group_shape"),
+    ".budget": ("BUDGET_KS", "Budget", "BudgetRow", "cache_budget", "suggest_k"),
+    ".classes": ("TOKEN_CLASSES", "ClassCoverage", "TokenClass", "class_coverage"),
+    ".findings": ("CHECKS", "LEVELS", "Finding"),
+    ".inputs": ("Side", "check_bos", "check_eos", "check_shift_and_mask", "check_template", "end_of_turn_ids",
+                "generation_marker", "markup_strings"),
+    ".report": ("AuditConfig", "AuditExample", "AuditReport", "audit_examples", "has_weights", "run_audit"),
+    ".tables": ("budget_frame", "classes_frame", "findings_frame", "groups_frame"),
+}
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _API, globals())

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ..distill.config import DistillConfig
 from ..text.align import ALIGNMENTS, MERGES
 from .alignment import GROUP_SHAPES, AlignmentStats, alignment_stats
 from .budget import BUDGET_KS, ENOUGH, Budget, cache_budget, suggest_k
@@ -35,22 +36,25 @@ def _f(default: Any, help: str, **more: Any) -> Any:  # noqa: A002 - the metadat
     return field(default=default, metadata={"help": help, **more})
 
 
+_RUNNER = DistillConfig()  # the runner's defaults: the audit judges a pair by them unless told otherwise
+
+
 @dataclass(frozen=True)
 class AuditConfig:
     """What to audit: a teacher/student pair, a dataset, and the runner's settings to judge them by."""
 
-    teacher: str = _f("Qwen2.5-Coder-0.5B-Instruct", "teacher: zoo model, tokenizer-only entry or local folder")
-    student: str = _f("SmolLM2-135M-Instruct", "student: zoo model, tokenizer-only entry or local folder")
+    teacher: str = _f(_RUNNER.teacher, "teacher: zoo model, tokenizer-only entry or local folder")
+    student: str = _f(_RUNNER.student, "student: zoo model, tokenizer-only entry or local folder")
     data: str = _f("", "a JSON-lines file: {'prompt', optional 'answer' | 'reference'} or {'messages': [...]} per "
                    "line (empty: the project's prompts with the default teacher's shipped answers)", metavar="FILE")
     examples: int = _f(100, "records audited (the first N of the data)")
     check_examples: int = _f(8, "examples whose student batch is built to check the shift and the mask")
     chat_template: bool = _f(True, "apply each model's chat template as the runner does (off: the plain "
                              "'Question: ... Answer: ' prompt for both)")
-    alignment: str = _f("positional", "the alignment the runner will use (judges the drift and pairs the tokens of "
+    alignment: str = _f(_RUNNER.alignment, "the alignment the runner will use (judges the drift and pairs the tokens of "
                         "the budget)", choices=ALIGNMENTS)
-    merge: str = _f("observed", "byte-offset groups: the merge the runner will use", choices=MERGES)
-    top_k: int = _f(256, "the teacher cache's K the runner will use (judged against the budget)")
+    merge: str = _f(_RUNNER.merge, "byte-offset groups: the merge the runner will use", choices=MERGES)
+    top_k: int = _f(_RUNNER.top_k, "the teacher cache's K the runner will use (judged against the budget)")
     models: bool = _f(True, "run both models for the vocabulary-mass and cache-budget checks (when both have weights)")
     forward_examples: int = _f(32, "examples the model checks run over (each a teacher and a student forward pass)")
     strict: bool = _f(False, "exit 1 on warnings too (not only on errors)")
