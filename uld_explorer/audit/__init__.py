@@ -26,8 +26,8 @@ _API = {
     ".budget": ("BUDGET_KS", "Budget", "BudgetRow", "cache_budget", "suggest_k"),
     ".classes": ("TOKEN_CLASSES", "ClassCoverage", "TokenClass", "class_coverage"),
     ".findings": ("CHECKS", "LEVELS", "Finding"),
-    ".inputs": ("Side", "check_bos", "check_eos", "check_shift_and_mask", "check_template", "end_of_turn_ids",
-                "generation_marker", "markup_strings"),
+    ".inputs": ("Side", "check_bos", "check_context", "check_eos", "check_shift_and_mask", "check_template",
+                "end_of_turn_ids", "generation_marker", "markup_strings"),
     ".report": ("AuditConfig", "AuditExample", "AuditReport", "audit_examples", "has_weights", "run_audit"),
     ".tables": ("budget_frame", "classes_frame", "findings_frame", "groups_frame"),
 }

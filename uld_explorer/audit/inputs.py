@@ -11,6 +11,7 @@ runner builds (:func:`~uld_explorer.distill.data.render_prompt`,
 - **bos**: the context starts with exactly one BOS when the tokenizer adds one by default
   (:func:`~uld_explorer.text.adds_bos`) or its template writes it, and with none otherwise;
 - **eos**: both sides' scored answers end the same way (with the end-of-turn token, or not);
+- **context**: prompt + answer fit each model's context (``max_position_embeddings``);
 - **shift**: in the batch, the logits at input position ``i`` are scored against the token at
   ``i + 1``; **mask**: exactly the answer tokens are scored, no prompt token.
 """
@@ -24,7 +25,7 @@ from ..text.tokenize import adds_bos
 from .findings import Finding
 
 __all__ = ["Side", "end_of_turn_ids", "generation_marker", "markup_strings", "check_template", "check_bos",
-           "check_eos", "check_shift_and_mask"]
+           "check_context", "check_eos", "check_shift_and_mask"]
 
 SHOWN = 3  # record ids named per finding
 
@@ -251,3 +252,18 @@ def check_shift_and_mask(examples: Sequence[Any], make_batch: Callable[..., Any]
         out.append(Finding("info", "shift", f"the student's batch of the first {N} examples scores position i against "
                            f"token i+1 and exactly the {len(got)} answer tokens (no prompt token)"))
     return out
+
+
+def check_context(side: Side, examples: Sequence[Any], n_ctx: int | None) -> list[Finding]:
+    """Every example's context + answer within the side's context of ``n_ctx`` tokens (None: the
+    model's context cannot be told, e.g. a tokenizer-only entry: no finding)."""
+    if n_ctx is None:
+        return []
+    sizes = [(ex.id, len(getattr(ex, side.role).model_input_ids)) for ex in examples]
+    over = [(i, n) for i, n in sizes if n > n_ctx]
+    if not over:
+        return []
+    longest = max(over, key=lambda x: x[1])
+    return [Finding("error", "context", f"{side}: {len(over)} of {len(examples)} examples need more than its context "
+                    f"of {n_ctx:,} tokens (longest: {longest[0]}, {longest[1]:,} tokens)",
+                    "shorten or remove them", tuple(i for i, _ in over[:SHOWN]))]

@@ -20,7 +20,7 @@ from .alignment import GROUP_SHAPES, AlignmentStats, alignment_stats
 from .budget import BUDGET_KS, ENOUGH, Budget, cache_budget, suggest_k
 from .classes import TOKEN_CLASSES, ClassCoverage, class_coverage
 from .findings import LEVELS, Finding
-from .inputs import Side, check_bos, check_eos, check_shift_and_mask, check_template
+from .inputs import Side, check_bos, check_context, check_eos, check_shift_and_mask, check_template
 
 __all__ = ["AuditConfig", "AuditExample", "AuditReport", "audit_examples", "run_audit", "has_weights"]
 
@@ -291,9 +291,12 @@ def run_audit(config: AuditConfig = AuditConfig(), *, tokenizers: tuple[Any, Any
                                 f"prompt text is scored instead (alignment and token classes read it)"))
     teacher = Side("teacher", config.teacher, tt, config.chat_template)
     student = Side("student", config.student, st, config.chat_template)
+    from ..distill.prepare import context_length
+
     for side in (teacher, student):
         findings += check_template(side, examples)
         findings += check_bos(side, examples)
+        findings += check_context(side, examples, context_length(side.name))
     findings += check_eos(teacher, student, examples)
     if make_batch is None:
         from ..distill.batch import make_batch

@@ -66,6 +66,23 @@ def start_config(args: argparse.Namespace) -> tuple[DistillConfig, str | None]:
         raise UsageError(f"--config {args.config}: {err}") from None
 
 
+def refuse_a_broken_setup(config: DistillConfig) -> None:
+    """Your data first goes through the audit's tokenizer checks (``uld-explorer audit --data``):
+    an error (chat markup in the data, a broken shift or mask, a missing BOS) stops the run before
+    anything loads, each with its fix; warnings are printed and the run goes on."""
+    from ..audit import AuditConfig, run_audit
+
+    report = run_audit(AuditConfig(teacher=config.teacher, student=config.student, data=config.data,
+                                   examples=max(config.prompts, 0) or 100_000, alignment=config.alignment,
+                                   merge=config.merge, top_k=config.top_k, models=False))
+    for f in report.findings:
+        if f.level != "info":
+            print(f.line(), file=sys.stderr)
+    if report.exit_code(strict=False):
+        raise UsageError(f"{report.count('error')} error(s) in the setup of {config.data} (the audit's lines above, "
+                         f"each with its fix); `uld-explorer audit --data {config.data}` shows the whole report")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..distill.errors import DistillError
     from ..distill.loop import train
@@ -80,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
             runs = Path(args.runs_dir) if args.runs_dir else default_runs_dir()
             run_dir = os.path.join(runs, new_run_name(config.loss, runs))
         print(f"run directory: {run_dir}", file=sys.stderr)
+        if config.data and not args.resume:
+            refuse_a_broken_setup(config)
         last = train(config, run_dir, resume=args.resume, force=args.force, preset=preset_name,
                      progress=not args.no_progress)
     except DistillError as err:

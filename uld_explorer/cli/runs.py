@@ -33,6 +33,8 @@ def list_(args: argparse.Namespace) -> int:
     for r in runs:  # a stale run: why (its trainer is gone, or its pid is another process's now)
         if r.state == "stale":
             print(f"{r.name}: stale: {r.message}")
+        elif r.damage:  # lines of its metrics.jsonl left out (not JSON, or cut when its trainer died)
+            print(f"{r.name}: {r.damage}")
     return 0
 
 

@@ -17,7 +17,7 @@ from ..hybrid import HybridConfig
 from ..text.align import ALIGNMENTS, MERGES
 from .losses import LOSSES
 
-__all__ = ["STUDENT_INITS", "DEVICES", "PRECISIONS", "PRESETS", "DistillConfig", "preset"]
+__all__ = ["STUDENT_INITS", "DEVICES", "PRECISIONS", "PRESETS", "REPORT_TO", "DistillConfig", "preset"]
 
 #: How the student starts.
 STUDENT_INITS: dict[str, str] = {
@@ -30,6 +30,14 @@ PRECISIONS: dict[str, str] = {
     "auto": "bf16 autocast on CUDA, fp32 on CPU",
     "fp32": "float32 everywhere",
     "bf16": "bfloat16 autocast (CUDA; on CPU slow and only for checks)",
+}
+
+
+#: Where a run's numbers go besides metrics.jsonl (``report_to``; :mod:`.trackers` wires them).
+REPORT_TO = {
+    "none": "only the run's metrics.jsonl",
+    "tensorboard": "also TensorBoard event files in <run>/tensorboard (tensorboard --logdir <run>)",
+    "csv": "also <run>/metrics.csv, one step,name,value row per logged number",
 }
 
 
@@ -74,6 +82,9 @@ class DistillConfig:
                                  "0.5)")
     top_k: int = _f(256, "teacher probabilities kept per position in the teacher cache (plus the tail mass)")
     # --- data
+    data: str = _f("", "your data: a JSON-lines file, one {'prompt': ...} (optional 'answer' / 'reference') or "
+                   "{'messages': [...]} per line; the teacher answers each prompt once (cached by the file's sha256). "
+                   "Empty: the project's 320 prompts", metavar="FILE")
     max_new_tokens: int = _f(64, "teacher answers: greedy, at most this many new tokens")
     prompts: int = _f(0, "use the first N prompts (0: all)")
     eval_prompts: int = _f(32, "held-out prompts (the last ones) for the eval metrics")
@@ -92,6 +103,7 @@ class DistillConfig:
     keep_checkpoints: int = _f(2, "checkpoints kept (older ones are deleted)")
     probe_prompt: str = _f("What is the capital of France?", "the prompt whose next-token distribution is recorded")
     probe_top_k: int = _f(10, "tokens of the probe distribution recorded per side")
+    report_to: str = _f("none", "; ".join(f"{k}: {v}" for k, v in REPORT_TO.items()), choices=REPORT_TO)
     # --- hardware
     device: str = _f("auto", "; ".join(f"{k}: {v}" for k, v in DEVICES.items()), choices=DEVICES)
     precision: str = _f("auto", "; ".join(f"{k}: {v}" for k, v in PRECISIONS.items()), choices=PRECISIONS)
@@ -106,6 +118,7 @@ class DistillConfig:
         choice("student_init", STUDENT_INITS)
         choice("device", DEVICES)
         choice("precision", PRECISIONS)
+        choice("report_to", REPORT_TO)
         choice("alignment", ALIGNMENTS)
         choice("merge", MERGES)
         for name in ("teacher", "student"):
@@ -134,6 +147,8 @@ class DistillConfig:
                              "float32 that probability underflows to 0 and the bound (and the loss's midpoint) becomes "
                              "infinite. Use 0 < hybrid_beta < 1 (GOLD's default 0.5)")
         check_int(self.top_k, "top_k", 1, 4096, "a number of teacher probabilities kept per position")
+        if not isinstance(self.data, str):
+            raise ValueError(f"data must be the path of a JSON-lines file or '' (got {self.data!r})")
         check_int(self.max_new_tokens, "max_new_tokens", 1, 1024, "a number of tokens")
         check_int(self.prompts, "prompts", 0, None, "a number of prompts (0: all)")
         check_int(self.eval_prompts, "eval_prompts", 1, None, "a number of held-out prompts")

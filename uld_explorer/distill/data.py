@@ -37,10 +37,21 @@ ANSWERS_FORMAT = 1
 
 @dataclass(frozen=True)
 class Prompt:
+    """One prompt: the project's (``kind`` question | instruction | code | multilingual) or a line
+    of the user's data (``kind`` ``"data"``: its conversation in ``messages``, its reference answer,
+    if given, in ``reference``)."""
+
     id: str
-    kind: str  # question | instruction | code | multilingual
+    kind: str
     lang: str
     prompt: str
+    messages: tuple[dict[str, str], ...] = ()
+    reference: str | None = None
+
+    @property
+    def chat(self) -> str | tuple[dict[str, str], ...]:
+        """What :func:`render_prompt` renders: the conversation, else the prompt's text."""
+        return self.messages or self.prompt
 
 
 @dataclass(frozen=True)
@@ -66,8 +77,14 @@ def shipped_answers_dir() -> Path:
     return Path(str(resources.files("uld_explorer.distill") / "data" / "answers"))
 
 
-def load_prompts(limit: int = 0) -> list[Prompt]:
-    """The project's prompts, in file order (``limit > 0``: the first ``limit``)."""
+def load_prompts(limit: int = 0, data: str = "") -> list[Prompt]:
+    """The prompts in file order (``limit > 0``: the first ``limit``): the project's, or with
+    ``data`` the user's JSON-lines file (:func:`~uld_explorer.distill.userdata.read_records`: a bad
+    file is refused with one line naming the line and the fix)."""
+    if data:
+        from .userdata import read_records
+
+        return [Prompt(r.id, "data", "", r.text, tuple(r.messages), r.answer) for r in read_records(data, limit)]
     out = []
     with open(prompts_path(), encoding="utf-8") as f:
         for line in f:
@@ -111,22 +128,27 @@ def teacher_identity(teacher: str) -> dict[str, Any]:
         return {"teacher": os.fspath(teacher), "weights_sha256": None}
 
 
-def answers_fingerprint(teacher: str, max_new_tokens: int) -> str:
-    """sha256 (16 hex digits) of (teacher weights, the prompts file, the generation settings)."""
+def answers_fingerprint(teacher: str, max_new_tokens: int, data: str = "") -> str:
+    """sha256 (16 hex digits) of (teacher weights, the prompts file or the user's ``data`` file, the
+    generation settings)."""
+    prompts = Path(data).read_bytes() if data else prompts_path().read_bytes()
     key = {
         **teacher_identity(teacher),
-        "prompts_sha256": _sha256_bytes(prompts_path().read_bytes()),
+        "prompts_sha256": _sha256_bytes(prompts),
         "generation": {"greedy": True, "max_new_tokens": int(max_new_tokens), "template": "chat"},
         "format": ANSWERS_FORMAT,
     }
     return _sha256_bytes(json.dumps(key, sort_keys=True).encode())[:16]
 
 
-def answers_filename(teacher: str, max_new_tokens: int) -> str:
-    """The answers file's name for a teacher and a generation length: ``<teacher>-<max_new_tokens>.jsonl``."""
+def answers_filename(teacher: str, max_new_tokens: int, data: str = "") -> str:
+    """The answers file's name: ``<teacher>-<max_new_tokens>.jsonl`` for the project's prompts,
+    ``<teacher>-<max_new_tokens>-<data file>-<fingerprint>.jsonl`` for the user's data."""
     name = teacher_identity(teacher)["teacher"]
-    safe = "".join(c if c.isalnum() or c in "-._" else "_" for c in Path(name).name)
-    return f"{safe}-{max_new_tokens}.jsonl"
+    safe = lambda x: "".join(c if c.isalnum() or c in "-._" else "_" for c in x)  # noqa: E731
+    if data:
+        return f"{safe(Path(name).name)}-{max_new_tokens}-{safe(Path(data).stem)}-{answers_fingerprint(teacher, max_new_tokens, data)}.jsonl"
+    return f"{safe(Path(name).name)}-{max_new_tokens}.jsonl"
 
 
 def _read_answers(path: Path, fingerprint: str) -> dict[str, str] | None:
@@ -140,14 +162,16 @@ def _read_answers(path: Path, fingerprint: str) -> dict[str, str] | None:
         return None
 
 
-def write_answers(path: Path, answers: dict[str, str], teacher: str, max_new_tokens: int) -> Path:
+def write_answers(path: Path, answers: dict[str, str], teacher: str, max_new_tokens: int, data: str = "") -> Path:
     """Write ``answers`` (prompt id -> text) with a header line naming their fingerprint and
     the command that regenerates them; atomic (a temporary file renamed)."""
     header = {
-        "fingerprint": answers_fingerprint(teacher, max_new_tokens),
+        "fingerprint": answers_fingerprint(teacher, max_new_tokens, data),
         **teacher_identity(teacher),
         "max_new_tokens": max_new_tokens,
-        "regenerate": f"uld-explorer answers --teacher {teacher} --max-new-tokens {max_new_tokens}",
+        **({"data": os.fspath(data)} if data else {}),
+        "regenerate": (f"uld-explorer distill --data {data} (generated on first use)" if data else
+                       f"uld-explorer answers --teacher {teacher} --max-new-tokens {max_new_tokens}"),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -170,12 +194,14 @@ def generate_answers(
     """
     import torch
 
+    from ..text.tokenize import tokenize_with_offsets
+
     tok, model = loaded.tokenizer, loaded.model
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     out: dict[str, str] = {}
     for b0 in range(0, len(prompts), batch_size):
         chunk = prompts[b0 : b0 + batch_size]
-        rows = [tok(render_prompt(tok, p.prompt), add_special_tokens=False)["input_ids"] for p in chunk]
+        rows = [list(tokenize_with_offsets(tok, "x", prompt=render_prompt(tok, p.chat)).context_ids) for p in chunk]
         L = max(map(len, rows))
         ids = torch.tensor([[pad] * (L - len(r)) + r for r in rows])
         mask = torch.tensor([[0] * (L - len(r)) + [1] * len(r) for r in rows])
@@ -191,17 +217,22 @@ def generate_answers(
     return out
 
 
-def load_answers(teacher: str, max_new_tokens: int, *, progress: bool = True) -> dict[str, str]:
-    """The teacher's answers to all prompts: shipped, cached, or generated now (then cached).
+def load_answers(teacher: str, max_new_tokens: int, *, progress: bool = True, data: str = "",
+                 prompts: Sequence[Prompt] | None = None) -> dict[str, str]:
+    """The teacher's answers to the prompts: shipped, cached, or generated now (then cached).
 
-    Returns ``prompt id -> answer``. Generation loads the teacher and takes ~1-3 minutes on two
-    CPU cores for the default teacher; it happens once per fingerprint.
+    Returns ``prompt id -> answer``. ``data``: the user's JSON-lines file (its ``prompts``, read
+    once by the caller, else read here); its answers are generated on first use and cached under
+    ``<cache>/distill/answers/``, keyed by the file's sha256. Generation loads the teacher (a bar
+    with the ETA); ~1-3 minutes for the project's 320 prompts on two CPU cores with the default
+    teacher; once per fingerprint.
     """
     from ..zoo.cache import cache_dir
 
-    fp = answers_fingerprint(teacher, max_new_tokens)
-    name = answers_filename(teacher, max_new_tokens)
-    for path in (shipped_answers_dir() / name, cache_dir() / "distill" / "answers" / name):
+    fp = answers_fingerprint(teacher, max_new_tokens, data)
+    name = answers_filename(teacher, max_new_tokens, data)
+    places = ([] if data else [shipped_answers_dir() / name]) + [cache_dir() / "distill" / "answers" / name]
+    for path in places:
         found = _read_answers(path, fp)
         if found is not None:
             return found
@@ -210,10 +241,10 @@ def load_answers(teacher: str, max_new_tokens: int, *, progress: bool = True) ->
     from ..zoo.loader import load
 
     loaded = load(teacher, progress=progress)
-    prompts = load_prompts()
+    prompts = list(prompts) if prompts is not None else load_prompts(data=data)
     with tqdm(total=len(prompts), desc=f"teacher answers ({loaded.name})", unit="prompt", disable=not progress) as bar:
         answers = generate_answers(loaded, prompts, max_new_tokens, progress=lambda d, n: bar.update(d - bar.n))
-    write_answers(cache_dir() / "distill" / "answers" / name, answers, teacher, max_new_tokens)
+    write_answers(cache_dir() / "distill" / "answers" / name, answers, teacher, max_new_tokens, data=data)
     return answers
 
 
@@ -227,7 +258,7 @@ def build_examples(prompts: Sequence[Prompt], answers: dict[str, str], teacher_t
         a = answers.get(p.id)
         if not a:
             continue
-        t = tokenize_with_offsets(teacher_tokenizer, a, prompt=render_prompt(teacher_tokenizer, p.prompt), who="teacher")
-        s = tokenize_with_offsets(student_tokenizer, a, prompt=render_prompt(student_tokenizer, p.prompt), who="student")
+        t = tokenize_with_offsets(teacher_tokenizer, a, prompt=render_prompt(teacher_tokenizer, p.chat), who="teacher")
+        s = tokenize_with_offsets(student_tokenizer, a, prompt=render_prompt(student_tokenizer, p.chat), who="student")
         out.append(Example(p, a, t, s))
     return out

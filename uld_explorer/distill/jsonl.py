@@ -44,6 +44,8 @@ class _Seen:
     head: bytes = b""  # the first bytes and the bytes just before `offset`: a file rewritten in
     tail: bytes = b""  # place (same inode) most likely no longer has them
     lines: list[dict[str, Any]] = field(default_factory=list)
+    skipped: int = 0  # complete lines that are not a JSON object
+    partial: int = 0  # bytes after the last complete line (a line being written, or cut)
 
 
 class JsonlCache:
@@ -53,7 +55,7 @@ class JsonlCache:
     is read from the offset parsed so far (only complete lines: one being written is left for
     the next read); a file that shrank, was replaced (another inode) or no longer starts and ends
     its parsed part with the same bytes (rewritten in place) is read again from the start. Lines
-    that are not JSON are skipped.
+    that are not a JSON object are skipped and counted (:meth:`damage`).
     Thread-safe (the app's sessions poll from threads); at most ``max_files`` files are kept.
     ``parsed`` counts the lines parsed, ``hits`` the reads that parsed nothing.
     """
@@ -102,9 +104,14 @@ class JsonlCache:
         for raw in data[:end].splitlines():
             self.parsed += 1
             try:
-                seen.lines.append(json.loads(raw))
+                obj = json.loads(raw)
             except ValueError:
-                continue
+                obj = None
+            if isinstance(obj, dict):
+                seen.lines.append(obj)
+            else:
+                seen.skipped += 1
+        seen.partial = len(data) - end
         seen.offset += end
         seen.head = (seen.head + data[:end])[:self.TAIL]
         seen.tail = (seen.tail + data[:end])[-self.TAIL:]
@@ -120,6 +127,14 @@ class JsonlCache:
             return False
         f.seek(seen.offset - len(seen.tail))
         return f.read(len(seen.tail)) == seen.tail
+
+    def damage(self, path: str | os.PathLike) -> tuple[int, int]:
+        """``(skipped, partial)`` of ``path`` as last read: complete lines that were not a JSON
+        object (left out), and the bytes of a last line without its newline (one being written,
+        or one cut when its writer died); ``(0, 0)`` for a file not read."""
+        with self._lock:
+            seen = self._files.get(os.path.abspath(path))
+            return (seen.skipped, seen.partial) if seen is not None else (0, 0)
 
     def forget(self, path: str | os.PathLike) -> None:
         with self._lock:

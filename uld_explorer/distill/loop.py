@@ -156,8 +156,13 @@ def _train(config: DistillConfig, run: RunDir, *, resume: bool, ckpt: Any, damag
     from .student import AnswerLogits, build_student
     from .teacher_cache import probe_context
 
+    from .trackers import PROJECT, hyperparameters, loggable, trackers_for
+
     cpu, mixed = device_and_precision(config)
-    accelerator = Accelerator(cpu=cpu, mixed_precision=mixed)
+    trackers = trackers_for(config.report_to, run.path)
+    accelerator = Accelerator(cpu=cpu, mixed_precision=mixed, log_with=trackers or None, project_dir=str(run.path))
+    if trackers:
+        accelerator.init_trackers(PROJECT, config=hyperparameters(config))
     main, world, rank, device = (accelerator.is_main_process, accelerator.num_processes, accelerator.process_index,
                                  accelerator.device)
     if config.batch_size < world:
@@ -233,6 +238,8 @@ def _train(config: DistillConfig, run: RunDir, *, resume: bool, ckpt: Any, damag
             line.update({"loss": float(total), **parts, "grad_norm": grad_norm, "lr": lr if training else None,
                          "tokens": n_tok, "tokens_per_s": n_tok / dt if training else None,
                          "step_s": dt if training else None, "elapsed_s": elapsed})
+            if trackers:
+                accelerator.log(loggable(line), step=step)
             if main:
                 run.append_metrics(line)
                 if on_step is not None:
@@ -247,5 +254,11 @@ def _train(config: DistillConfig, run: RunDir, *, resume: bool, ckpt: Any, damag
                 accelerator.wait_for_everyone()
                 session.save_checkpoint(done, accelerator.unwrap_model(net).model, opt, tok_s, elapsed)
     accelerator.wait_for_everyone()
+    if trackers:
+        accelerator.end_training()
+    if main and session.state == "finished" and session.checkpoint:  # the student as a HF folder, with its card
+        from .card import model_card
+
+        run.write_final(session.checkpoint, model_card(config, prep.data_record(), line, preset))
     return {**line, "state": session.state, "checkpoint": str(session.checkpoint) if session.checkpoint else None,
             "resumed_from": str(ckpt) if ckpt else None, "note": session.note}

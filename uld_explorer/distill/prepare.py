@@ -19,7 +19,7 @@ from .config import DistillConfig
 from .errors import DistillError
 from .losses import LOSSES
 
-__all__ = ["Prepared", "prepare", "check_shared_tokenizer", "DATA_SPLIT_NOTE"]
+__all__ = ["Prepared", "prepare", "check_context", "check_shared_tokenizer", "context_length", "DATA_SPLIT_NOTE"]
 
 #: How the examples are split (recorded in a run's ``config.json``).
 DATA_SPLIT_NOTE = "held-out: the last eval_prompts answered prompts"
@@ -103,6 +103,46 @@ def check_shared_tokenizer(config: DistillConfig, bytes_t: list[bytes], bytes_s:
             f"student's tokenizer (e.g. --teacher {config.student})")
 
 
+def context_length(name: str) -> int | None:
+    """A model's context (``max_position_embeddings`` of its ``config.json``): a zoo model's folder
+    or a local folder; None when it cannot be told (not fetched yet, a hub id)."""
+    import json
+    from pathlib import Path
+
+    from ..zoo.errors import UnknownModelError
+
+    try:
+        from ..zoo.cache import model_dir
+
+        folder = model_dir(name)
+    except UnknownModelError:
+        folder = Path(name)
+    try:
+        n = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("max_position_embeddings")
+    except (OSError, ValueError):
+        return None
+    return int(n) if isinstance(n, int) and n > 0 else None
+
+
+def check_context(config: DistillConfig, prompts: list[Any], tokenizers: tuple[Any, Any]) -> None:
+    """``DistillError`` naming the first prompt whose rendered form leaves no room for the answer
+    (``max_new_tokens``) in a model's context, before anything is generated."""
+    from ..text.tokenize import tokenize_with_offsets
+    from .data import render_prompt
+
+    for (role, name), tok in zip((("teacher", config.teacher), ("student", config.student)), tokenizers):
+        n_ctx = context_length(name)
+        if n_ctx is None:
+            continue
+        for p in prompts:
+            n = len(tokenize_with_offsets(tok, "x", prompt=render_prompt(tok, p.chat)).context_ids)
+            if n + config.max_new_tokens > n_ctx:
+                where = f"{config.data} {p.id}" if config.data else f"prompt {p.id}"
+                raise DistillError(f"{where}: the prompt is {n:,} tokens for the {role} ({name}) and the answer may "
+                                   f"take {config.max_new_tokens}, beyond its context of {n_ctx:,} tokens; shorten "
+                                   f"or remove it")
+
+
 def prepare(config: DistillConfig, *, progress: bool = True) -> Prepared:
     """Tokenizers, answers (shipped / cached / generated), examples, teacher cache, string match.
 
@@ -126,13 +166,21 @@ def prepare(config: DistillConfig, *, progress: bool = True) -> Prepared:
         except (ExplorerError, ValueError) as err:  # a name the zoo does not know, a folder that is not one
             raise DistillError(f"{option} {name}: {err}") from None
     tok_t, tok_s = tokenizers
-    answers = load_answers(config.teacher, config.max_new_tokens, progress=progress)
+    prompts = load_prompts(config.prompts, data=config.data)
+    where = f"{config.data}" if config.data else "the project's prompts"
+    if len(prompts) < config.eval_prompts + 2:  # said before the teacher generates anything
+        raise DistillError(f"only {len(prompts)} prompts in {where} for {config.eval_prompts} held-out ones plus "
+                           f"training (at least 2): lower --eval-prompts or give more prompts")
+    check_context(config, prompts, (tok_t, tok_s))
+    answers = load_answers(config.teacher, config.max_new_tokens, progress=progress, data=config.data,
+                           prompts=load_prompts(data=config.data) if config.data else None)
     t1 = time.perf_counter()
-    examples = build_examples(load_prompts(config.prompts), answers, tok_t, tok_s)
+    examples = build_examples(prompts, answers, tok_t, tok_s)
     if len(examples) < config.eval_prompts + 2:
-        raise DistillError(f"only {len(examples)} answered prompts for {config.eval_prompts} held-out ones plus "
-                           f"training: lower eval_prompts or raise prompts (0 = all)")
-    fp = answers_fingerprint(config.teacher, config.max_new_tokens)
+        raise DistillError(f"only {len(examples)} answered prompts in {where} for {config.eval_prompts} held-out ones "
+                           f"plus training (at least 2): lower --eval-prompts or give more prompts"
+                           + ("" if config.data else " (--prompts 0 = all)"))
+    fp = answers_fingerprint(config.teacher, config.max_new_tokens, config.data)
     cache = load_or_build_teacher_cache(config.teacher, examples, fp, config.teacher_temperature, config.top_k,
                                         config.probe_prompt, progress=progress)
     t2 = time.perf_counter()

@@ -29,6 +29,9 @@ written and read back here and nowhere else, and the training context that write
         checkpoints/step-000040/   model.safetensors + config.json (transformers), tokenizer files,
                                    optimizer.safetensors, trainer.json (step, elapsed time, and the
                                    size and sha256 of every other file: the checkpoint's manifest)
+        final/             a finished run's student as a Hugging Face folder (``from_pretrained``)
+                           with its model card, README.md (:mod:`.card`)
+        tensorboard/, metrics.csv   with ``report_to`` (:mod:`.trackers`)
 
 Line ``step = s`` describes the student after ``s`` optimizer steps (``s = 0``: the start): the
 loss of batch ``s`` before its update, and on eval steps the held-out metrics.
@@ -151,6 +154,7 @@ class RunDir:
 
     CONFIG, METRICS, PROBE, STATUS = "config.json", "metrics.jsonl", "probe.jsonl", "status.json"
     LAUNCH, LOG, CHECKPOINTS, LOCK = "launch.json", "log.txt", "checkpoints", "trainer.lock"
+    FINAL = "final"
     HELDOUT = "heldout.json"
     #: What a run leaves in its folder before its first step (a new run may start beside them).
     BEFORE_START = (LAUNCH, LOG, LOCK)
@@ -288,6 +292,17 @@ class RunDir:
     def metrics(self) -> list[dict[str, Any]]:
         """The complete lines of ``metrics.jsonl`` (a partly written last line is left out)."""
         return JSONL_CACHE.read(self.path / self.METRICS)
+
+    def metrics_damage(self, live: bool) -> str:
+        """What :meth:`metrics` left out of ``metrics.jsonl``, in words ("" when nothing): lines that
+        are not JSON, and, unless the run is ``live`` (its last line may be being written), a last
+        line without its newline (cut when the trainer died)."""
+        skipped, partial = JSONL_CACHE.damage(self.path / self.METRICS)
+        n = skipped + (1 if partial and not live else 0)
+        if not n:
+            return ""
+        return (f"{n} line{'s' if n > 1 else ''} of {self.METRICS} skipped (not JSON"
+                f"{'; the last one cut short, its trainer stopped mid-write' if partial and not live else ''})")
 
     def probe(self) -> list[dict[str, Any]]:
         """The complete records of ``probe.jsonl``."""
@@ -518,7 +533,9 @@ class RunDir:
 
     def resume_checkpoint(self) -> tuple[Path | None, list[tuple[Path, str]]]:
         """The checkpoint a resumed run continues from: the newest complete one
-        (:meth:`checkpoint_problem`), and the newer ones passed over, each with what is wrong.
+        (:meth:`checkpoint_problem`), and the newer ones passed over, each with what is wrong. A
+        half-written checkpoint (``.step-N.tmp``, left by a trainer killed while writing it) is
+        removed: only the lock holder calls this.
         ``(None, [])`` when the run has no checkpoint (it resumes from step 0).
 
         Raises
@@ -526,6 +543,8 @@ class RunDir:
         DistillError
             Checkpoints exist but none is complete (each named with what is wrong).
         """
+        for half in (self.path / self.CHECKPOINTS).glob(".step-*.tmp"):  # a write its trainer died in (kill -9)
+            shutil.rmtree(half, ignore_errors=True)
         damaged: list[tuple[Path, str]] = []
         for ckpt in reversed(self.checkpoints()):
             problem = self.checkpoint_problem(ckpt)
@@ -547,6 +566,26 @@ class RunDir:
                 os.replace(ckpt, aside)
                 return aside
         raise DistillError(f"too many damaged copies of {ckpt.name} in {ckpt.parent}: delete some")
+
+    def write_final(self, checkpoint: Path, card: str) -> Path:
+        """``final/``: the trained student as a Hugging Face folder (``from_pretrained`` loads it:
+        the safetensors weights, config and tokenizer of ``checkpoint``, the last one, hard-linked,
+        not copied, where the file system allows) with ``README.md``, its model card. Written under
+        a temporary name, then renamed (a resumed run that finishes again replaces it)."""
+        final, tmp = self.path / self.FINAL, self.path / f".{self.FINAL}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for f in checkpoint.iterdir():
+            if f.is_file() and f.name not in ("optimizer.safetensors", "trainer.json"):
+                try:
+                    os.link(f, tmp / f.name)
+                except OSError:  # another file system, or no hard links: a copy
+                    shutil.copy2(f, tmp / f.name)
+        (tmp / "README.md").write_text(card, encoding="utf-8")
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        return final
 
     def save_checkpoint(self, step: int, model: Any, opt: Any, tokenizer: Any, trainer: dict[str, Any],
                         keep: int) -> Path:

@@ -101,6 +101,7 @@ class RunInfo:
     message: str = ""
     created: float = 0.0  # when the run was started (config.json's "created", else its launch)
     stoppable: bool = False
+    damage: str = ""  # lines of metrics.jsonl left out, in words (RunDir.metrics_damage); also in message
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "path": str(self.path), "loss": self.loss, "preset": self.preset,
@@ -109,7 +110,7 @@ class RunInfo:
                 "eval_uld": self.last_eval.get("eval_uld"), "eval_top1": self.last_eval.get("eval_top1"),
                 "eval_step": self.last_eval.get("step"), "seen_uld": self.last_eval.get("seen_uld"),
                 "seen_top1": self.last_eval.get("seen_top1"), "updated": self.updated, "created": self.created,
-                "message": self.message, "stoppable": self.stoppable}
+                "message": self.message, "stoppable": self.stoppable, "damage": self.damage}
 
 
 def _last_error(run: RunDir) -> str:
@@ -153,6 +154,9 @@ def run_info(run_dir: str | os.PathLike) -> RunInfo | None:
     launched = _launch_state(run, launch, st)
     if launched:
         (state, message), stoppable = launched, launched[0] == "starting" and launch.get("process") == SAME
+    damage = run.metrics_damage(live=state in ("running", "starting"))
+    if damage:
+        message = f"{message}; {damage}" if message else damage
     last = metrics[-1] if metrics else {}
     last_eval = next((m for m in reversed(metrics) if "eval_ce" in m), {})
     c = cfg.get("config", {})
@@ -163,7 +167,7 @@ def run_info(run_dir: str | os.PathLike) -> RunInfo | None:
     created = float(cfg.get("created") or launch.get("started") or updated)
     return RunInfo(path.name, path, c.get("loss", "?"), cfg.get("preset") or "", state,
                    int(last.get("step", 0)), int(c.get("max_steps", 0)), last, last_eval, updated, message, created,
-                   stoppable)
+                   stoppable, damage)
 
 
 def list_runs(runs_dir: str | os.PathLike | None = None) -> list[RunInfo]:

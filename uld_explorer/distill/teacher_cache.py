@@ -9,7 +9,9 @@ position instead of 600 KB; :func:`~uld_explorer.uld_top_k` turns it into the UL
 bound (:math:`|L - \\hat L| \\le \\min(Q, r)`), reported during training.
 
 Stored as one safetensors file under ``<cache>/distill/teacher/``, named by a fingerprint of
-(the teacher answers' fingerprint, teacher, ``T_t``, ``k``, the rendered prompts, the probe).
+(the teacher answers' fingerprint, teacher, ``T_t``, ``k``, the rendered prompts, the probe), with
+the sha256 of its content in the metadata: a load checks it, and a damaged file (a flipped byte of
+the same size) is said and rebuilt, never read.
 """
 
 from __future__ import annotations
@@ -17,13 +19,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
-__all__ = ["TeacherCache", "cache_fingerprint", "build_teacher_cache", "load_or_build_teacher_cache", "probe_context"]
+__all__ = ["TeacherCache", "cache_fingerprint", "build_teacher_cache", "content_sha256", "load_or_build_teacher_cache",
+           "probe_context", "read_teacher_cache", "save_teacher_cache"]
 
 FORMAT = 1
 
@@ -123,30 +127,56 @@ def build_teacher_cache(loaded: Any, examples: Sequence[Any], teacher_temperatur
     )
 
 
-def _save(cache: TeacherCache, path: Path) -> None:
+TENSORS = ("values", "ids", "tail", "actual", "offsets", "probe_values", "probe_ids")
+
+
+def content_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 of the tensors' names, dtypes, shapes and bytes, in :data:`TENSORS` order: what the
+    file's metadata records when it is written and what a load checks (a flipped byte of the same
+    file size changes it)."""
+    h = hashlib.sha256()
+    for name in TENSORS:
+        t = tensors[name].contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}:".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def save_teacher_cache(cache: TeacherCache, path: Path) -> None:
+    """Write ``cache`` to ``path`` (safetensors; written aside, then renamed) with its fingerprint
+    and its content's sha256 in the metadata."""
     from safetensors.torch import save_file
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {n: getattr(cache, n).contiguous() for n in
-               ("values", "ids", "tail", "actual", "offsets", "probe_values", "probe_ids")}
+    tensors = {n: getattr(cache, n).contiguous() for n in TENSORS}
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata={"vocab_size": str(cache.vocab_size), "fingerprint": cache.fingerprint,
-                                           "format": str(FORMAT)})
+                                           "format": str(FORMAT), "sha256": content_sha256(tensors)})
     os.replace(tmp, path)
 
 
-def _load(path: Path, fingerprint: str) -> TeacherCache | None:
+def read_teacher_cache(path: Path, fingerprint: str) -> tuple[TeacherCache | None, str | None]:
+    """``(cache, None)`` when ``path`` holds the cache of ``fingerprint`` intact, else
+    ``(None, why)``: it is unreadable, it is another dataset's, or its content's sha256 differs
+    from the one recorded when it was written (a flipped byte, a bad disk). A file written before
+    the sha256 was recorded is read and rewritten with it."""
     from safetensors import safe_open
 
     try:
         with safe_open(str(path), "pt") as f:
             meta = f.metadata() or {}
-            if meta.get("fingerprint") != fingerprint:
-                return None
             t = {n: f.get_tensor(n) for n in f.keys()}
-        return TeacherCache(**t, vocab_size=int(meta["vocab_size"]), fingerprint=fingerprint)
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError, Exception):  # a damaged file: rebuild
-        return None
+        if meta.get("fingerprint") != fingerprint:
+            return None, f"it records another dataset's fingerprint ({meta.get('fingerprint')!r})"
+        cache = TeacherCache(**{n: t[n] for n in TENSORS}, vocab_size=int(meta["vocab_size"]), fingerprint=fingerprint)
+    except Exception as err:  # noqa: BLE001 - any unreadable file is rebuilt, and said so
+        return None, f"it cannot be read ({type(err).__name__}: {str(err)[:120]})"
+    recorded = meta.get("sha256")
+    if recorded is None:  # written by an earlier version: record the sha256 from now on
+        save_teacher_cache(cache, path)
+    elif content_sha256(t) != recorded:
+        return None, "its content's sha256 differs from the one recorded when it was written (damaged)"
+    return cache, None
 
 
 def load_or_build_teacher_cache(teacher: str, examples: Sequence[Any], answers_fp: str, teacher_temperature: float,
@@ -158,11 +188,14 @@ def load_or_build_teacher_cache(teacher: str, examples: Sequence[Any], answers_f
 
     fp = cache_fingerprint(answers_fp, teacher, teacher_temperature, top_k, examples, probe_prompt)
     path = cache_dir() / "distill" / "teacher" / f"{fp}.safetensors"
-    found = _load(path, fp) if path.is_file() else None
-    if found is not None:
-        return found
+    if path.is_file():
+        found, why = read_teacher_cache(path, fp)
+        if found is not None:
+            return found
+        warnings.warn(f"teacher cache {path} is not usable: {why}; rebuilding it from the teacher", UserWarning,
+                      stacklevel=2)
     cache = build_teacher_cache(load(teacher, progress=progress), examples, teacher_temperature, top_k, probe_prompt,
                                 progress=progress)
     cache.fingerprint = fp
-    _save(cache, path)
+    save_teacher_cache(cache, path)
     return cache

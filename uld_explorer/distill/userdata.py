@@ -10,7 +10,7 @@ One JSON object per line, one of:
 An ``"id"`` field names the record (else ``"line N"``). :func:`read_records` reads the file and
 refuses a bad one with ONE line that names the file, the line and the fix
 (:class:`DataError`): a missing or empty file, text that is not UTF-8, a line that is not a JSON
-object, a missing or empty field, a malformed turn, a prompt given twice. Importable without torch.
+object, a missing or empty field, a malformed turn, a prompt or an id given twice. Importable without torch.
 
 >>> import os, tempfile
 >>> with tempfile.TemporaryDirectory() as d:
@@ -146,6 +146,7 @@ def read_records(path: str | os.PathLike, limit: int = 0) -> list[Record]:
         raise _fail(path, line, f"is not UTF-8 (byte {e.start})", "save the file as UTF-8") from None
     records: list[Record] = []
     seen: dict[tuple, int] = {}
+    ids: dict[str, int] = {}
     for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -160,6 +161,9 @@ def read_records(path: str | os.PathLike, limit: int = 0) -> list[Record]:
             raise _fail(path, n, f"repeats the prompt of line {seen[key]}",
                         "remove the duplicate (it would count twice and could leak into the held-out prompts)")
         seen[key] = n
+        if r.id in ids:
+            raise _fail(path, n, f"repeats the id {r.id!r} of line {ids[r.id]}", "give every record its own id")
+        ids[r.id] = n
         records.append(r)
         if 0 < limit <= len(records):
             break
