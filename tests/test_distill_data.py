@@ -93,3 +93,40 @@ def test_a_prompt_beyond_the_context_is_named_before_anything_is_generated(tmp_p
     err = capsys.readouterr().err
     assert "error    context: student (SmolLM2-135M-Instruct): 1 of 7 examples need more than its context of 8,192" in err
     assert err.strip().splitlines()[-1].startswith("error: 1 error(s) in the setup of")
+
+
+@pytest.mark.slow
+def test_a_saved_hugging_face_dataset_trains_too(tmp_path, default_models):
+    """The same prompts as a datasets.Dataset saved with save_to_disk (columns prompt, messages,
+    answer, id; None where a row has none): read row by row, answered, trained for 2 steps."""
+    import datasets
+
+    from uld_explorer.distill.data import answers_filename
+    from uld_explorer.distill.userdata import read_records
+    from uld_explorer.zoo.cache import cache_dir
+
+    cols = {k: [r.get(k) for r in PROMPTS] for k in ("id", "prompt", "answer", "messages")}
+    folder = tmp_path / "ds"
+    datasets.Dataset.from_dict(cols).save_to_disk(str(folder))
+    recs = read_records(folder)
+    assert [r.id for r in recs] == ["row 1", "row 2", "chat-1", "row 4", "row 5", "row 6"]
+    assert (recs[0].answer, recs[2].messages[0]["role"], recs[5].answer) == ("Rome.", "system", "Eight.")
+    cached = cache_dir() / "distill" / "answers" / answers_filename("Qwen2.5-Coder-0.5B-Instruct", 8, str(folder))
+    try:
+        done = subprocess.run([sys.executable, "-m", "uld_explorer.cli", "distill", "--preset", "cpu-demo", "--data",
+                               str(folder), "--max-new-tokens", "8", "--eval-prompts", "2", "--batch-size", "2",
+                               "--max-steps", "2", "--eval-every", "1", "--checkpoint-every", "2", "--run-dir",
+                               str(tmp_path / "run"), "--no-progress"], capture_output=True, text=True, timeout=900,
+                              env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert done.stdout.startswith("finished at step 2") and cached.is_file()
+    finally:
+        cached.unlink(missing_ok=True)
+
+
+def test_a_folder_that_is_not_a_saved_dataset_is_one_line(tmp_path, capsys):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("hello")
+    assert main(["distill", "--data", str(tmp_path / "notes"), "--run-dir", str(tmp_path / "run"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"error: {tmp_path / 'notes'}: is a folder but not a dataset saved with save_to_disk")

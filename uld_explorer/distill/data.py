@@ -131,10 +131,11 @@ def teacher_identity(teacher: str) -> dict[str, Any]:
 def answers_fingerprint(teacher: str, max_new_tokens: int, data: str = "") -> str:
     """sha256 (16 hex digits) of (teacher weights, the prompts file or the user's ``data`` file, the
     generation settings)."""
-    prompts = Path(data).read_bytes() if data else prompts_path().read_bytes()
+    from .userdata import data_sha256
+
     key = {
         **teacher_identity(teacher),
-        "prompts_sha256": _sha256_bytes(prompts),
+        "prompts_sha256": data_sha256(data) if data else _sha256_bytes(prompts_path().read_bytes()),
         "generation": {"greedy": True, "max_new_tokens": int(max_new_tokens), "template": "chat"},
         "format": ANSWERS_FORMAT,
     }

@@ -7,6 +7,10 @@ One JSON object per line, one of:
   conversation; when its last turn is the assistant's, that turn is the reference answer and the
   turns before it are the prompt.
 
+A Hugging Face dataset saved to disk (``Dataset.save_to_disk``; a DatasetDict's ``train`` split)
+is read the same way, row by row (the columns ``prompt`` / ``messages`` / ``answer`` /
+``reference`` / ``id``; rows named ``row N``; needs the ``datasets`` package).
+
 An ``"id"`` field names the record (else ``"line N"``). :func:`read_records` reads the file and
 refuses a bad one with ONE line that names the file, the line and the fix
 (:class:`DataError`): a missing or empty file, text that is not UTF-8, a line that is not a JSON
@@ -32,7 +36,7 @@ from typing import Any
 
 from ..errors import ExplorerError
 
-__all__ = ["DataError", "Record", "ROLES", "read_records"]
+__all__ = ["DataError", "Record", "ROLES", "data_sha256", "read_records"]
 
 #: The roles a conversation's turns may take.
 ROLES = ("system", "user", "assistant")
@@ -75,67 +79,111 @@ class Record:
         return [dict(m) for m in self.messages]
 
 
-def _fail(path: Path, line: int | None, what: str, fix: str) -> DataError:
-    where = f"{path}" + (f" line {line}" if line else "")
+def data_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a data file's bytes, or of a saved dataset folder's files (relative names and
+    bytes, in sorted order): what keys the teacher's answers to it."""
+    import hashlib
+
+    path = Path(path)
+    h = hashlib.sha256()
+    if path.is_dir():
+        for f in sorted(p for p in path.rglob("*") if p.is_file()):
+            h.update(f.relative_to(path).as_posix().encode() + b"\0")
+            h.update(f.read_bytes())
+    else:
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def _fail(path: Path, line: int | None, what: str, fix: str, unit: str = "line") -> DataError:
+    where = f"{path}" + (f" {unit} {line}" if line else "")
     return DataError(f"{where}: {what}; {fix}")
 
 
-def _text(value: Any, path: Path, line: int, name: str) -> str:
+def _text(value: Any, path: Path, line: int, name: str, unit: str = "line") -> str:
     if not isinstance(value, str):
-        raise _fail(path, line, f"'{name}' is {type(value).__name__}, not text", f"give '{name}' as a JSON string")
+        raise _fail(path, line, f"'{name}' is {type(value).__name__}, not text", f"give '{name}' as a string", unit)
     if not value.strip():
-        raise _fail(path, line, f"'{name}' is empty", f"give it some text or remove the line")
+        raise _fail(path, line, f"'{name}' is empty", f"give it some text or remove the {unit}", unit)
     return value
 
 
-def _record(obj: Any, path: Path, line: int) -> Record:
+def _record(obj: Any, path: Path, line: int, unit: str = "line") -> Record:
     if not isinstance(obj, dict):
         raise _fail(path, line, f"is a JSON {type(obj).__name__}, not an object",
-                    'give one object per line, e.g. {"prompt": "..."}')
-    rid = str(obj["id"]) if obj.get("id") not in (None, "") else f"line {line}"
+                    'give one object per line, e.g. {"prompt": "..."}', unit)
+    rid = str(obj["id"]) if obj.get("id") not in (None, "") else f"{unit} {line}"
     if "messages" in obj:
         turns = obj["messages"]
         if not isinstance(turns, list) or not turns:
             raise _fail(path, line, "'messages' is not a non-empty list of turns",
-                        'give [{"role": "user", "content": "..."}, ...]')
+                        'give [{"role": "user", "content": "..."}, ...]', unit)
         messages = []
         for i, t in enumerate(turns):
             if not isinstance(t, dict) or "role" not in t or "content" not in t:
                 raise _fail(path, line, f"messages[{i}] needs 'role' and 'content'",
-                            'give each turn as {"role": "user", "content": "..."}')
+                            'give each turn as {"role": "user", "content": "..."}', unit)
             if t["role"] not in ROLES:
-                raise _fail(path, line, f"messages[{i}] has role {t['role']!r}", f"use one of {', '.join(ROLES)}")
-            messages.append({"role": t["role"], "content": _text(t["content"], path, line, f"messages[{i}].content")})
+                raise _fail(path, line, f"messages[{i}] has role {t['role']!r}", f"use one of {', '.join(ROLES)}", unit)
+            messages.append({"role": t["role"], "content": _text(t["content"], path, line, f"messages[{i}].content", unit)})
         answer = None
         if messages[-1]["role"] == "assistant":
             answer = messages.pop()["content"]
         if not any(m["role"] == "user" for m in messages):
             raise _fail(path, line, "the conversation has no user turn before the answer",
-                        "add the user's turn the answer replies to")
+                        "add the user's turn the answer replies to", unit)
         return Record(rid, line, tuple(messages), answer)
     if "prompt" not in obj:
         raise _fail(path, line, f"has neither 'prompt' nor 'messages' (fields: {', '.join(map(str, obj)) or 'none'})",
-                    'give {"prompt": "..."} or {"messages": [...]}')
-    prompt = _text(obj["prompt"], path, line, "prompt")
+                    'give {"prompt": "..."} or {"messages": [...]}', unit)
+    prompt = _text(obj["prompt"], path, line, "prompt", unit)
     name = next((f for f in ANSWER_FIELDS if obj.get(f) is not None), None)
-    answer = _text(obj[name], path, line, name) if name else None
+    answer = _text(obj[name], path, line, name, unit) if name else None
     return Record(rid, line, ({"role": "user", "content": prompt},), answer)
 
 
+def _dataset_rows(path: Path) -> Any:
+    """The rows of a Hugging Face ``datasets`` folder (``save_to_disk``): a Dataset, or a
+    DatasetDict's ``train`` split."""
+    try:
+        import datasets
+    except ImportError:
+        raise _fail(path, None, "is a folder, read as a Hugging Face dataset (load_from_disk), but the datasets "
+                    "package is not installed", "pip install datasets (or pip install 'uld-explorer[hf]')") from None
+    try:
+        ds = datasets.load_from_disk(str(path))
+    except (FileNotFoundError, ValueError, OSError) as err:
+        raise _fail(path, None, f"is a folder but not a dataset saved with save_to_disk ({str(err)[:160]})",
+                    "give a JSON-lines file or a folder written by Dataset.save_to_disk") from None
+    if isinstance(ds, datasets.DatasetDict):
+        if "train" not in ds:
+            raise _fail(path, None, f"is a DatasetDict without a 'train' split (splits: {', '.join(ds)})",
+                        "save the split to use on its own, or name one 'train'")
+        ds = ds["train"]
+    return ds
+
+
 def read_records(path: str | os.PathLike, limit: int = 0) -> list[Record]:
-    """Every record of a JSON-lines data file (blank lines skipped; ``limit > 0``: the first ``limit``).
+    """Every record of a JSON-lines data file (blank lines skipped), or of a Hugging Face dataset
+    saved to disk (``Dataset.save_to_disk``: a folder; a DatasetDict's ``train`` split; rows named
+    ``row N``); ``limit > 0``: the first ``limit``.
 
     Raises
     ------
     DataError
-        One line naming the file, the line and the fix: the file is missing, a folder or empty,
-        it is not UTF-8, a line is not a JSON object or lacks its fields, a prompt repeats.
+        One line naming the file, the line (row) and the fix: the file is missing or empty, it is
+        not UTF-8, a line is not a JSON object or lacks its fields, a prompt or an id repeats; a
+        folder that is not a saved dataset.
     """
     path = Path(path)
     if not path.exists():
-        raise _fail(path, None, "no such file", "give the path of a JSON-lines file")
+        raise _fail(path, None, "no such file", "give the path of a JSON-lines file or of a saved dataset's folder")
     if path.is_dir():
-        raise _fail(path, None, "is a folder", "give a JSON-lines file (one JSON object per line)")
+        rows = _dataset_rows(path)
+        if len(rows) == 0:
+            raise _fail(path, None, "is an empty dataset", "give it rows with a 'prompt' or 'messages' column")
+        objs = ((n, {k: v for k, v in row.items() if v is not None}) for n, row in enumerate(rows, start=1))
+        return _collect(objs, path, "row", limit)
     raw = path.read_bytes()
     if not raw.strip():
         raise _fail(path, None, "is empty", 'give one JSON object per line, e.g. {"prompt": "..."}')
@@ -144,25 +192,34 @@ def read_records(path: str | os.PathLike, limit: int = 0) -> list[Record]:
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
         raise _fail(path, line, f"is not UTF-8 (byte {e.start})", "save the file as UTF-8") from None
+
+    def objects():
+        for n, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                yield n, json.loads(line)
+            except json.JSONDecodeError as e:
+                raise _fail(path, n, f"is not JSON ({e.msg}, column {e.colno})",
+                            "write one JSON object per line (JSON lines)") from None
+
+    return _collect(objects(), path, "line", limit)
+
+
+def _collect(objs: Any, path: Path, unit: str, limit: int) -> list[Record]:
+    """Records of ``(number, object)`` pairs, refusing a prompt or an id given twice."""
     records: list[Record] = []
     seen: dict[tuple, int] = {}
     ids: dict[str, int] = {}
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise _fail(path, n, f"is not JSON ({e.msg}, column {e.colno})",
-                        "write one JSON object per line (JSON lines)") from None
-        r = _record(obj, path, n)
+    for n, obj in objs:
+        r = _record(obj, path, n, unit)
         key = tuple((m["role"], m["content"]) for m in r.messages)
         if key in seen:
-            raise _fail(path, n, f"repeats the prompt of line {seen[key]}",
-                        "remove the duplicate (it would count twice and could leak into the held-out prompts)")
+            raise _fail(path, n, f"repeats the prompt of {unit} {seen[key]}",
+                        "remove the duplicate (it would count twice and could leak into the held-out prompts)", unit)
         seen[key] = n
         if r.id in ids:
-            raise _fail(path, n, f"repeats the id {r.id!r} of line {ids[r.id]}", "give every record its own id")
+            raise _fail(path, n, f"repeats the id {r.id!r} of {unit} {ids[r.id]}", "give every record its own id", unit)
         ids[r.id] = n
         records.append(r)
         if 0 < limit <= len(records):
