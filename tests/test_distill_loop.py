@@ -276,20 +276,29 @@ def test_foreign_files_need_force_then_a_stale_run_is_never_signalled_and_resume
 # ------------------------------------------------------------------ several processes
 
 
-def test_two_processes_equal_one(demo_prep, tmp_path):
-    """DDP over 2 CPU processes (gloo) on the same global batch: the same loss, parts and gradient
-    norm every step, and the same weights after the steps."""
+ACCELERATE_CPU = Path(__file__).resolve().parents[1] / "docs" / "accelerate" / "cpu-2-processes.yaml"
+
+
+@pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
+def test_two_processes_equal_one(demo_prep, tmp_path, launcher):
+    """DDP over 2 CPU processes (gloo) on the same global batch, started by torchrun or by
+    `accelerate launch --config_file docs/accelerate/cpu-2-processes.yaml`: the same loss, parts
+    and gradient norm every step, and the same weights after the steps; only rank 0 prints."""
     args = ["--preset", "cpu-demo", "--max-steps", "3", "--eval-every", "1000", "--checkpoint-every", "1000",
             "--batch-size", "8", "--no-progress"]
     env = {"OMP_NUM_THREADS": "1"}
     one = cli("distill", *args, "--run-dir", str(tmp_path / "one"), env=env)
     assert one.returncode == 0, one.stderr
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                          str(29500 + os.getpid() % 1000), "-m", "uld_explorer.cli", "distill", *args, "--run-dir",
-                          str(tmp_path / "two")], capture_output=True, text=True, timeout=600,
-                         env={**os.environ, **env})
+    port = str(29500 + os.getpid() % 1000 + (7 if launcher == "accelerate" else 0))
+    start = ([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port]
+             if launcher == "torchrun" else
+             [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE_CPU),
+              "--main_process_port", port])
+    two = subprocess.run([*start, "-m", "uld_explorer.cli", "distill", *args, "--run-dir", str(tmp_path / "two")],
+                         capture_output=True, text=True, timeout=600, env={**os.environ, **env})
     assert two.returncode == 0, two.stderr[-3000:]
     assert json.loads((tmp_path / "two" / "status.json").read_text())["world"] == 2
+    assert two.stdout.count("finished at step 3") == 1 and two.stderr.count("run directory:") == 1
     a, b = runs.read_metrics(tmp_path / "one"), runs.read_metrics(tmp_path / "two")
     assert [d["step"] for d in a] == [d["step"] for d in b] == [0, 1, 2, 3]
     for x, y in zip(a, b):

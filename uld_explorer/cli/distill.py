@@ -96,7 +96,9 @@ def run(args: argparse.Namespace) -> int:
         if run_dir is None:
             runs = Path(args.runs_dir) if args.runs_dir else default_runs_dir()
             run_dir = os.path.join(runs, new_run_name(config.loss, runs))
-        print(f"run directory: {run_dir}", file=sys.stderr)
+        main = os.environ.get("RANK", "0") in ("", "0")  # under torchrun / accelerate launch: rank 0 speaks
+        if main:
+            print(f"run directory: {run_dir}", file=sys.stderr)
         if config.data and not args.resume:
             refuse_a_broken_setup(config)
         last = train(config, run_dir, resume=args.resume, force=args.force, preset=preset_name,
@@ -109,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
         print("interrupted; " + (f"continue from {ckpt.name} with: uld-explorer distill --resume --run-dir {run_dir}"
                                  if ckpt else "no checkpoint was written yet: start the run again"), file=sys.stderr)
         return 130
+    if not main:
+        return 130 if last["state"] == "stopped" else 0
     if args.json:
         print_json(last)
     else:
