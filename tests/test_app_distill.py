@@ -178,6 +178,38 @@ def test_a_missing_runs_directory_is_the_same_as_an_empty_one(monkeypatch, tmp_p
     assert not at.error and "No runs in" in at.info[0].value
 
 
+def test_garbage_and_folders_it_did_not_create_are_messages_not_tracebacks(runs_dir):
+    """The runs directory holds: a folder with a config.json that is not JSON, one whose config is
+    not a run's, one with only a garbage metrics.jsonl, a stray file, and a finished run whose last
+    metrics line was cut. The page opens without an exception, lists the real run with the skipped
+    line said, and writes nothing anywhere."""
+    from uld_explorer.distill.config import DistillConfig
+
+    (runs_dir / "broken").mkdir()
+    (runs_dir / "broken" / "config.json").write_text("{not json", encoding="utf-8")
+    (runs_dir / "stranger").mkdir()
+    (runs_dir / "stranger" / "config.json").write_text('{"hello": "world"}', encoding="utf-8")
+    (runs_dir / "noise").mkdir()
+    (runs_dir / "noise" / "metrics.jsonl").write_bytes(b"\x00\xff garbage\n")
+    (runs_dir / "stray.txt").write_text("not a run", encoding="utf-8")
+    cut = RunDir(runs_dir / "cut")
+    cut.path.mkdir()
+    cut.write_record({"config": DistillConfig(max_steps=3).to_dict(), "preset": "cpu-demo", "created": 1.0})
+    for step in range(3):
+        cut.append_metrics({"step": step, "loss": 2.0 - step})
+    with open(cut.path / cut.METRICS, "a", encoding="utf-8") as f:
+        f.write('{"step": 3, "lo')
+    cut.write_status("failed", step=3, message="killed")
+    before = {p: p.stat().st_mtime_ns for p in runs_dir.rglob("*")}
+    at = run()
+    assert_clean(at)
+    table = at.dataframe[0].value
+    assert table["run"].tolist() == ["cut"] and table["step"].tolist() == ["2 / 3"]  # the others hold no run
+    (err,) = at.error  # the selected (failed) run's message, with the line left out
+    assert err.value.startswith("cut: killed; 1 line of metrics.jsonl skipped (not JSON; the last one cut short")
+    assert {p: p.stat().st_mtime_ns for p in runs_dir.rglob("*")} == before
+
+
 @pytest.mark.parametrize("name, says", [("uld-4", "a run named 'uld-4' already exists"),
                                         ("../escape", "is not one folder name")])
 def test_a_taken_or_bad_name_is_an_error_and_starts_nothing(real_runs, monkeypatch, name, says):
