@@ -130,3 +130,25 @@ def test_a_folder_that_is_not_a_saved_dataset_is_one_line(tmp_path, capsys):
     assert main(["distill", "--data", str(tmp_path / "notes"), "--run-dir", str(tmp_path / "run"), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith(f"error: {tmp_path / 'notes'}: is a folder but not a dataset saved with save_to_disk")
+
+
+def test_a_pair_that_does_not_fit_in_memory_is_refused_saying_what_would():
+    """Sizes from the zoo's parameter counts against a given amount of available memory."""
+    from uld_explorer.distill.config import preset
+    from uld_explorer.distill.errors import DistillError
+    from uld_explorer.distill.prepare import check_memory_for, model_bytes
+    from uld_explorer.zoo import MODELS
+
+    teacher = model_bytes("Qwen2.5-Coder-0.5B-Instruct")
+    assert teacher == MODELS["Qwen2.5-Coder-0.5B-Instruct"].params * 4
+    student = model_bytes("SmolLM2-135M-Instruct")
+    whole = preset("cpu-pretrained", train_last_layers=0)
+    check_memory_for(whole, available=64 * 2**30)  # fits
+    tight = int(4 * student / 0.9) - 1  # the whole student's training does not fit; its top does
+    with pytest.raises(DistillError, match=r"training the student SmolLM2-135M-Instruct needs about .* GiB .* "
+                                           r"--train-last-layers 2 trains only the top layers"):
+        check_memory_for(whole.replace(teacher="SmolLM2-135M-Instruct"), available=tight)
+    check_memory_for(preset("cpu-pretrained").replace(teacher="SmolLM2-135M-Instruct"), available=tight)
+    with pytest.raises(DistillError, match=r"the teacher Qwen2.5-Coder-0.5B-Instruct needs about .* pick a smaller"):
+        check_memory_for(preset("cpu-demo"), available=teacher)
+    assert model_bytes("no/such-folder") is None

@@ -167,7 +167,11 @@ def _train(config: DistillConfig, run: RunDir, *, resume: bool, ckpt: Any, damag
                                  accelerator.device)
     if config.batch_size < world:
         raise DistillError(f"batch_size {config.batch_size} < {world} processes: every process needs an answer per step")
-    prep = prepare(config, progress=progress and main) if prepared is None else dataclasses.replace(prepared, config=config)
+    if prepared is None:
+        with accelerator.main_process_first():  # rank 0 builds the answers and the teacher cache; the rest read them
+            prep = prepare(config, progress=progress and main)
+    else:
+        prep = dataclasses.replace(prepared, config=config)
     tok_s = prep.student_tokenizer
 
     # the student and its optimizer, from the chosen checkpoint when resuming; with

@@ -19,7 +19,8 @@ from .config import DistillConfig
 from .errors import DistillError
 from .losses import LOSSES
 
-__all__ = ["Prepared", "prepare", "check_context", "check_shared_tokenizer", "context_length", "DATA_SPLIT_NOTE"]
+__all__ = ["Prepared", "prepare", "check_context", "check_memory_for", "check_shared_tokenizer", "context_length",
+           "model_bytes", "DATA_SPLIT_NOTE"]
 
 #: How the examples are split (recorded in a run's ``config.json``).
 DATA_SPLIT_NOTE = "held-out: the last eval_prompts answered prompts"
@@ -124,6 +125,57 @@ def context_length(name: str) -> int | None:
     return int(n) if isinstance(n, int) and n > 0 else None
 
 
+def model_bytes(name: str) -> int | None:
+    """The bytes a model's weights take loaded in float32: a zoo model's parameters x 4, a local
+    folder's safetensors files (x 2 when stored in 16 bits); None when it cannot be told."""
+    import json
+    from pathlib import Path
+
+    from ..zoo.errors import UnknownModelError
+    from ..zoo.registry import as_spec
+
+    try:
+        return as_spec(name).params * 4
+    except UnknownModelError:
+        pass
+    folder = Path(name)
+    files = list(folder.glob("*.safetensors")) if folder.is_dir() else []
+    if not files:
+        return None
+    try:
+        dtype = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("torch_dtype", "float32")
+    except (OSError, ValueError):
+        dtype = "float32"
+    return sum(f.stat().st_size for f in files) * (2 if dtype in ("bfloat16", "float16") else 1)
+
+
+def check_memory_for(config: DistillConfig, available: int | None = None) -> None:
+    """``DistillError`` before anything loads when the teacher (loaded for its answers and cache) or
+    the student in training (weights, gradients and AdamW's two moments: 4x its float32 weights;
+    1.2x with ``train_last_layers``, whose trunk is frozen) would not fit in ``available`` bytes
+    (default: what the kernel says is available; no check where unknown). The message says what
+    each needs and what to change."""
+    from ..memory import available_memory_bytes
+
+    available = available_memory_bytes() if available is None else available
+    teacher = model_bytes(config.teacher)
+    student = model_bytes(config.student) if config.student_init == "pretrained" else None
+    if available is None:
+        return
+    gib = lambda n: f"{n / 2**30:.1f} GiB"  # noqa: E731
+    if teacher is not None and 1.2 * teacher > 0.9 * available:
+        raise DistillError(f"the teacher {config.teacher} needs about {gib(1.2 * teacher)} in float32 and "
+                           f"{gib(available)} is available: free memory or pick a smaller teacher")
+    if student is not None:
+        factor = 1.2 if config.train_last_layers else 4.0
+        if factor * student > 0.9 * available:
+            hint = ("; --train-last-layers 2 trains only the top layers (about "
+                    f"{gib(1.2 * student)})" if not config.train_last_layers and 1.2 * student <= 0.9 * available else "")
+            raise DistillError(f"training the student {config.student} needs about {gib(factor * student)} (weights, "
+                               f"gradients, AdamW's moments) and {gib(available)} is available{hint}; or a smaller "
+                               f"student (--student-init small)")
+
+
 def check_context(config: DistillConfig, prompts: list[Any], tokenizers: tuple[Any, Any]) -> None:
     """``DistillError`` naming the first prompt whose rendered form leaves no room for the answer
     (``max_new_tokens``) in a model's context, before anything is generated."""
@@ -159,6 +211,7 @@ def prepare(config: DistillConfig, *, progress: bool = True) -> Prepared:
     from .teacher_cache import load_or_build_teacher_cache
 
     t0 = time.perf_counter()
+    check_memory_for(config)
     tokenizers = []
     for option, name in (("--teacher", config.teacher), ("--student", config.student)):
         try:
