@@ -259,7 +259,7 @@ def test_a_real_launch_that_fails_early_is_listed_as_failed_with_the_runners_mes
             proc.wait()
     r = runs.run_info(run_dir)
     assert r.state == "failed", r
-    assert r.message.startswith("exited while starting: only ") and "lower eval_prompts" in r.message
+    assert r.message.startswith("exited while starting: only ") and "lower --eval-prompts" in r.message
     launched = json.loads((run_dir / RunDir.LAUNCH).read_text())
     assert launched["pid"] == proc.pid and launched["config"]["eval_prompts"] == 100_000
     assert launched["command"][launched["command"].index("--config") + 1] == str(run_dir / RunDir.LAUNCH)
