@@ -152,3 +152,33 @@ def test_a_pair_that_does_not_fit_in_memory_is_refused_saying_what_would():
     with pytest.raises(DistillError, match=r"the teacher Qwen2.5-Coder-0.5B-Instruct needs about .* pick a smaller"):
         check_memory_for(preset("cpu-demo"), available=teacher)
     assert model_bytes("no/such-folder") is None
+
+
+@pytest.mark.slow
+def test_your_reference_answers_are_an_experiment_score(tmp_path, default_models):
+    """An experiment on your data: the held-out prompts that give a reference answer are scored
+    against it (ref_f1, ref_em beside F1 against the teacher's answer); the others are left out of
+    those two scores."""
+    from uld_explorer.distill.data import answers_filename
+    from uld_explorer.distill.scores import exact_match, token_f1
+    from uld_explorer.zoo.cache import cache_dir
+
+    data = write(tmp_path / "mine.jsonl", PROMPTS)
+    cached = cache_dir() / "distill" / "answers" / answers_filename("Qwen2.5-Coder-0.5B-Instruct", 8, str(data))
+    try:
+        done = subprocess.run([sys.executable, "-m", "uld_explorer.cli", "experiment", "--out", str(tmp_path / "exp"),
+                               "--preset", "cpu-demo", "--data", str(data), "--losses", "ce,ce+uld", "--seeds", "0",
+                               "--max-steps", "2", "--eval-every", "2", "--eval-prompts", "3", "--batch-size", "2",
+                               "--max-new-tokens", "8", "--resamples", "200", "--no-progress", "--json"],
+                              capture_output=True, text=True, timeout=900, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        assert done.returncode == 0, done.stderr[-3000:]
+        results = json.loads(done.stdout)
+    finally:
+        cached.unlink(missing_ok=True)
+    assert results["metrics"]["ref_f1"]["n_prompts"] == 1 == results["metrics"]["ref_em"]["n_prompts"]
+    held = json.loads((tmp_path / "exp" / "runs" / "ce-seed0" / "heldout.json").read_text())
+    assert held["prompts"] == ["line 4", "line 5", "line 6"] and held["data_references"] == [None, None, "Eight."]
+    answer = held["answers"][2]
+    assert held["metrics"]["ref_f1"][2] == token_f1(answer, "Eight.") and held["metrics"]["ref_em"][2] == \
+        exact_match(answer, "Eight.")
+    assert held["metrics"]["ref_f1"][:2] == [None, None]  # NaN in strict JSON

@@ -286,7 +286,9 @@ def score_student(model: Any, prep: Any, config: DistillConfig, *, step: int, ch
     dict
         ``{"format", "step", "checkpoint", "prompts": [ids], "metrics": {key: [one per prompt]},
         "counts": {"tokens", "pairs", "same": [...]}, "answers": [the student's],
-        "references": [the teacher's], "seconds"}``.
+        "references": [the teacher's], "seconds"}``; with your data's reference answers (``--data``
+        records with ``answer`` / ``reference``) also ``ref_f1`` / ``ref_em`` (NaN for a prompt
+        without one) and ``"data_references"``.
     """
     import contextlib
 
@@ -294,7 +296,7 @@ def score_student(model: Any, prep: Any, config: DistillConfig, *, step: int, ch
     from tqdm.auto import tqdm
 
     from .loop import device_and_precision
-    from .scores import answer_scores, greedy_answers, prompt_metrics
+    from .scores import answer_scores, greedy_answers, prompt_metrics, reference_scores
     from .student import AnswerLogits
 
     t0 = time.perf_counter()
@@ -308,9 +310,14 @@ def score_student(model: Any, prep: Any, config: DistillConfig, *, step: int, ch
                                  config.max_new_tokens, batch_size=batch_size, device=device, progress=bar.update)
     references = [ex.answer for ex in prep.eval]
     counts = {k: forward.pop(k) for k in ("tokens", "pairs", "same")}
+    data_refs = [getattr(ex.prompt, "reference", None) for ex in prep.eval]  # your data's own answers, if any
+    scores = {**forward, **answer_scores(answers, references)}
+    if any(r is not None for r in data_refs):
+        scores.update(reference_scores(answers, data_refs))
     return {"format": FORMAT, "step": step, "checkpoint": checkpoint, "prompts": [ex.prompt.id for ex in prep.eval],
-            "metrics": {**forward, **answer_scores(answers, references)}, "counts": counts, "answers": answers,
-            "references": references, "seconds": time.perf_counter() - t0}
+            "metrics": scores, "counts": counts, "answers": answers, "references": references,
+            **({"data_references": data_refs} if any(r is not None for r in data_refs) else {}),
+            "seconds": time.perf_counter() - t0}
 
 
 # ---------------------------------------------------------------------------- the experiment
@@ -472,6 +479,8 @@ def summarise(folder: ExperimentDir | str | os.PathLike, exp: ExperimentConfig,
                      "train_s": metrics[-1].get("elapsed_s") if metrics else None})
     S, rows, about = len(exp.seeds), [], {}
     for key, m in METRICS.items():
+        if not all(key in r["metrics"] for r in [*final.values(), *start.values()]):
+            continue  # a score these records do not have (the reference ones without --data references)
         X = {loss: np.array([final[loss, s]["metrics"][key] for s in exp.seeds], dtype=float) for loss in exp.losses}
         X0 = np.array([start[s]["metrics"][key] for s in exp.seeds], dtype=float)  # (S, N) step 0, per seed
         keep = finite_prompts(X0, *X.values())

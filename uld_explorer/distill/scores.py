@@ -42,7 +42,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 __all__ = ["Metric", "METRICS", "FORWARD", "GENERATION", "normalize_answer", "answer_tokens", "token_f1",
-           "exact_match", "rouge_l", "prompt_metrics", "greedy_answers", "answer_scores"]
+           "exact_match", "rouge_l", "prompt_metrics", "greedy_answers", "answer_scores", "reference_scores",
+           "REFERENCE"]
 
 
 @dataclass(frozen=True)
@@ -96,9 +97,16 @@ METRICS: dict[str, Metric] = {m.key: m for m in (
     Metric("rouge_l", "ROUGE-L", "%", True, 100.0, 1, "generation",
            "ROUGE-L F-measure (rouge-score's LCS) of the student's greedy answer against the teacher's, on the "
            "normalised tokens"),
+    Metric("ref_f1", "F1 ref", "%", True, 100.0, 1, "reference",
+           "token F1 of the student's greedy answer against your data's reference answer (SQuAD normalisation; "
+           "only prompts that give one, and only with --data)"),
+    Metric("ref_em", "EM ref", "%", True, 100.0, 1, "reference",
+           "exact match of the student's greedy answer and your data's reference answer (SQuAD normalisation; only "
+           "prompts that give one)"),
 )}
 FORWARD = tuple(k for k, m in METRICS.items() if m.source == "forward")
 GENERATION = tuple(k for k, m in METRICS.items() if m.source == "generation")
+REFERENCE = tuple(k for k, m in METRICS.items() if m.source == "reference")
 
 
 # ---------------------------------------------------------------------------- answers as text
@@ -165,6 +173,18 @@ def answer_scores(predictions: Sequence[str], references: Sequence[str]) -> dict
     """:data:`GENERATION` scores per prompt: ``{"f1": [...], "em": [...], "rouge_l": [...]}``."""
     fns = {"f1": token_f1, "em": exact_match, "rouge_l": rouge_l}
     return {k: [fns[k](p, r) for p, r in zip(predictions, references)] for k in GENERATION}
+
+
+def reference_scores(predictions: Sequence[str], references: Sequence[str | None]) -> dict[str, list[float]]:
+    """:data:`REFERENCE` scores per prompt against the data's own reference answers (NaN where a
+    prompt gives none).
+
+    >>> reference_scores(["It is Rome.", "Paris"], ["Rome", None])
+    {'ref_f1': [0.5, nan], 'ref_em': [0.0, nan]}
+    """
+    fns = {"ref_f1": token_f1, "ref_em": exact_match}
+    return {k: [fns[k](p, r) if r is not None else float("nan") for p, r in zip(predictions, references)]
+            for k in REFERENCE}
 
 
 # ---------------------------------------------------------------------------- a student, per prompt
