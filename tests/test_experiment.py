@@ -19,7 +19,18 @@ import pytest
 
 from uld_explorer.distill.bootstrap import Draws, finite_prompts, interval, paired
 from uld_explorer.distill.experiment import CSV_COLUMNS, ExperimentConfig, ExperimentDir, run_experiment
-from uld_explorer.distill.scores import METRICS, answer_tokens, exact_match, normalize_answer, rouge_l, token_f1
+from uld_explorer.distill.scores import (
+    METRICS,
+    REFERENCE,
+    answer_tokens,
+    exact_match,
+    normalize_answer,
+    rouge_l,
+    token_f1,
+)
+
+#: The scores of an experiment on the project's prompts (no reference answers of your own: no ref_*).
+SCORED = [k for k in METRICS if k not in REFERENCE]
 
 # ------------------------------------------------------------------ the bootstrap
 
@@ -232,7 +243,7 @@ def test_an_interrupted_experiment_resumes_without_redoing_finished_runs(tiny_pr
     assert "done already" in said[0] and "resumed and trained" in said[1], said
     assert [d["step"] for d in folder.run("ce+uld", 0).metrics()] == [0, 1, 2]
     assert folder.results() == json.loads(json.dumps(results))
-    assert {(r["loss"], r["metric"]) for r in results["rows"]} == {(k, m) for k in exp.losses for m in METRICS}
+    assert {(r["loss"], r["metric"]) for r in results["rows"]} == {(k, m) for k in exp.losses for m in SCORED}
 
     # the scores, weighted back to the loop's means, are the loop's held-out metrics of the same students
     step0 = folder.step0("seed-0")
@@ -301,11 +312,11 @@ def test_the_cli_end_to_end(tmp_path):
     assert doc["experiment"]["losses"] == ["ce", "ce+uld"] and doc["experiment"]["held_out_prompts"] == 4
     assert sum("trained 2 steps" in line for line in r.stderr.splitlines()) == 4, r.stderr[-3000:]
     rows = (out / "results.csv").read_text().splitlines()
-    assert rows[0].split(",") == list(CSV_COLUMNS) and len(rows) == 1 + 2 * len(METRICS)
+    assert rows[0].split(",") == list(CSV_COLUMNS) and len(rows) == 1 + 2 * len(SCORED)
     for row in doc["rows"]:
         assert row["low"] <= row["mean"] <= row["high"] and math.isfinite(row["step0"])
         assert ("diff" in row) == (row["loss"] != "ce")
-    assert set(doc["metrics"]) == set(METRICS) and all(m["statement"] for m in doc["metrics"].values())
+    assert set(doc["metrics"]) == set(SCORED) and all(m["statement"] for m in doc["metrics"].values())
 
     again = subprocess.run([sys.executable, "-m", "uld_explorer.cli", "experiment", "--out", str(out), "--no-progress"],
                            capture_output=True, text=True, timeout=600, env=env)
