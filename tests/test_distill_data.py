@@ -151,6 +151,16 @@ def test_a_pair_that_does_not_fit_in_memory_is_refused_saying_what_would():
     check_memory_for(preset("cpu-pretrained").replace(teacher="SmolLM2-135M-Instruct"), available=tight)
     with pytest.raises(DistillError, match=r"the teacher Qwen2.5-Coder-0.5B-Instruct needs about .* pick a smaller"):
         check_memory_for(preset("cpu-demo"), available=teacher)
+    # each process on this machine loads its own: twice the teacher; FSDP shards the student's training
+    fits_once = int(1.2 * teacher / 0.9) + 1
+    check_memory_for(preset("cpu-demo"), available=fits_once)
+    with pytest.raises(DistillError, match=r"needs about .* for each of 2 processes .* use fewer processes"):
+        check_memory_for(preset("cpu-demo"), available=fits_once, processes=2)
+    small = whole.replace(teacher="SmolLM2-135M-Instruct")
+    two = int(2 * 4 * student / 0.9) - 1  # DDP: two whole copies of weights, gradients and moments do not fit
+    with pytest.raises(DistillError, match=r"moments\) in all for its 2 processes and"):
+        check_memory_for(small, available=two, processes=2)
+    check_memory_for(small.replace(fsdp=True), available=two, processes=2)  # each keeps half: (1 + 3/2) x 2 < 8
     assert model_bytes("no/such-folder") is None
 
 

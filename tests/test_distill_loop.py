@@ -316,6 +316,79 @@ def test_two_processes_equal_one(demo_prep, tmp_path, launcher):
         torch.testing.assert_close(wb[k], wa[k], rtol=1e-3, atol=1e-5)
 
 
+def test_fsdp_over_two_processes_builds_the_teacher_cache_in_shards_and_equals_one_process(default_models, tmp_path):
+    """FSDP2 over 2 CPU processes (gloo), started by `accelerate launch --config_file
+    docs/accelerate/fsdp-2-processes.yaml` (no --fsdp flag: the config asks for it), on data whose
+    teacher cache does not exist yet (its own top-k): the two processes build it in shards and it
+    equals the one-process build of the real teacher. 2 steps, then a resume to 4 under torchrun
+    (FSDP again, from the run's config; the checkpoint gathered from the shards): every step's loss
+    and the final weights equal one process's uninterrupted 4 steps."""
+    import uld_explorer as ux
+    from uld_explorer.distill.data import answers_fingerprint, build_examples, load_answers, load_prompts
+    from uld_explorer.distill.teacher_cache import TENSORS, build_teacher_cache, cache_fingerprint, teacher_cache_path
+
+    cfg = preset("cpu-demo", prompts=40, eval_prompts=8, top_k=23)
+    teacher = ux.load_model(cfg.teacher, progress=False)
+    examples = build_examples(load_prompts(cfg.prompts), load_answers(cfg.teacher, cfg.max_new_tokens, progress=False),
+                              teacher.tokenizer, ux.load_tokenizer(cfg.student, progress=False))
+    fp = cache_fingerprint(answers_fingerprint(cfg.teacher, cfg.max_new_tokens), cfg.teacher, 1.0, 23, examples,
+                           cfg.probe_prompt)
+    path = teacher_cache_path(fp)
+    path.unlink(missing_ok=True)
+    args = ["--preset", "cpu-demo", "--prompts", "40", "--eval-prompts", "8", "--top-k", "23", "--eval-every", "2",
+            "--checkpoint-every", "2", "--batch-size", "8", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    port = str(29500 + os.getpid() % 1000 + 13)
+    start = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port, "-m",
+             "uld_explorer.cli", "distill"]
+    by_accelerate = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+                     str(ROOT / "docs" / "accelerate" / "fsdp-2-processes.yaml"), "--main_process_port", port, "-m",
+                     "uld_explorer.cli", "distill"]
+    try:
+        two = subprocess.run([*by_accelerate, *args, "--max-steps", "2", "--run-dir", str(tmp_path / "two")],
+                             capture_output=True, text=True, timeout=600, env=env)
+        assert two.returncode == 0, two.stderr[-3000:]
+        assert json.loads((tmp_path / "two" / "config.json").read_text())["data"]["teacher_cache"] == fp
+        assert path.is_file() and not list(path.parent.glob(f"{fp}.part-*")), "the parts are joined, then removed"
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # as each process ran
+        try:
+            whole = build_teacher_cache(teacher, examples, 1.0, 23, cfg.probe_prompt, progress=False)
+        finally:
+            torch.set_num_threads(threads)
+        from uld_explorer.distill.teacher_cache import read_teacher_cache
+
+        joined, why = read_teacher_cache(path, fp)
+        assert why is None
+        for name in TENSORS:
+            assert torch.equal(getattr(joined, name), getattr(whole, name)), name
+        resumed = subprocess.run([*start, "--resume", "--max-steps", "4", "--no-progress", "--run-dir",
+                                  str(tmp_path / "two")], capture_output=True, text=True, timeout=600, env=env)
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        one = cli("distill", *args, "--max-steps", "4", "--run-dir", str(tmp_path / "one"), env={"OMP_NUM_THREADS": "1"})
+        assert one.returncode == 0, one.stderr
+    finally:
+        path.unlink(missing_ok=True)
+    status = json.loads((tmp_path / "two" / "status.json").read_text())
+    assert status["world"] == 2 and status["state"] == "finished"
+    assert json.loads((tmp_path / "two" / "config.json").read_text())["config"]["fsdp"] is True
+    a, b = runs.read_metrics(tmp_path / "one"), runs.read_metrics(tmp_path / "two")
+    assert [d["step"] for d in a] == [d["step"] for d in b] == [0, 1, 2, 3, 4]
+    for x, y in zip(a, b):
+        for k in ("loss", "ce", "uld", "eval_ce", "eval_uld"):
+            if x.get(k) is not None:
+                assert y[k] == pytest.approx(x[k], rel=1e-5), (k, x["step"])
+        if x["grad_norm"] is not None:  # the sharded norm sums its squares in another order: ~1e-5 at step 0,
+            assert y["grad_norm"] == pytest.approx(x["grad_norm"], rel=1e-3)  # then Adam's 1/sqrt(v) grows it
+    from safetensors.torch import load_file
+
+    wa = load_file(str(RunDir(tmp_path / "one").latest_checkpoint() / "model.safetensors"))
+    wb = load_file(str(RunDir(tmp_path / "two").latest_checkpoint() / "model.safetensors"))
+    assert wa.keys() == wb.keys()  # the one-process format: tied weights once
+    for k in wa:
+        torch.testing.assert_close(wb[k], wa[k], rtol=1e-3, atol=1e-4)
+
+
 # ------------------------------------------------------------------ the CLI contract and errors
 
 
@@ -363,6 +436,14 @@ def test_cli_errors_name_the_fix(demo_prep, tmp_path, args, message):
     r = cli("distill", "--max-steps", "1", *args, "--runs-dir", str(tmp_path), "--no-progress")
     assert r.returncode == 2, r.stderr
     assert message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_fsdp_with_train_last_layers_and_deepspeed_are_refused_naming_the_fix(tmp_path):
+    r = cli("distill", "--preset", "cpu-pretrained", "--fsdp", "--run-dir", str(tmp_path / "a"), "--no-progress")
+    assert r.returncode == 2 and "use one or the other (train_last_layers 0 with fsdp)" in r.stderr
+    r = cli("distill", "--preset", "cpu-demo", "--run-dir", str(tmp_path / "b"), "--no-progress",
+            env={"ACCELERATE_USE_DEEPSPEED": "true"})  # what `accelerate launch` sets for a DeepSpeed config
+    assert r.returncode == 2 and "does not drive: use --fsdp" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_resume_without_a_run(tmp_path):

@@ -107,6 +107,10 @@ class DistillConfig:
     # --- hardware
     device: str = _f("auto", "; ".join(f"{k}: {v}" for k, v in DEVICES.items()), choices=DEVICES)
     precision: str = _f("auto", "; ".join(f"{k}: {v}" for k, v in PRECISIONS.items()), choices=PRECISIONS)
+    fsdp: bool = _f(False, "under several processes (accelerate launch, torchrun): shard the student's weights, "
+                    "gradients and AdamW moments over them with FSDP2 (torch fully_shard per decoder layer) instead "
+                    "of a whole copy each (DDP); one process: nothing to shard. Checkpoints keep the one-process "
+                    "format")
 
     def __post_init__(self) -> None:
         def choice(name: str, options: dict[str, Any]) -> None:
@@ -170,6 +174,11 @@ class DistillConfig:
         check_int(self.probe_top_k, "probe_top_k", 1, 100, "a number of tokens")
         if not isinstance(self.probe_prompt, str) or not self.probe_prompt.strip():
             raise ValueError("probe_prompt must be a non-empty prompt")
+        if not isinstance(self.fsdp, bool):
+            raise ValueError(f"fsdp must be true or false (got {self.fsdp!r})")
+        if self.fsdp and self.train_last_layers:
+            raise ValueError("fsdp shards the whole student while train_last_layers trains only its top layers from "
+                             "cached trunk states: use one or the other (train_last_layers 0 with fsdp)")
         need = LOSSES[self.loss].min_top_k
         if self.top_k < need:
             raise ValueError(f"top_k = {self.top_k} keeps too little of the teacher for {self.loss}: use >= {need} "

@@ -9,9 +9,12 @@ writes the statuses and turns out-of-memory, a full disk or a diverged loss into
 naming the fix); :func:`batch_indices` and :func:`lr_at` are the loop's two pure functions.
 
 The same code runs under ``accelerate launch --multi_gpu --num_processes N`` on GPUs and
-``torchrun --nproc_per_node N`` on CPU processes (DDP): each process takes its share of the
-global batch and the loss is divided by the GLOBAL token / pair counts, so the gradients equal
-the one-process gradients on the same global batch.
+``torchrun --nproc_per_node N`` (or ``accelerate launch`` with ``docs/accelerate/cpu-2-processes.yaml``)
+on CPU processes (DDP): each process takes its share of the global batch and the loss is divided
+by the GLOBAL token / pair counts, so the gradients equal the one-process gradients on the same
+global batch. With ``fsdp`` the student is sharded instead of copied (:mod:`.sharding`: FSDP2),
+and every process runs the eval (a sharded forward is collective). The teacher cache is built
+sharded too: each process runs the teacher on its share of the answers (:mod:`.teacher_cache`).
 """
 
 from __future__ import annotations
@@ -158,6 +161,10 @@ def _train(config: DistillConfig, run: RunDir, *, resume: bool, ckpt: Any, damag
 
     from .trackers import PROJECT, hyperparameters, loggable, trackers_for
 
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true":
+        raise DistillError("the Accelerate config asks for DeepSpeed, which this runner does not drive: use "
+                           "--fsdp (or docs/accelerate/fsdp-2-processes.yaml) to shard the weights, gradients and "
+                           "optimizer state (FSDP2 shards all three, as ZeRO-3 does), or a config without DeepSpeed")
     cpu, mixed = device_and_precision(config)
     trackers = trackers_for(config.report_to, run.path)
     accelerator = Accelerator(cpu=cpu, mixed_precision=mixed, log_with=trackers or None, project_dir=str(run.path))
@@ -165,11 +172,23 @@ def _train(config: DistillConfig, run: RunDir, *, resume: bool, ckpt: Any, damag
         accelerator.init_trackers(PROJECT, config=hyperparameters(config))
     main, world, rank, device = (accelerator.is_main_process, accelerator.num_processes, accelerator.process_index,
                                  accelerator.device)
+    # FSDP2 (.sharding) under several processes: --fsdp, or an Accelerate config of distributed_type FSDP
+    # (Accelerate itself keeps FSDP for GPU process groups; its launcher still says so in the environment)
+    by_accelerate = (str(accelerator.distributed_type).endswith("FSDP")
+                     or os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true")
+    fsdp = world > 1 and (config.fsdp or by_accelerate)
+    if fsdp and not config.fsdp:
+        try:
+            config = config.replace(fsdp=True)  # recorded in config.json: a resume shards again
+        except ValueError as err:
+            raise DistillError(f"the Accelerate config asks for FSDP: {err}") from None
     if config.batch_size < world:
         raise DistillError(f"batch_size {config.batch_size} < {world} processes: every process needs an answer per step")
-    if prepared is None:
-        with accelerator.main_process_first():  # rank 0 builds the answers and the teacher cache; the rest read them
-            prep = prepare(config, progress=progress and main)
+    if prepared is None:  # rank 0 builds the answers first; the teacher cache is built in shards by all
+        from .teacher_cache import Processes
+
+        prep = prepare(config, progress=progress and main,
+                       processes=Processes(rank, world, accelerator.wait_for_everyone))
     else:
         prep = dataclasses.replace(prepared, config=config)
     tok_s = prep.student_tokenizer
@@ -182,12 +201,23 @@ def _train(config: DistillConfig, run: RunDir, *, resume: bool, ckpt: Any, damag
         prep = prep.with_trunk(model, config.train_last_layers, progress=progress and main)
     model.train()
     net = AnswerLogits(model, config.train_last_layers)
+    if fsdp:  # else Accelerate's DDP
+        from .sharding import full_model_state, full_optimizer_state, load_full_optimizer_state, local_norm, \
+            shard_student
+
+        net = shard_student(net.to(device), device, world)
     opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=config.lr, betas=(0.9, 0.95),
                             weight_decay=config.weight_decay)
-    if ckpt:
+    if ckpt and fsdp:
+        load_full_optimizer_state(net, opt, run.read_optimizer(ckpt))
+    elif ckpt:
         run.load_optimizer(ckpt, opt)
-    net, opt_p = accelerator.prepare(net, opt)
-    student, autocast = accelerator.unwrap_model(net), accelerator.autocast
+    if fsdp:
+        student, opt_p = net, opt
+    else:
+        net, opt_p = accelerator.prepare(net, opt)
+        student = accelerator.unwrap_model(net)
+    autocast = accelerator.autocast
     probe_ctx, pad = probe_context(tok_s, config.probe_prompt), tok_s.pad_token_id or 0
 
     line: dict[str, Any] = {}
@@ -200,12 +230,14 @@ def _train(config: DistillConfig, run: RunDir, *, resume: bool, ckpt: Any, damag
         for step in session.steps():  # start .. max_steps; a Ctrl-C ends it before a step (state stopped)
             line = {"step": step}
             # held-out metrics and the probe: the student after `step` updates
-            if main and (step % config.eval_every == 0 or step == config.max_steps):
+            if (main or fsdp) and (step % config.eval_every == 0 or step == config.max_steps):  # fsdp: all, collective
                 t0 = time.perf_counter()
                 net.eval()
                 line.update(evaluate(student, prep, device, autocast))
                 line.update(evaluate(student, prep, device, autocast, seen=True))
-                run.append_probe({"step": step, **probe(student, prep, probe_ctx, device, autocast)})
+                probed = probe(student, prep, probe_ctx, device, autocast)
+                if main:
+                    run.append_probe({"step": step, **probed})
                 net.train()
                 line["eval_s"] = time.perf_counter() - t0
             # this step's global batch, this process's share; the global token and pair counts
@@ -230,7 +262,10 @@ def _train(config: DistillConfig, run: RunDir, *, resume: bool, ckpt: Any, damag
             if training:
                 accelerator.backward(loss * world)  # DDP averages over processes: undo it
                 # the global gradient's norm (clipped to grad_clip when > 0), logged
-                grad_norm = float(accelerator.clip_grad_norm_(net.parameters(), config.grad_clip or math.inf))
+                if fsdp:
+                    grad_norm = local_norm(torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip or math.inf))
+                else:
+                    grad_norm = float(accelerator.clip_grad_norm_(net.parameters(), config.grad_clip or math.inf))
                 opt_p.step()
                 opt_p.zero_grad(set_to_none=True)
             dt = time.perf_counter() - t0
@@ -256,7 +291,11 @@ def _train(config: DistillConfig, run: RunDir, *, resume: bool, ckpt: Any, damag
             done = step + 1
             if done % config.checkpoint_every == 0 or done == config.max_steps or session.stop_requested:
                 accelerator.wait_for_everyone()
-                session.save_checkpoint(done, accelerator.unwrap_model(net).model, opt, tok_s, elapsed)
+                if fsdp:  # the whole tensors, gathered on the main process (collective)
+                    state, opt_state = full_model_state(net), full_optimizer_state(net, opt)
+                    session.save_checkpoint(done, student.model, opt_state, tok_s, elapsed, model_state=state)
+                else:
+                    session.save_checkpoint(done, accelerator.unwrap_model(net).model, opt, tok_s, elapsed)
     accelerator.wait_for_everyone()
     if trackers:
         accelerator.end_training()

@@ -149,12 +149,13 @@ def model_bytes(name: str) -> int | None:
     return sum(f.stat().st_size for f in files) * (2 if dtype in ("bfloat16", "float16") else 1)
 
 
-def check_memory_for(config: DistillConfig, available: int | None = None) -> None:
+def check_memory_for(config: DistillConfig, available: int | None = None, processes: int = 1) -> None:
     """``DistillError`` before anything loads when the teacher (loaded for its answers and cache) or
     the student in training (weights, gradients and AdamW's two moments: 4x its float32 weights;
-    1.2x with ``train_last_layers``, whose trunk is frozen) would not fit in ``available`` bytes
-    (default: what the kernel says is available; no check where unknown). The message says what
-    each needs and what to change."""
+    1.2x with ``train_last_layers``, whose trunk is frozen; divided by the processes under
+    ``fsdp``, which shards them) would not fit in ``available`` bytes (default: what the kernel says
+    is available; no check where unknown), once per process on this machine (``processes``:
+    each loads its own teacher and student). The message says what each needs and what to change."""
     from ..memory import available_memory_bytes
 
     available = available_memory_bytes() if available is None else available
@@ -163,17 +164,20 @@ def check_memory_for(config: DistillConfig, available: int | None = None) -> Non
     if available is None:
         return
     gib = lambda n: f"{n / 2**30:.1f} GiB"  # noqa: E731
-    if teacher is not None and 1.2 * teacher > 0.9 * available:
-        raise DistillError(f"the teacher {config.teacher} needs about {gib(1.2 * teacher)} in float32 and "
-                           f"{gib(available)} is available: free memory or pick a smaller teacher")
+    each = f" for each of {processes} processes" if processes > 1 else ""
+    if teacher is not None and 1.2 * teacher * processes > 0.9 * available:
+        raise DistillError(f"the teacher {config.teacher} needs about {gib(1.2 * teacher)} in float32{each} and "
+                           f"{gib(available)} is available: free memory, use fewer processes or pick a smaller teacher")
     if student is not None:
         factor = 1.2 if config.train_last_layers else 4.0
-        if factor * student > 0.9 * available:
+        shards = processes if config.fsdp else 1
+        need = lambda f: (1.0 + (f - 1.0) / shards) * student * processes  # noqa: E731 - weights whole once gathered
+        if need(factor) > 0.9 * available:
             hint = ("; --train-last-layers 2 trains only the top layers (about "
-                    f"{gib(1.2 * student)})" if not config.train_last_layers and 1.2 * student <= 0.9 * available else "")
-            raise DistillError(f"training the student {config.student} needs about {gib(factor * student)} (weights, "
-                               f"gradients, AdamW's moments) and {gib(available)} is available{hint}; or a smaller "
-                               f"student (--student-init small)")
+                    f"{gib(need(1.2))})" if not config.train_last_layers and need(1.2) <= 0.9 * available else "")
+            raise DistillError(f"training the student {config.student} needs about {gib(need(factor))} (weights, "
+                               f"gradients, AdamW's moments{', sharded' if shards > 1 else ''}){f' in all for its {processes} processes' if processes > 1 else ''} and {gib(available)} is "
+                               f"available{hint}; or a smaller student (--student-init small)")
 
 
 def check_context(config: DistillConfig, prompts: list[Any], tokenizers: tuple[Any, Any]) -> None:
@@ -195,8 +199,12 @@ def check_context(config: DistillConfig, prompts: list[Any], tokenizers: tuple[A
                                    f"or remove it")
 
 
-def prepare(config: DistillConfig, *, progress: bool = True) -> Prepared:
+def prepare(config: DistillConfig, *, progress: bool = True, processes: Any = None) -> Prepared:
     """Tokenizers, answers (shipped / cached / generated), examples, teacher cache, string match.
+
+    Under several ``processes`` (:class:`~.teacher_cache.Processes`; every one calls this) the main
+    process reads or generates the answers first and the others then read them; the teacher cache
+    is built by all, each on its share of the answers.
 
     Raises
     ------
@@ -206,12 +214,57 @@ def prepare(config: DistillConfig, *, progress: bool = True) -> Prepared:
         on two that differ (the message names the losses made for different tokenizers).
     """
     from ..text.vocab import match_strings, vocab_bytes
-    from ..zoo.vocabs import load_tokenizer
-    from .data import answers_fingerprint, build_examples, load_answers, load_prompts
-    from .teacher_cache import load_or_build_teacher_cache
+    from .data import answers_fingerprint, build_examples
+    from .teacher_cache import Processes, load_or_build_teacher_cache
 
+    processes = processes or Processes()
     t0 = time.perf_counter()
-    check_memory_for(config)
+    check_memory_for(config, processes=_local_processes(processes.world))
+    if not processes.main:
+        processes.wait()  # the main process goes first: it fetches, converts and generates what is missing
+    try:
+        tok_t, tok_s, prompts, answers = _answers(config, progress)
+    finally:
+        if processes.main:
+            processes.wait()
+    t1 = time.perf_counter()
+    examples = build_examples(prompts, answers, tok_t, tok_s)
+    where = f"{config.data}" if config.data else "the project's prompts"
+    if len(examples) < config.eval_prompts + 2:
+        raise DistillError(f"only {len(examples)} answered prompts in {where} for {config.eval_prompts} held-out ones "
+                           f"plus training (at least 2): lower --eval-prompts or give more prompts"
+                           + ("" if config.data else " (--prompts 0 = all)"))
+    fp = answers_fingerprint(config.teacher, config.max_new_tokens, config.data)
+    cache = load_or_build_teacher_cache(config.teacher, examples, fp, config.teacher_temperature, config.top_k,
+                                        config.probe_prompt, progress=progress, processes=processes)
+    t2 = time.perf_counter()
+    V_s = student_vocab_size(config, tok_s)
+    bytes_t, bytes_s = vocab_bytes(tok_t, cache.vocab_size), vocab_bytes(tok_s, V_s)
+    check_shared_tokenizer(config, bytes_t, bytes_s)
+    match = match_strings(bytes_t, bytes_s)
+    rows = [cache.rows(e) for e in range(len(examples))]
+    n_eval = config.eval_prompts
+    return Prepared(config, examples[:-n_eval], examples[-n_eval:], rows[:-n_eval], rows[-n_eval:], cache, tok_t,
+                    tok_s, V_s, bytes_t, bytes_s, match, fp,
+                    {"answers_s": t1 - t0, "teacher_cache_s": t2 - t1, "prepare_s": time.perf_counter() - t0})
+
+
+def _local_processes(world: int) -> int:
+    """The processes on this machine (each loads its own models): torchrun's LOCAL_WORLD_SIZE."""
+    import os
+
+    try:
+        return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", world)))
+    except ValueError:
+        return world
+
+
+def _answers(config: DistillConfig, progress: bool) -> tuple[Any, Any, list[Any], Any]:
+    """The two tokenizers, the prompts and the teacher's answers (shipped, cached or generated now),
+    after the checks that need no model: the prompts' count and each one's room in the contexts."""
+    from ..zoo.vocabs import load_tokenizer
+    from .data import load_answers, load_prompts
+
     tokenizers = []
     for option, name in (("--teacher", config.teacher), ("--student", config.student)):
         try:
@@ -227,22 +280,4 @@ def prepare(config: DistillConfig, *, progress: bool = True) -> Prepared:
     check_context(config, prompts, (tok_t, tok_s))
     answers = load_answers(config.teacher, config.max_new_tokens, progress=progress, data=config.data,
                            prompts=load_prompts(data=config.data) if config.data else None)
-    t1 = time.perf_counter()
-    examples = build_examples(prompts, answers, tok_t, tok_s)
-    if len(examples) < config.eval_prompts + 2:
-        raise DistillError(f"only {len(examples)} answered prompts in {where} for {config.eval_prompts} held-out ones "
-                           f"plus training (at least 2): lower --eval-prompts or give more prompts"
-                           + ("" if config.data else " (--prompts 0 = all)"))
-    fp = answers_fingerprint(config.teacher, config.max_new_tokens, config.data)
-    cache = load_or_build_teacher_cache(config.teacher, examples, fp, config.teacher_temperature, config.top_k,
-                                        config.probe_prompt, progress=progress)
-    t2 = time.perf_counter()
-    V_s = student_vocab_size(config, tok_s)
-    bytes_t, bytes_s = vocab_bytes(tok_t, cache.vocab_size), vocab_bytes(tok_s, V_s)
-    check_shared_tokenizer(config, bytes_t, bytes_s)
-    match = match_strings(bytes_t, bytes_s)
-    rows = [cache.rows(e) for e in range(len(examples))]
-    n_eval = config.eval_prompts
-    return Prepared(config, examples[:-n_eval], examples[-n_eval:], rows[:-n_eval], rows[-n_eval:], cache, tok_t,
-                    tok_s, V_s, bytes_t, bytes_s, match, fp,
-                    {"answers_s": t1 - t0, "teacher_cache_s": t2 - t1, "prepare_s": time.perf_counter() - t0})
+    return tok_t, tok_s, prompts, answers

@@ -588,9 +588,10 @@ class RunDir:
         return final
 
     def save_checkpoint(self, step: int, model: Any, opt: Any, tokenizer: Any, trainer: dict[str, Any],
-                        keep: int) -> Path:
+                        keep: int, model_state: dict[str, Any] | None = None) -> Path:
         """Write ``checkpoints/step-NNNNNN`` (the model and tokenizer as a transformers folder, the
-        optimizer with :meth:`write_optimizer`, ``trainer`` as ``trainer.json`` with the manifest
+        optimizer with :meth:`write_optimizer`; ``model_state`` and ``opt`` given as state dicts
+        when the live ones are sharded, :mod:`.sharding`), ``trainer`` as ``trainer.json`` with the manifest
         of the other files: their sizes and sha256) under a temporary name, then rename it: a
         checkpoint exists complete or not at all, and a later damage is found by
         :meth:`checkpoint_problem`. Older ones beyond ``keep`` are deleted afterwards.
@@ -609,7 +610,8 @@ class RunDir:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
             with transformers_progress(False):  # no "Writing model shards" bar at every checkpoint
-                model.save_pretrained(tmp, safe_serialization=True)
+                model.save_pretrained(tmp, safe_serialization=True,
+                                      **({"state_dict": model_state} if model_state is not None else {}))
             tokenizer.save_pretrained(tmp)
             self.write_optimizer(opt, tmp / "optimizer.safetensors")
             (tmp / "trainer.json").write_text(dumps({**trainer, "files": file_record(tmp)}), encoding="utf-8")
@@ -627,12 +629,12 @@ class RunDir:
         return final
 
     def write_optimizer(self, opt: Any, path: Path) -> None:
-        """The optimizer's state in safetensors: its tensors, with the param groups and the
-        scalar state in the metadata."""
+        """The optimizer's state (``opt``: an optimizer or its ``state_dict()``) in safetensors: its
+        tensors, with the param groups and the scalar state in the metadata."""
         import torch
         from safetensors.torch import save_file
 
-        sd = opt.state_dict()
+        sd = opt if isinstance(opt, dict) else opt.state_dict()
         tensors, scalars = {}, {}
         for pid, st in sd["state"].items():
             for k, v in st.items():
@@ -645,6 +647,10 @@ class RunDir:
 
     def load_optimizer(self, ckpt: Path, opt: Any) -> None:
         """Load a checkpoint's optimizer state (:meth:`write_optimizer`) into ``opt``."""
+        opt.load_state_dict(self.read_optimizer(ckpt))
+
+    def read_optimizer(self, ckpt: Path) -> dict[str, Any]:
+        """A checkpoint's optimizer state (:meth:`write_optimizer`) as ``opt.state_dict()`` gives it."""
         from safetensors import safe_open
 
         state: dict[int, dict[str, Any]] = {}
@@ -656,7 +662,7 @@ class RunDir:
         for key, v in json.loads(meta["scalars"]).items():
             pid, name = key.split(".", 1)
             state.setdefault(int(pid), {})[name] = v
-        opt.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
+        return {"state": state, "param_groups": json.loads(meta["param_groups"])}
 
     def load_model(self, ckpt: Path, model: Any) -> tuple[int, float]:
         """Load a checkpoint's ``model.safetensors`` into ``model`` (tied weights may be absent);
@@ -810,13 +816,14 @@ class Training:
             raise DistillError(f"the loss is {loss} at step {self.step}: training diverged; lower --lr (now "
                                f"{self.config.lr:g}) and resume from the last checkpoint with --resume, or start again")
 
-    def save_checkpoint(self, step: int, model: Any, opt: Any, tokenizer: Any, elapsed: float) -> None:
+    def save_checkpoint(self, step: int, model: Any, opt: Any, tokenizer: Any, elapsed: float,
+                        model_state: dict[str, Any] | None = None) -> None:
         """The main process saves the checkpoint of the student after ``step`` updates
         (:meth:`RunDir.save_checkpoint`) and reports it in status.json."""
         if not self.main:
             return
         self.checkpoint = self.run.save_checkpoint(step, model, opt, tokenizer, {"step": step, "elapsed_s": elapsed},
-                                                   self.config.keep_checkpoints)
+                                                   self.config.keep_checkpoints, model_state)
         self.write_status("running", step=step)
 
     def write_status(self, state: str, *, step: int | None = None, message: str = "") -> None:

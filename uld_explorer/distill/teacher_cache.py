@@ -12,6 +12,12 @@ Stored as one safetensors file under ``<cache>/distill/teacher/``, named by a fi
 (the teacher answers' fingerprint, teacher, ``T_t``, ``k``, the rendered prompts, the probe), with
 the sha256 of its content in the metadata: a load checks it, and a damaged file (a flipped byte of
 the same size) is said and rebuilt, never read.
+
+Under several processes (:class:`Processes`) the build is sharded: process r runs the teacher on
+examples ``r, r + N, r + 2N, ...`` and writes its part (``<fingerprint>.part-<r>-of-<N>``, with its
+own sha256), then process 0 checks the parts, interleaves them back into example order, writes the
+one file and removes the parts; every process then reads that file. Each answer's rows come from
+the same per-answer forward pass either way, so the file is bit for bit the one-process build.
 """
 
 from __future__ import annotations
@@ -22,12 +28,13 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
-__all__ = ["TeacherCache", "cache_fingerprint", "build_teacher_cache", "content_sha256", "load_or_build_teacher_cache",
-           "probe_context", "read_teacher_cache", "save_teacher_cache"]
+__all__ = ["TeacherCache", "Processes", "cache_fingerprint", "build_teacher_cache", "content_sha256",
+           "interleave", "load_or_build_teacher_cache", "probe_context", "read_teacher_cache", "save_teacher_cache",
+           "teacher_cache_path"]
 
 FORMAT = 1
 
@@ -70,6 +77,21 @@ class TeacherCache:
     @property
     def k(self) -> int:
         return int(self.values.shape[1])
+
+
+@dataclass(frozen=True)
+class Processes:
+    """The processes preparing one run together: this one's ``rank`` of ``world``, and ``wait``,
+    which returns once every process has called it (Accelerate's ``wait_for_everyone``; a
+    ``threading.Barrier``'s ``wait`` in tests). The default is one process on its own."""
+
+    rank: int = 0
+    world: int = 1
+    wait: Callable[[], Any] = lambda: None
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
 
 
 def probe_context(tokenizer: Any, prompt: str) -> list[int]:
@@ -120,11 +142,40 @@ def build_teacher_cache(loaded: Any, examples: Sequence[Any], teacher_temperatur
     with torch.inference_mode():
         z = loaded.model(input_ids=torch.tensor([ctx])).logits[0, -1].float()
     probe = torch.topk(softmax(z, teacher_temperature), min(k, V or z.shape[-1]))
+    if not vals:  # no example (a process's empty shard)
+        width = probe.values.shape[0]
+        vals, ids = [torch.empty(0, width)], [torch.empty(0, width, dtype=torch.int64)]
+        tails, actual = [torch.empty(0, dtype=torch.float64)], [torch.empty(0)]
     return TeacherCache(
         values=torch.cat(vals), ids=torch.cat(ids), tail=torch.cat(tails), actual=torch.cat(actual),
         offsets=torch.tensor(offsets), probe_values=probe.values, probe_ids=probe.indices,
         vocab_size=int(V or z.shape[-1]),
     )
+
+
+def interleave(parts: Sequence[TeacherCache]) -> TeacherCache:
+    """The caches of examples ``r::N`` (``parts[r]``, N parts) put back in example order: example e
+    is example ``e // N`` of part ``e % N``. The probe is part 0's (every part computes the same).
+
+    >>> a = TeacherCache(*(torch.tensor(x) for x in ([[.9], [.8], [.7]], [[1], [2], [3]], [.1, .2, .3], [.5, .6, .7],
+    ...                    [0, 2, 3], [.9], [1])), vocab_size=4)
+    >>> b = TeacherCache(*(torch.tensor(x) for x in ([[.6]], [[4]], [.4], [.8], [0, 1], [.9], [1])), vocab_size=4)
+    >>> c = interleave([a, b])   # examples: a0 (2 rows), b0 (1 row), a1 (1 row)
+    >>> c.ids.flatten().tolist(), c.offsets.tolist()
+    ([1, 2, 4, 3], [0, 2, 3, 4])
+    """
+    n = len(parts)
+    counts = [len(p.offsets) - 1 for p in parts]
+    order = [(e % n, e // n) for e in range(sum(counts))]
+    if any(counts[r] != sum(1 for q, _ in order if q == r) for r in range(n)):
+        raise ValueError(f"parts of {counts} examples are not the shards r::{n} of one list")
+    pick = {name: [getattr(parts[r], name)[parts[r].rows(i)] for r, i in order] for name in ("values", "ids", "tail",
+                                                                                           "actual")}
+    sizes = torch.tensor([parts[r].rows(i).stop - parts[r].rows(i).start for r, i in order], dtype=torch.int64)
+    first = parts[0]
+    return TeacherCache(**{name: torch.cat(pick[name]) for name in pick},
+                        offsets=torch.cat([torch.zeros(1, dtype=torch.int64), sizes.cumsum(0)]),
+                        probe_values=first.probe_values, probe_ids=first.probe_ids, vocab_size=first.vocab_size)
 
 
 TENSORS = ("values", "ids", "tail", "actual", "offsets", "probe_values", "probe_ids")
@@ -179,23 +230,66 @@ def read_teacher_cache(path: Path, fingerprint: str) -> tuple[TeacherCache | Non
     return cache, None
 
 
-def load_or_build_teacher_cache(teacher: str, examples: Sequence[Any], answers_fp: str, teacher_temperature: float,
-                                top_k: int, probe_prompt: str, *, progress: bool = True) -> TeacherCache:
-    """The cache for this dataset: read from ``<cache>/distill/teacher/<fingerprint>.safetensors``,
-    or built now (loads the teacher once) and saved. A damaged file is rebuilt."""
+def teacher_cache_path(fingerprint: str) -> Path:
+    """Where the cache of ``fingerprint`` lives: ``<cache>/distill/teacher/<fingerprint>.safetensors``."""
     from ..zoo.cache import cache_dir
+
+    return cache_dir() / "distill" / "teacher" / f"{fingerprint}.safetensors"
+
+
+def load_or_build_teacher_cache(teacher: str, examples: Sequence[Any], answers_fp: str, teacher_temperature: float,
+                                top_k: int, probe_prompt: str, *, progress: bool = True,
+                                processes: Processes = Processes()) -> TeacherCache:
+    """The cache for this dataset: read from :func:`teacher_cache_path`, or built now (loads the
+    teacher once per process) and saved. A damaged file is said and rebuilt. Under several
+    ``processes`` every one of them calls this: each builds its shard of the examples, process 0
+    joins them (:func:`interleave`) into the one file, and all read it (see the module's text).
+
+    Raises
+    ------
+    RuntimeError
+        A part written by another process is missing or damaged when process 0 joins them.
+    """
     from ..zoo.loader import load
 
     fp = cache_fingerprint(answers_fp, teacher, teacher_temperature, top_k, examples, probe_prompt)
-    path = cache_dir() / "distill" / "teacher" / f"{fp}.safetensors"
+    path = teacher_cache_path(fp)
+    found = None
     if path.is_file():
         found, why = read_teacher_cache(path, fp)
-        if found is not None:
-            return found
-        warnings.warn(f"teacher cache {path} is not usable: {why}; rebuilding it from the teacher", UserWarning,
-                      stacklevel=2)
-    cache = build_teacher_cache(load(teacher, progress=progress), examples, teacher_temperature, top_k, probe_prompt,
-                                progress=progress)
-    cache.fingerprint = fp
-    save_teacher_cache(cache, path)
-    return cache
+        if found is None and processes.main:
+            warnings.warn(f"teacher cache {path} is not usable: {why}; rebuilding it from the teacher", UserWarning,
+                          stacklevel=2)
+    processes.wait()  # every process has looked before any writes: they all take the same branch
+    if found is not None:
+        return found
+    rank, world = processes.rank, processes.world
+    part = build_teacher_cache(load(teacher, progress=progress), examples[rank::world], teacher_temperature, top_k,
+                               probe_prompt, progress=progress)
+    if world == 1:
+        part.fingerprint = fp
+        save_teacher_cache(part, path)
+        return part
+    part.fingerprint = f"{fp}.part-{rank}-of-{world}"
+    save_teacher_cache(part, path.with_name(f"{part.fingerprint}.safetensors"))
+    processes.wait()  # every part is on disk
+    if processes.main:
+        parts = []
+        for r in range(world):
+            name = f"{fp}.part-{r}-of-{world}"
+            got, why = read_teacher_cache(path.with_name(f"{name}.safetensors"), name)
+            if got is None:
+                raise RuntimeError(f"the teacher cache part of process {r} ({name}) is not usable: {why}")
+            parts.append(got)
+        cache = interleave(parts)
+        cache.fingerprint = fp
+        save_teacher_cache(cache, path)
+        for r in range(world):
+            path.with_name(f"{fp}.part-{r}-of-{world}.safetensors").unlink(missing_ok=True)
+    processes.wait()  # the joined file is on disk
+    if processes.main:
+        return cache
+    got, why = read_teacher_cache(path, fp)
+    if got is None:
+        raise RuntimeError(f"the teacher cache {path} joined by process 0 is not usable: {why}")
+    return got
