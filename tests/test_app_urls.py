@@ -17,7 +17,7 @@ from uld_explorer.app.common import Param
 from uld_explorer.app.views import VIEWS
 
 PAGES = Path(__file__).resolve().parents[1] / "uld_explorer" / "app" / "pages"
-SCRIPT = {"playground": "playground.py", "real": "real.py", "tokenizers": "mismatch.py", "distill": "distill.py",
+SCRIPT = {"learn": "learn.py", "playground": "playground.py", "real": "real.py", "tokenizers": "mismatch.py", "distill": "distill.py",
           "experiments": "experiments.py"}
 #: Texts kept short: a fuzzed text is run through both models on the model pages.
 _JUNK = st.sampled_from(["", " ", "nan", "inf", "-inf", "-1", "0", "1e309", "99999999", "1.5", "true", "x",
@@ -88,7 +88,7 @@ def test_the_validator_takes_what_the_widget_shows_and_nothing_else():
 
 
 #: Examples per page: the model pages run both models on each URL's text.
-EXAMPLES = {"playground": 25, "distill": 25, "real": 12, "tokenizers": 12, "experiments": 10}
+EXAMPLES = {"learn": 25, "playground": 25, "distill": 25, "real": 12, "tokenizers": 12, "experiments": 10}
 
 
 @pytest.mark.slow

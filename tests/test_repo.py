@@ -130,7 +130,7 @@ LAYERS = {
     2: {"distributions", "hybrid", "synthetic", "text"},
     3: {"divergences", "ot", "zoo"},
     4: {"measures", "lens"},
-    5: {"summary", "compare", "tidy"},
+    5: {"summary", "compare", "tidy", "lesson"},
     6: {"distill"},
     7: {"audit"},
     8: {"plots", "charts"},

@@ -19,12 +19,17 @@ from .plots import (
 )
 
 __all__ = [
-    "chart_alignment_effects", "chart_distributions", "chart_forest", "chart_lens", "chart_plan", "chart_positions", "chart_probe",
-    "chart_run_curves", "chart_scale", "chart_sorted", "chart_token_spans", "chart_top_k", "select_position",
+    "chart_alignment_effects", "chart_distributions", "chart_forest", "chart_kl_terms", "chart_lens", "chart_lesson",
+    "chart_plan", "chart_positions", "chart_probe", "chart_run_curves", "chart_scale", "chart_sorted", "chart_token_spans",
+    "chart_top_k", "select_position",
 ]
 
 #: Name of the selection parameter of :func:`chart_positions` (the page reads ``selection[...]``).
 POSITION_SELECTION = "position"
+#: Linked views: the selection of a rank on :func:`chart_sorted` (field ``rank``) and of a token on
+#: :func:`chart_distributions` (fields ``side``, ``index``).
+RANK_SELECTION, TOKEN_SELECTION = "rank", "token"
+LIT_COLOR = "#000000"
 _SIDE_SCALE = {"domain": ["teacher", "student"], "range": [TEACHER_COLOR, STUDENT_COLOR]}
 
 
@@ -34,10 +39,13 @@ def _alt():
     return alt
 
 
-def chart_top_k(frame: Any, title: str = "the most probable next tokens") -> Any:
+def chart_top_k(frame: Any, title: str = "the most probable next tokens", *, selectable: bool = False,
+                lit_rank: int | None = None) -> Any:
     """Teacher and student top-k bars side by side (a :func:`~uld_explorer.tidy.top_k_frame`),
     token strings on the axis, strings both vocabularies have drawn solid, the others hatched
-    light; hover for the token and its probability."""
+    light; hover for the token and its probability. Linked views: ``selectable`` lets a click on a
+    bar pick its rank (selection parameter :data:`RANK_SELECTION`, field ``rank``); ``lit_rank``
+    outlines the two bars of that rank."""
     alt = _alt()
     data = frame.assign(token_shown=frame["token"].map(repr),
                         in_both=frame["shared"].map({True: "in both vocabularies", False: "this side only"})
@@ -53,6 +61,12 @@ def chart_top_k(frame: Any, title: str = "the most probable next tokens") -> Any
         tooltip=[alt.Tooltip("side:N"), alt.Tooltip("rank:Q"), alt.Tooltip("token_shown:N", title="token"),
                  alt.Tooltip("prob:Q", format=".4f"), alt.Tooltip("in_both:N", title="string")],
     )
+    if lit_rank is not None:
+        lit = f"datum.rank == {int(lit_rank)}"
+        base = base.encode(stroke=alt.condition(lit, alt.value(LIT_COLOR), alt.value(None)),
+                           strokeWidth=alt.condition(lit, alt.value(2), alt.value(0)))
+    if selectable:
+        base = base.add_params(alt.selection_point(name=RANK_SELECTION, fields=["rank"], on="click", clear=False))
     return base.mark_bar().properties(height=alt.Step(20), width=230).facet(
         column=alt.Column("side:N", sort=["teacher", "student"], title=None, header=alt.Header(labelFontSize=13))
     ).properties(title=title).resolve_scale(y="independent")
@@ -94,12 +108,17 @@ def chart_lens(frame: Any, teacher: Any, title: str = "what each loss does to th
     return alt.hconcat(left, right).properties(title=title)
 
 
-def chart_sorted(frame: Any, log_x: bool = False, title: str | None = None) -> Any:
+def chart_sorted(frame: Any, log_x: bool = False, title: str | None = None, *, selectable: bool = False,
+                 selected: int | None = None) -> Any:
     """Both sorted curves (a :func:`~uld_explorer.tidy.sorted_frame`) as steps, the band between
     them shaded: its area is ULD (over the ranks shown).
 
     Altair embeds at most 5,000 rows (the curves take two per rank): for a real vocabulary pass
-    ``sorted_frame(p, q, binned=True)`` (~1,900 rows for 151,936 ranks, the same area)."""
+    ``sorted_frame(p, q, binned=True)`` (~1,900 rows for 151,936 ranks, the same area).
+
+    Linked views: ``selectable`` adds a point per rank that a click selects (selection parameter
+    :data:`RANK_SELECTION`, field ``rank``); ``selected`` marks that rank with a rule and its
+    two points."""
     alt = _alt()
     if "width" in frame and len(frame):  # close the last step: its bin ends at rank + width
         import pandas as pd
@@ -118,13 +137,29 @@ def chart_sorted(frame: Any, log_x: bool = False, title: str | None = None) -> A
         strokeDash=alt.StrokeDash("side:N", scale=alt.Scale(domain=["teacher", "student"], range=[[1, 0], [6, 3]]),
                                   legend=None),
     )
-    return (band + lines).properties(title=title or "sorted: shaded area = ULD", height=260)
+    layers = [band, lines]
+    if selectable or selected is not None:
+        pick = alt.selection_point(name=RANK_SELECTION, fields=["rank"], on="click", clear=False,
+                                   value=None if selected is None else [{"rank": float(selected)}])
+        points = alt.Chart(long).mark_point(filled=True).encode(
+            x=x, y="prob:Q", color=alt.Color("side:N", scale=alt.Scale(**_SIDE_SCALE), title=None),
+            size=alt.condition(f"datum.rank == {float(selected) if selected is not None else -1}", alt.value(140),
+                               alt.value(28)),
+            tooltip=[alt.Tooltip("rank:Q"), alt.Tooltip("side:N"), alt.Tooltip("prob:Q", format=".4f")],
+        ).add_params(pick)
+        layers.append(points)
+        if selected is not None:
+            layers.append(alt.Chart(frame[frame["rank"] == float(selected)]).mark_rule(
+                color=LIT_COLOR, strokeDash=[4, 3]).encode(x=x))
+    return alt.layer(*layers).properties(title=title or "sorted: shaded area = ULD", height=260)
 
 
-def chart_plan(frame: Any, title: str = "transport plan", mass_title: str = "mass") -> Any:
+def chart_plan(frame: Any, title: str = "transport plan", mass_title: str = "mass", *,
+               lit: tuple[int | None, int | None] | None = None) -> Any:
     """A transport plan heatmap (a :func:`~uld_explorer.tidy.plan_frame`): rows the teacher's tokens,
     columns the student's, marked cells (cost 0 / same string) outlined; hover for both tokens and
-    the mass. Empty cells are white."""
+    the mass. Empty cells are white. Linked views: ``lit = (row, col)`` (drawing positions, None:
+    none) frames that row and that column in black."""
     alt = _alt()
     rows = list(dict.fromkeys(frame.sort_values("row")["teacher"]))
     cols = list(dict.fromkeys(frame.sort_values("col")["student"]))
@@ -146,7 +181,21 @@ def chart_plan(frame: Any, title: str = "transport plan", mass_title: str = "mas
                  alt.Tooltip("mass:Q", format=".4f"), alt.Tooltip("marked:N", title="same string")],
     )
     marks = alt.Chart(data[data["marked"]]).mark_rect(fill=None, stroke=DIFF_COLOR, strokeWidth=1.5).encode(x=x, y=y)
-    return (cells + marks).properties(title=title, width=alt.Step(step), height=alt.Step(step))
+    layers = [cells, marks]
+    if lit is not None:
+        import numpy as np
+
+        row, col = lit
+        mask = np.zeros(len(data), dtype=bool)
+        if row is not None:
+            mask |= data["row"].to_numpy() == row
+        if col is not None:
+            mask |= data["col"].to_numpy() == col
+        band = data[mask]
+        if len(band):
+            layers.append(alt.Chart(band).mark_rect(fill=LIT_COLOR, fillOpacity=0.08, stroke=LIT_COLOR,
+                                                    strokeWidth=0.6).encode(x=x, y=y))
+    return alt.layer(*layers).properties(title=title, width=alt.Step(step), height=alt.Step(step))
 
 
 def _label_expr(labels: list) -> str:
@@ -223,9 +272,14 @@ def _label_expr_raw(labels: list) -> str:
     return f"{json.dumps([str(x) for x in labels])}[datum.value]"
 
 
-def chart_distributions(p: Any, q: Any, teacher_tokens: Any, student_tokens: Any) -> Any:
+def chart_distributions(p: Any, q: Any, teacher_tokens: Any, student_tokens: Any, *, selectable: bool = False,
+                        lit: tuple[int | None, int | None] | None = None) -> Any:
     """Teacher and student probabilities as bars over their OWN vocabulary index (the synthetic
-    playground): the same x is the same token id on both sides, which is how KL compares them."""
+    playground): the same x is the same token id on both sides, which is how KL compares them.
+
+    Linked views: ``selectable`` lets a click select a bar (selection parameter
+    :data:`TOKEN_SELECTION`, fields ``side`` and ``index``); ``lit = (teacher index, student
+    index)`` draws those two bars outlined and the others faded (None: nothing on that side)."""
     import pandas as pd
 
     alt = _alt()
@@ -236,14 +290,81 @@ def chart_distributions(p: Any, q: Any, teacher_tokens: Any, student_tokens: Any
             for i, v in enumerate(x)]
     n = max(len(teacher_tokens), len(student_tokens))
     step = max(2, min(16, 330 // max(1, n)))
-    return alt.Chart(pd.DataFrame(rows)).mark_bar().encode(
+    data = pd.DataFrame(rows)
+    enc: dict[str, Any] = {}
+    if lit is not None:
+        data["lit"] = [(r["side"] == "teacher" and r["index"] == lit[0]) or (r["side"] == "student" and r["index"] == lit[1])
+                       for r in rows]
+        enc.update(opacity=alt.condition("datum.lit", alt.value(1.0), alt.value(0.3)),
+                   stroke=alt.condition("datum.lit", alt.value(LIT_COLOR), alt.value(None)),
+                   strokeWidth=alt.condition("datum.lit", alt.value(2), alt.value(0)))
+    chart = alt.Chart(data).mark_bar().encode(
         x=alt.X("index:O", title="token index in its own vocabulary",
                 axis=alt.Axis(labelOverlap=True, labelAngle=0, labelFontSize=10)),
         y=alt.Y("prob:Q", title="probability"),
         color=alt.Color("side:N", scale=alt.Scale(**_SIDE_SCALE), legend=None),
-        row=alt.Row("side:N", sort=["teacher", "student"], title=None),
-        tooltip=[alt.Tooltip("side:N"), alt.Tooltip("token:N"), alt.Tooltip("prob:Q", format=".4f")],
-    ).properties(height=110, width=alt.Step(step))
+        tooltip=[alt.Tooltip("side:N"), alt.Tooltip("token:N"), alt.Tooltip("prob:Q", format=".4f")], **enc,
+    )
+    if selectable:
+        chart = chart.add_params(alt.selection_point(name=TOKEN_SELECTION, fields=["side", "index"], on="click",
+                                                     clear=False))
+    return chart.properties(height=110, width=alt.Step(step)).facet(
+        row=alt.Row("side:N", sort=["teacher", "student"], title=None))
+
+
+def chart_kl_terms(frame: Any, title: str | None = None) -> Any:
+    """KL's terms :math:`p_i \\log(p_i / q_i)`, one bar per token (a
+    :func:`~uld_explorer.tidy.kl_terms_frame`): vermillion where the student is below the teacher
+    (the term adds to KL), blue where it is above (the term subtracts); their sum is KL. Hover for
+    both probabilities."""
+    alt = _alt()
+    kl = float(frame["term"].sum())
+    return alt.Chart(frame).mark_bar().encode(
+        x=alt.X("token:N", sort=None, title="token (one vocabulary)", axis=alt.Axis(labelAngle=0)),
+        y=alt.Y("term:Q", title="p_i log(p_i / q_i)"),
+        color=alt.Color("sign:N", title=None,  # legend on the right: below, it would eat the fixed height
+                        scale=alt.Scale(domain=["student below the teacher", "student above the teacher"],
+                                        range=[DIFF_COLOR, TEACHER_COLOR])),
+        tooltip=[alt.Tooltip("token:N"), alt.Tooltip("teacher:Q", title="p_i", format=".4f"),
+                 alt.Tooltip("student:Q", title="q_i", format=".4f"), alt.Tooltip("term:Q", format="+.4f")],
+    ).properties(title=title or f"KL's terms: their sum is KL = {kl:.4f}", height=260)
+
+
+def chart_lesson(step: Any, numbers: Any) -> Any:
+    """The figure of a lesson step (:class:`~uld_explorer.lesson.Step`'s ``figure``) for the
+    learner's pair (:class:`~uld_explorer.lesson.Numbers`): every step's one chart, built here so
+    the Learn page and the tests draw the same thing."""
+    from . import tidy
+
+    n = numbers
+    t_tok, s_tok = n.teacher_tokens, n.student_tokens
+    kind = step.figure
+    if kind == "kl_terms":
+        return chart_kl_terms(tidy.kl_terms_frame(n.p, n.q, t_tok))
+    if kind == "distributions":
+        return chart_distributions(n.p, n.q, t_tok, s_tok)
+    if kind == "sorted":
+        return chart_sorted(tidy.sorted_frame(n.p, n.q), title=f"sorted, padded to n = {n.n}: shaded area = ULD "
+                                                                f"= {n.uld:.4f}")
+    if kind == "area":
+        frame = tidy.sorted_frame(n.p, n.q)
+        shown = frame.assign(low=frame["low"].where(frame["rank"] <= n.upto, frame["high"]))
+        return chart_sorted(shown, title=f"the area up to rank {n.upto}: {n.partial_uld:.4f} (ULD = {n.uld:.4f})")
+    if kind == "value_plan":
+        result = n.summary.value_ot
+        layout = tidy.value_plan_layout(result, n.p, n.q, t_tok, s_tok, order="rank")
+        return chart_plan(tidy.plan_frame(result.plan, layout), mass_title="matched",
+                          title=f"POT's value-space plan, ranks in order (n · W1 = {result.value:.4f})")
+    if kind == "scale":
+        return chart_scale({"ULD / 2 (identity blind)": n.uld / 2, "token-space OT (sees identities)": n.token_ot})
+    if kind == "lens":
+        from .lens import lens_frame
+
+        table = lens_frame(n.lens, top_n=min(8, n.q.size), student_tokens=s_tok)
+        pushes = tidy.lens_push_frame(table)
+        return chart_lens(pushes[pushes["loss"].isin(("ce", "uld"))],  # the two terms of the paper's loss
+                          tidy.top_k_frame(n.p, n.q, t_tok, s_tok, k=min(8, n.p.size)), title="CE and ULD's pushes")
+    raise ValueError(f"unknown lesson figure {kind!r}")
 
 
 def chart_scale(values: dict[str, float], domain: tuple[float, float] = (0.0, 1.0), title: str = "one scale, [0, 1]") -> Any:

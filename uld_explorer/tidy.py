@@ -24,12 +24,16 @@ __all__ = [
     "alignment_effects_frame",
     "alignment_effects_summary",
     "groups_frame",
+    "kl_terms_frame",
+    "lit_cells",
     "lens_push_frame",
     "plan_frame",
     "positions_frame",
+    "rank_of_token",
     "sorted_frame",
     "token_plan_layout",
     "token_spans_frame",
+    "tokens_at_rank",
     "top_k_frame",
     "value_plan_layout",
 ]
@@ -120,6 +124,25 @@ def rank_bins(ps: np.ndarray, qs: np.ndarray, breaks: Sequence[int] = ()):
     return starts, np.diff(np.append(starts, n)), teacher, student
 
 
+def kl_terms_frame(p: Any, q: Any, tokens: Sequence[str]):
+    """KL(p || q) token by token over ONE vocabulary: columns ``token``, ``teacher`` (p_i),
+    ``student`` (q_i), ``term`` (:math:`p_i \\log(p_i / q_i)`, 0 where p_i = 0; its sum is KL),
+    ``sign`` (``student below`` where the term is > 0, else ``student above``).
+
+    >>> kl_terms_frame([0.5, 0.5], [0.25, 0.75], ["a", "b"])["term"].round(4).tolist()
+    [0.3466, -0.2027]
+    """
+    import pandas as pd
+
+    p, q = _vector(p, "p"), _vector(q, "q")
+    if p.shape != q.shape or len(tokens) != p.size:
+        raise ValueError(f"one vocabulary: p {p.shape}, q {q.shape} and {len(tokens)} tokens must have one length")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        term = np.where(p > 0, p * np.log(p / q), 0.0)
+    return pd.DataFrame({"token": list(map(str, tokens)), "teacher": p, "student": q, "term": term,
+                         "sign": np.where(term > 0, "student below the teacher", "student above the teacher")})
+
+
 def sorted_frame(p: Any, q: Any, n_max: int | None = None, *, subprobability: bool = False, binned: bool = False):
     """Both distributions sorted descending and zero-padded to ``n = max(V_t, V_s)``: the two
     curves the ULD closed form compares rank by rank (``subprobability``: merged groups' vectors).
@@ -158,6 +181,37 @@ def sorted_frame(p: Any, q: Any, n_max: int | None = None, *, subprobability: bo
         rank, width = np.arange(1, n + 1, dtype=float), np.ones(n)
     return pd.DataFrame({"rank": rank, "teacher": ps, "student": qs,
                          "low": np.minimum(ps, qs), "high": np.maximum(ps, qs), "width": width})
+
+
+def tokens_at_rank(p: Any, q: Any, rank: int) -> tuple[int | None, int | None]:
+    """The teacher's and the student's tokens (vocabulary indices) holding the ``rank``-th largest
+    probability (1-based; ties by index, as :func:`top_k_frame` and ``value_plan_layout`` order
+    them): the pair ULD compares at that rank of the sorted curves; None for a side whose rank
+    falls in its zero padding (or beyond n = max(V_t, V_s)).
+
+    >>> tokens_at_rank([0.1, 0.6, 0.3], [0.8, 0.2], 1), tokens_at_rank([0.1, 0.6, 0.3], [0.8, 0.2], 3)
+    ((1, 0), (0, None))
+    """
+    p, q = _vector(p, "p"), _vector(q, "q")
+    r = int(rank)
+    if r < 1:
+        raise ValueError(f"rank must be at least 1 (got {rank})")
+    pick = lambda x: int(top_k_index(x, r)[r - 1]) if r <= x.size else None  # noqa: E731 - ties by index
+    return pick(p), pick(q)
+
+
+def rank_of_token(x: Any, index: int) -> int:
+    """The rank (1-based) of token ``index`` in ``x`` sorted largest first (ties by index): the
+    inverse of :func:`tokens_at_rank` on one side.
+
+    >>> rank_of_token([0.1, 0.6, 0.3], 0)
+    3
+    """
+    x = _vector(x, "x")
+    if not 0 <= int(index) < x.size:
+        raise ValueError(f"token index {index} is outside the vocabulary of {x.size} tokens")
+    i = int(index)
+    return 1 + int(np.count_nonzero(x > x[i])) + int(np.count_nonzero(x[:i] == x[i]))  # ties by index
 
 
 @dataclass(frozen=True)
@@ -283,6 +337,20 @@ def value_plan_layout(result: Any, p: Any, q: Any, teacher_tokens: Sequence[str]
     same = t_id[np.asarray(rows)][:, None] == s_id[np.asarray(cols)][None, :]  # padding never matches
     return PlanLayout(rows, cols, [row_names[i] for i in rows], [col_names[j] for j in cols], same,
                       "same token string")
+
+
+def lit_cells(layout: PlanLayout, teacher_token: str | None, student_token: str | None) -> tuple[int | None, int | None]:
+    """Linked views: the drawing positions (row, column) of a teacher and a student token in a
+    plan's layout (None: not drawn, or no token), for :func:`~uld_explorer.charts.chart_plan`'s ``lit``.
+
+    >>> lay = PlanLayout([0, 1], [1, 0], ["a", "b"], ["y", "x"], np.zeros((2, 2), bool), "")
+    >>> lit_cells(lay, "b", "x"), lit_cells(lay, None, "z")
+    ((1, 1), (None, None))
+    """
+    def find(labels: list[str], token: str | None) -> int | None:
+        return labels.index(token) if token is not None and token in labels else None
+
+    return find(layout.row_labels, teacher_token), find(layout.col_labels, student_token)
 
 
 def plan_frame(plan: Any, layout: PlanLayout):

@@ -15,8 +15,8 @@ from uld_explorer.app import ASSETS, PAGES_DIR
 def pages() -> list:
     """The app's pages, in the sidebar's order (the first is the default)."""
     return [
-        st.Page(PAGES_DIR / "playground.py", title="Playground", icon=":material/science:", default=True,
-                url_path="playground"),
+        st.Page(PAGES_DIR / "learn.py", title="Learn", icon=":material/school:", default=True, url_path="learn"),
+        st.Page(PAGES_DIR / "playground.py", title="Playground", icon=":material/science:", url_path="playground"),
         st.Page(PAGES_DIR / "real.py", title="Real distributions", icon=":material/compare:", url_path="real"),
         st.Page(PAGES_DIR / "mismatch.py", title="Tokenizer mismatch", icon=":material/text_select_start:",
                 url_path="tokenizers"),

@@ -10,12 +10,13 @@ The tests fuzz every page's URL with these keys.
 from __future__ import annotations
 
 from uld_explorer.app.common import Param
+from uld_explorer.lesson import BASE, CONTROLS, STEPS
 from uld_explorer.synthetic import PlaygroundConfig
 from uld_explorer.text.align import ALIGNMENTS, MERGES
 from uld_explorer.zoo.registry import DEFAULT_STUDENT, DEFAULT_TEACHER, MODELS
 from uld_explorer.zoo.vocab_registry import TOKENIZERS
 
-__all__ = ["DISTILL", "EXAMPLES", "EXPERIMENTS", "MISMATCH", "OTHER_MODEL", "OTHER_TOKENIZER", "PLAYGROUND", "REAL",
+__all__ = ["DISTILL", "EXAMPLES", "EXPERIMENTS", "LEARN", "LEARN_PREFIX", "MISMATCH", "OTHER_MODEL", "OTHER_TOKENIZER", "PLAYGROUND", "REAL",
            "SINKHORN_EPSILONS", "VIEWS", "bounds"]
 
 #: One click away: (prompt, text) pairs that show what the pages are for.
@@ -46,7 +47,13 @@ PLAYGROUND = {
     "sinkhorn_epsilon": Param(_D.sinkhorn_epsilon, SINKHORN_EPSILONS[0], SINKHORN_EPSILONS[-1],
                               choices=SINKHORN_EPSILONS),
     "value_order": Param("rank", choices=("rank", "vocab")),
+    "rank": Param(0, 0, PLAYGROUND_V_MAX),  # linked views: the rank picked on the sorted curves (0: none)
 }
+#: Learn: the step (1-based) and the learner's settings of the lesson's pair (uld_explorer.lesson's
+#: CONTROLS, prefixed: the Playground's own widgets have the same names and other bounds).
+LEARN_PREFIX = "l_"
+LEARN = {"step": Param(1, 1, len(STEPS)),
+         **{LEARN_PREFIX + k: Param(BASE[k], c.lo, c.hi) for k, c in CONTROLS.items()}}
 #: Real distributions.
 REAL = {
     "teacher": Param(DEFAULT_TEACHER, choices=[*MODELS, OTHER_MODEL]), "teacher_other": Param("", max_chars=500),
@@ -56,6 +63,7 @@ REAL = {
     "alignment": Param("byte-offset", choices=list(ALIGNMENTS)), "merge": Param("observed", choices=list(MERGES)),
     "teacher_temperature": Param(1.0, 0.1, 5.0), "student_temperature": Param(1.0, 0.1, 5.0),
     "top_k": Param(500, 1, 4999), "max_tokens": Param(256, 8, 1024), "position": Param(0, 0, None),
+    "rank": Param(0, 0, None),  # linked views: the rank picked on the sorted curves or the top-10 bars (0: none)
 }
 #: Tokenizer mismatch.
 MISMATCH = {
@@ -75,7 +83,7 @@ DISTILL = {"run": Param("", max_chars=100), "overlay": Param("", max_chars=5000)
 #: Experiments: the experiment shown (a folder name under the runs directory; "" = the newest).
 EXPERIMENTS = {"experiment": Param("", max_chars=200)}
 #: Each page's view by its URL path.
-VIEWS = {"playground": PLAYGROUND, "real": REAL, "tokenizers": MISMATCH, "distill": DISTILL,
+VIEWS = {"learn": LEARN, "playground": PLAYGROUND, "real": REAL, "tokenizers": MISMATCH, "distill": DISTILL,
          "experiments": EXPERIMENTS}
 
 
