@@ -1,4 +1,4 @@
-"""The Streamlit app, headless (AppTest through the real router app.py), and uld_explorer.plots.
+"""The Streamlit app, headless (AppTest: the real router app.py, the Playground page), and uld_explorer.plots.
 
 The values on the page are checked against an independent recomputation with the library
 (synthetic_pair + divergence_summary on the same widget values).
@@ -19,7 +19,8 @@ import uld_explorer as ux
 from uld_explorer.measures import MEASURES
 from uld_explorer.plots import plot_distributions, plot_sorted_curves, plot_transport_plan
 
-APP = Path(__file__).resolve().parents[1] / "app.py"
+ROUTER = Path(__file__).resolve().parents[1] / "app.py"
+APP = Path(__file__).resolve().parents[1] / "uld_explorer" / "app" / "pages" / "playground.py"
 TIMEOUT = 90  # the first run imports torch and POT; a loaded CI machine is slow
 
 PARAMS = ("V_t", "V_s", "teacher_temperature", "student_temperature", "shift", "noise",
@@ -299,6 +300,46 @@ def test_plot_value_plan_labels_padding_and_outlines_same_strings():
     A = np.asarray(ranked.axes[0].images[0].get_array())
     assert np.trace(A[:3, :3]) == pytest.approx(3.0)  # the student's 3 values meet the teacher's top 3
     assert A.sum() == pytest.approx(5.0)  # the rest: teacher tail vs padding zeros (ties: any matching)
+
+
+def test_a_picked_rank_lights_its_two_tokens_on_every_view():
+    """Linked views (the rank a click on the sorted curves or on a bar picks, here from the URL):
+    the page names the two tokens at that rank, restated here with argsort, and every chart's spec
+    lights them: the bars, the curves' rule, the row and column of both plans."""
+    import json
+
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.query_params["rank"] = "3"
+    at.run()
+    assert_clean(at)
+    p, q = ux.PlaygroundConfig().pair()
+    i, j = int(np.argsort(-p, kind="stable")[2]), int(np.argsort(-q, kind="stable")[2])
+    said = " ".join(x.value for x in at.info)
+    assert f"Rank 3: the teacher's **tok{i}** ({p[i]:.4f}) meets the student's **tok{j}** ({q[j]:.4f})" in said
+    assert f"= {abs(p[i] - q[j]):.4f} there" in said
+    specs = [json.loads(c.proto.spec) for c in at.get("vega_lite_chart")]
+    text = [json.dumps(s) for s in specs]
+    lit = [t for t in text if 'datum.lit' in t]
+    assert lit, "the bars light the two tokens"
+    assert any('"rank": 3.0' in t and "strokeDash" in t for t in text), "the curves' rule at rank 3"
+    framed = [t for t in text if '"fillOpacity": 0.08' in t]
+    assert len(framed) == 2, "both plans frame the row and the column"
+    at.button(key="clear_rank").click().run()
+    assert at.session_state["rank"] == 0 and not [x for x in at.info if x.value.startswith("Rank ")]
+    import uld_explorer.tidy as tidy
+
+    for r in range(1, max(p.size, q.size) + 1):  # a token's rank and the tokens at a rank: inverses
+        a, b = tidy.tokens_at_rank(p, q, r)
+        assert (a is None or tidy.rank_of_token(p, a) == r) and (b is None or tidy.rank_of_token(q, b) == r)
+
+
+def test_the_router_opens_on_the_lesson_and_reaches_the_playground():
+    at = AppTest.from_file(str(ROUTER), default_timeout=TIMEOUT).run()
+    assert_clean(at)
+    assert at.title[0].value == "Learn: from KL to ULD in eight steps"
+    at.switch_page(str(APP.relative_to(ROUTER.parent))).run()
+    assert_clean(at)
+    assert at.title[0].value == "Playground: KL vs exact OT vs ULD"
 
 
 def test_playground_view_lives_in_the_url():

@@ -182,7 +182,7 @@ def wait_for_table(pg, predicate, what: str, timeout_s: float = 60.0) -> dict[st
 
 
 def test_playground_in_a_real_browser(page, server, artifacts):
-    page.goto(server)
+    page.goto(f"{server}/playground")
     # the real content, not Streamlit's loading skeleton
     page.get_by_role("heading", name="Playground: KL vs exact OT vs ULD").wait_for()
     page.locator('[data-testid="stDataFrame"]').wait_for()
@@ -218,7 +218,7 @@ def test_playground_in_a_real_browser(page, server, artifacts):
 
 def test_playground_view_reopens_from_its_url(server, new_tab):
     pg = new_tab()
-    web.open_page(pg, server)
+    web.open_page(pg, f"{server}/playground")
     default = wait_for_table(pg, lambda t: float(t["ULD (closed form)"]) > 0, "the default values table")
     v_t = slider(pg, "teacher vocab size V_t")
     start = int(v_t.input_value())
@@ -242,6 +242,91 @@ def test_playground_view_reopens_from_its_url(server, new_tab):
     assert again.get_by_role("spinbutton", name="seed").input_value() == "7"
     assert again.get_by_role("checkbox", name="permute the student (shuffle its token identities)").is_checked()
     web.assert_no_error(again, "playground from a shared URL")
+
+
+def test_playground_linked_views_a_click_on_one_view_lights_the_others(server, new_tab, artifacts):
+    """A click on a token's bar picks its rank (the sorted curves mark it, the page names the two
+    tokens at that rank, the plans frame them); a click on a rank of the sorted curves picks that
+    rank the other way round. The tokens are checked against the library's own pair."""
+    import numpy as np
+
+    import uld_explorer as ux
+
+    p, q = ux.PlaygroundConfig().pair()
+    pg = new_tab(1400, 1000)
+    web.open_page(pg, f"{server}/playground")
+    pg.locator('[data-testid="stVegaLiteChart"] svg').first.wait_for()
+    web.settle(pg)
+    i = int(np.argsort(-p, kind="stable")[4])  # the teacher's 5th most probable token
+    bar = pg.locator(f'[data-testid="stVegaLiteChart"] .mark-rect path[aria-label*="side: teacher; token: tok{i};"]')
+    bar.first.click()
+    wait_for_param(pg, "rank", "5")
+    j = int(np.argsort(-q, kind="stable")[4])
+    pg.get_by_text(f"Rank 5: the teacher's tok{i} ({p[i]:.4f}) meets the student's tok{j} ({q[j]:.4f})").wait_for()
+    web.screenshot(pg, artifacts / "playground_linked_rank5.png")
+    point = pg.locator('[data-testid="stVegaLiteChart"] .mark-symbol path'
+                       '[aria-label^="rank i (largest probability first): 2;"]')
+    point.last.click()
+    wait_for_param(pg, "rank", "2")
+    from uld_explorer.tidy import tokens_at_rank
+
+    a, b = tokens_at_rank(p, q, 2)
+    pg.get_by_text(f"Rank 2: the teacher's tok{a} ({p[a]:.4f}) meets the student's tok{b} ({q[b]:.4f})").wait_for()
+    web.assert_no_error(pg, "the playground's linked views")
+
+
+def test_real_page_linked_views_a_bar_picks_its_rank_on_the_curves_and_the_plan(server, new_tab):
+    """On the real pair: a click on the teacher's 3rd bar of the top-10 picks rank 3; the page names
+    the two tokens at that rank (the teacher's is the clicked bar's) and marks the sorted curves;
+    a click on the curves' rank 1 picks it the other way round."""
+    pg = new_tab(1400, 1000)
+    web.open_page(pg, f"{server}/real", REAL_TIMEOUT_S)
+    charts = pg.locator('[data-testid="stVegaLiteChart"]')
+    bar = charts.locator('.mark-rect path[aria-label*="side: teacher;"][aria-label*="; rank: 3; token:"]').first
+    bar.wait_for()
+    web.settle(pg)
+    label = bar.get_attribute("aria-label")
+    token = re.search(r"token: (.*?); prob:", label).group(1)  # as the chart shows it: repr(string)
+    bar.click()
+    wait_for_param(pg, "rank", "3", REAL_TIMEOUT_S)
+    pg.get_by_text(f"Rank 3: the teacher's {token} (", exact=False).wait_for()
+    charts.locator('.mark-symbol path[aria-label^="rank i (largest probability first): 1;"]').last.click()
+    wait_for_param(pg, "rank", "1", REAL_TIMEOUT_S)
+    pg.get_by_text("Rank 1: the teacher's", exact=False).wait_for()
+    web.assert_no_error(pg, "the real page's linked views")
+
+
+# ---------------------------------------------------------------------------------- the lesson
+def test_the_lesson_walked_in_a_real_browser_at_1024_px(server, new_tab, artifacts):
+    """The app opens on the Learn page; Next walks the eight steps at a 1024-px window (each step's
+    heading, figure and URL; no horizontal scrolling), a guess is revealed, "Show me a solution"
+    solves a challenge, and the step's link reopens it in a fresh tab."""
+    from uld_explorer.lesson import STEPS
+
+    pg = new_tab(1024, 900)
+    web.open_page(pg, f"{server}/")  # the default page
+    for i, step in enumerate(STEPS, 1):
+        pg.get_by_role("heading", name=f"{i}. {step.title}").wait_for()
+        wait_for_param(pg, "step", str(i))
+        pg.locator('[data-testid="stVegaLiteChart"] canvas, [data-testid="stVegaLiteChart"] svg').first.wait_for()
+        web.assert_no_error(pg, f"the lesson, step {i}")
+        assert pg.evaluate("document.scrollingElement.scrollWidth") <= 1024, f"step {i} scrolls sideways at 1024 px"
+        if i == 5:
+            web.screenshot(pg, artifacts / "learn_step5.png")
+            pg.get_by_text(step.question.options[0], exact=True).click()
+            pg.get_by_role("button", name="Reveal the answer").click()
+            pg.get_by_text(f"{step.question.answer(step.settings())}", exact=False).first.wait_for()
+            pg.get_by_role("button", name="Show me a solution").click()
+            pg.get_by_text("Solved:", exact=False).wait_for()
+            wait_for_param(pg, "l_upto", "8")
+            shared = web.location(pg)
+        if i < len(STEPS):
+            pg.get_by_role("button", name="Next").click()
+    again = new_tab(1024, 900)
+    web.open_page(again, shared)
+    again.get_by_role("heading", name=f"5. {STEPS[4].title}").wait_for()
+    again.get_by_text("Solved:", exact=False).wait_for()
+    web.assert_no_error(again, "the lesson from a shared link")
 
 
 # ---------------------------------------------------------------------------------- real distributions

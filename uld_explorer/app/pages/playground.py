@@ -45,6 +45,27 @@ def reset_defaults() -> None:
         ss[key] = value
 
 
+# Linked views: a click on a rank of the sorted curves, or on a token's bar, picks a rank (ss.rank);
+# the two tokens at that rank light up on the bars, the curves and both plans. The charts are keyed
+# by the rank they were drawn for, so a rank picked elsewhere draws them afresh, nothing left over.
+def rank_pick(key: str) -> None:
+    state = ss.get(key)
+    points = (state.selection.get(charts.RANK_SELECTION) or []) if state else []
+    if points and points[0].get("rank") is not None:
+        ss.rank = int(points[0]["rank"])
+
+
+def token_pick(key: str, p: np.ndarray, q: np.ndarray) -> None:
+    state = ss.get(key)
+    points = (state.selection.get(charts.TOKEN_SELECTION) or []) if state else []
+    if points and points[0].get("index") is not None:
+        ss.rank = tidy.rank_of_token(p if points[0].get("side") == "teacher" else q, int(points[0]["index"]))
+
+
+def clear_rank() -> None:
+    ss.rank = 0
+
+
 @st.cache_data(show_spinner=False, max_entries=256)
 def compute(V_t, V_s, teacher_temperature, student_temperature, shift, noise, permute_student, seed, top_k,
             sinkhorn_epsilon, measures=()):
@@ -90,7 +111,7 @@ with st.sidebar:
                      help="Entropic OT on the same tokens and cost: small ε is close to exact OT (more iterations), "
                           "large ε blurs the plan towards p q^T.")
 
-params = {key: ss[key] for key in DEFAULTS if key != "value_order"}
+params = {key: ss[key] for key in DEFAULTS if key not in ("value_order", "rank")}
 
 # ---------------------------------------------------------------------------------- header
 st.title("Playground: KL vs exact OT vs ULD")
@@ -165,18 +186,37 @@ if s.token_ot_below_uld_half:
     )
 
 # ---------------------------------------------------------------------------------- the views
+rank = int(ss.rank) if 1 <= ss.rank <= n else None
+lit_t, lit_s = tidy.tokens_at_rank(p, q, rank) if rank else (None, None)
+lit_labels = (t_tok[lit_t] if lit_t is not None else None, s_tok[lit_s] if lit_s is not None else None)
 col_kl, col_uld = st.columns(2, gap="medium")
 with col_kl:
     st.subheader("KL: token by token")
-    st.altair_chart(charts.chart_distributions(p, q, t_tok, s_tok), width="stretch")
+    dist_key = f"dist_pick_{rank}"
+    st.altair_chart(charts.chart_distributions(p, q, t_tok, s_tok, selectable=True,
+                                               lit=(lit_t, lit_s) if rank else None),
+                    width="stretch", key=dist_key, on_select=partial(token_pick, dist_key, p, q),
+                    selection_mode=charts.TOKEN_SELECTION)
     st.caption("Bars at the same x are the same string tok_i on both sides: KL divides p_i by q_i there. "
-               "Hover for the token and its probability.")
+               "Hover for the token and its probability; click a bar to find its rank on the sorted curves.")
     export_figure(lambda: plots.plot_distributions(p, q), "distributions", "dist")
 with col_uld:
     st.subheader("ULD: sorted L1")
-    st.altair_chart(charts.chart_sorted(tidy.sorted_frame(p, q), log_x=n > 60), width="stretch")
+    sorted_key = f"sorted_pick_{rank}"
+    st.altair_chart(charts.chart_sorted(tidy.sorted_frame(p, q), log_x=n > 60, selectable=True, selected=rank),
+                    width="stretch", key=sorted_key, on_select=partial(rank_pick, sorted_key),
+                    selection_mode=charts.RANK_SELECTION)
     st.caption("Both sorted, largest first, the shorter zero-padded; the shaded area between the steps is ULD. "
-               "Token identities are gone: only the shapes are compared.")
+               "Token identities are gone: only the shapes are compared. Click a rank to light its two tokens up "
+               "everywhere.")
+if rank:
+    pv = p[lit_t] if lit_t is not None else 0.0
+    qv = q[lit_s] if lit_s is not None else 0.0
+    name = lambda label: f"**{label}**" if label is not None else "a padded zero"  # noqa: E731
+    st.info(f"Rank {rank}: the teacher's {name(lit_labels[0])} ({pv:.4f}) meets the student's {name(lit_labels[1])} "
+            f"({qv:.4f}); ULD adds |{pv:.4f} − {qv:.4f}| = {abs(pv - qv):.4f} there. Lit on the bars, the curves "
+            "and both plans.", icon=":material/ads_click:")
+    st.button("Clear the rank", key="clear_rank", on_click=clear_rank, icon=":material/close:")
     export_figure(lambda: plots.plot_sorted_curves(p, q, xscale="log" if n > 60 else "linear"), "sorted_curves",
                   "sorted")
 
@@ -203,8 +243,8 @@ with col_tok:
     layout = tidy.token_plan_layout(t, t_tok, s_tok)
     crop = tidy.PlanLayout(layout.rows[:PLAN_MAX], layout.cols[:PLAN_MAX], layout.row_labels[:PLAN_MAX],
                            layout.col_labels[:PLAN_MAX], layout.highlight[:PLAN_MAX, :PLAN_MAX], layout.highlight_label)
-    st.altair_chart(charts.chart_plan(tidy.plan_frame(t.plan, crop),
-                                      title=f"token space (value {t.value:.4f})"), width="content")
+    st.altair_chart(charts.chart_plan(tidy.plan_frame(t.plan, crop), title=f"token space (value {t.value:.4f})",
+                                      lit=tidy.lit_cells(crop, *lit_labels) if rank else None), width="content")
     rest = (" The **rest** bucket pools the mass outside the top-k; rest-to-rest costs 0 (two unknown tokens may "
             "be the same), every other move 1." if t.teacher_truncated_mass or t.student_truncated_mass else "")
     shown = f" Showing {len(crop.rows)} of {len(layout.rows)} rows." if len(layout.rows) > PLAN_MAX else ""
@@ -216,7 +256,8 @@ with col_val:
         vcrop = tidy.PlanLayout(vl.rows[:PLAN_MAX], vl.cols[:PLAN_MAX], vl.row_labels[:PLAN_MAX],
                                 vl.col_labels[:PLAN_MAX], vl.highlight[:PLAN_MAX, :PLAN_MAX], vl.highlight_label)
         st.altair_chart(charts.chart_plan(tidy.plan_frame(s.value_ot.plan, vcrop), mass_title="matched",
-                                          title=f"value space (= ULD {s.value_ot.value:.4f})"), width="content")
+                                          title=f"value space (= ULD {s.value_ot.value:.4f})",
+                                          lit=tidy.lit_cells(vcrop, *lit_labels) if rank else None), width="content")
         st.radio("value-space plan order", PARAMS["value_order"].choices, key="value_order", horizontal=True,
                  help="rank: both sorted by probability; ULD's own pairing (i-th largest with i-th largest) "
                       "is the diagonal, and POT's plan, equally optimal, keeps part of it and swaps the rest at "

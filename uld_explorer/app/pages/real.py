@@ -64,6 +64,18 @@ def chart_pick(key: str) -> None:
         ss.position = int(points[0]["index"])
 
 
+def rank_pick(key: str) -> None:
+    """Linked views: a click on a rank of the sorted curves or on a top-10 bar picks that rank."""
+    state = ss.get(key)
+    points = (state.selection.get(charts.RANK_SELECTION) or []) if state else []
+    if points and points[0].get("rank") is not None:
+        ss.rank = int(points[0]["rank"])
+
+
+def clear_rank() -> None:
+    ss.rank = 0
+
+
 def row_pick(key: str) -> None:
     state = ss.get(key)
     rows = state.selection.rows if state else []
@@ -204,19 +216,42 @@ if r.teacher_prob is not None:
 
 shared_ids = (set(shared.match.teacher_matched.tolist()), set(shared.match.student_matched.tolist()))
 top = tidy.top_k_frame(vec.p_base, vec.q_base, shared.teacher_strings, shared.student_strings, k=10, shared=shared_ids)
-st.altair_chart(charts.chart_top_k(top), width="content")
-st.caption("The ten most probable tokens of each side; faded: strings the other vocabulary does not have.")
+# linked views: a rank picked on the top-10 bars or the sorted curves; its two tokens lit on the bars,
+# the curves and the plan (not at a merged group: its curves rank groups, not tokens)
+linkable = not vec.merged
+rank = int(ss.rank) if linkable and 1 <= ss.rank <= max(len(vec.p_base), len(vec.q_base)) else None
+lit_t, lit_s = tidy.tokens_at_rank(vec.p_base, vec.q_base, rank) if rank else (None, None)
+lit_labels = (shared.teacher_strings[lit_t] if lit_t is not None else None,
+              shared.student_strings[lit_s] if lit_s is not None else None)
+top_key = f"top_pick_{r.index}_{rank}"
+st.altair_chart(charts.chart_top_k(top, selectable=linkable, lit_rank=rank), width="content", key=top_key,
+                on_select=partial(rank_pick, top_key) if linkable else "ignore", selection_mode=charts.RANK_SELECTION)
+st.caption("The ten most probable tokens of each side; faded: strings the other vocabulary does not have."
+           + (" Click a bar to pick its rank: its two tokens light up on the curves and the plan." if linkable else ""))
 curves = tidy.sorted_frame(vec.p, vec.q, n_max=SORTED_RANKS, subprobability=vec.merged)
 shown_area = float((curves["high"] - curves["low"]).sum())
-st.altair_chart(charts.chart_sorted(curves, log_x=True), width="stretch")
+curves_key = f"curves_pick_{r.index}_{rank}"
+st.altair_chart(charts.chart_sorted(curves, log_x=True, selectable=linkable,
+                                    selected=rank if rank and rank <= len(curves) else None),
+                width="stretch", key=curves_key, on_select=partial(rank_pick, curves_key) if linkable else "ignore",
+                selection_mode=charts.RANK_SELECTION)
 st.caption(f"Ranks 1-{len(curves)}: the shaded area is {shown_area:.4f} of ULD = {r.uld:.4f} "
            f"(the other ranks hold {max(0.0, r.uld - shown_area):.4f}).")
+if rank:
+    pv = float(vec.p_base[lit_t]) if lit_t is not None else 0.0
+    qv = float(vec.q_base[lit_s]) if lit_s is not None else 0.0
+    name = lambda label: repr(label) if label is not None else "a padded zero"  # noqa: E731
+    st.info(f"Rank {rank}: the teacher's {name(lit_labels[0])} ({pv:.4f}) meets the student's "
+            f"{name(lit_labels[1])} ({qv:.4f}); ULD adds |{pv:.4f} − {qv:.4f}| = {abs(pv - qv):.4f} there.",
+            icon=":material/ads_click:")
+    st.button("Clear the rank", key="clear_rank", on_click=clear_rank, icon=":material/close:")
 export_figure(lambda: plots.plot_sorted_curves(vec.p, vec.q, xscale="log", subprobability=vec.merged),
               f"sorted_curves_{r.index}", "sorted")
 plan = ux.token_space_ot_top_k(vec.p_base, vec.q_base, shared.teacher_keys, shared.student_keys, k=PLAN_K)
 layout = tidy.token_plan_layout(plan, shared.teacher_strings, shared.student_strings, order="matched")
 st.altair_chart(charts.chart_plan(tidy.plan_frame(plan.plan, layout),
-                                  title=f"token-space transport plan, top-{PLAN_K} + rest (value {plan.value:.4f})"),
+                                  title=f"token-space transport plan, top-{PLAN_K} + rest (value {plan.value:.4f})",
+                                  lit=tidy.lit_cells(layout, *lit_labels) if rank else None),
                 width="content")
 st.caption(f"Outlined: the same string on both sides (cost 0); every other move costs 1. The table's token OT "
            f"uses the top-{cfg.top_k}: {fmt(r.token_ot_string)}. The rest buckets move to each other for free.")
