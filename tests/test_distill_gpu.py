@@ -1,7 +1,7 @@
 """The GPU paths: skipped without CUDA (CI and most machines), run where a GPU is at hand.
 
-``benchmarks/gpu_check.py`` is the one prepared script for a lent GPU machine (figures for the
-README); these tests check the same paths for correctness.
+``benchmarks/gpu_check.py`` is the one prepared script for a lent GPU machine (figures for
+docs/benchmarks.md); these tests check the same paths for correctness.
 """
 
 from __future__ import annotations

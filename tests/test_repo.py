@@ -58,17 +58,18 @@ def test_the_library_never_imports_streamlit():
     assert not offenders, offenders
 
 
-def test_readme_layout_names_every_folder_and_module():
-    """README's Layout block lists each tracked top-level folder and each module of the package."""
-    text = (ROOT / "README.md").read_text()
-    layout = re.search(r"## Layout\n\n```\n(.+?)\n```", text, re.S).group(1)
+def test_the_layout_page_names_every_folder_and_module():
+    """The guide's Layout page (docs/guide/layout.md) lists each tracked top-level folder and each
+    module of the package."""
+    text = (ROOT / "docs" / "guide" / "layout.md").read_text()
+    layout = re.search(r"# Layout\n\n```\n(.+?)\n```", text, re.S).group(1)
     files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     folders = {f.split("/")[0] + "/" for f in files if "/" in f and not f.startswith(".")}
     modules = {Path(f).name for f in files
                if re.fullmatch(r"uld_explorer/(\w+/)?[a-z]\w*\.py", f) and not f.startswith("uld_explorer/app/")}
     named = set(re.findall(r"[\w./]+", layout))
-    assert folders - named == set(), "README Layout misses these folders"
-    assert {m for m in modules if m not in named} == set(), "README Layout misses these modules"
+    assert folders - named == set(), "docs/guide/layout.md misses these folders"
+    assert {m for m in modules if m not in named} == set(), "docs/guide/layout.md misses these modules"
 
 
 def _python_files() -> list[Path]:

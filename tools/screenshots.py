@@ -1,4 +1,4 @@
-"""Take the README's screenshots of the app: every page of the router, as a visitor first sees it.
+"""Take the documentation's screenshots of the app (README, docs/): every page of the router, as a visitor first sees it.
 
 Usage (from the repository root, in the environment the tests use: ``pip install -e ".[dev]"``,
 with Debian's Chromium, ``apt-get install -y chromium``; the Real page needs the zoo's default

@@ -60,7 +60,7 @@ def check_real(value: Any, name: str, what: str = "a finite number") -> float:
     return t
 
 
-#: The smallest temperature accepted: logits / T stays representable in float32 (|z| / T <= ~1e9 for
+#: The smallest temperature accepted: logits / T stays representable in float32 (``|z| / T <= ~1e9`` for
 #: logits up to 1e3; far below it softmax(z / T) is already one-hot, and near 1e-38 it overflows to
 #: inf and the distribution becomes NaN only after the models have run).
 MIN_TEMPERATURE = 1e-6

@@ -385,7 +385,7 @@ def uld_distance(p: Any, q: Any, *, validate: bool = True, subprobability: bool 
 
     References
     ----------
-    .. [1] Boizard et al. 2024, TMLR, eq. (ULD), arXiv:2402.12030.
+    .. [#uld-distance-ref] Boizard et al. 2024, TMLR, eq. (ULD), arXiv:2402.12030.
 
     Examples
     --------
@@ -517,7 +517,7 @@ def uld_top_k(
 
     References
     ----------
-    .. [1] Boizard et al. 2024, TMLR, arXiv:2402.12030 (the full-vocabulary loss).
+    .. [#uld-top-k-ref] Boizard et al. 2024, TMLR, arXiv:2402.12030 (the full-vocabulary loss).
 
     Examples
     --------

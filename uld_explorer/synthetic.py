@@ -96,7 +96,7 @@ def synthetic_pair(
 
 
 def synthetic_tokens(V: int, prefix: str = "tok") -> list[str]:
-    """Token strings ``tok0 .. tok{V-1}`` for synthetic vocabularies (token i of both sides is
+    """Token strings ``tok0`` to ``tok{V-1}`` for synthetic vocabularies (token i of both sides is
     the same string, so the vocabularies share their first ``min(V_t, V_s)`` tokens).
 
     >>> synthetic_tokens(3)

@@ -19,7 +19,7 @@ __all__ = ["budget_frame", "classes_frame", "findings_frame", "groups_frame"]
 
 
 def findings_frame(report: dict[str, Any]) -> pd.DataFrame:
-    """One row per finding, worst first: level, check, message, fix, examples (joined by `` · ``)."""
+    """One row per finding, worst first: level, check, message, fix, examples (joined by a middle dot)."""
     return pd.DataFrame([{"level": f["level"], "check": f["check"], "message": f["message"], "fix": f["fix"],
                           "examples": " · ".join(f["examples"])} for f in report["findings"]],
                         columns=["level", "check", "message", "fix", "examples"])

@@ -23,7 +23,7 @@ IDENTITY_GAP = 0.25
 KL_SMALL, KL_LARGE = 0.1, 1.0
 #: A side with less than this mass on the shared strings: KL sees only part of it.
 LOW_COVERAGE = 0.8
-#: A merged group whose mass gap |m_t - m_s| is at least this share of its ULD: ULD is read as
+#: A merged group whose mass gap ``|m_t - m_s|`` is at least this share of its ULD: ULD is read as
 #: the gap (one model much surer of the group's other pieces), not as a difference of shape.
 MASS_GAP_SHARE = 0.5
 

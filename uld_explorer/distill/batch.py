@@ -26,20 +26,31 @@ __all__ = ["Batch", "make_batch"]
 class Batch:
     """One (local) batch. Shapes: B examples, L padded length, R student answer rows, P aligned pairs.
 
+    Attributes
+    ----------
     input_ids, attention_mask : (B, L)
-    positions : (R,) flat index into (B * L) of the positions predicting answer tokens
-    labels : (R,) the student's answer token ids
-    pair_s : (P,) student row (into R) of each pair's base token
-    pair_t : (P,) teacher cache row of each pair's base token
-    merged : bool, some group has several tokens (byte-offset alignment)
-    others_s, others_t : (M,) rows of the non-base tokens of multi-token groups, and
-    others_pair_s, others_pair_t : (M,) the pair each belongs to
-    same_s, same_t : (A,) student and teacher rows of the answer tokens both tokenizers cut alike
-        (one token each side over the same bytes: byte-offset groups of one token each); the
-        eval metrics that compare token identities (top-1 agreement, KL on shared strings) use
-        these, whatever the training alignment
-    hidden : (B, L, H) or None, the frozen trunk's cached states per input position
-        (``train_last_layers > 0``, :mod:`.trunk_cache`; zeros at padding)
+    positions : (R,)
+        Flat index into (B * L) of the positions predicting answer tokens.
+    labels : (R,)
+        The student's answer token ids.
+    pair_s : (P,)
+        Student row (into R) of each pair's base token.
+    pair_t : (P,)
+        Teacher cache row of each pair's base token.
+    merged : bool
+        Some group has several tokens (byte-offset alignment).
+    others_s, others_t : (M,)
+        Rows of the non-base tokens of multi-token groups.
+    others_pair_s, others_pair_t : (M,)
+        The pair each of them belongs to.
+    same_s, same_t : (A,)
+        Student and teacher rows of the answer tokens both tokenizers cut alike (one token each
+        side over the same bytes: byte-offset groups of one token each); the eval metrics that
+        compare token identities (top-1 agreement, KL on shared strings) use these, whatever the
+        training alignment.
+    hidden : (B, L, H) or None
+        The frozen trunk's cached states per input position (``train_last_layers > 0``,
+        :mod:`.trunk_cache`; zeros at padding).
     """
 
     input_ids: torch.Tensor

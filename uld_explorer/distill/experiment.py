@@ -53,7 +53,7 @@ from .rundir import RunDir
 __all__ = ["ExperimentConfig", "ExperimentDir", "FORMAT", "comma_list", "run_name", "step0_key", "score_student",
            "run_experiment", "summarise", "number", "csv_text", "CSV_COLUMNS"]
 
-#: The format of experiment.json, heldout.json, step0/*.json and results.json.
+#: The format of ``experiment.json``, ``heldout.json``, ``step0/*.json`` and ``results.json``.
 FORMAT = 1
 
 

@@ -37,7 +37,7 @@ __all__ = ["train", "batch_indices", "lr_at", "device_and_precision"]
 
 
 def batch_indices(n: int, batch_size: int, seed: int, step: int) -> list[int]:
-    """The global batch of step ``step``: positions ``step*B .. step*B + B - 1`` of the stream of
+    """The global batch of step ``step``: positions ``step*B`` to ``step*B + B - 1`` of the stream of
     epochs, each epoch a permutation of ``range(n)`` drawn from ``seed`` and its number. A pure
     function of its arguments (resume needs no data-loader state).
 

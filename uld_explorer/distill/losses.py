@@ -5,7 +5,7 @@ A loss is a weighted sum of PARTS (:data:`PARTS`), each a mean over its own deno
 student's answer tokens for CE, the aligned (teacher, student) pairs for the others. The
 runner (:func:`loss_sums` computes the parts a loss names, :func:`combine` weighs them), the
 config's check and the CLI's ``--loss`` choices, the app's menu, the run curves
-(:data:`~.runs.METRICS`) and the README read the registry. Adding a loss is one :class:`Loss`
+(:data:`~.runs.METRICS`) and the guide's loss table (docs/guide/distill.md) read the registry. Adding a loss is one :class:`Loss`
 entry (plus a :class:`Part` and its sum function when the loss needs a new part) and its tests.
 
 Teacher first (``p``, from the :class:`~.teacher_cache.TeacherCache`), student second (``q``,

@@ -6,7 +6,7 @@ summarise run directories as :class:`RunInfo` (the state of a run launched in th
 included), :func:`runs_frame` tabulates them, :func:`metrics_frame` and :func:`probe_frame` give
 their curves and probes as tidy pandas frames (:data:`METRICS` names the curves).
 :func:`read_metrics` and :func:`read_probe` are ``RunDir(d).metrics()`` and ``RunDir(d).probe()``.
-The plain-words reading of the curves is :mod:`.reading`. Importable without torch; the runs
+The plain-words reading of the curves is :mod:`~uld_explorer.distill.reading`. Importable without torch; the runs
 directory defaults to ``$ULD_EXPLORER_RUNS`` or ``./runs``.
 """
 

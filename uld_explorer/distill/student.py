@@ -91,7 +91,7 @@ def decoder_layers(model: Any) -> torch.nn.ModuleList:
 def top_model(model: Any, k: int) -> Any:
     """The model's base (decoder) with only its last ``k`` layers, SHARING their weights, its final
     norm and rotary embedding with ``model``: ``top_model(model, k)(inputs_embeds=h, attention_mask=m)``
-    runs the model's own forward (positions ``0 .. L-1``, its causal + padding mask) from the
+    runs the model's own forward (positions 0 to L - 1, its causal + padding mask) from the
     hidden states ``h`` (B, L, H) that enter layer ``L - k``. A shallow copy: nothing is allocated."""
     base = model.base_model
     top = copy.copy(base)

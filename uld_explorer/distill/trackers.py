@@ -60,6 +60,7 @@ class CSVTracker(GeneralTracker):
         return None
 
     def log(self, values: dict, step: int | None = None, **kwargs: Any) -> None:
+        """Append one ``step,name,value`` row per number of ``values``."""
         if self._file is None:
             self.start()
         w = csv.writer(self._file)

@@ -22,7 +22,7 @@ __all__ = ["SharedStrings", "StringMatch", "VocabOverlap", "covered_mass", "matc
 
 
 def vocab_bytes(tokenizer: Any, vocab_size: int | None = None) -> list[bytes]:
-    """The exact bytes of every id ``0 .. V-1``: the key to match two vocabularies on.
+    """The exact bytes of every id 0 to V - 1: the key to match two vocabularies on.
 
     Byte-level ``'Ġ'`` and SentencePiece ``'▁'`` both become a space byte, byte fallback
     ``'<0xHH>'`` that byte (:func:`~uld_explorer.text.spelling.token_bytes`); so ``b' Paris'`` is
@@ -62,7 +62,7 @@ def vocab_bytes(tokenizer: Any, vocab_size: int | None = None) -> list[bytes]:
 
 
 def vocab_strings(tokenizer: Any, vocab_size: int | None = None) -> list[str]:
-    """The normalized, readable string of every id ``0 .. V-1``: :func:`vocab_bytes` decoded as
+    """The normalized, readable string of every id 0 to V - 1: :func:`vocab_bytes` decoded as
     UTF-8, invalid bytes shown ``'\\xNN'`` (for display; match on :func:`vocab_bytes`).
 
     Parameters

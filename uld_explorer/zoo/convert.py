@@ -34,7 +34,7 @@ __all__ = ["SELF_CHECK_ATOL", "SELF_CHECK_TEXT", "Converter", "convert_gguf"]
 
 #: Text used to check that the converted model gives the same logits as the GGUF-loaded one.
 SELF_CHECK_TEXT = "The capital of France is"
-#: Largest allowed |logit difference| between the GGUF-loaded and the converted model (both
+#: Largest allowed absolute logit difference between the GGUF-loaded and the converted model (both
 #: float32, same weights: the difference is 0.0 in practice).
 SELF_CHECK_ATOL = 1e-3
 #: A conversion step, ``converter(gguf, out, progress, bar) -> self-check figures``, as
@@ -126,7 +126,7 @@ def convert_gguf(gguf: Path, out: Path, progress: bool, bar: tqdm) -> dict[str, 
     Returns
     -------
     dict
-        ``max_abs_diff_fresh`` and ``max_abs_diff_saved`` (largest |logit difference| to the
+        ``max_abs_diff_fresh`` and ``max_abs_diff_saved`` (largest absolute logit difference to the
         GGUF-loaded model, before saving and after reloading), ``logits_vocab`` and a few more
         figures, all recorded in the folder's marker.
     """
