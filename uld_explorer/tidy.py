@@ -4,6 +4,10 @@ The matplotlib figures (:mod:`uld_explorer.plots`: exports, notebooks) and the i
 charts (:mod:`uld_explorer.charts`: the app) draw from these frames, so the ordering, padding and
 labelling of a figure is decided once, here. Every frame is plain pandas; every number in it comes
 from the library's math.
+
+One job: turning the library's results into the rows a picture draws, and the orderings that link
+two pictures (a rank and the tokens holding it: :func:`tokens_at_rank`, :func:`rank_of_token`,
+:func:`lit_cells`).
 """
 
 from __future__ import annotations
