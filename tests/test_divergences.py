@@ -402,6 +402,56 @@ def test_gradcheck_uld_from_logits_teacher_and_student(V_t, V_s):
     assert torch.autograd.gradcheck(f, (zt, zs), eps=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("V_t,V_s,batch", [(1000, 700, (4, 3)), (300, 2000, (4, 3)), (500, 400, (37,))])
+def test_uld_from_logits_fast_path_equals_autograd_of_the_restated_formula(dtype, V_t, V_s, batch):
+    """The fused path (each chunk of rows: both softmaxes and their sorted L1 in one task; the
+    backward through the softmax fused) against autograd of the paper's formula restated with
+    torch ops: softmax (float32 for half precision), pad, sort both, L1 over the vocabulary;
+    values and student gradients. 37 rows: several chunks, spread over threads."""
+    g = torch.Generator().manual_seed(V_t + V_s)
+    zt = (3 * torch.randn(*batch, V_t, generator=g)).to(dtype)
+    zs = (3 * torch.randn(*batch, V_s, generator=g)).to(dtype).requires_grad_()
+    w = torch.rand(*batch, generator=g, dtype=torch.float64)  # an upstream gradient that is not all ones
+    fast = uld_from_logits(zt, zs, teacher_temperature=0.7, student_temperature=1.3)
+    (fast * w.to(fast.dtype)).sum().backward()
+    z2 = zs.detach().clone().requires_grad_()
+    work = torch.float64 if dtype == torch.float64 else torch.float32
+    p = torch.softmax(zt.to(work) / 0.7, -1)
+    q = torch.softmax(z2.to(work) / 1.3, -1)
+    n = max(V_t, V_s)
+    ps = torch.nn.functional.pad(p, (0, n - V_t)).sort(-1, descending=True).values
+    qs = torch.nn.functional.pad(q, (0, n - V_s)).sort(-1, descending=True).values
+    ref = (ps - qs).abs().sum(-1)
+    (ref * w.to(work)).sum().backward()
+    tol = dict(rtol=1e-9, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(fast.to(work), ref.detach(), **tol)
+    assert zs.grad.dtype == dtype
+    if dtype == torch.bfloat16:  # 8-bit mantissas tie many probabilities: ULD's gradient at a tie is any
+        return  # subgradient, and two sorts may break it differently; the values above still agree
+    gtol = dict(rtol=1e-9, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-3, atol=1e-6)
+    torch.testing.assert_close(zs.grad.to(work), z2.grad.to(work), **gtol)
+
+
+@pytest.mark.parametrize("bad, match", [(float("nan"), "must not contain NaN or \\+inf"),
+                                        (float("inf"), "must not contain NaN or \\+inf")])
+def test_uld_from_logits_fast_path_names_nan_and_plus_inf(bad, match):
+    """Either side, either the long or the short one: the fault found by a row's maximum (the
+    teacher's taken from the top part of its partitioned logits, where NumPy puts a NaN) and
+    named by the library's softmax."""
+    zt = torch.zeros(2, 5)
+    zs = torch.zeros(2, 3, requires_grad=True)
+    with torch.no_grad():
+        zs[1, 2] = bad
+    with pytest.raises(ValueError, match="^student_logits " + match):
+        uld_from_logits(zt, zs)
+    for V_t, V_s in ((40, 3), (3, 40)):
+        zt, zs = torch.zeros(3, V_t), torch.zeros(3, V_s, requires_grad=True)
+        zt[2, 1] = bad
+        with pytest.raises(ValueError, match="^teacher_logits " + match):
+            uld_from_logits(zt, zs)
+
+
 def _tie_free(rng, shape):
     """Random distributions whose entries are all distinct and positive (gaps >= 0.5 / sum)."""
     V = shape[-1]

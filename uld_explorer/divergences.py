@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from scipy.special import xlogy as _np_xlogy
 
+from .checks import check_temperature
 from .distributions import Array, as_float64, check_pair, is_torch, softmax
 from .text.vocab import StringMatch, match_strings
 
@@ -413,6 +414,160 @@ def uld_distance(p: Any, q: Any, *, validate: bool = True, subprobability: bool 
     return value.reshape(batch)
 
 
+def _softmax_one_pass(z: torch.Tensor, T: float, name: str, temperature_name: str) -> torch.Tensor:
+    """``softmax(z / T)`` of a torch tensor's rows, float32 for half precision, without autograd:
+    the row maxima (one pass) also validate (NaN or ``+inf`` anywhere, or a row of ``-inf`` only,
+    makes a maximum non-finite: only then are the inputs searched, by the library's
+    :func:`~uld_explorer.distributions.softmax`, for the message); then
+    ``exp((z - max) / T) / sum`` in place in one buffer (the maximum subtracted, the sum by
+    torch's pairwise reduction: the same values as :func:`~uld_explorer.distributions.softmax` to
+    float32 rounding)."""
+    x = z.detach()
+    if not x.is_floating_point() or x.dtype in (torch.float16, torch.bfloat16):
+        x = x.float()
+    m = x.amax(-1, keepdim=True)
+    if not bool(torch.isfinite(m).all()):
+        softmax(z, T, name, temperature_name=temperature_name)  # raises, naming the argument and the row
+    out = torch.sub(x, m)
+    if T != 1.0:
+        out.div_(T)
+    out.exp_()
+    out.div_(out.sum(-1, keepdim=True))
+    return out
+
+
+def _uld_logits_numpy(zt: np.ndarray, zs: np.ndarray, T_t: float, T_s: float, grad: bool):
+    r"""ULD of the rows' softmaxes on CPU, one chunk of rows per worker task: each task takes its
+    rows' softmaxes (max, exp, sum and scale in place, in cache), their sorted L1 and, with
+    ``grad``, the gradient of each row's ULD w.r.t. the student's logits times ``T_s``,
+    :math:`d = q \odot (s - \langle s, q\rangle)` (``s`` the int8 signs), written over ``q``
+    while it is still in cache: the backward is then one product. ``zt`` (R, V_t), ``zs``
+    (R, V_s), float32 or float64. Returns ``(value (R,) float64, d (R, V_s) or None)``, or
+    ``(None, None)`` when a row's maximum is not finite (the caller then names the fault)."""
+    R, V_t = zt.shape
+    V_s = zs.shape[1]
+    value = np.empty(R, dtype=np.float64)
+    q = np.empty(zs.shape, dtype=zs.dtype)
+    bad = np.zeros(R, dtype=bool)
+    teacher_long = V_t >= V_s
+
+    def soft(z: np.ndarray, T: float, out: np.ndarray) -> np.ndarray:
+        m = z.max(-1, keepdims=True)
+        np.subtract(z, m, out=out)
+        if T != 1.0:
+            out *= 1.0 / T
+        np.exp(out, out=out)
+        out *= 1.0 / out.sum(-1, keepdims=True)
+        return ~np.isfinite(m[:, 0])
+
+    def work(s: int) -> None:
+        rows = slice(s, s + _CPU_CHUNK_ROWS)
+        qc = q[rows]
+        sign = np.empty(qc.shape, dtype=np.int8) if grad else None
+        if teacher_long:
+            # the teacher (no gradient): only its top V_s meet the student, in order; the rest count
+            # by their sum. exp is monotone, so the LOGITS are partitioned (the top V_s of p are
+            # exp of the top V_s of z), then exponentiated in the partitioned copy; the two parts'
+            # sums make the normaliser, and only the top part is sorted and scaled.
+            part = np.partition(zt[rows], V_t - V_s, axis=-1)
+            mx = part[:, V_t - V_s :].max(-1, keepdims=True)  # the row's maximum is in its top part (a NaN too:
+            bad[rows] = ~np.isfinite(mx[:, 0]) | soft(zs[rows], T_s, qc)  # NumPy orders NaN last)
+            if bad[rows].any():
+                return
+            np.subtract(part, mx, out=part)
+            if T_t != 1.0:
+                part *= 1.0 / T_t
+            np.exp(part, out=part)
+            rest = part[:, : V_t - V_s].sum(-1).astype(np.float64)  # NumPy's pairwise sums, in the row's dtype
+            inv = 1.0 / (rest + part[:, V_t - V_s :].sum(-1).astype(np.float64))
+            top = np.sort(part[:, V_t - V_s :], axis=-1)
+            top *= inv.astype(top.dtype)[:, None]
+            sb, ib = _sort_rows_np(qc, grad)
+            diff = top - sb  # (c, V_s): rank by rank, ascending
+            value[rows] = np.abs(diff).sum(-1, dtype=np.float64) + rest * inv
+            if grad:
+                sign[np.arange(qc.shape[0])[:, None], ib] = -np.sign(diff).astype(np.int8)
+        else:
+            p = np.empty(zt[rows].shape, dtype=zt.dtype)
+            bad[rows] = soft(zt[rows], T_t, p) | soft(zs[rows], T_s, qc)
+            if bad[rows].any():
+                return
+            _sorted_l1_rows_np(qc, p, value[rows], sign, None)
+        if grad:  # d = q * (s - <s, q>), in place over q
+            sq = np.multiply(qc, sign, dtype=qc.dtype)
+            dot = sq.sum(-1, keepdims=True)
+            np.subtract(sq, np.multiply(qc, dot, out=qc), out=qc)
+
+    starts = range(0, R, _CPU_CHUNK_ROWS)
+    workers = max(1, min(torch.get_num_threads(), len(starts)))
+    with np.errstate(invalid="ignore", over="ignore"):
+        if workers == 1:
+            for s in starts:
+                work(s)
+        else:
+            with ThreadPoolExecutor(workers) as pool:
+                list(pool.map(work, starts))
+    if bad.any():
+        return None, None
+    return value, (q if grad else None)
+
+
+class _ULDLogitsFunction(torch.autograd.Function):
+    r"""ULD of ``softmax(z_t / T_t)`` and ``softmax(z_s / T_s)`` (rows), differentiable w.r.t. the
+    student's logits only. Forward on CPU: one worker task per chunk of rows computes both
+    softmaxes (max, exp, sum, scale, in place and in cache; a non-finite row maximum flags NaN,
+    ``+inf`` or an all ``-inf`` row, then named by :func:`~uld_explorer.distributions.softmax`)
+    and their sorted L1 with the student's int8 signs ``s``, and then, still in cache, the product
+    the backward needs (:func:`_uld_logits_numpy`); on GPU :func:`_softmax_one_pass` and torch's
+    kernels. The backward through the softmax never builds its Jacobian:
+
+    .. math:: \frac{\partial L}{\partial z_j} = \frac{\bar L}{T_s}\, q_j\Big(s_j - \sum_k s_k q_k\Big)
+
+    (on CPU one product with the saved :math:`q \odot (s - \langle s, q\rangle)`; on GPU torch's
+    fused softmax backward). Checked against autograd of the restated formula
+    (tests/test_divergences.py)."""
+
+    @staticmethod
+    def forward(ctx, zt: torch.Tensor, zs: torch.Tensor, T_t: float, T_s: float):  # (R, V_t), (R, V_s)
+        grad = ctx.needs_input_grad[1]
+        value = None
+        if zt.device.type == "cpu" and zs.device.type == "cpu":  # the rows' softmaxes and ULD, chunk by chunk
+            wide = lambda z: z.detach().float() if z.dtype not in (torch.float32, torch.float64) else z.detach()  # noqa: E731
+            a, b = wide(zt), wide(zs)
+            if a.dtype != b.dtype:
+                a, b = a.double(), b.double()
+            value, d = _uld_logits_numpy(a.contiguous().numpy(), b.contiguous().numpy(), T_t, T_s, grad)
+            if value is None:  # a row's maximum is not finite: name the argument and the row
+                _softmax_one_pass(zt, T_t, "teacher_logits", "teacher_temperature")
+                _softmax_one_pass(zs, T_s, "student_logits", "student_temperature")
+            value = torch.from_numpy(value)
+            if grad:
+                ctx.save_for_backward(torch.from_numpy(d))
+            ctx.T_s, ctx.dtype, ctx.fused = T_s, zs.dtype, True
+            return value.to(dtype=b.dtype)
+        if value is None:  # GPU: torch's kernels
+            p = _softmax_one_pass(zt, T_t, "teacher_logits", "teacher_temperature")
+            q = _softmax_one_pass(zs, T_s, "student_logits", "student_temperature")
+            if p.shape[-1] >= q.shape[-1]:
+                value, _, sign_q = _sorted_l1(p, q, False, grad)
+            else:
+                value, sign_q, _ = _sorted_l1(q, p, grad, False)
+        if grad:
+            ctx.save_for_backward(q, sign_q)
+        ctx.T_s, ctx.dtype, ctx.fused = T_s, zs.dtype, False
+        return value.to(dtype=q.dtype, device=zs.device)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):  # (R,)
+        if ctx.fused:  # CPU: the forward left d = q * (s - <s, q>); dL/dz = d * grad_out / T_s
+            (d,) = ctx.saved_tensors
+            return None, torch.mul(d, (grad_out.to(d.dtype) / ctx.T_s).unsqueeze(-1)).to(ctx.dtype), None, None
+        q, sign = ctx.saved_tensors
+        g = torch.mul(sign, (grad_out.to(q.dtype) / ctx.T_s).unsqueeze(-1))  # (R, V_s): dL/dq, over T_s
+        # q * (g - sum_k g_k q_k): torch's fused softmax backward (two passes, no temporaries)
+        return None, torch._softmax_backward_data(g, q, -1, q.dtype).to(ctx.dtype), None, None
+
+
 def uld_from_logits(
     teacher_logits: Any,
     student_logits: Any,
@@ -429,12 +584,28 @@ def uld_from_logits(
     precision (:func:`~uld_explorer.distributions.softmax`: float32 for half-precision logits) and
     refuses NaN, ``+inf`` and rows whose every logit is ``-inf``: the result is never NaN.
 
+    For torch logits whose teacher needs no gradient (the training case), one fused pass per side
+    and a backward through the softmax without its Jacobian (:class:`_ULDLogitsFunction`); else
+    the softmax, then :func:`uld_distance`.
+
     Examples
     --------
     >>> z = np.array([2.0, 1.0, 0.0])
     >>> float(uld_from_logits(z, z[::-1]))
     0.0
     """
+    if (is_torch(teacher_logits) and is_torch(student_logits) and not teacher_logits.requires_grad
+            and teacher_logits.dim() > 0 and student_logits.dim() > 0):
+        T_t = check_temperature(teacher_temperature, "teacher_temperature")
+        T_s = check_temperature(student_temperature, "student_temperature")
+        bt, bs = tuple(teacher_logits.shape[:-1]), tuple(student_logits.shape[:-1])
+        if bt != bs:
+            raise ValueError(f"teacher_logits and student_logits must have the same batch shape: got "
+                             f"{tuple(teacher_logits.shape)} and {tuple(student_logits.shape)}")
+        if teacher_logits.shape[-1] and student_logits.shape[-1]:
+            out = _ULDLogitsFunction.apply(teacher_logits.reshape(-1, teacher_logits.shape[-1]),
+                                           student_logits.reshape(-1, student_logits.shape[-1]), T_t, T_s)
+            return out.reshape(bt)
     p = softmax(teacher_logits, teacher_temperature, "teacher_logits", temperature_name="teacher_temperature")
     q = softmax(student_logits, student_temperature, "student_logits", temperature_name="student_temperature")
     if tuple(p.shape[:-1]) != tuple(q.shape[:-1]):
