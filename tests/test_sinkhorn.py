@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import ot
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import uld_explorer as ux
@@ -93,12 +93,20 @@ def test_zero_mass_entries_and_the_value_only_mode():
 @settings(max_examples=25, deadline=None)
 @given(st.integers(2, 9), st.integers(2, 9), st.integers(1, 8), st.integers(0, 10_000),
        st.sampled_from([0.01, 0.05, 0.3]))
+@example(3, 8, 4, 9, 0.01)  # found by CI: tiny Dirichlet(0.5) masses at epsilon 0.01 need more than 10,000 iterations
 def test_small_random_supports_stay_within_the_entropic_bound_of_emd2(V_t, V_s, k, seed, eps):
+    """Converged: within the entropic bound of POT's exact emd2. Not converged (tiny masses at a
+    small epsilon can need more than the iteration limit): refused with the message naming the
+    fix, never a value."""
     rng = np.random.default_rng(seed)
     p, q = rng.dirichlet(np.ones(V_t) * 0.5), rng.dirichlet(np.ones(V_s) * 0.5)
     tt = [rng.choice(["a", "b", "c", "d", "e"]) + str(i % 3) for i in range(V_t)]
     ts = [rng.choice(["a", "b", "c", "d", "e"]) + str(j % 3) for j in range(V_s)]
-    r = token_space_sinkhorn_top_k(p, q, tt, ts, k=k, epsilon=eps, cost="edit")
+    try:
+        r = token_space_sinkhorn_top_k(p, q, tt, ts, k=k, epsilon=eps, cost="edit")
+    except OTNotConvergedError as err:
+        assert "did not converge" in str(err) and "Raise epsilon" in str(err), err
+        return
     a, b = np.append(p[r.teacher_index], r.teacher_truncated_mass), np.append(q[r.student_index],
                                                                            r.student_truncated_mass)
     emd2 = float(ot.emd2(a, b, r.cost))
