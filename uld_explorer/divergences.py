@@ -276,6 +276,13 @@ def sorted_l1_numpy(a: np.ndarray, b: np.ndarray, grad_a: bool, grad_b: bool):
             None if sign_a is None else sign_a[rows], None if sign_b is None else sign_b[rows],
         )
 
+    _over_chunks(work, R)
+    return value, sign_a, sign_b
+
+
+def _over_chunks(work: Any, R: int) -> None:
+    """``work(start)`` for each chunk of :data:`_CPU_CHUNK_ROWS` of R rows, spread over torch's
+    intra-op thread count (the NumPy kernels release the GIL)."""
     starts = range(0, R, _CPU_CHUNK_ROWS)
     workers = max(1, min(torch.get_num_threads(), len(starts)))
     if workers == 1:
@@ -284,7 +291,6 @@ def sorted_l1_numpy(a: np.ndarray, b: np.ndarray, grad_a: bool, grad_b: bool):
     else:
         with ThreadPoolExecutor(workers) as pool:
             list(pool.map(work, starts))
-    return value, sign_a, sign_b
 
 
 def sorted_l1_torch(a: torch.Tensor, b: torch.Tensor, grad_a: bool, grad_b: bool):
@@ -498,15 +504,8 @@ def _uld_logits_numpy(zt: np.ndarray, zs: np.ndarray, T_t: float, T_s: float, gr
             dot = sq.sum(-1, keepdims=True)
             np.subtract(sq, np.multiply(qc, dot, out=qc), out=qc)
 
-    starts = range(0, R, _CPU_CHUNK_ROWS)
-    workers = max(1, min(torch.get_num_threads(), len(starts)))
     with np.errstate(invalid="ignore", over="ignore"):
-        if workers == 1:
-            for s in starts:
-                work(s)
-        else:
-            with ThreadPoolExecutor(workers) as pool:
-                list(pool.map(work, starts))
+        _over_chunks(work, R)
     if bad.any():
         return None, None
     return value, (q if grad else None)
