@@ -135,6 +135,9 @@ def test_kl_nonnegative_zero_iff_equal(rng):
         assert float(kl_divergence(p, p)) == 0.0
         assert float(js_divergence(p, p)) == 0.0
         assert float(kl_divergence(torch.from_numpy(p), torch.from_numpy(p))) == 0.0
+    third = np.full(3, 1 / 3)  # its terms' rounding summed to -5.6e-17 before JS was clamped at 0 (hypothesis)
+    assert float(js_divergence(third, third)) == 0.0
+    assert float(js_divergence(torch.from_numpy(third), torch.from_numpy(third))) == 0.0
     for _ in range(20):
         p, q = dirichlet(rng, 6), dirichlet(rng, 6)
         assert not np.array_equal(p, q)
