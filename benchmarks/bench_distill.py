@@ -40,7 +40,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5, help="interleaved repeats of the step measurements")
     ap.add_argument("--pretrained-steps", type=int, default=0, help="steps of the cpu-pretrained run (0: the preset's)")
     ap.add_argument("--only", choices=["demo", "pretrained"], help="run sections 1-3 (demo) or 4 (pretrained) only")
-    ap.add_argument("--only-steps", action="store_true", help="measure the steps (1.) only")
+    ap.add_argument("--only-steps", action="store_true", help="measure the steps only (1., and 4. without its run)")
     args = ap.parse_args()
     print(f"machine: {cpu_name()}, {torch.get_num_threads()} torch threads; torch {torch.__version__}; "
           f"load average {' '.join(f'{x:.1f}' for x in _load())}")
@@ -60,9 +60,22 @@ def _load() -> tuple[float, ...]:
         return ()
 
 
+def _uld_part(net, b, prep, cfg) -> float:
+    """Seconds of the ULD part of a step alone: ``loss_sums(..., parts=["uld"])`` (what the step runs
+    for it: the pairs' rows of the logits, the teacher's cached rows, the estimate) forward and
+    backward into the logits, from the model's logits computed beforehand without a graph."""
+    from uld_explorer.distill.losses import loss_sums
+
+    with torch.no_grad():
+        z = net(b.input_ids, b.attention_mask, b.positions, b.hidden if net.train_last_layers else None).float()
+    z.requires_grad_(True)
+    t = time.perf_counter()
+    loss_sums(z, b, prep.cache, cfg, prep.match, parts=["uld"])["uld"].backward()
+    return time.perf_counter() - t
+
+
 def demo(args: argparse.Namespace) -> None:
 
-    from uld_explorer import uld_top_k
     from uld_explorer.distill.config import preset
     from uld_explorer.distill.batch import make_batch
     from uld_explorer.distill.loop import batch_indices, train
@@ -95,14 +108,7 @@ def demo(args: argparse.Namespace) -> None:
         return time.perf_counter() - t
 
     def uld_part(b) -> float:
-        with torch.no_grad():
-            z = net(b.input_ids, b.attention_mask, b.positions).float()
-        z.requires_grad_(True)
-        t = time.perf_counter()
-        q = torch.softmax(z.index_select(0, b.pair_s), -1)
-        r = uld_top_k(prep.cache.values[b.pair_t], prep.cache.tail[b.pair_t], q)
-        r.value.sum().backward()
-        return time.perf_counter() - t
+        return _uld_part(net, b, prep, cfg.replace(loss="ce+uld"))
 
     step("ce+uld", batches[0])  # warm-up
     step("hybrid", batches[0])
@@ -118,7 +124,7 @@ def demo(args: argparse.Namespace) -> None:
     print(f"\n1. one step, batch {cfg.batch_size} (~{tokens:.0f} answer tokens), median of {args.repeats}:")
     print(f"   ce      {med['ce']:.3f} s/step  {tokens / med['ce']:7.0f} tokens/s")
     print(f"   ce+uld  {med['ce+uld']:.3f} s/step  {tokens / med['ce+uld']:7.0f} tokens/s  ({med['ce+uld'] / med['ce']:.2f}x ce)")
-    print(f"   the ULD part (softmax of the pairs, uld_top_k forward + backward): {med['uld part']:.3f} s = "
+    print(f"   the ULD part (loss_sums' uld from the logits rows, forward + backward): {med['uld part']:.3f} s = "
           f"{med['uld part'] / med['ce+uld']:.0%} of a ce+uld step")
     print(f"   uld     {med['uld']:.3f} s/step  {tokens / med['uld']:7.0f} tokens/s")
     print(f"   hybrid  {med['hybrid']:.3f} s/step  {tokens / med['hybrid']:7.0f} tokens/s  "
@@ -226,6 +232,7 @@ def pretrained(args: argparse.Namespace) -> None:
         return time.perf_counter() - t
 
     rows = {"cpu-demo, ce": [], "cpu-pretrained, ce": [], "cpu-pretrained, ce+uld": [],
+            "cpu-pretrained, the ULD part of ce+uld": [],
             "SmolLM2 whole model trained, ce": [], "SmolLM2 frozen forward alone (no grad)": []}
     step(net, opt, "ce", batch(0, cfg.batch_size, True))  # warm-up
     step(small, small_opt, "ce", batch(0, demo_cfg.batch_size, False))
@@ -234,6 +241,7 @@ def pretrained(args: argparse.Namespace) -> None:
         rows["cpu-demo, ce"].append(step(small, small_opt, "ce", batch(r, demo_cfg.batch_size, False)))
         rows["cpu-pretrained, ce"].append(step(net, opt, "ce", b))
         rows["cpu-pretrained, ce+uld"].append(step(net, opt, "ce+uld", b))
+        rows["cpu-pretrained, the ULD part of ce+uld"].append(_uld_part(net, b, prep, cfg.replace(loss="ce+uld")))
         rows["SmolLM2 frozen forward alone (no grad)"].append(forward_only(b))
         if r < 2:  # seconds each: two are enough
             rows["SmolLM2 whole model trained, ce"].append(step(whole, whole_opt, "ce", b))
@@ -244,7 +252,12 @@ def pretrained(args: argparse.Namespace) -> None:
     for name, v in rows.items():
         med = statistics.median(v)
         print(f"   {name:42s} {med:7.3f} s/step  {med / base:6.1f}x cpu-demo")
+    share = statistics.median(rows["cpu-pretrained, the ULD part of ce+uld"]) / statistics.median(
+        rows["cpu-pretrained, ce+uld"])
+    print(f"   the ULD part is {share:.0%} of a cpu-pretrained ce+uld step")
     whole_opt.state.clear()  # its AdamW moments: 1 GB
+    if args.only_steps:
+        return
 
     steps = args.pretrained_steps or cfg.max_steps
     with tempfile.TemporaryDirectory() as d:

@@ -14,7 +14,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from uld_explorer import HybridConfig, hybrid_top_k, hybrid_uld, kl_divergence, uld_distance, uld_top_k
+from uld_explorer import (HybridConfig, hybrid_top_k, hybrid_uld, kl_divergence, uld_distance, uld_top_k,
+                          uld_top_k_from_logits)
 from uld_explorer.distill.config import DistillConfig
 from uld_explorer.distill.data import Example, Prompt
 from uld_explorer.distill.batch import make_batch
@@ -88,6 +89,82 @@ def test_uld_top_k_gradient_within_its_bound(seed, T_s):
     bound = uld_top_k(top, tail, torch.softmax(z0 / T_s, -1), student_temperature=T_s).grad_bound
     diff = (g_full - g_est).abs().sum(-1)
     assert torch.all(diff <= bound + 1e-9), (diff, bound)
+
+
+def _restated_top_k_estimate(top: torch.Tensor, tail: torch.Tensor, z: torch.Tensor, T_s: float) -> torch.Tensor:
+    """uld_top_k's estimate restated with torch ops, differentiable by autograd: sum over the k
+    head ranks of |p_(i) - q_(i)| (both sorted descending by torch.sort) + max(Q, r), Q the
+    student's mass beyond its k largest."""
+    q = torch.softmax(z / T_s, -1)
+    qs = q.sort(-1, descending=True).values
+    k = top.shape[-1]
+    head = (top.sort(-1, descending=True).values - qs[..., :k]).abs().sum(-1)
+    return head + torch.maximum(qs[..., k:].sum(-1), tail.to(qs.dtype))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("T_s", [1.0, 0.6])
+def test_uld_top_k_from_logits_fused_equals_autograd_of_the_restated_estimate(dtype, T_s):
+    """The fused CPU path (the softmax, the student's top k by a partition, the backward one
+    product) against autograd of the restated estimate and against uld_top_k on torch.softmax:
+    values, bounds, the student's tail mass and the logits' gradients under an upstream weight.
+    37 rows: several chunks over threads; rows where the teacher's tail r exceeds the student's Q
+    (the tail's gradient 0) and rows where it does not (1) are both drawn."""
+    g = torch.Generator().manual_seed(7)
+    R, V_t, V_s, k = 37, 900, 700, 24
+    p = torch.softmax(torch.randn(R, V_t, generator=g, dtype=torch.float64) * 2.5, -1)
+    ps = p.sort(-1, descending=True).values
+    top = ps[:, :k][:, torch.randperm(k, generator=g)].to(dtype)  # any order
+    tail = ps[:, k:].sum(-1)
+    scale = torch.linspace(0.5, 6.0, R, dtype=torch.float64).unsqueeze(1)  # flat to peaked students
+    z = (torch.randn(R, V_s, generator=g, dtype=torch.float64) * scale).to(dtype).requires_grad_()
+    w = torch.rand(R, generator=g, dtype=torch.float64).to(dtype)
+    fused = uld_top_k_from_logits(top, tail, z, student_temperature=T_s)
+    (fused.value * w).sum().backward()
+    z_ref = z.detach().clone().requires_grad_()
+    ref = _restated_top_k_estimate(top, tail, z_ref, T_s)
+    (ref * w).sum().backward()
+    z_lib = z.detach().clone().requires_grad_()
+    lib = uld_top_k(top, tail, torch.softmax(z_lib / T_s, -1), student_temperature=T_s)
+    (lib.value * w).sum().backward()
+    tol = dict(rtol=1e-10, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-6)
+    assert fused.value.dtype == dtype and z.grad.dtype == dtype
+    torch.testing.assert_close(fused.value, ref.detach(), **tol)
+    torch.testing.assert_close(fused.value, lib.value.detach(), **tol)
+    torch.testing.assert_close(fused.bound, lib.bound, **tol)
+    torch.testing.assert_close(fused.student_tail, lib.student_tail, **tol)
+    torch.testing.assert_close(fused.grad_bound, 4 * fused.bound / T_s)
+    gtol = dict(rtol=1e-9, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(z.grad, z_ref.grad, **gtol)
+    torch.testing.assert_close(z.grad, z_lib.grad, **gtol)
+    r_wins = tail.to(dtype) > fused.student_tail
+    assert 0 < int(r_wins.sum()) < R  # both branches of the tail's gradient were exercised
+
+
+def test_uld_top_k_from_logits_falls_back_and_refuses_bad_logits():
+    """k >= V_s (the student has no tail), NumPy input and a teacher with a gradient take the
+    composition with the library's softmax; NaN, +inf and rows of -inf only are named on the
+    fused path as on the softmax; a batch mismatch is named."""
+    g = torch.Generator().manual_seed(3)
+    p = torch.softmax(torch.randn(4, 50, generator=g), -1).sort(-1, descending=True).values
+    z = torch.randn(4, 30, generator=g)
+    for k in (30, 40):  # k >= V_s: exact (Q = 0)
+        est = uld_top_k_from_logits(p[:, :k], p[:, k:].sum(-1), z)
+        torch.testing.assert_close(est.value, uld_distance(p, torch.softmax(z, -1), validate=False))
+    est = uld_top_k_from_logits(p[:, :8].numpy(), p[:, 8:].sum(-1).numpy(), z.numpy())
+    ref = uld_top_k(p[:, :8].numpy(), p[:, 8:].sum(-1).numpy(), torch.softmax(z.double(), -1).numpy())
+    np.testing.assert_allclose(est.value, ref.value, rtol=1e-6)
+    for bad, msg in ((float("nan"), "NaN"), (float("inf"), "NaN or \\+inf")):
+        zb = z.clone().requires_grad_(False)
+        zb[2, 5] = bad
+        with pytest.raises(ValueError, match="^student_logits .*" + msg):
+            uld_top_k_from_logits(p[:, :8], p[:, 8:].sum(-1), zb.requires_grad_())
+    zb = z.clone()
+    zb[1] = float("-inf")
+    with pytest.raises(ValueError, match="^student_logits "):
+        uld_top_k_from_logits(p[:, :8], p[:, 8:].sum(-1), zb)
+    with pytest.raises(ValueError, match="same batch shape"):
+        uld_top_k_from_logits(p[:3, :8], p[:3, 8:].sum(-1), z)
 
 
 # ------------------------------------------------------------------ the hybrid from the top-k cache
@@ -404,6 +481,30 @@ def test_exact_cache_gives_the_library_losses():
     cfg = DistillConfig(top_k=V, loss="hybrid")
     ref = float(hybrid_uld(P, q, match=m, config=cfg.hybrid).value.sum())
     assert float(loss_sums(logits, b, cache, cfg, m)["hybrid"]) == pytest.approx(ref, rel=1e-4)
+
+
+@pytest.mark.parametrize("T_s", [1.0, 1.7])
+def test_uld_part_from_the_logits_equals_uld_top_k_on_the_pairs_softmax(T_s):
+    """The training step's ULD (uld_top_k_from_logits on the pairs' logits rows) against the
+    composition it replaced, uld_top_k on torch.softmax of those rows: the sums and the
+    gradients w.r.t. every logits row (the prompt's rows get none)."""
+    rng = np.random.default_rng(11)
+    V_t, V_s, k = 60, 40, 6
+    ex = _example("abcd", [1, 2, 3, 4], [(0, 1), (1, 2), (2, 3), (3, 4)], [5, 6, 7, 8], [(0, 1), (1, 2), (2, 3), (3, 4)])
+    cache = _cache_from_full(np.stack([_peaked(rng, V_t, 0.2) for _ in range(4)]), [[1, 2, 3, 4]], k)
+    b = make_batch([ex], [slice(0, 4)], "positional", "observed", 0)
+    cfg = DistillConfig(top_k=8, loss="uld", student_temperature=T_s)
+    z0 = torch.tensor(rng.normal(0, 2, (4, V_s)), dtype=torch.float32)
+    z = z0.clone().requires_grad_()
+    sums = loss_sums(z, b, cache, cfg)
+    sums["uld"].backward()
+    zr = z0.clone().requires_grad_()
+    ref = uld_top_k(cache.values[b.pair_t], cache.tail[b.pair_t], torch.softmax(zr[b.pair_s] / T_s, -1),
+                    student_temperature=T_s)
+    ref.value.sum().backward()
+    assert float(sums["uld"]) == pytest.approx(float(ref.value.sum()), rel=1e-5)
+    assert float(sums["uld_bound"]) == pytest.approx(float(ref.bound.sum()), rel=1e-4, abs=1e-6)
+    torch.testing.assert_close(z.grad, zr.grad, rtol=1e-4, atol=1e-7)
 
 
 @pytest.mark.parametrize("merge", [None, "bayesian"])

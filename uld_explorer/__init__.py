@@ -29,6 +29,7 @@ _API: dict[str, tuple[str, ...]] = {
         "js_divergence",
         "kl_divergence", "restrict_to_shared_vocab", "reverse_kl_divergence",
         "total_variation", "uld_distance", "uld_from_logits", "ULDTopK", "uld_top_k",
+        "uld_top_k_from_logits",
     ),
     ".hybrid": ("HYBRID_DIVERGENCES", "HYBRID_WEIGHTINGS", "HybridConfig"),
     ".costs": ("COSTS", "edit_distance_cost", "string_identity_cost"),

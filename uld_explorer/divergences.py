@@ -41,6 +41,7 @@ __all__ = [
     "uld_from_logits",
     "ULDTopK",
     "uld_top_k",
+    "uld_top_k_from_logits",
     "restrict_to_shared_vocab",
     "MinEDKL",
     "mined_kl",
@@ -764,6 +765,150 @@ def uld_top_k(
         bound = np.minimum(q_tail, p_tail)
     return ULDTopK(value=value, bound=bound, grad_bound=4.0 * bound / float(student_temperature),
                    student_tail=q_tail)
+
+
+def _uld_top_k_logits_numpy(p_top: np.ndarray, p_tail: np.ndarray, z: np.ndarray, T_s: float, grad: bool):
+    r""":func:`uld_top_k` of ``softmax(z / T_s)`` on CPU, one chunk of rows per worker task, for
+    ``k < V_s``: the student's softmax (max, exp, sum, in place), its top k by ``argpartition``
+    (O(V_s)) and only those k sorted, the head against the teacher's sorted top-k, the student's
+    tail mass Q, and with ``grad`` the gradient w.r.t. the logits times ``T_s``,
+    :math:`d = q \odot (g - \langle g, q\rangle)`, written over the student's buffer. ``g`` is the
+    estimate's gradient w.r.t. q: :math:`\mathrm{sign}(q_{(i)} - p_{(i)})` on the student's top k,
+    and on every other entry :math:`1 - [r > Q]` (1 from the padding it meets, minus 1 from
+    :math:`\mathrm{relu}(r - Q)` when that is active), so the tail's d is one scaled pass and
+    only k entries a row are scattered. ``p_top`` (R, k), ``p_tail`` (R,) float64, ``z`` (R, V_s).
+    Returns ``(value (R,), Q (R,), d or None)`` float64, or ``(None, None, None)`` when a row's
+    maximum is not finite."""
+    R, V_s = z.shape
+    k = p_top.shape[1]
+    value = np.empty(R, dtype=np.float64)
+    Q = np.empty(R, dtype=np.float64)
+    e = np.empty(z.shape, dtype=z.dtype)
+    bad = np.zeros(R, dtype=bool)
+
+    def work(s: int) -> None:
+        rows = slice(s, s + _CPU_CHUNK_ROWS)
+        ec = e[rows]  # exp((z - max) / T_s), then d
+        bad[rows] = _exp_shifted(z[rows], T_s, ec)
+        if bad[rows].any():
+            return
+        S = ec.sum(-1, keepdims=True)  # NumPy's pairwise sums, in the row's dtype
+        inv = 1.0 / S
+        ids = np.argpartition(ec, V_s - k, axis=-1)[:, V_s - k :]  # (c, k) the student's top k, unordered
+        top = np.take_along_axis(ec, ids, -1)
+        order = np.argsort(top, axis=-1)
+        ids = np.take_along_axis(ids, order, -1)
+        qt = np.take_along_axis(top, order, -1) * inv  # (c, k) its top-k probabilities, ascending
+        pt = np.sort(p_top[rows], axis=-1).astype(qt.dtype, copy=False)  # the teacher's, ascending
+        t = np.sign(qt - pt)  # sign(q_(i) - p_(i)), rank by rank
+        head = np.einsum("ij,ij->i", t, qt - pt, dtype=np.float64)  # sum |q_(i) - p_(i)|
+        Sd = S[:, 0].astype(np.float64)
+        Qc = np.maximum((Sd - top.sum(-1, dtype=np.float64)) / Sd, 0.0)  # the student's mass beyond its top k
+        r = p_tail[rows]
+        value[rows] = head + np.maximum(Qc, r)
+        Q[rows] = Qc
+        if grad:
+            g_rest = np.where(r > Qc, 0.0, 1.0)  # (c,)
+            dot = np.einsum("ij,ij->i", t, qt, dtype=np.float64) + g_rest * Qc  # <g, q>
+            ec *= (inv[:, 0] * (g_rest - dot)).astype(ec.dtype)[:, None]  # the tail: q (g_rest - <g, q>)
+            np.put_along_axis(ec, ids, qt * (t - dot.astype(qt.dtype)[:, None]), -1)  # the top k
+
+    with np.errstate(invalid="ignore", over="ignore"):
+        _over_chunks(work, R)
+    if bad.any():
+        return None, None, None
+    return value, Q, (e if grad else None)
+
+
+class _ULDTopKLogitsFunction(torch.autograd.Function):
+    r""":func:`uld_top_k` from the student's logits on CPU (:func:`_uld_top_k_logits_numpy`),
+    differentiable w.r.t. the logits only. Outputs the estimate (differentiable) and the student's
+    tail mass Q (not). Backward: :math:`\partial \hat L / \partial z = \bar L\, d / T_s`, one
+    product with the forward's :math:`d = q \odot (g - \langle g, q\rangle)`."""
+
+    @staticmethod
+    def forward(ctx, p_top: torch.Tensor, p_tail: torch.Tensor, z: torch.Tensor, T_s: float):
+        grad = ctx.needs_input_grad[2]
+        zn = z.detach()
+        if zn.dtype not in (torch.float32, torch.float64):
+            zn = zn.float()
+        value, Q, d = _uld_top_k_logits_numpy(p_top.detach().contiguous().numpy(),
+                                              p_tail.detach().double().contiguous().numpy(),
+                                              zn.contiguous().numpy(), T_s, grad)
+        if value is None:  # a row's maximum is not finite: name the fault and the row
+            _softmax_one_pass(z, T_s, "student_logits", "student_temperature")
+        if grad:
+            ctx.save_for_backward(torch.from_numpy(d))
+        ctx.T_s, ctx.dtype = T_s, z.dtype
+        dtype = torch.promote_types(p_top.dtype, zn.dtype)
+        q_tail = torch.from_numpy(Q).to(dtype)
+        ctx.mark_non_differentiable(q_tail)
+        return torch.from_numpy(value).to(dtype), q_tail
+
+    @staticmethod
+    def backward(ctx, grad_value: torch.Tensor, _grad_q_tail: Any):  # (R,)
+        (d,) = ctx.saved_tensors
+        gz = torch.mul(d, (grad_value.to(d.dtype) / ctx.T_s).unsqueeze(-1)).to(ctx.dtype)
+        return None, None, gz, None
+
+
+def uld_top_k_from_logits(
+    p_top: Any, p_tail: Any, student_logits: Any, *, student_temperature: float = 1.0
+) -> ULDTopK:
+    r""":func:`uld_top_k` with the student given by its logits: the estimate for
+    ``q = softmax(student_logits / T_s)``, the training loop's case.
+
+    .. math:: \hat L = \sum_{i \le k} |p_{(i)} - q_{(i)}| + \max(Q, r), \qquad
+              |L - \hat L| \le \min(Q, r)
+
+    (:func:`uld_top_k` states the estimate, its bound and its gradient.) For torch logits on CPU
+    with ``k < V_s`` and a teacher without a gradient, one fused pass per chunk of rows
+    (:class:`_ULDTopKLogitsFunction`): the softmax in place, the student's top k found by a
+    partition (O(V_s)) and only those sorted, and the backward through the softmax one product,
+    with neither the probabilities nor ``torch.topk`` kept for autograd. Else
+    ``uld_top_k(p_top, p_tail, softmax(student_logits / T_s))``. Same values and gradients
+    either way, to float32 rounding (tests/test_divergences.py checks them against autograd of
+    that composition and of the restated formula).
+
+    Parameters
+    ----------
+    p_top : tensor or array, shape (..., k)
+        The teacher's k largest probabilities (any order).
+    p_tail : tensor or array, shape (...)
+        The teacher's remaining mass r.
+    student_logits : tensor or array, shape (..., V_s)
+        Differentiable in torch. NaN, ``+inf`` and rows of ``-inf`` only are refused, named
+        (:func:`~uld_explorer.distributions.softmax`).
+    student_temperature : float
+        :math:`T_s`.
+
+    Returns
+    -------
+    ULDTopK
+
+    Examples
+    --------
+    >>> z = np.log(np.array([0.6, 0.1, 0.1, 0.1, 0.1]))
+    >>> r = uld_top_k_from_logits(np.array([0.5, 0.3]), 0.2, z)
+    >>> round(float(r.value), 6), round(float(r.bound), 6)
+    (0.6, 0.2)
+    """
+    T_s = check_temperature(student_temperature, "student_temperature")
+    z = student_logits
+    if (is_torch(z) and is_torch(p_top) and z.device.type == "cpu" and p_top.device.type == "cpu"
+            and not p_top.requires_grad and z.dim() > 0 and 0 < p_top.shape[-1] < z.shape[-1]):
+        batch = tuple(z.shape[:-1])
+        if tuple(p_top.shape[:-1]) != batch:
+            raise ValueError(f"p_top and student_logits must have the same batch shape: got {tuple(p_top.shape)} "
+                             f"and {tuple(z.shape)}")
+        r = torch.as_tensor(p_tail, dtype=torch.float64).expand(batch).reshape(-1)
+        value, q_tail = _ULDTopKLogitsFunction.apply(p_top.reshape(-1, p_top.shape[-1]), r,
+                                                     z.reshape(-1, z.shape[-1]), T_s)
+        value, q_tail = value.reshape(batch), q_tail.reshape(batch)
+        bound = torch.minimum(q_tail, r.reshape(batch).to(q_tail.dtype))
+        return ULDTopK(value=value, bound=bound, grad_bound=4.0 * bound / T_s, student_tail=q_tail)
+    q = softmax(z, T_s, "student_logits", temperature_name="student_temperature")
+    return uld_top_k(p_top, p_tail, q, student_temperature=T_s)
 
 
 # --------------------------------------------------------------------------------------------

@@ -190,8 +190,7 @@ class PartInputs:
         z, batch, cache = self.logits, self.batch, self.cache
         dev = z.device
         T_s = float(self.config.student_temperature)
-        values = cache.values.index_select(0, batch.pair_t).to(dev)  # (P, k)
-        tail = cache.tail.index_select(0, batch.pair_t).to(dev)  # (P,)
+        values, tail = self.teacher
         # softmax(z / T_s) of the pairs' rows (float32 logits; the loop checks the loss is finite)
         # (row indexing: in torch 2.13 on CPU, index_select on rows this wide is ~25x slower than z[idx])
         q = torch.softmax(z[batch.pair_s.to(dev)] / T_s, -1)  # (P, V_s)
@@ -202,6 +201,13 @@ class PartInputs:
             st = _group_scale(cache.actual.double().log().to(dev), batch.others_t, batch.others_pair_t, P)
             values, tail = values * st.unsqueeze(1).float(), tail * st
         return values, tail, q
+
+    @cached_property
+    def teacher(self) -> tuple[Any, Any]:
+        """``(values (P, k), tail (P,))``: the cache's rows of the aligned pairs' teacher positions."""
+        dev = self.logits.device
+        return (self.cache.values.index_select(0, self.batch.pair_t).to(dev),
+                self.cache.tail.index_select(0, self.batch.pair_t).to(dev))
 
     @cached_property
     def ids(self) -> Any:
@@ -230,12 +236,19 @@ def ce_sum(x: PartInputs) -> dict[str, Any]:
 
 def uld_sum(x: PartInputs) -> dict[str, Any]:
     """``uld``: the ULD closed form from the teacher's top-k + tail (:func:`~uld_explorer.uld_top_k`),
-    summed over the pairs; ``uld_bound``: the sum of its per-pair bounds min(Q, r)."""
-    from ..divergences import uld_top_k
+    summed over the pairs; ``uld_bound``: the sum of its per-pair bounds min(Q, r). Without merged
+    groups, straight from the pairs' logits (:func:`~uld_explorer.uld_top_k_from_logits`: the
+    softmax fused with the sorted L1 on CPU; the same values)."""
+    from ..divergences import uld_top_k, uld_top_k_from_logits
 
-    values, tail, q = x.pairs
-    r = uld_top_k(values, tail, q, student_temperature=float(x.config.student_temperature),
-                  subprobability=x.batch.merged)
+    T_s = float(x.config.student_temperature)
+    if x.batch.merged:  # chain-rule groups: each side's base row scaled (PartInputs.pairs)
+        values, tail, q = x.pairs
+        r = uld_top_k(values, tail, q, student_temperature=T_s, subprobability=x.batch.merged)
+    else:
+        values, tail = x.teacher
+        # (row indexing: in torch 2.13 on CPU, index_select on rows this wide is ~25x slower than z[idx])
+        r = uld_top_k_from_logits(values, tail, x.logits[x.batch.pair_s.to(x.logits.device)], student_temperature=T_s)
     return {"uld": r.value.sum(), "uld_bound": r.bound.sum()}
 
 
