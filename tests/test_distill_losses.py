@@ -141,6 +141,30 @@ def test_uld_top_k_from_logits_fused_equals_autograd_of_the_restated_estimate(dt
     assert 0 < int(r_wins.sum()) < R  # both branches of the tail's gradient were exercised
 
 
+def test_uld_top_k_from_logits_rows_equal_the_picked_copy():
+    """``rows`` (the training step's pairs): the estimate of ``z[rows]`` and its gradient, a row
+    picked twice getting both gradients; rows out of range or of the wrong count are named."""
+    g = torch.Generator().manual_seed(5)
+    p = torch.softmax(torch.randn(6, 80, generator=g) * 2, -1).sort(-1, descending=True).values
+    top, tail = p[:, :10], p[:, 10:].sum(-1).double()
+    z0 = torch.randn(9, 50, generator=g) * 2
+    pick = torch.tensor([4, 0, 7, 4, 2, 8])  # row 4 twice; rows 1, 3, 5, 6 unpicked
+    w = torch.rand(6, generator=g)
+    z = z0.clone().requires_grad_()
+    est = uld_top_k_from_logits(top, tail, z, rows=pick, student_temperature=0.8)
+    (est.value * w).sum().backward()
+    zr = z0.clone().requires_grad_()
+    ref = _restated_top_k_estimate(top, tail, zr[pick], 0.8)
+    (ref * w).sum().backward()
+    torch.testing.assert_close(est.value, ref.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(z.grad, zr.grad, rtol=1e-4, atol=1e-7)
+    assert float(z.grad[[1, 3, 5, 6]].abs().sum()) == 0.0
+    with pytest.raises(ValueError, match="rows must index student_logits' 9 rows"):
+        uld_top_k_from_logits(top, tail, z0, rows=torch.tensor([0, 1, 2, 3, 4, 9]))
+    with pytest.raises(ValueError, match="one student row per teacher row: got 2 rows for 6"):
+        uld_top_k_from_logits(top, tail, z0, rows=[0, 1])
+
+
 def test_uld_top_k_from_logits_falls_back_and_refuses_bad_logits():
     """k >= V_s (the student has no tail), NumPy input and a teacher with a gradient take the
     composition with the library's softmax; NaN, +inf and rows of -inf only are named on the

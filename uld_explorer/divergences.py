@@ -767,7 +767,8 @@ def uld_top_k(
                    student_tail=q_tail)
 
 
-def _uld_top_k_logits_numpy(p_top: np.ndarray, p_tail: np.ndarray, z: np.ndarray, T_s: float, grad: bool):
+def _uld_top_k_logits_numpy(p_top: np.ndarray, p_tail: np.ndarray, z: np.ndarray, pick: np.ndarray | None, T_s: float,
+                            grad: bool):
     r""":func:`uld_top_k` of ``softmax(z / T_s)`` on CPU, one chunk of rows per worker task, for
     ``k < V_s``: the student's softmax (max, exp, sum, in place), its top k by ``argpartition``
     (O(V_s)) and only those k sorted, the head against the teacher's sorted top-k, the student's
@@ -776,20 +777,26 @@ def _uld_top_k_logits_numpy(p_top: np.ndarray, p_tail: np.ndarray, z: np.ndarray
     estimate's gradient w.r.t. q: :math:`\mathrm{sign}(q_{(i)} - p_{(i)})` on the student's top k,
     and on every other entry :math:`1 - [r > Q]` (1 from the padding it meets, minus 1 from
     :math:`\mathrm{relu}(r - Q)` when that is active), so the tail's d is one scaled pass and
-    only k entries a row are scattered. ``p_top`` (R, k), ``p_tail`` (R,) float64, ``z`` (R, V_s).
-    Returns ``(value (R,), Q (R,), d or None)`` float64, or ``(None, None, None)`` when a row's
+    only k entries a row are scattered. ``p_top`` (R, k), ``p_tail`` (R,) float64, ``z`` (N, V_s)
+    and ``pick`` (R,) the row of ``z`` of each pair (``None``: ``z``'s rows in order, N = R; else
+    each chunk's rows are copied from ``z`` into the chunk's own buffer, never all at once).
+    Returns ``(value (R,), Q (R,), d (R, V_s) or None)``, or ``(None, None, None)`` when a row's
     maximum is not finite."""
-    R, V_s = z.shape
-    k = p_top.shape[1]
+    R, k = p_top.shape
+    V_s = z.shape[1]
     value = np.empty(R, dtype=np.float64)
     Q = np.empty(R, dtype=np.float64)
-    e = np.empty(z.shape, dtype=z.dtype)
+    e = np.empty((R, V_s), dtype=z.dtype)
     bad = np.zeros(R, dtype=bool)
 
     def work(s: int) -> None:
         rows = slice(s, s + _CPU_CHUNK_ROWS)
         ec = e[rows]  # exp((z - max) / T_s), then d
-        bad[rows] = _exp_shifted(z[rows], T_s, ec)
+        if pick is None:
+            bad[rows] = _exp_shifted(z[rows], T_s, ec)
+        else:
+            np.take(z, pick[rows], axis=0, out=ec)
+            bad[rows] = _exp_shifted(ec, T_s, ec)
         if bad[rows].any():
             return
         S = ec.sum(-1, keepdims=True)  # NumPy's pairwise sums, in the row's dtype
@@ -824,22 +831,23 @@ class _ULDTopKLogitsFunction(torch.autograd.Function):
     r""":func:`uld_top_k` from the student's logits on CPU (:func:`_uld_top_k_logits_numpy`),
     differentiable w.r.t. the logits only. Outputs the estimate (differentiable) and the student's
     tail mass Q (not). Backward: :math:`\partial \hat L / \partial z = \bar L\, d / T_s`, one
-    product with the forward's :math:`d = q \odot (g - \langle g, q\rangle)`."""
+    product with the forward's :math:`d = q \odot (g - \langle g, q\rangle)`, added into the
+    picked rows of ``z``'s gradient (``index_add_``: a row picked twice gets both)."""
 
     @staticmethod
-    def forward(ctx, p_top: torch.Tensor, p_tail: torch.Tensor, z: torch.Tensor, T_s: float):
+    def forward(ctx, p_top: torch.Tensor, p_tail: torch.Tensor, z: torch.Tensor, pick: torch.Tensor | None, T_s: float):
         grad = ctx.needs_input_grad[2]
         zn = z.detach()
         if zn.dtype not in (torch.float32, torch.float64):
             zn = zn.float()
         value, Q, d = _uld_top_k_logits_numpy(p_top.detach().contiguous().numpy(),
                                               p_tail.detach().double().contiguous().numpy(),
-                                              zn.contiguous().numpy(), T_s, grad)
+                                              zn.contiguous().numpy(), None if pick is None else pick.numpy(), T_s, grad)
         if value is None:  # a row's maximum is not finite: name the fault and the row
-            _softmax_one_pass(z, T_s, "student_logits", "student_temperature")
+            _softmax_one_pass(z if pick is None else z[pick], T_s, "student_logits", "student_temperature")
         if grad:
-            ctx.save_for_backward(torch.from_numpy(d))
-        ctx.T_s, ctx.dtype = T_s, z.dtype
+            ctx.save_for_backward(torch.from_numpy(d), pick if pick is not None else torch.empty(0))
+        ctx.T_s, ctx.dtype, ctx.shape, ctx.picked = T_s, z.dtype, z.shape, pick is not None
         dtype = torch.promote_types(p_top.dtype, zn.dtype)
         q_tail = torch.from_numpy(Q).to(dtype)
         ctx.mark_non_differentiable(q_tail)
@@ -847,13 +855,15 @@ class _ULDTopKLogitsFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_value: torch.Tensor, _grad_q_tail: Any):  # (R,)
-        (d,) = ctx.saved_tensors
-        gz = torch.mul(d, (grad_value.to(d.dtype) / ctx.T_s).unsqueeze(-1)).to(ctx.dtype)
-        return None, None, gz, None
+        d, pick = ctx.saved_tensors
+        gd = torch.mul(d, (grad_value.to(d.dtype) / ctx.T_s).unsqueeze(-1))
+        if ctx.picked:
+            gd = torch.zeros(ctx.shape, dtype=gd.dtype).index_add_(0, pick, gd)
+        return None, None, gd.to(ctx.dtype), None, None
 
 
 def uld_top_k_from_logits(
-    p_top: Any, p_tail: Any, student_logits: Any, *, student_temperature: float = 1.0
+    p_top: Any, p_tail: Any, student_logits: Any, *, student_temperature: float = 1.0, rows: Any = None
 ) -> ULDTopK:
     r""":func:`uld_top_k` with the student given by its logits: the estimate for
     ``q = softmax(student_logits / T_s)``, the training loop's case.
@@ -881,6 +891,11 @@ def uld_top_k_from_logits(
         (:func:`~uld_explorer.distributions.softmax`).
     student_temperature : float
         :math:`T_s`.
+    rows : int tensor or array, shape (P,), optional
+        With 2-D ``student_logits`` (N, V_s) and ``p_top`` (P, k): the student row of each
+        teacher row, i.e. the estimate for ``student_logits[rows]``, without that copy on the
+        fused path (each chunk's rows are read into its own buffer, and the gradient is added
+        into those rows).
 
     Returns
     -------
@@ -895,18 +910,34 @@ def uld_top_k_from_logits(
     """
     T_s = check_temperature(student_temperature, "student_temperature")
     z = student_logits
+    if rows is not None:
+        if z.ndim != 2 or p_top.ndim != 2:
+            raise ValueError(f"rows needs 2-D student_logits (N, V_s) and p_top (P, k): got {tuple(z.shape)} and "
+                             f"{tuple(p_top.shape)}")
+        n_rows = len(rows)
+        if n_rows != p_top.shape[0]:
+            raise ValueError(f"rows must name one student row per teacher row: got {n_rows} rows for "
+                             f"{p_top.shape[0]} teacher rows")
     if (is_torch(z) and is_torch(p_top) and z.device.type == "cpu" and p_top.device.type == "cpu"
             and not p_top.requires_grad and z.dim() > 0 and 0 < p_top.shape[-1] < z.shape[-1]):
-        batch = tuple(z.shape[:-1])
-        if tuple(p_top.shape[:-1]) != batch:
+        batch = tuple(p_top.shape[:-1])
+        pick = None
+        if rows is not None:
+            pick = torch.as_tensor(rows, dtype=torch.long).reshape(-1)
+            if pick.numel() and not bool(((pick >= 0) & (pick < z.shape[0])).all()):
+                raise ValueError(f"rows must index student_logits' {z.shape[0]} rows: got values from "
+                                 f"{int(pick.min())} to {int(pick.max())}")
+        elif tuple(z.shape[:-1]) != batch:
             raise ValueError(f"p_top and student_logits must have the same batch shape: got {tuple(p_top.shape)} "
                              f"and {tuple(z.shape)}")
         r = torch.as_tensor(p_tail, dtype=torch.float64).expand(batch).reshape(-1)
         value, q_tail = _ULDTopKLogitsFunction.apply(p_top.reshape(-1, p_top.shape[-1]), r,
-                                                     z.reshape(-1, z.shape[-1]), T_s)
+                                                     z if pick is not None else z.reshape(-1, z.shape[-1]), pick, T_s)
         value, q_tail = value.reshape(batch), q_tail.reshape(batch)
         bound = torch.minimum(q_tail, r.reshape(batch).to(q_tail.dtype))
         return ULDTopK(value=value, bound=bound, grad_bound=4.0 * bound / T_s, student_tail=q_tail)
+    if rows is not None:
+        z = z[torch.as_tensor(rows, dtype=torch.long) if is_torch(z) else np.asarray(rows)]
     q = softmax(z, T_s, "student_logits", temperature_name="student_temperature")
     return uld_top_k(p_top, p_tail, q, student_temperature=T_s)
 

@@ -247,8 +247,7 @@ def uld_sum(x: PartInputs) -> dict[str, Any]:
         r = uld_top_k(values, tail, q, student_temperature=T_s, subprobability=x.batch.merged)
     else:
         values, tail = x.teacher
-        # (row indexing: in torch 2.13 on CPU, index_select on rows this wide is ~25x slower than z[idx])
-        r = uld_top_k_from_logits(values, tail, x.logits[x.batch.pair_s.to(x.logits.device)], student_temperature=T_s)
+        r = uld_top_k_from_logits(values, tail, x.logits, rows=x.batch.pair_s.to(x.logits.device), student_temperature=T_s)
     return {"uld": r.value.sum(), "uld_bound": r.bound.sum()}
 
 
