@@ -165,6 +165,21 @@ def test_uld_top_k_from_logits_rows_equal_the_picked_copy():
         uld_top_k_from_logits(top, tail, z0, rows=[0, 1])
 
 
+def test_pick_rows_equals_indexing_forward_and_backward():
+    """The pairs' rows for the softmax-based parts (kl, hybrid, merged groups): z[rows] with a
+    backward by index_add_, against autograd's own indexing, a row picked twice."""
+    from uld_explorer.distill.losses import _pick_rows
+
+    g = torch.Generator().manual_seed(2)
+    z0, w = torch.randn(7, 30, generator=g), torch.randn(5, 30, generator=g)
+    rows = torch.tensor([3, 0, 3, 6, 1])
+    a, b = z0.clone().requires_grad_(), z0.clone().requires_grad_()
+    (_pick_rows(a, rows) * w).sum().backward()
+    (b[rows] * w).sum().backward()
+    assert torch.equal(_pick_rows(z0, rows), z0[rows])
+    torch.testing.assert_close(a.grad, b.grad, rtol=0, atol=1e-6)
+
+
 def test_uld_top_k_from_logits_falls_back_and_refuses_bad_logits():
     """k >= V_s (the student has no tail), NumPy input and a teacher with a gradient take the
     composition with the library's softmax; NaN, +inf and rows of -inf only are named on the
