@@ -19,6 +19,10 @@ same value.
   ``torch.softmax`` on logits.
 - **floors**: ``torch.sort`` of both inputs, NumPy's value-only sort (no gradient, no softmax).
 
+Then ours on logits and on the same rows' probabilities alternated ``--interleave`` times in one
+process: the ratio with a bootstrap interval of its median (the two in separate processes
+drift apart on a shared machine).
+
     python benchmarks/bench_uld.py                 # (B, T) = (2, 128), V_t = 151,936, V_s = 49,152
     python benchmarks/bench_uld.py --repeats 5 --B 1 --T 64
 """
@@ -148,6 +152,36 @@ def run_one(method: str, B: int, T: int, V_t: int, V_s: int, repeats: int) -> di
     }
 
 
+def run_interleaved(B: int, T: int, V_t: int, V_s: int, n: int, seed: int = 0) -> dict:
+    """ours on logits and ours on the same rows' probabilities, alternated ``n`` times in one
+    process (drift of a shared machine hits both alike): the per-pair ratios."""
+    from uld_explorer import uld_distance, uld_from_logits
+
+    zt, zs = _inputs(B, T, V_t, V_s, seed, logits=True)
+    p, q = zt.exp(), zs.exp()  # the same rows' probabilities
+
+    def probs() -> float:
+        qq = q.detach().requires_grad_()
+        t0 = time.perf_counter()
+        uld_distance(p, qq, validate=False).mean().backward()
+        return time.perf_counter() - t0
+
+    def logits() -> float:
+        zz = zs.detach().requires_grad_()
+        t0 = time.perf_counter()
+        uld_from_logits(zt, zz).mean().backward()
+        return time.perf_counter() - t0
+
+    probs(), logits()  # warm-up
+    ratios, tp, tl = [], [], []
+    for i in range(n):
+        a, b = (probs(), logits()) if i % 2 == 0 else tuple(reversed((logits(), probs())))
+        tp.append(a)
+        tl.append(b)
+        ratios.append(b / a)
+    return {"ratios": ratios, "probs": statistics.median(tp), "logits": statistics.median(tl)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -156,8 +190,13 @@ def main() -> None:
     ap.add_argument("--V-t", type=int, default=151_936)
     ap.add_argument("--V-s", type=int, default=49_152)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--one", choices=METHODS, help=argparse.SUPPRESS)
+    ap.add_argument("--interleave", type=int, default=15,
+                    help="alternations of ours on logits and on probabilities in one process (0: skip)")
+    ap.add_argument("--one", choices=(*METHODS, "interleaved"), help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.one == "interleaved":
+        print(json.dumps(run_interleaved(a.B, a.T, a.V_t, a.V_s, a.interleave)))
+        return
     if a.one:
         print(json.dumps(run_one(a.one, a.B, a.T, a.V_t, a.V_s, a.repeats)))
         return
@@ -197,7 +236,17 @@ def main() -> None:
         print(f"| {kind} | {name} | {r['seconds']:.3f} | {rel} | {r['seconds'] / floor:.2f} | "
               f"{r['peak_extra_bytes'] / inputs:.2f} |")
     lp = ran["logits/ours"]["seconds"] / ran["probs/ours"]["seconds"]
-    print(f"\nours: logits / probabilities = {lp:.2f}x (goal <= 1.3)")
+    print(f"\nours: logits / probabilities = {lp:.2f}x (goal <= 1.3), each in its own process")
+    if a.interleave:
+        cmd = [sys.executable, __file__, "--one", "interleaved", "--B", str(a.B), "--T", str(a.T),
+               "--V-t", str(a.V_t), "--V-s", str(a.V_s), "--interleave", str(a.interleave)]
+        il = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+        r = np.array(il["ratios"])
+        boot = np.median(np.random.default_rng(0).choice(r, (2000, r.size)), axis=1)  # the median's bootstrap
+        print(f"ours: logits / probabilities interleaved in one process, {r.size} alternations: median "
+              f"{np.median(r):.2f}x (95% bootstrap interval {np.quantile(boot, 0.025):.2f}-"
+              f"{np.quantile(boot, 0.975):.2f}; range {r.min():.2f}-{r.max():.2f}); medians {il['logits']:.3f} s "
+              f"vs {il['probs']:.3f} s")
     for kind in ("probs", "logits"):
         if f"{kind}/gold" in ran:
             print(f"{kind}: GOLD / ours = {ran[f'{kind}/gold']['seconds'] / ran[f'{kind}/ours']['seconds']:.1f}x "

@@ -204,6 +204,12 @@ def test_uld_top_k_from_logits_falls_back_and_refuses_bad_logits():
         uld_top_k_from_logits(p[:, :8], p[:, 8:].sum(-1), zb)
     with pytest.raises(ValueError, match="same batch shape"):
         uld_top_k_from_logits(p[:3, :8], p[:3, 8:].sum(-1), z)
+    zh = z.to(torch.bfloat16).requires_grad_()  # half precision: the softmax in float32, the gradient in bf16
+    est = uld_top_k_from_logits(p[:, :8], p[:, 8:].sum(-1), zh)
+    est.value.sum().backward()
+    ref = uld_top_k(p[:, :8], p[:, 8:].sum(-1), torch.softmax(zh.detach().float(), -1))
+    torch.testing.assert_close(est.value, ref.value, rtol=1e-5, atol=1e-6)
+    assert zh.grad.dtype == torch.bfloat16 and bool(torch.isfinite(zh.grad).all())
 
 
 # ------------------------------------------------------------------ the hybrid from the top-k cache
