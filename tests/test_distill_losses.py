@@ -145,11 +145,12 @@ def test_uld_top_k_from_logits_rows_equal_the_picked_copy():
     """``rows`` (the training step's pairs): the estimate of ``z[rows]`` and its gradient, a row
     picked twice getting both gradients; rows out of range or of the wrong count are named."""
     g = torch.Generator().manual_seed(5)
-    p = torch.softmax(torch.randn(6, 80, generator=g) * 2, -1).sort(-1, descending=True).values
+    p = torch.softmax(torch.randn(53, 80, generator=g) * 2, -1).sort(-1, descending=True).values
     top, tail = p[:, :10], p[:, 10:].sum(-1).double()
-    z0 = torch.randn(9, 50, generator=g) * 2
-    pick = torch.tensor([4, 0, 7, 4, 2, 8])  # row 4 twice; rows 1, 3, 5, 6 unpicked
-    w = torch.rand(6, generator=g)
+    z0 = torch.randn(60, 50, generator=g) * 2
+    # 53 pairs over 4 chunks: row 4 picked three times, the rows from 53 on never
+    pick = torch.cat([torch.tensor([4, 0, 4, 2, 4]), torch.arange(5, 53)])
+    w = torch.rand(53, generator=g)
     z = z0.clone().requires_grad_()
     est = uld_top_k_from_logits(top, tail, z, rows=pick, student_temperature=0.8)
     (est.value * w).sum().backward()
@@ -158,11 +159,49 @@ def test_uld_top_k_from_logits_rows_equal_the_picked_copy():
     (ref * w).sum().backward()
     torch.testing.assert_close(est.value, ref.detach(), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(z.grad, zr.grad, rtol=1e-4, atol=1e-7)
-    assert float(z.grad[[1, 3, 5, 6]].abs().sum()) == 0.0
-    with pytest.raises(ValueError, match="rows must index student_logits' 9 rows"):
-        uld_top_k_from_logits(top, tail, z0, rows=torch.tensor([0, 1, 2, 3, 4, 9]))
-    with pytest.raises(ValueError, match="one student row per teacher row: got 2 rows for 6"):
+    assert float(z.grad[[1, 3, *range(53, 60)]].abs().sum()) == 0.0
+    with pytest.raises(ValueError, match="rows must index student_logits' 60 rows"):
+        uld_top_k_from_logits(top, tail, z0, rows=torch.cat([pick[:-1], torch.tensor([60])]))
+    with pytest.raises(ValueError, match="one student row per teacher row: got 2 rows for 53"):
         uld_top_k_from_logits(top, tail, z0, rows=[0, 1])
+
+
+def test_uld_top_k_from_logits_sums_the_students_tail_itself():
+    """Q, the student's mass beyond its top k, for peaked students whose tail is ~1e-9: summed
+    itself, not the total minus the top (float32 cancellation left errors of 15x Q), on the
+    fused path and both of uld_top_k's; against the float64 softmax."""
+    g = torch.Generator().manual_seed(9)
+    z = torch.randn(20, 400, generator=g, dtype=torch.float64)
+    z[:, :3] += 24.0  # three tokens hold all but ~1e-9 of the mass
+    k = 8
+    est = uld_top_k_from_logits(torch.full((20, k), 1.0 / k), torch.zeros(20, dtype=torch.float64), z.float())
+    q = torch.softmax(z, -1).sort(-1, descending=True).values
+    Q = q[:, k:].sum(-1)
+    assert float(Q.max()) < 5e-8  # below float32 rounding of the total: 6e-8
+    torch.testing.assert_close(est.student_tail.double(), Q, rtol=1e-5, atol=1e-15)
+    lib = uld_top_k(torch.full((20, k), 1.0 / k), torch.zeros(20), torch.softmax(z.float(), -1))  # torch path
+    torch.testing.assert_close(lib.student_tail.double(), Q, rtol=1e-5, atol=1e-15)
+    lib = uld_top_k(np.full((20, k), 1.0 / k), np.zeros(20), torch.softmax(z, -1).numpy())  # NumPy path
+    np.testing.assert_allclose(lib.student_tail, Q.numpy(), rtol=1e-9)
+
+
+def test_uld_top_k_from_logits_teacher_with_a_gradient_and_in_bfloat16():
+    """A teacher side that needs a gradient takes the composition (p_tail gets its gradient), a
+    bfloat16 teacher's top-k is read in float32; the bound is never on the graph."""
+    g = torch.Generator().manual_seed(4)
+    p = torch.softmax(torch.randn(5, 90, generator=g), -1).sort(-1, descending=True).values
+    z = torch.randn(5, 60, generator=g, requires_grad=True)
+    tail = p[:, 6:].sum(-1).double().requires_grad_()
+    est = uld_top_k_from_logits(p[:, :6], tail, z)
+    est.value.sum().backward()
+    tail_ref = tail.detach().clone().requires_grad_()
+    uld_top_k(p[:, :6], tail_ref, torch.softmax(z.detach(), -1)).value.sum().backward()
+    torch.testing.assert_close(tail.grad, tail_ref.grad)
+    assert not est.bound.requires_grad
+    half = uld_top_k_from_logits(p[:, :6].to(torch.bfloat16), p[:, 6:].sum(-1), z)
+    ref = uld_top_k(p[:, :6].to(torch.bfloat16).float(), p[:, 6:].sum(-1), torch.softmax(z.detach(), -1))
+    torch.testing.assert_close(half.value.float(), ref.value.float(), rtol=1e-5, atol=1e-6)
+    assert not half.bound.requires_grad
 
 
 def test_pick_rows_equals_indexing_forward_and_backward():

@@ -533,6 +533,11 @@ def test_np_and_torch_kernels_agree_values_and_signs(rng, dtype, n, m):
     v_only, none_a, none_b = sorted_l1_numpy(a, b, False, False)
     assert none_a is None and none_b is None
     np.testing.assert_array_equal(v_only, v_np)
+    # a transposed (Fortran-ordered) input: the packed keys are laid out in rows whatever its layout
+    v_f, sa_f, sb_f = sorted_l1_numpy(np.asfortranarray(a), np.asfortranarray(b), True, True)
+    np.testing.assert_array_equal(v_f, v_np)
+    np.testing.assert_array_equal(sa_f, ga)
+    np.testing.assert_array_equal(sb_f, gb)
 
 
 @pytest.mark.parametrize("grads", [(True, True), (False, True), (True, False), (False, False)])

@@ -253,7 +253,8 @@ def _sort_rows_np(x: np.ndarray, with_index: bool, nonnegative: bool = False) ->
         # into one uint64 key per entry, built in place, and sort the keys (~2x faster than an
         # argsort and a gather). The values are read back as a strided float32 view of the sorted
         # keys' high halves (no pass), the index by one mask.
-        key = (x if nonnegative else np.maximum(x, 0)).view(np.uint32).astype(np.uint64)  # maximum: -0.0 -> +0.0
+        # maximum: -0.0 -> +0.0; order C: the keys' rows contiguous whatever x's layout (a transposed x)
+        key = (x if nonnegative else np.maximum(x, 0)).view(np.uint32).astype(np.uint64, order="C")
         key <<= np.uint64(32)
         key |= np.arange(R * n, dtype=np.uint64).reshape(R, n)
         key.sort(axis=-1)
@@ -750,8 +751,10 @@ def uld_top_k(
         if short:
             q_tail = torch.zeros_like(head_plus_q)
         else:
-            q_tail = q.sum(-1) - torch.topk(q, k, dim=-1, sorted=False).values.sum(-1)
-            q_tail = q_tail.clamp_min(0).to(head_plus_q.dtype)
+            # the tail summed itself (the top k zeroed), not the total minus the top: float32
+            # cancellation would leave ~1e-7, the size of a peaked student's tail
+            q_tail = q.scatter(-1, torch.topk(q, k, dim=-1, sorted=False).indices, 0.0).sum(-1)
+            q_tail = q_tail.to(head_plus_q.dtype)
         value = head_plus_q + torch.relu(p_tail - q_tail)
         bound = torch.minimum(q_tail, p_tail).detach()
     else:
@@ -760,7 +763,7 @@ def uld_top_k(
         if short:
             q_tail = np.zeros(q.shape[:-1])
         else:
-            q_tail = np.maximum(q.sum(-1) - np.sort(q, axis=-1)[..., q.shape[-1] - k :].sum(-1), 0.0)
+            q_tail = np.sort(q, axis=-1)[..., : q.shape[-1] - k].sum(-1)
         value = head_plus_q + np.maximum(p_tail - q_tail, 0.0)
         bound = np.minimum(q_tail, p_tail)
     return ULDTopK(value=value, bound=bound, grad_bound=4.0 * bound / float(student_temperature),
@@ -799,18 +802,22 @@ def _uld_top_k_logits_numpy(p_top: np.ndarray, p_tail: np.ndarray, z: np.ndarray
             bad[rows] = _exp_shifted(ec, T_s, ec)
         if bad[rows].any():
             return
-        S = ec.sum(-1, keepdims=True)  # NumPy's pairwise sums, in the row's dtype
-        inv = 1.0 / S
         ids = np.argpartition(ec, V_s - k, axis=-1)[:, V_s - k :]  # (c, k) the student's top k, unordered
         top = np.take_along_axis(ec, ids, -1)
         order = np.argsort(top, axis=-1)
         ids = np.take_along_axis(ids, order, -1)
-        qt = np.take_along_axis(top, order, -1) * inv  # (c, k) its top-k probabilities, ascending
+        top = np.take_along_axis(top, order, -1)  # ascending
+        # the tail's mass summed itself (the top k zeroed in the buffer; their d is written last),
+        # not as the total minus the top: no cancellation when the tail is tiny
+        np.put_along_axis(ec, ids, 0.0, -1)
+        rest = ec.sum(-1).astype(np.float64)  # (c,) NumPy's pairwise sums, in the row's dtype
+        S = rest + top.sum(-1, dtype=np.float64)
+        inv = (1.0 / S)[:, None]
+        qt = top * inv.astype(top.dtype)  # (c, k) the student's top-k probabilities, ascending
         pt = np.sort(p_top[rows], axis=-1).astype(qt.dtype, copy=False)  # the teacher's, ascending
         t = np.sign(qt - pt)  # sign(q_(i) - p_(i)), rank by rank
         head = np.einsum("ij,ij->i", t, qt - pt, dtype=np.float64)  # sum |q_(i) - p_(i)|
-        Sd = S[:, 0].astype(np.float64)
-        Qc = np.maximum((Sd - top.sum(-1, dtype=np.float64)) / Sd, 0.0)  # the student's mass beyond its top k
+        Qc = rest / S  # the student's mass beyond its top k
         r = p_tail[rows]
         value[rows] = head + np.maximum(Qc, r)
         Q[rows] = Qc
@@ -840,7 +847,10 @@ class _ULDTopKLogitsFunction(torch.autograd.Function):
         zn = z.detach()
         if zn.dtype not in (torch.float32, torch.float64):
             zn = zn.float()
-        value, Q, d = _uld_top_k_logits_numpy(p_top.detach().contiguous().numpy(),
+        pn = p_top.detach()
+        if pn.dtype not in (torch.float32, torch.float64):  # NumPy has no bfloat16
+            pn = pn.float()
+        value, Q, d = _uld_top_k_logits_numpy(pn.contiguous().numpy(),
                                               p_tail.detach().double().contiguous().numpy(),
                                               zn.contiguous().numpy(), None if pick is None else pick.numpy(), T_s, grad)
         if value is None:  # a row's maximum is not finite: name the fault and the row
@@ -848,7 +858,7 @@ class _ULDTopKLogitsFunction(torch.autograd.Function):
         if grad:
             ctx.save_for_backward(torch.from_numpy(d), pick if pick is not None else torch.empty(0))
         ctx.T_s, ctx.dtype, ctx.shape, ctx.picked = T_s, z.dtype, z.shape, pick is not None
-        dtype = torch.promote_types(p_top.dtype, zn.dtype)
+        dtype = torch.promote_types(pn.dtype, zn.dtype)
         q_tail = torch.from_numpy(Q).to(dtype)
         ctx.mark_non_differentiable(q_tail)
         return torch.from_numpy(value).to(dtype), q_tail
@@ -874,11 +884,14 @@ def uld_top_k_from_logits(
     (:func:`uld_top_k` states the estimate, its bound and its gradient.) For torch logits on CPU
     with ``k < V_s`` and a teacher without a gradient, one fused pass per chunk of rows
     (:class:`_ULDTopKLogitsFunction`): the softmax in place, the student's top k found by a
-    partition (O(V_s)) and only those sorted, and the backward through the softmax one product,
-    with neither the probabilities nor ``torch.topk`` kept for autograd. Else
-    ``uld_top_k(p_top, p_tail, softmax(student_logits / T_s))``. Same values and gradients
-    either way, to float32 rounding (tests/test_divergences.py checks them against autograd of
-    that composition and of the restated formula).
+    partition (O(V_s)) and only those sorted, the student's tail mass Q summed itself (not the
+    total minus the top), and the backward through the softmax one product, with neither the
+    probabilities nor ``torch.topk`` kept for autograd. Else (a teacher side that needs a
+    gradient, another device, ``k >= V_s``, NumPy) ``uld_top_k(p_top, p_tail,
+    softmax(student_logits / T_s))``. Same values and gradients either way, to float32 rounding
+    (tests/test_distill_losses.py checks them against autograd of that composition and of the
+    estimate restated with ``torch.sort``); where student probabilities tie, the two may take
+    different subgradients.
 
     Parameters
     ----------
@@ -919,7 +932,8 @@ def uld_top_k_from_logits(
             raise ValueError(f"rows must name one student row per teacher row: got {n_rows} rows for "
                              f"{p_top.shape[0]} teacher rows")
     if (is_torch(z) and is_torch(p_top) and z.device.type == "cpu" and p_top.device.type == "cpu"
-            and not p_top.requires_grad and z.dim() > 0 and 0 < p_top.shape[-1] < z.shape[-1]):
+            and not p_top.requires_grad and not (is_torch(p_tail) and p_tail.requires_grad)
+            and z.dim() > 0 and 0 < p_top.shape[-1] < z.shape[-1]):
         batch = tuple(p_top.shape[:-1])
         pick = None
         if rows is not None:
@@ -934,7 +948,7 @@ def uld_top_k_from_logits(
         value, q_tail = _ULDTopKLogitsFunction.apply(p_top.reshape(-1, p_top.shape[-1]), r,
                                                      z if pick is not None else z.reshape(-1, z.shape[-1]), pick, T_s)
         value, q_tail = value.reshape(batch), q_tail.reshape(batch)
-        bound = torch.minimum(q_tail, r.reshape(batch).to(q_tail.dtype))
+        bound = torch.minimum(q_tail, r.reshape(batch).to(q_tail.dtype)).detach()
         return ULDTopK(value=value, bound=bound, grad_bound=4.0 * bound / T_s, student_tail=q_tail)
     if rows is not None:
         z = z[torch.as_tensor(rows, dtype=torch.long) if is_torch(z) else np.asarray(rows)]
