@@ -207,15 +207,15 @@ def test_uld_top_k_from_logits_teacher_with_a_gradient_and_in_bfloat16():
 def test_pick_rows_equals_indexing_forward_and_backward():
     """The pairs' rows for the softmax-based parts (kl, hybrid, merged groups): z[rows] with a
     backward by index_add_, against autograd's own indexing, a row picked twice."""
-    from uld_explorer.distill.losses import _pick_rows
+    from uld_explorer.distill.losses import pick_rows
 
     g = torch.Generator().manual_seed(2)
     z0, w = torch.randn(7, 30, generator=g), torch.randn(5, 30, generator=g)
     rows = torch.tensor([3, 0, 3, 6, 1])
     a, b = z0.clone().requires_grad_(), z0.clone().requires_grad_()
-    (_pick_rows(a, rows) * w).sum().backward()
+    (pick_rows(a, rows) * w).sum().backward()
     (b[rows] * w).sum().backward()
-    assert torch.equal(_pick_rows(z0, rows), z0[rows])
+    assert torch.equal(pick_rows(z0, rows), z0[rows])
     torch.testing.assert_close(a.grad, b.grad, rtol=0, atol=1e-6)
 
 

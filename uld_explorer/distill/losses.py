@@ -48,7 +48,7 @@ from functools import cache, cached_property
 from typing import Any, Callable, Sequence
 
 __all__ = ["Part", "PARTS", "Loss", "LOSSES", "PartInputs", "denominator", "loss_sums", "combine", "dense_teacher",
-           "shared_kl_sum", "HYBRID_CHUNK"]
+           "shared_kl_sum", "pick_rows", "HYBRID_CHUNK"]
 
 HYBRID_CHUNK = 512  # pairs per hybrid_top_k call: bounds its (chunk, V_s) temporaries
 SHARED_KL_CHUNK = 64  # rows per shared_kl_sum chunk: bounds its (chunk, S) float64 string masses
@@ -192,7 +192,7 @@ class PartInputs:
         T_s = float(self.config.student_temperature)
         values, tail = self.teacher
         # softmax(z / T_s) of the pairs' rows (float32 logits; the loop checks the loss is finite)
-        q = torch.softmax(_pick_rows(z, batch.pair_s.to(dev)) / T_s, -1)  # (P, V_s)
+        q = torch.softmax(pick_rows(z, batch.pair_s.to(dev)) / T_s, -1)  # (P, V_s)
         if batch.merged:  # chain-rule merged groups: base row times the later (or earlier) actual tokens
             P = batch.n_pairs
             logq = torch.log_softmax(z / T_s, -1).gather(1, batch.labels.to(dev).unsqueeze(1)).squeeze(1)  # (R,)
@@ -214,11 +214,11 @@ class PartInputs:
         return self.cache.ids.index_select(0, self.batch.pair_t).to(self.logits.device)
 
 
-def _pick_rows(z: Any, rows: Any) -> Any:
-    """``z[rows]`` (rows of a 2-D tensor, a row possibly picked twice) whose backward adds the
-    rows' gradients with ``index_add_``. Autograd's own backward of ``z[rows]`` is
-    ``index_put_(accumulate=True)``, and ``index_select`` is slow forward: in torch 2.13 on CPU,
-    for a batch's (P, 49,152) rows, ~2x and ~25x the time of this."""
+def pick_rows(z: Any, rows: Any) -> Any:
+    """``z[rows]`` (rows of a 2-D tensor ``z`` (N, V), ``rows`` (P,) int; a row possibly picked
+    twice) whose backward adds the rows' gradients with ``index_add_``. Autograd's own backward
+    of ``z[rows]`` is ``index_put_(accumulate=True)``, and ``index_select`` is slow forward: in
+    torch 2.13 on CPU, for a batch's (P, 49,152) rows, ~2x and ~25x the time of this."""
     return _pick_rows_function().apply(z, rows)
 
 
